@@ -1,0 +1,171 @@
+//! Command-line definitions and dispatch. Each command is a thin layer over
+//! the library; errors carry what failed and what to do about it.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+
+use intake::directory::MemoryDirectory;
+use intake::offline::{self, OfflineRun};
+use intake::plugin::{Binding, Chain, FailurePolicy, LoadedPlugin, PluginRuntime, RuntimeConfig};
+
+/// Intake: e-mail ingestion for CRMs, with sandboxed WebAssembly plugins.
+#[derive(Debug, Parser)]
+#[command(name = "intake", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Work with plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Run a plugin chain offline on .eml files and print one JSON object per
+    /// message: parties, disposition, server action, who decided, timings.
+    ///
+    /// Components are used in the order given, for every role they export:
+    /// matchers run in that order; at most one may export the unknown-sender
+    /// role. Exits non-zero if a plugin fails to load or to initialise.
+    Test(PluginTest),
+}
+
+#[derive(Debug, Args)]
+struct PluginTest {
+    /// Plugin components (.wasm), in chain order.
+    #[arg(required = true)]
+    plugins: Vec<PathBuf>,
+    /// An .eml file or a directory of them (repeatable).
+    #[arg(long = "message", short = 'm', required = true)]
+    messages: Vec<PathBuf>,
+    /// Contacts and leads: CSV with columns email,name,company,kind.
+    #[arg(long)]
+    contacts: Option<PathBuf>,
+    /// Plugin configuration, NAME=JSON or NAME=@file.json (NAME is the file
+    /// stem, e.g. exact_match). Repeatable.
+    #[arg(long = "config", value_name = "NAME=JSON")]
+    configs: Vec<String>,
+    /// Tenant the messages belong to.
+    #[arg(long, default_value = "default")]
+    tenant: String,
+    /// Deadline per plugin call, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    deadline_ms: u64,
+    /// Memory cap per plugin instance, in MiB.
+    #[arg(long, default_value_t = 64)]
+    memory_mb: usize,
+    /// What a plugin failure does: quarantine (default) or skip.
+    #[arg(long, default_value = "quarantine")]
+    on_error: FailurePolicy,
+    /// Cap on each body passed to plugins, in KiB.
+    #[arg(long, default_value_t = 64)]
+    max_body_kb: usize,
+    /// Pretty-print the JSON.
+    #[arg(long)]
+    pretty: bool,
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Plugin(PluginCommand::Test(args)) => plugin_test(args).await,
+    }
+}
+
+fn parse_configs(specs: &[String]) -> anyhow::Result<HashMap<String, String>> {
+    let mut configs = HashMap::new();
+    for spec in specs {
+        let Some((name, value)) = spec.split_once('=') else {
+            bail!("--config {spec:?}: expected NAME=JSON or NAME=@file.json");
+        };
+        let json = match value.strip_prefix('@') {
+            Some(path) => std::fs::read_to_string(path)
+                .with_context(|| format!("--config {name}: cannot read {path}"))?,
+            None => value.to_string(),
+        };
+        serde_json::from_str::<serde_json::Value>(&json)
+            .with_context(|| format!("--config {name}: not valid JSON"))?;
+        configs.insert(name.to_string(), json);
+    }
+    Ok(configs)
+}
+
+async fn plugin_test(args: PluginTest) -> anyhow::Result<ExitCode> {
+    let mut configs = parse_configs(&args.configs)?;
+    let directory = Arc::new(MemoryDirectory::new());
+    if let Some(csv) = &args.contacts {
+        let n = directory.load_csv(&args.tenant, csv)?;
+        tracing::info!(contacts = n, file = %csv.display(), "directory loaded");
+    }
+
+    let runtime = PluginRuntime::new(RuntimeConfig::default())?;
+    let mut matchers: Vec<Arc<LoadedPlugin>> = Vec::new();
+    let mut policy: Option<Arc<LoadedPlugin>> = None;
+    for path in &args.plugins {
+        let mut binding = Binding::from_file(path);
+        binding.limits.deadline = Duration::from_millis(args.deadline_ms);
+        binding.limits.memory_bytes = args.memory_mb << 20;
+        binding.on_error = args.on_error;
+        if let Some(config) = configs.remove(&binding.name) {
+            binding.config = config;
+        }
+        let plugin = Arc::new(runtime.load(binding)?);
+        plugin.check_init(&args.tenant, directory.clone()).await?;
+        let roles = plugin.roles();
+        if roles.matcher {
+            matchers.push(plugin.clone());
+        }
+        if roles.unknown_sender {
+            if let Some(existing) = &policy {
+                bail!(
+                    "both {} and {} export the unknown-sender role; pass only one",
+                    existing.name(),
+                    plugin.name()
+                );
+            }
+            policy = Some(plugin);
+        }
+    }
+    if let Some(name) = configs.keys().next() {
+        bail!("--config {name}: no plugin named {name:?} (names are file stems)");
+    }
+
+    let run = OfflineRun {
+        chain: Chain::new(matchers, policy)?,
+        directory,
+        tenant: args.tenant.clone(),
+        max_body_bytes: args.max_body_kb << 10,
+    };
+    let mut files = Vec::new();
+    for path in &args.messages {
+        files.extend(
+            offline::message_files(path)
+                .with_context(|| format!("cannot read {}", path.display()))?,
+        );
+    }
+    let mut out = std::io::stdout().lock();
+    for file in files {
+        let report = run
+            .run_file(&file)
+            .await
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        let line = if args.pretty {
+            serde_json::to_string_pretty(&report)?
+        } else {
+            serde_json::to_string(&report)?
+        };
+        writeln!(out, "{line}")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,360 @@
+//! A plugin binding (which component, its config, limits and failure policy)
+//! and the loaded plugin that runs one fresh instance per message.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use wasmtime::component::InstancePre;
+use wasmtime::{Store, Trap, UpdateDeadline};
+
+use super::bindings::types::Message;
+use super::bindings::{lifecycle, matcher, unknown_sender};
+use super::error::{CallError, LoadError};
+use super::host::{CallContext, HostState};
+use super::limits::{Limits, MAX_MEMORY_BYTES};
+use super::runtime::EPOCH_TICK;
+
+/// Where a component's bytes come from.
+#[derive(Debug, Clone)]
+pub enum WasmSource {
+    /// A `.wasm` file.
+    File(PathBuf),
+    /// Bytes already in memory (e.g. from the database).
+    Bytes(Arc<[u8]>),
+}
+
+/// What the engine does when a plugin call fails.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailurePolicy {
+    /// Keep the message: quarantine it with the plugin's name and the reason.
+    #[default]
+    Quarantine,
+    /// Ignore this plugin for the message and go on with the chain.
+    Skip,
+}
+
+impl std::str::FromStr for FailurePolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "quarantine" => Ok(FailurePolicy::Quarantine),
+            "skip" => Ok(FailurePolicy::Skip),
+            other => Err(format!(
+                "unknown failure policy {other:?} (expected quarantine or skip)"
+            )),
+        }
+    }
+}
+
+/// One plugin as configured for a tenant.
+#[derive(Debug, Clone)]
+pub struct Binding {
+    /// Name shown in logs, reports and quarantine reasons.
+    pub name: String,
+    /// The component.
+    pub wasm: WasmSource,
+    /// JSON configuration passed to `init`.
+    pub config: String,
+    /// Deadline, memory and output caps.
+    pub limits: Limits,
+    /// What a failure does.
+    pub on_error: FailurePolicy,
+}
+
+impl Binding {
+    /// A binding for `path` with default limits, `{}` config and the
+    /// quarantine policy; named after the file stem.
+    pub fn from_file(path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
+        let name = path
+            .file_stem()
+            .map_or_else(|| "plugin".into(), |s| s.to_string_lossy().into_owned());
+        Binding {
+            name,
+            wasm: WasmSource::File(path),
+            config: "{}".into(),
+            limits: Limits::default(),
+            on_error: FailurePolicy::default(),
+        }
+    }
+}
+
+/// A compiled, linked plugin ready to run. Cheap to call concurrently: each
+/// call instantiates into its own Store.
+pub struct LoadedPlugin {
+    /// The binding it was loaded from.
+    binding: Binding,
+    /// Limits shared with every Store.
+    limits: Arc<Limits>,
+    /// Name as shared string for log fields.
+    name: Arc<str>,
+    /// Pre-linked component; instantiation is a pooled-slot copy.
+    pre: InstancePre<HostState>,
+    /// Export indices, looked up once.
+    lifecycle: lifecycle::GuestIndices,
+    matcher: Option<matcher::GuestIndices>,
+    policy: Option<unknown_sender::GuestIndices>,
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin")
+            .field("name", &self.name)
+            .field("matcher", &self.matcher.is_some())
+            .field("unknown_sender", &self.policy.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which roles a component exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Roles {
+    /// Exports `intake:plugin/matcher`.
+    pub matcher: bool,
+    /// Exports `intake:plugin/unknown-sender`.
+    pub unknown_sender: bool,
+}
+
+impl LoadedPlugin {
+    pub(crate) fn new(binding: Binding, pre: InstancePre<HostState>) -> Result<Self, LoadError> {
+        let name = binding.name.clone();
+        if binding.limits.memory_bytes > MAX_MEMORY_BYTES {
+            return Err(LoadError::Engine(format!(
+                "{name}: memory cap {} MiB is over the engine's maximum of {} MiB",
+                binding.limits.memory_bytes >> 20,
+                MAX_MEMORY_BYTES >> 20
+            )));
+        }
+        let exports = || {
+            let ty = pre.component().component_type();
+            let names: Vec<String> = ty
+                .exports(pre.engine())
+                .map(|(n, _)| n.to_string())
+                .collect();
+            if names.is_empty() {
+                "nothing".to_string()
+            } else {
+                names.join(", ")
+            }
+        };
+        let lifecycle = lifecycle::GuestIndices::new(&pre).map_err(|_| LoadError::MissingRole {
+            name: name.clone(),
+            wanted: "lifecycle (intake:plugin/lifecycle@0.1.0)",
+            exports: exports(),
+        })?;
+        let matcher = matcher::GuestIndices::new(&pre).ok();
+        let policy = unknown_sender::GuestIndices::new(&pre).ok();
+        if matcher.is_none() && policy.is_none() {
+            return Err(LoadError::MissingRole {
+                name,
+                wanted: "matcher or unknown-sender",
+                exports: exports(),
+            });
+        }
+        Ok(LoadedPlugin {
+            limits: Arc::new(binding.limits.clone()),
+            name: binding.name.clone().into(),
+            binding,
+            pre,
+            lifecycle,
+            matcher,
+            policy,
+        })
+    }
+
+    /// The binding's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The binding.
+    pub fn binding(&self) -> &Binding {
+        &self.binding
+    }
+
+    /// Which roles the component exports.
+    pub fn roles(&self) -> Roles {
+        Roles {
+            matcher: self.matcher.is_some(),
+            unknown_sender: self.policy.is_some(),
+        }
+    }
+
+    /// Runs `init` on a throw-away instance, so a bad configuration is
+    /// reported when the plugin is added or tested, not on the first message.
+    pub async fn check_init(
+        &self,
+        tenant_id: &str,
+        directory: Arc<dyn crate::directory::Directory>,
+    ) -> Result<(), LoadError> {
+        let call = Arc::new(CallContext {
+            tenant_id: tenant_id.to_string(),
+            account_id: "init-check".into(),
+            directory,
+            raw: bytes::Bytes::new(),
+        });
+        match self.with_instance(&call, RoleCall::InitOnly).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(LoadError::Init {
+                name: self.name.to_string(),
+                reason: match e {
+                    CallError::Init(m) => m,
+                    other => other.to_string(),
+                },
+            }),
+        }
+    }
+
+    /// Runs the matcher role on one message in a fresh instance.
+    pub async fn run_matcher(
+        &self,
+        message: &Message,
+        call: &Arc<CallContext>,
+    ) -> Result<matcher::Verdict, CallError> {
+        if self.matcher.is_none() {
+            return Err(CallError::Host(format!("{} is not a matcher", self.name)));
+        }
+        match self.with_instance(call, RoleCall::Matcher(message)).await? {
+            RoleResult::Matcher(verdict) => Ok(verdict),
+            _ => Err(CallError::Host("role result mismatch".into())),
+        }
+    }
+
+    /// Runs the unknown-sender role on one message in a fresh instance.
+    pub async fn run_policy(
+        &self,
+        message: &Message,
+        call: &Arc<CallContext>,
+    ) -> Result<unknown_sender::PolicyVerdict, CallError> {
+        if self.policy.is_none() {
+            return Err(CallError::Host(format!(
+                "{} is not an unknown-sender policy",
+                self.name
+            )));
+        }
+        match self.with_instance(call, RoleCall::Policy(message)).await? {
+            RoleResult::Policy(verdict) => Ok(verdict),
+            _ => Err(CallError::Host("role result mismatch".into())),
+        }
+    }
+
+    /// Instantiates into a fresh Store with the limiter and deadline set,
+    /// runs `init`, then the role function; classifies every failure. The
+    /// whole call is also bounded by a wall-clock timeout, so a stalled host
+    /// call cannot outlive the deadline either.
+    async fn with_instance(
+        &self,
+        call: &Arc<CallContext>,
+        role: RoleCall<'_>,
+    ) -> Result<RoleResult, CallError> {
+        let deadline = self.limits.deadline;
+        let state = HostState::new(self.name.clone(), self.limits.clone(), call.clone());
+        let mut store = Store::new(self.pre.engine(), state);
+        store.limiter(|state| &mut state.limiter);
+        let started = Instant::now();
+        let ticks = deadline.as_nanos().div_ceil(EPOCH_TICK.as_nanos()).max(1) as u64;
+        store.set_epoch_deadline(1);
+        // Yield to the executor every tick (a spinning plugin must not hog a
+        // worker thread) and trap once the deadline has passed.
+        let mut remaining = ticks;
+        store.epoch_deadline_callback(move |_| {
+            remaining = remaining.saturating_sub(1);
+            if remaining == 0 || started.elapsed() >= deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::task::yield_now()),
+                ))
+            }
+        });
+
+        let run = async {
+            let instance = self.pre.instantiate_async(&mut store).await?;
+            let lifecycle = self.lifecycle.load(&mut store, &instance)?;
+            if let Err(message) = lifecycle
+                .call_init(&mut store, &self.binding.config)
+                .await?
+            {
+                return Ok(Err(Failure::Init(message)));
+            }
+            let result = match role {
+                RoleCall::InitOnly => Ok(RoleResult::InitOnly),
+                RoleCall::Matcher(message) => {
+                    let indices = self.matcher.as_ref().expect("checked by caller");
+                    let guest = indices.load(&mut store, &instance)?;
+                    guest
+                        .call_match_message(&mut store, message)
+                        .await?
+                        .map(RoleResult::Matcher)
+                }
+                RoleCall::Policy(message) => {
+                    let indices = self.policy.as_ref().expect("checked by caller");
+                    let guest = indices.load(&mut store, &instance)?;
+                    guest
+                        .call_decide(&mut store, message)
+                        .await?
+                        .map(RoleResult::Policy)
+                }
+            };
+            wasmtime::Result::Ok(result.map_err(Failure::Guest))
+        };
+        // A little grace over the deadline for instantiation and host work;
+        // epoch interruption normally fires first.
+        let outcome =
+            tokio::time::timeout(deadline + deadline / 2 + Duration::from_millis(20), run).await;
+        let stderr_tail = store.data().flush_stdio();
+        match outcome {
+            Err(_elapsed) => Err(CallError::Timeout(deadline)),
+            Ok(Ok(Ok(value))) => Ok(value),
+            Ok(Ok(Err(Failure::Init(m)))) => Err(CallError::Init(m)),
+            Ok(Ok(Err(Failure::Guest(m)))) => Err(CallError::Guest(m)),
+            Ok(Err(error)) => Err(classify(&store, error, deadline, stderr_tail)),
+        }
+    }
+}
+
+/// Which function a call runs after `init`.
+enum RoleCall<'m> {
+    InitOnly,
+    Matcher(&'m Message),
+    Policy(&'m Message),
+}
+
+/// What it returned.
+enum RoleResult {
+    InitOnly,
+    Matcher(matcher::Verdict),
+    Policy(unknown_sender::PolicyVerdict),
+}
+
+/// A guest-reported failure (not a trap).
+enum Failure {
+    Init(String),
+    Guest(String),
+}
+
+/// Turns a wasmtime error into the typed call error a user can act on.
+fn classify(
+    store: &Store<HostState>,
+    error: wasmtime::Error,
+    deadline: Duration,
+    stderr_tail: Option<String>,
+) -> CallError {
+    if let Some(_size) = store.data().limiter.denied_growth {
+        return CallError::MemoryLimit(store.data().limiter.memory_cap);
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => CallError::Timeout(deadline),
+        Some(trap) => {
+            let said = stderr_tail
+                .map(|line| format!(" (plugin said: {line})"))
+                .unwrap_or_default();
+            CallError::Trap(format!("{trap}{said}"))
+        }
+        None => CallError::Host(format!("{error:#}")),
+    }
+}

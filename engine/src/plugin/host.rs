@@ -1,0 +1,252 @@
+//! The Store data of one plugin call, and the host side of the imports
+//! (directory, message data, log). Every import is scoped to the tenant of
+//! the message in [`CallContext`]; a plugin has no way to name another.
+
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::{directory, log, message_data, types};
+use super::limits::{Limiter, Limits};
+use super::output::CappedOutput;
+use crate::directory::{Directory, DirectoryError, Page, Party, PartyKind};
+
+/// One raw read returns at most this much (the WIT says 1 MiB).
+const MAX_RAW_READ: u32 = 1 << 20;
+/// Longest argument a directory look-up accepts.
+const MAX_LOOKUP_ARG: usize = 998;
+/// Longest log line kept; longer ones are cut.
+const MAX_LOG_LINE: usize = 2048;
+
+/// What every plugin call for one message shares: who it belongs to, the
+/// tenant's directory and the raw bytes.
+#[derive(Clone)]
+pub struct CallContext {
+    /// The tenant every look-up is scoped to.
+    pub tenant_id: String,
+    /// The account, for log fields.
+    pub account_id: String,
+    /// The tenant's directory.
+    pub directory: Arc<dyn Directory>,
+    /// The exact raw message, for `message-data.read-raw`.
+    pub raw: bytes::Bytes,
+}
+
+impl std::fmt::Debug for CallContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallContext")
+            .field("tenant_id", &self.tenant_id)
+            .field("account_id", &self.account_id)
+            .field("raw_len", &self.raw.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The data of one plugin Store: WASI with nothing granted, the limiter, and
+/// the message context.
+pub(crate) struct HostState {
+    /// WASI context: no preopened directories, no environment, no network;
+    /// clocks and random only. Stdout/stderr go to capped buffers.
+    wasi: WasiCtx,
+    /// Resources the WASI streams live in.
+    table: ResourceTable,
+    /// Enforces the memory cap and remembers a refusal.
+    pub(crate) limiter: Limiter,
+    /// The message this call is about.
+    call: Arc<CallContext>,
+    /// Plugin name, for log fields.
+    plugin: Arc<str>,
+    /// Look-up and log caps of the binding.
+    limits: Arc<Limits>,
+    /// Log lines written so far in this call.
+    log_lines: u32,
+    /// Captured guest stdout.
+    pub(crate) stdout: CappedOutput,
+    /// Captured guest stderr.
+    pub(crate) stderr: CappedOutput,
+}
+
+impl HostState {
+    pub(crate) fn new(plugin: Arc<str>, limits: Arc<Limits>, call: Arc<CallContext>) -> Self {
+        let stdout = CappedOutput::new(limits.max_stdio_bytes);
+        let stderr = CappedOutput::new(limits.max_stdio_bytes);
+        let wasi = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .build();
+        HostState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: Limiter {
+                memory_cap: limits.memory_bytes,
+                denied_growth: None,
+            },
+            call,
+            plugin,
+            limits,
+            log_lines: 0,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Sends captured stdout/stderr to the log and returns stderr's last
+    /// non-empty line (a Rust guest's panic message ends up there).
+    pub(crate) fn flush_stdio(&self) -> Option<String> {
+        let mut last = None;
+        for (stream, out) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
+            let (text, dropped) = out.take();
+            if text.is_empty() && dropped == 0 {
+                continue;
+            }
+            tracing::info!(plugin = %self.plugin, tenant = %self.call.tenant_id, stream, dropped, "{}", text.trim_end());
+            if stream == "stderr" {
+                last = text
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .map(|l| l.trim().to_string());
+            }
+        }
+        last
+    }
+
+    async fn lookup<F>(
+        &mut self,
+        arg: String,
+        what: &'static str,
+        f: F,
+    ) -> Result<types::LookupResult, types::LookupError>
+    where
+        F: for<'a> FnOnce(
+            &'a dyn Directory,
+            &'a str,
+            &'a str,
+            usize,
+        ) -> std::pin::Pin<
+            Box<dyn Future<Output = Result<Page, DirectoryError>> + Send + 'a>,
+        >,
+    {
+        let arg = arg.trim();
+        if arg.is_empty() || arg.len() > MAX_LOOKUP_ARG {
+            return Err(types::LookupError::InvalidArgument(format!(
+                "{what} must be 1 to {MAX_LOOKUP_ARG} bytes"
+            )));
+        }
+        let limit = self.limits.max_lookup_results as usize;
+        let call = self.call.clone();
+        let page = f(call.directory.as_ref(), &call.tenant_id, arg, limit).await;
+        tracing::debug!(plugin = %self.plugin, tenant = %call.tenant_id, what, ok = page.is_ok(), "directory look-up");
+        match page {
+            Ok(page) => Ok(types::LookupResult {
+                parties: page.parties.into_iter().map(party_to_wit).collect(),
+                truncated: page.truncated,
+            }),
+            Err(DirectoryError::Unavailable(m)) => Err(types::LookupError::Unavailable(m)),
+            Err(DirectoryError::InvalidArgument(m)) => Err(types::LookupError::InvalidArgument(m)),
+        }
+    }
+}
+
+fn party_to_wit(p: Party) -> types::Party {
+    types::Party {
+        kind: match p.kind {
+            PartyKind::Contact => types::PartyKind::Contact,
+            PartyKind::Lead => types::PartyKind::Lead,
+        },
+        id: p.id,
+        email: p.email,
+        name: p.name,
+        company: p.company,
+        external_id: p.external_id,
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for HostState {}
+
+impl directory::Host for HostState {
+    async fn find_by_address(
+        &mut self,
+        address: String,
+    ) -> wasmtime::Result<Result<types::LookupResult, types::LookupError>> {
+        Ok(self
+            .lookup(address, "address", |d, tenant, arg, limit| {
+                Box::pin(d.find_by_address(tenant, arg, limit))
+            })
+            .await)
+    }
+
+    async fn find_by_domain(
+        &mut self,
+        domain: String,
+    ) -> wasmtime::Result<Result<types::LookupResult, types::LookupError>> {
+        Ok(self
+            .lookup(domain, "domain", |d, tenant, arg, limit| {
+                Box::pin(d.find_by_domain(tenant, arg, limit))
+            })
+            .await)
+    }
+
+    async fn parties_for_message_id(
+        &mut self,
+        message_id: String,
+    ) -> wasmtime::Result<Result<types::LookupResult, types::LookupError>> {
+        Ok(self
+            .lookup(message_id, "message id", |d, tenant, arg, limit| {
+                Box::pin(d.parties_for_message_id(tenant, arg.trim_matches(['<', '>']), limit))
+            })
+            .await)
+    }
+}
+
+impl message_data::Host for HostState {
+    async fn read_raw(&mut self, offset: u64, max_len: u32) -> wasmtime::Result<Vec<u8>> {
+        let raw = &self.call.raw;
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(raw.len());
+        let end = start
+            .saturating_add(max_len.min(MAX_RAW_READ) as usize)
+            .min(raw.len());
+        Ok(raw[start..end].to_vec())
+    }
+}
+
+impl log::Host for HostState {
+    async fn write(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+        self.log_lines += 1;
+        if self.log_lines > self.limits.max_log_lines {
+            if self.log_lines == self.limits.max_log_lines + 1 {
+                tracing::warn!(plugin = %self.plugin, tenant = %self.call.tenant_id, "log line cap reached; further lines from this call are dropped");
+            }
+            return Ok(());
+        }
+        let mut message = message;
+        if message.len() > MAX_LOG_LINE {
+            let mut end = MAX_LOG_LINE;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            message.push('…');
+        }
+        let (plugin, tenant, account) =
+            (&*self.plugin, &self.call.tenant_id, &self.call.account_id);
+        match level {
+            log::Level::Trace => tracing::trace!(plugin, tenant, account, "{message}"),
+            log::Level::Debug => tracing::debug!(plugin, tenant, account, "{message}"),
+            log::Level::Info => tracing::info!(plugin, tenant, account, "{message}"),
+            log::Level::Warn => tracing::warn!(plugin, tenant, account, "{message}"),
+            log::Level::Error => tracing::error!(plugin, tenant, account, "{message}"),
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,27 @@
+//! Plugin: the sandboxed WebAssembly host.
+//!
+//! - [`runtime`]: one wasmtime `Engine` + `Linker`, epoch ticker, on-disk
+//!   component cache, pooling allocator.
+//! - [`binding`]: a configured plugin, run as a fresh instance per message
+//!   with a memory limiter and a deadline.
+//! - `host`: the imports (directory, raw message, log), tenant-scoped.
+//! - [`chain`]: matchers, then the unknown-sender policy → a [`Decision`].
+//!
+//! The contract is `wit/v0.1.0/plugin.wit`.
+
+pub mod binding;
+pub mod bindings;
+mod cache;
+pub mod chain;
+pub mod error;
+mod host;
+pub mod limits;
+mod output;
+pub mod runtime;
+
+pub use binding::{Binding, FailurePolicy, LoadedPlugin, Roles, WasmSource};
+pub use chain::{Chain, Decision, Disposition, NewLead, ServerAction, Step};
+pub use error::{CallError, LoadError};
+pub use host::CallContext;
+pub use limits::Limits;
+pub use runtime::{PluginRuntime, RuntimeConfig};
