@@ -1,4 +1,4 @@
-//! Command-line definitions and dispatch. Each command is a thin layer over
+//! The `intake` command line: definitions and dispatch. Each command is a thin layer over
 //! the library; errors carry what failed and what to do about it.
 
 use std::collections::HashMap;
@@ -11,9 +11,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
-use intake::directory::MemoryDirectory;
-use intake::offline::{self, OfflineRun};
-use intake::plugin::{Binding, Chain, FailurePolicy, LoadedPlugin, PluginRuntime, RuntimeConfig};
+use crate::directory::MemoryDirectory;
+use crate::offline::{self, OfflineRun};
+use crate::plugin::{Binding, Chain, FailurePolicy, LoadedPlugin, PluginRuntime, RuntimeConfig};
 
 /// Intake: e-mail ingestion for CRMs, with sandboxed WebAssembly plugins.
 #[derive(Debug, Parser)]
@@ -76,10 +76,11 @@ struct PluginTest {
     pretty: bool,
 }
 
-/// Runs a parsed command line.
-pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+/// Runs a parsed command line, writing results to `out` (stdout in the
+/// binary; a buffer in tests). Logs go to `tracing`.
+pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Plugin(PluginCommand::Test(args)) => plugin_test(args).await,
+        Command::Plugin(PluginCommand::Test(args)) => plugin_test(args, out).await,
     }
 }
 
@@ -101,7 +102,7 @@ fn parse_configs(specs: &[String]) -> anyhow::Result<HashMap<String, String>> {
     Ok(configs)
 }
 
-async fn plugin_test(args: PluginTest) -> anyhow::Result<ExitCode> {
+async fn plugin_test(args: PluginTest, out: &mut (dyn Write + Send)) -> anyhow::Result<ExitCode> {
     let mut configs = parse_configs(&args.configs)?;
     let directory = Arc::new(MemoryDirectory::new());
     if let Some(csv) = &args.contacts {
@@ -154,7 +155,6 @@ async fn plugin_test(args: PluginTest) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot read {}", path.display()))?,
         );
     }
-    let mut out = std::io::stdout().lock();
     for file in files {
         let report = run
             .run_file(&file)

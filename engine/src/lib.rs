@@ -14,6 +14,7 @@
 //! [`directory`] is the tenant's contacts and leads as plugins query them, and
 //! [`offline`] runs the chain over `.eml` files for `intake plugin test`.
 
+pub mod cli;
 pub mod directory;
 pub mod offline;
 pub mod parse;

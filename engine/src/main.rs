@@ -1,6 +1,4 @@
-//! The `intake` command line.
-
-mod cli;
+//! The `intake` binary: logging setup, then [`intake::cli`].
 
 use std::process::ExitCode;
 
@@ -15,8 +13,9 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = cli::Cli::parse();
-    match cli::run(args).await {
+    let args = intake::cli::Cli::parse();
+    let mut stdout = std::io::stdout();
+    match intake::cli::run(args, &mut stdout).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -72,10 +72,11 @@ impl Message {
     /// mailing list, delivery report, robot sender), or none for mail that
     /// looks written by a person.
     pub fn auto_reply_reason(&self) -> Option<AutoReply> {
-        if let Some(v) = self.header("Auto-Submitted") {
-            if !v.trim().eq_ignore_ascii_case("no") && !v.trim().is_empty() {
-                return Some(AutoReply::AutoSubmitted(v.trim().to_string()));
-            }
+        if let Some(v) = self.header("Auto-Submitted").map(str::trim)
+            && !v.eq_ignore_ascii_case("no")
+            && !v.is_empty()
+        {
+            return Some(AutoReply::AutoSubmitted(v.to_string()));
         }
         if self.content_type.eq_ignore_ascii_case("multipart/report")
             && self

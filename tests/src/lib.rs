@@ -1,1 +1,117 @@
-//! tests
+//! Support for Intake's integration tests: the reference and hostile plugins
+//! built once per run (into their own target directory), fixture paths, and
+//! small constructors shared by the test files.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, OnceLock};
+
+use intake::directory::MemoryDirectory;
+use intake::parse::{self, Envelope, ParsedMessage};
+use intake::plugin::bindings::types::Origin;
+use intake::plugin::{Binding, LoadedPlugin, PluginRuntime, RuntimeConfig};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// A file under `tests/fixtures`.
+pub fn fixture(name: &str) -> PathBuf {
+    root().join("tests").join("fixtures").join(name)
+}
+
+/// Where the plugins are built: `$INTAKE_PLUGIN_TARGET_DIR`, else
+/// `plugins/target` (the same place `cargo build` in `plugins/` uses).
+fn plugin_target_dir() -> PathBuf {
+    std::env::var_os("INTAKE_PLUGIN_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("plugins").join("target"))
+}
+
+/// Builds every plugin in `plugins/` for wasm32-wasip2 once per test
+/// process (cargo makes concurrent builds from several test binaries wait
+/// for each other) and returns the directory holding the `.wasm` files.
+pub fn plugin_dir() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let target = plugin_target_dir();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+            .arg(root().join("plugins").join("Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target)
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .status()
+            .expect("run cargo to build the plugins");
+        assert!(
+            status.success(),
+            "building the plugins failed; is the target installed? (rustup target add wasm32-wasip2)"
+        );
+        target.join("wasm32-wasip2").join("release")
+    })
+}
+
+/// The built component of plugin crate `name` (e.g. `exact_match`).
+pub fn plugin(name: &str) -> PathBuf {
+    plugin_dir().join(format!("{name}.wasm"))
+}
+
+/// A runtime whose component cache is shared by all test binaries.
+pub fn runtime() -> PluginRuntime {
+    let cache = root().join("target").join("test-component-cache");
+    PluginRuntime::new(RuntimeConfig {
+        cache_dir: Some(cache),
+        ..RuntimeConfig::default()
+    })
+    .expect("plugin runtime")
+}
+
+/// Loads plugin `name` with a JSON config and checks its `init`.
+pub async fn load(runtime: &PluginRuntime, name: &str, config: &str) -> Arc<LoadedPlugin> {
+    let mut binding = Binding::from_file(plugin(name));
+    binding.config = config.to_string();
+    let loaded = runtime.load(binding).expect("load plugin");
+    loaded
+        .check_init("t", Arc::new(MemoryDirectory::new()))
+        .await
+        .expect("init");
+    Arc::new(loaded)
+}
+
+/// Loads a plugin with a custom binding (limits, policy), without `init`
+/// checks.
+pub fn load_binding(runtime: &PluginRuntime, binding: Binding) -> Arc<LoadedPlugin> {
+    Arc::new(runtime.load(binding).expect("load plugin"))
+}
+
+/// Parses raw bytes as a message of `tenant`.
+pub fn parse_bytes(raw: impl Into<bytes::Bytes>, tenant: &str) -> ParsedMessage {
+    let envelope = Envelope {
+        tenant_id: tenant.into(),
+        account_id: "acct".into(),
+        origin: Origin::File("test".into()),
+    };
+    parse::parse(raw.into(), &envelope, parse::DEFAULT_MAX_BODY_BYTES).expect("parse")
+}
+
+/// Parses a fixture as a message of `tenant`.
+pub fn parse_fixture(name: &str, tenant: &str) -> ParsedMessage {
+    parse_bytes(std::fs::read(fixture(name)).expect("read fixture"), tenant)
+}
+
+/// A small valid message from `from`.
+pub fn simple_message(from: &str, tenant: &str) -> ParsedMessage {
+    parse_bytes(
+        format!(
+            "From: {from}\r\nTo: sales@ourco.example\r\nSubject: hi\r\nMessage-ID: <m@x>\r\n\r\nhello\r\n"
+        ),
+        tenant,
+    )
+}

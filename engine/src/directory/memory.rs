@@ -210,10 +210,10 @@ impl Directory for MemoryDirectory {
         let refs = t.links.get(message_id).cloned().unwrap_or_default();
         let mut found: Vec<Party> = Vec::new();
         for r in refs {
-            if let Some(p) = t.parties.iter().find(|p| p.kind == r.kind && p.id == r.id) {
-                if !found.contains(p) {
-                    found.push(p.clone());
-                }
+            if let Some(p) = t.parties.iter().find(|p| p.kind == r.kind && p.id == r.id)
+                && !found.contains(p)
+            {
+                found.push(p.clone());
             }
         }
         Ok(Page::capped(found, limit))

@@ -218,7 +218,10 @@ impl LoadedPlugin {
             return Err(CallError::Host(format!("{} is not a matcher", self.name)));
         }
         match self.with_instance(call, RoleCall::Matcher(message)).await? {
-            RoleResult::Matcher(verdict) => Ok(verdict),
+            RoleResult::Matcher(verdict) => {
+                self.check_output_size(matcher_output_size(&verdict))?;
+                Ok(verdict)
+            }
             _ => Err(CallError::Host("role result mismatch".into())),
         }
     }
@@ -236,9 +239,20 @@ impl LoadedPlugin {
             )));
         }
         match self.with_instance(call, RoleCall::Policy(message)).await? {
-            RoleResult::Policy(verdict) => Ok(verdict),
+            RoleResult::Policy(verdict) => {
+                self.check_output_size(policy_output_size(&verdict))?;
+                Ok(verdict)
+            }
             _ => Err(CallError::Host("role result mismatch".into())),
         }
+    }
+
+    fn check_output_size(&self, size: usize) -> Result<(), CallError> {
+        let cap = self.limits.max_output_bytes;
+        if size > cap {
+            return Err(CallError::OutputTooLarge { size, cap });
+        }
+        Ok(())
     }
 
     /// Instantiates into a fresh Store with the limiter and deadline set,
@@ -314,6 +328,39 @@ impl LoadedPlugin {
             Ok(Ok(Err(Failure::Guest(m)))) => Err(CallError::Guest(m)),
             Ok(Err(error)) => Err(classify(&store, error, deadline, stderr_tail)),
         }
+    }
+}
+
+/// Approximate size of a verdict: its strings plus a little per item.
+fn matcher_output_size(verdict: &matcher::Verdict) -> usize {
+    let outcome = match &verdict.outcome {
+        matcher::Outcome::NoOpinion
+        | matcher::Outcome::EndChain(matcher::Terminal::KeepUnlinked) => 0,
+        matcher::Outcome::Attach(refs) => refs.iter().map(|r| r.id.len() + 8).sum(),
+        matcher::Outcome::EndChain(
+            matcher::Terminal::Discard(t) | matcher::Terminal::Quarantine(t),
+        ) => t.len(),
+    };
+    outcome + action_size(verdict.server_action.as_ref())
+}
+
+fn policy_output_size(verdict: &unknown_sender::PolicyVerdict) -> usize {
+    let decision = match &verdict.decision {
+        unknown_sender::Decision::CreateLead(lead) => {
+            lead.email.len()
+                + lead.name.as_ref().map_or(0, String::len)
+                + lead.company.as_ref().map_or(0, String::len)
+        }
+        unknown_sender::Decision::Quarantine(t) | unknown_sender::Decision::Discard(t) => t.len(),
+        unknown_sender::Decision::KeepUnlinked => 0,
+    };
+    decision + action_size(verdict.server_action.as_ref())
+}
+
+fn action_size(action: Option<&super::bindings::types::ServerAction>) -> usize {
+    match action {
+        Some(super::bindings::types::ServerAction::MoveTo(folder)) => folder.len(),
+        _ => 0,
     }
 }
 

@@ -136,14 +136,14 @@ impl Chain {
                 });
             }
         }
-        if let Some(p) = &policy {
-            if !p.roles().unknown_sender {
-                return Err(LoadError::MissingRole {
-                    name: p.name().into(),
-                    wanted: "unknown-sender",
-                    exports: "matcher only".into(),
-                });
-            }
+        if let Some(p) = &policy
+            && !p.roles().unknown_sender
+        {
+            return Err(LoadError::MissingRole {
+                name: p.name().into(),
+                wanted: "unknown-sender",
+                exports: "matcher only".into(),
+            });
         }
         Ok(Chain { matchers, policy })
     }
@@ -172,7 +172,7 @@ impl Chain {
         for plugin in &self.matchers {
             let started = Instant::now();
             let result = match plugin.run_matcher(&message.view, &call).await {
-                Ok(verdict) => self.check_matcher_verdict(plugin, verdict, &call).await,
+                Ok(verdict) => self.check_matcher_verdict(verdict, &call).await,
                 Err(e) => Err(e),
             };
             let micros = started.elapsed().as_micros() as u64;
@@ -205,7 +205,7 @@ impl Chain {
         };
         let started = Instant::now();
         let result = match policy.run_policy(&message.view, &call).await {
-            Ok(verdict) => check_policy_verdict(policy, verdict),
+            Ok(verdict) => check_policy_verdict(verdict),
             Err(e) => Err(e),
         };
         let micros = started.elapsed().as_micros() as u64;
@@ -228,20 +228,14 @@ impl Chain {
     /// in the message's tenant. `None` means no opinion.
     async fn check_matcher_verdict(
         &self,
-        plugin: &LoadedPlugin,
         verdict: matcher::Verdict,
         call: &CallContext,
     ) -> Result<Option<(Disposition, Option<ServerAction>)>, CallError> {
-        let cap = plugin.binding().limits.max_output_bytes;
         let action = verdict.server_action.map(server_action).transpose()?;
         let disposition = match verdict.outcome {
             matcher::Outcome::NoOpinion => return Ok(None),
             matcher::Outcome::Attach(refs) if refs.is_empty() => return Ok(None),
             matcher::Outcome::Attach(refs) => {
-                let size: usize = refs.iter().map(|r| r.id.len() + 8).sum();
-                if size > cap {
-                    return Err(CallError::OutputTooLarge { size, cap });
-                }
                 let mut parties: Vec<Party> = Vec::new();
                 for r in refs {
                     let r = PartyRef {
@@ -293,7 +287,6 @@ impl Chain {
 }
 
 fn check_policy_verdict(
-    _plugin: &LoadedPlugin,
     verdict: unknown_sender::PolicyVerdict,
 ) -> Result<(Disposition, Option<ServerAction>), CallError> {
     let action = verdict.server_action.map(server_action).transpose()?;

@@ -91,8 +91,9 @@ impl HostState {
         }
     }
 
-    /// Sends captured stdout/stderr to the log and returns stderr's last
-    /// non-empty line (a Rust guest's panic message ends up there).
+    /// Sends captured stdout/stderr to the log and returns the tail of
+    /// stderr: its last two meaningful lines, which for a Rust guest are the
+    /// panic location and message.
     pub(crate) fn flush_stdio(&self) -> Option<String> {
         let mut last = None;
         for (stream, out) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
@@ -102,11 +103,13 @@ impl HostState {
             }
             tracing::info!(plugin = %self.plugin, tenant = %self.call.tenant_id, stream, dropped, "{}", text.trim_end());
             if stream == "stderr" {
-                last = text
+                let meaningful: Vec<&str> = text
                     .lines()
-                    .rev()
-                    .find(|l| !l.trim().is_empty())
-                    .map(|l| l.trim().to_string());
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+                    .collect();
+                let tail = meaningful[meaningful.len().saturating_sub(2)..].join(" ");
+                last = (!tail.is_empty()).then_some(tail);
             }
         }
         last

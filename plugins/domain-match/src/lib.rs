@@ -103,10 +103,11 @@ impl Matcher for DomainMatch {
                 Field::Cc => message.cc.iter().collect(),
             };
             for mailbox in boxes {
-                if let Some(domain) = mailbox.domain().map(str::to_ascii_lowercase) {
-                    if !self.excluded.contains(&domain) && !domains.contains(&domain) {
-                        domains.push(domain);
-                    }
+                if let Some(domain) = mailbox.domain().map(str::to_ascii_lowercase)
+                    && !self.excluded.contains(&domain)
+                    && !domains.contains(&domain)
+                {
+                    domains.push(domain);
                 }
             }
         }
