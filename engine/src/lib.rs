@@ -16,6 +16,7 @@
 
 pub mod cli;
 pub mod directory;
+pub mod fetch;
 pub mod offline;
 pub mod parse;
 pub mod plugin;

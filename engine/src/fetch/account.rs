@@ -1,0 +1,207 @@
+//! What an account is, as CRM admins know it: server, security, credentials,
+//! certificate checks, proxy, folders and how to fetch.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Mail protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// IMAP4rev1.
+    Imap,
+    /// POP3.
+    Pop3,
+}
+
+/// Connection security.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Security {
+    /// Plain text (only sensible on loopback or inside a tunnel).
+    None,
+    /// Plain connection upgraded with STARTTLS / STLS; refused if the server
+    /// does not offer it (never a silent fall-back to plain text).
+    Starttls,
+    /// Implicit TLS from the first byte.
+    Tls,
+}
+
+/// How to fetch IMAP folders.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum FetchMode {
+    /// UIDs above the folder cursor.
+    #[default]
+    New,
+    /// Messages without `\Seen` (`UID SEARCH UNSEEN`).
+    Unseen,
+}
+
+/// Authentication mechanism.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Auth {
+    /// IMAP `LOGIN`, POP3 `USER`/`PASS`.
+    #[default]
+    Login,
+    /// SASL `PLAIN` (IMAP `AUTHENTICATE PLAIN`, POP3 `AUTH PLAIN`).
+    Plain,
+}
+
+/// A secret that never prints.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The value, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// A SOCKS5 proxy ("network connector").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProxySettings {
+    /// Proxy host.
+    pub host: String,
+    /// Proxy port.
+    pub port: u16,
+    /// User name, if the proxy requires authentication.
+    pub username: Option<String>,
+    /// Password, if the proxy requires authentication.
+    pub password: Option<Secret>,
+}
+
+/// Network timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timeouts {
+    /// TCP connect (including the proxy hand-shake).
+    pub connect: Duration,
+    /// TLS hand-shake.
+    pub tls: Duration,
+    /// Any single read or write making no progress.
+    pub io: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { connect: Duration::from_secs(15), tls: Duration::from_secs(15), io: Duration::from_secs(60) }
+    }
+}
+
+/// One mail account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountSettings {
+    /// Name shown to admins.
+    pub name: String,
+    /// IMAP or POP3.
+    pub protocol: Protocol,
+    /// Server host name or address.
+    pub host: String,
+    /// Port; `None` means the protocol's default for the security mode.
+    pub port: Option<u16>,
+    /// Connection security.
+    pub security: Security,
+    /// Login name.
+    pub username: String,
+    /// Password.
+    pub password: Secret,
+    /// Authentication mechanism.
+    pub auth: Auth,
+    /// Verify the server certificate (on by default; turning it off is an
+    /// explicit choice that is warned about on every connect).
+    pub verify_certificate: bool,
+    /// Extra CA certificate(s), PEM, trusted in addition to the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Keep a copy on the server (never delete after ingesting).
+    pub keep_on_server: bool,
+    /// Optional SOCKS5 proxy.
+    pub proxy: Option<ProxySettings>,
+    /// IMAP folders to read; POP3 has only the inbox.
+    pub folders: Vec<String>,
+    /// IMAP fetch mode.
+    pub mode: FetchMode,
+    /// Larger messages are listed as skipped, not fetched.
+    pub max_message_bytes: u64,
+    /// Messages per fetch command.
+    pub batch_size: usize,
+    /// Network timeouts.
+    pub timeouts: Timeouts,
+}
+
+impl AccountSettings {
+    /// An account with the defaults admins expect: verify certificates, keep
+    /// a copy, INBOX, mode `new`, 50 MiB size limit.
+    pub fn new(name: &str, protocol: Protocol, host: &str, security: Security, username: &str, password: Secret) -> Self {
+        AccountSettings {
+            name: name.into(),
+            protocol,
+            host: host.into(),
+            port: None,
+            security,
+            username: username.into(),
+            password,
+            auth: Auth::default(),
+            verify_certificate: true,
+            ca_file: None,
+            keep_on_server: true,
+            proxy: None,
+            folders: vec!["INBOX".into()],
+            mode: FetchMode::New,
+            max_message_bytes: 50 << 20,
+            batch_size: 100,
+            timeouts: Timeouts::default(),
+        }
+    }
+
+    /// The port to use: the configured one, else 143/993 (IMAP) or 110/995
+    /// (POP3) by security mode.
+    pub fn effective_port(&self) -> u16 {
+        self.port.unwrap_or(match (self.protocol, self.security) {
+            (Protocol::Imap, Security::Tls) => 993,
+            (Protocol::Imap, _) => 143,
+            (Protocol::Pop3, Security::Tls) => 995,
+            (Protocol::Pop3, _) => 110,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_ports_follow_protocol_and_security() {
+        let mut a = AccountSettings::new("a", Protocol::Imap, "h", Security::Tls, "u", Secret::new("p"));
+        assert_eq!(a.effective_port(), 993);
+        a.security = Security::Starttls;
+        assert_eq!(a.effective_port(), 143);
+        a.protocol = Protocol::Pop3;
+        assert_eq!(a.effective_port(), 110);
+        a.security = Security::Tls;
+        assert_eq!(a.effective_port(), 995);
+        a.port = Some(2995);
+        assert_eq!(a.effective_port(), 2995);
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let a = AccountSettings::new("a", Protocol::Imap, "h", Security::Tls, "u", Secret::new("hunter2"));
+        assert!(!format!("{a:?}").contains("hunter2"));
+    }
+}

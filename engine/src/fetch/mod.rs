@@ -1,0 +1,174 @@
+//! Fetch: retrieving raw messages from mail servers (IMAP, POP3).
+//!
+//! Everything protocol-specific stays in this module. The pipeline sees the
+//! [`MailSource`] trait: list what is new since a cursor, fetch raw bytes in
+//! batches, and — only after it has committed them — apply server actions.
+//! A source never changes anything on the server by itself: listing and
+//! fetching are read-only (`BODY.PEEK[]`, POP3 `RETR` without `DELE`).
+//!
+//! - [`account`]: what an account is (host, security, credentials, folders…).
+//! - [`net`]: TCP (direct or through a SOCKS5 proxy), TLS, timeouts.
+//! - [`imap`], [`pop3`]: the two protocols.
+//! - [`check`]: the step-by-step "Test settings" check.
+
+pub mod account;
+pub mod check;
+pub mod imap;
+pub mod net;
+pub mod pop3;
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+
+pub use account::{AccountSettings, Auth, FetchMode, Protocol, ProxySettings, Secret, Security, Timeouts};
+pub use net::NetError;
+
+/// Identifies one message on the server.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MessageRef {
+    /// An IMAP message: folder, UIDVALIDITY and UID.
+    Imap {
+        /// Folder name.
+        folder: String,
+        /// UIDVALIDITY of the folder when listed.
+        uid_validity: u32,
+        /// UID.
+        uid: u32,
+    },
+    /// A POP3 message: its UIDL and its message number in this session.
+    Pop3 {
+        /// The server's unique id (stable across sessions).
+        uidl: String,
+        /// Message number, valid only in the session that listed it.
+        number: u32,
+    },
+}
+
+/// A message listed as new, with its size as the server reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Which message.
+    pub message: MessageRef,
+    /// Size in bytes (RFC822.SIZE, POP3 LIST).
+    pub size: u64,
+}
+
+/// Where a folder was left: what has been ingested already.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FolderCursor {
+    /// IMAP: the UIDVALIDITY the cursor belongs to.
+    pub uid_validity: Option<u32>,
+    /// IMAP: the highest UID ingested.
+    pub last_uid: u32,
+    /// POP3 with keep-copy: UIDLs already ingested.
+    pub seen_uidls: BTreeSet<String>,
+}
+
+/// What a listing found in one folder.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// Folder name (`INBOX` for POP3).
+    pub folder: String,
+    /// The folder's current UIDVALIDITY (IMAP).
+    pub uid_validity: Option<u32>,
+    /// The cursor's UIDVALIDITY differs from the server's: the folder was
+    /// re-listed from the start (the pipeline dedupes by Message-ID).
+    pub uid_validity_changed: bool,
+    /// Messages to fetch, oldest first.
+    pub new: Vec<Listed>,
+    /// Messages over the account's size limit: listed, not fetched.
+    pub too_large: Vec<Listed>,
+}
+
+/// A fetched message: exactly the bytes the server sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    /// Which message.
+    pub message: MessageRef,
+    /// The raw RFC 5322 bytes.
+    pub raw: bytes::Bytes,
+}
+
+/// What to do on the server with a committed message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acknowledge {
+    /// Leave it as it is.
+    Leave,
+    /// Set `\Seen` (IMAP; POP3 has no flags and leaves it).
+    MarkSeen,
+    /// Delete it (IMAP: `\Deleted` + `UID EXPUNGE`; POP3: `DELE`, effective
+    /// at `QUIT`).
+    Delete,
+    /// Move it to a folder (IMAP `MOVE`, else `COPY` + delete).
+    MoveTo(String),
+}
+
+/// Why retrieval failed. Each says which step, so a user can act on it.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// Network, TLS or proxy failure.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// The server refused the credentials.
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    /// The server answered something the protocol does not allow, or
+    /// refused a command.
+    #[error("server error: {0}")]
+    Protocol(String),
+    /// The folder does not exist (or cannot be selected).
+    #[error("folder {folder:?} not found or not selectable: {detail}")]
+    NoSuchFolder {
+        /// Folder name.
+        folder: String,
+        /// Server's words.
+        detail: String,
+    },
+    /// The connection ended before all requested messages arrived. Nothing
+    /// from the batch should be trusted as complete.
+    #[error("connection lost during {during}: received {received} of {expected} messages")]
+    Incomplete {
+        /// Which command.
+        during: &'static str,
+        /// Messages fully received.
+        received: usize,
+        /// Messages requested.
+        expected: usize,
+    },
+    /// The server lacks something this account needs.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// A mailbox on a server, as the pipeline drives it.
+///
+/// Protocol: `list` each folder, `fetch` the listed messages in batches,
+/// commit them durably, then `acknowledge` the committed ones, then `close`.
+#[async_trait]
+pub trait MailSource: Send {
+    /// The folders this source reads (`INBOX` for POP3).
+    fn folders(&self) -> Vec<String>;
+
+    /// Lists what is new in `folder` since `cursor`, read-only.
+    async fn list(&mut self, folder: &str, cursor: &FolderCursor) -> Result<Listing, FetchError>;
+
+    /// Fetches the raw bytes of `messages` (one round trip per batch where
+    /// the protocol allows), read-only. All or an error: a connection lost
+    /// midway is [`FetchError::Incomplete`], never a short result.
+    async fn fetch(&mut self, messages: &[MessageRef]) -> Result<Vec<Fetched>, FetchError>;
+
+    /// Applies server actions to committed messages.
+    async fn acknowledge(&mut self, actions: &[(MessageRef, Acknowledge)]) -> Result<(), FetchError>;
+
+    /// Ends the session cleanly (POP3: `QUIT`, which makes `DELE` effective).
+    async fn close(self: Box<Self>) -> Result<(), FetchError>;
+}
+
+/// Opens a source for the account: connect, secure, authenticate.
+pub async fn open(settings: &AccountSettings) -> Result<Box<dyn MailSource>, FetchError> {
+    match settings.protocol {
+        Protocol::Imap => Ok(Box::new(imap::ImapSource::connect(settings).await?)),
+        Protocol::Pop3 => Ok(Box::new(pop3::Pop3Source::connect(settings).await?)),
+    }
+}

@@ -1,0 +1,470 @@
+//! Network: TCP (direct or through a SOCKS5 proxy), TLS with certificate
+//! checks, and I/O timeouts. Protocol modules get a [`MailStream`] and never
+//! see sockets, proxies or rustls.
+//!
+//! Certificates are verified against the system roots, plus an optional CA
+//! file per account. Skipping verification is an explicit account setting and
+//! logs a warning on every connect.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::{Sleep, timeout};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use super::account::{AccountSettings, ProxySettings};
+
+/// A network-level failure, naming the step and, where possible, the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// The host name did not resolve.
+    #[error("cannot resolve {host}: {source}")]
+    Resolve {
+        /// Host name.
+        host: String,
+        /// Resolver error.
+        source: io::Error,
+    },
+    /// TCP connect failed.
+    #[error("cannot connect to {target}: {source}")]
+    Connect {
+        /// `host:port`.
+        target: String,
+        /// Socket error.
+        source: io::Error,
+    },
+    /// TCP connect (or the proxy hand-shake) took too long.
+    #[error("connecting to {target} timed out after {after:?}")]
+    ConnectTimeout {
+        /// `host:port`.
+        target: String,
+        /// The timeout.
+        after: Duration,
+    },
+    /// The SOCKS5 proxy refused or failed.
+    #[error("SOCKS5 proxy {proxy}: {reason}")]
+    Proxy {
+        /// `host:port` of the proxy.
+        proxy: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The server's certificate was not accepted.
+    #[error("certificate of {host} rejected: {reason}")]
+    Certificate {
+        /// Host name checked.
+        host: String,
+        /// rustls's reason (unknown issuer, expired, wrong name…).
+        reason: String,
+    },
+    /// The TLS hand-shake failed for another reason.
+    #[error("TLS hand-shake with {host} failed: {reason}")]
+    Tls {
+        /// Host name.
+        host: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The TLS hand-shake took too long.
+    #[error("TLS hand-shake with {host} timed out after {after:?}")]
+    TlsTimeout {
+        /// Host name.
+        host: String,
+        /// The timeout.
+        after: Duration,
+    },
+    /// The CA file could not be used.
+    #[error("CA file {path}: {reason}")]
+    CaFile {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// STARTTLS / STLS was asked for and the server does not offer it.
+    #[error("the server does not offer {command}; refusing to continue without TLS")]
+    StartTlsNotOffered {
+        /// `STARTTLS` or `STLS`.
+        command: &'static str,
+    },
+    /// Reading or writing made no progress for too long.
+    #[error("the server sent nothing for {0:?}")]
+    IdleTimeout(Duration),
+    /// The connection broke.
+    #[error("connection error: {0}")]
+    Io(io::Error),
+}
+
+impl From<io::Error> for NetError {
+    fn from(e: io::Error) -> Self {
+        if e.kind() == io::ErrorKind::TimedOut
+            && let Some(d) = e.get_ref().and_then(|inner| inner.downcast_ref::<IdleTimeout>())
+        {
+            return NetError::IdleTimeout(d.0);
+        }
+        NetError::Io(e)
+    }
+}
+
+/// Marker carried inside the `io::Error` of an idle timeout.
+#[derive(Debug)]
+struct IdleTimeout(Duration);
+
+impl fmt::Display for IdleTimeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "no data for {:?}", self.0)
+    }
+}
+
+impl std::error::Error for IdleTimeout {}
+
+/// Anything a connection can run over.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Io for T {}
+
+enum Inner {
+    Plain(Box<dyn Io>),
+    Tls(Box<TlsStream<Box<dyn Io>>>),
+}
+
+/// A connection to a mail server: plain or TLS, direct or proxied, with an
+/// idle timeout on every read and write.
+pub struct MailStream {
+    inner: Inner,
+    idle: Duration,
+    read_timer: Option<Pin<Box<Sleep>>>,
+    write_timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl fmt::Debug for MailStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MailStream").field("tls", &self.is_tls()).finish_non_exhaustive()
+    }
+}
+
+/// What the TLS hand-shake established, for "Test settings".
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TlsInfo {
+    /// e.g. `TLSv1_3`.
+    pub protocol: String,
+    /// Negotiated cipher suite.
+    pub cipher: String,
+    /// Certificate subject.
+    pub subject: String,
+    /// Certificate issuer.
+    pub issuer: String,
+    /// Certificate expiry (RFC 3339).
+    pub not_after: String,
+    /// True if the certificate was verified; false when verification was
+    /// skipped by the account's explicit choice.
+    pub verified: bool,
+}
+
+impl MailStream {
+    fn new(io: Box<dyn Io>, idle: Duration) -> Self {
+        MailStream { inner: Inner::Plain(io), idle, read_timer: None, write_timer: None }
+    }
+
+    /// True once TLS is established.
+    pub fn is_tls(&self) -> bool {
+        matches!(self.inner, Inner::Tls(_))
+    }
+
+    /// Upgrades a plain connection to TLS (after STARTTLS / STLS was
+    /// accepted, or at once for implicit TLS).
+    pub async fn start_tls(self, settings: &AccountSettings) -> Result<(MailStream, TlsInfo), NetError> {
+        let MailStream { inner, idle, .. } = self;
+        let Inner::Plain(io) = inner else {
+            return Err(NetError::Tls { host: settings.host.clone(), reason: "already encrypted".into() });
+        };
+        let host = settings.host.clone();
+        let (config, seen) = client_config(settings)?;
+        let name = ServerName::try_from(host.clone())
+            .map_err(|e| NetError::Tls { host: host.clone(), reason: format!("invalid server name: {e}") })?;
+        let connector = TlsConnector::from(config);
+        let tls = match timeout(settings.timeouts.tls, connector.connect(name, io)).await {
+            Err(_) => return Err(NetError::TlsTimeout { host, after: settings.timeouts.tls }),
+            Ok(Err(e)) => return Err(tls_error(&host, e)),
+            Ok(Ok(tls)) => tls,
+        };
+        let mut info = describe(&tls);
+        info.verified = settings.verify_certificate;
+        if !settings.verify_certificate {
+            tracing::warn!(account = %settings.name, host = %host, "certificate verification is switched off for this account");
+        }
+        drop(seen);
+        Ok((MailStream { inner: Inner::Tls(Box::new(tls)), idle, read_timer: None, write_timer: None }, info))
+    }
+
+    fn io(&mut self) -> Pin<&mut dyn Io> {
+        match &mut self.inner {
+            Inner::Plain(io) => Pin::new(io.as_mut()),
+            Inner::Tls(tls) => Pin::new(tls.as_mut() as &mut dyn Io),
+        }
+    }
+}
+
+fn poll_timer(timer: &mut Option<Pin<Box<Sleep>>>, idle: Duration, cx: &mut Context<'_>) -> Poll<io::Error> {
+    let t = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+    match t.as_mut().poll(cx) {
+        Poll::Ready(()) => {
+            *timer = None;
+            Poll::Ready(io::Error::new(io::ErrorKind::TimedOut, IdleTimeout(idle)))
+        }
+        Poll::Pending => Poll::Pending,
+    }
+}
+
+impl AsyncRead for MailStream {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        match this.io().poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                this.read_timer = None;
+                Poll::Ready(r)
+            }
+            Poll::Pending => poll_timer(&mut this.read_timer, this.idle, cx).map(Err),
+        }
+    }
+}
+
+impl AsyncWrite for MailStream {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        match this.io().poll_write(cx, buf) {
+            Poll::Ready(r) => {
+                this.write_timer = None;
+                Poll::Ready(r)
+            }
+            Poll::Pending => poll_timer(&mut this.write_timer, this.idle, cx).map(Err),
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        match this.io().poll_flush(cx) {
+            Poll::Ready(r) => {
+                this.write_timer = None;
+                Poll::Ready(r)
+            }
+            Poll::Pending => poll_timer(&mut this.write_timer, this.idle, cx).map(Err),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.io().poll_shutdown(cx)
+    }
+}
+
+/// Resolves the server (not used through a proxy: the proxy resolves).
+pub async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, NetError> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|source| NetError::Resolve { host: host.into(), source })?
+        .collect();
+    if addrs.is_empty() {
+        return Err(NetError::Resolve { host: host.into(), source: io::Error::other("no addresses") });
+    }
+    Ok(addrs)
+}
+
+/// Opens the TCP connection, directly or through the account's SOCKS5 proxy.
+/// Returns the stream and the address connected to (direct only).
+pub async fn connect_tcp(settings: &AccountSettings) -> Result<(MailStream, Option<SocketAddr>), NetError> {
+    let port = settings.effective_port();
+    let target = format!("{}:{port}", settings.host);
+    let after = settings.timeouts.connect;
+    let idle = settings.timeouts.io;
+    if let Some(proxy) = &settings.proxy {
+        let stream = timeout(after, connect_socks5(proxy, &settings.host, port))
+            .await
+            .map_err(|_| NetError::ConnectTimeout { target: target.clone(), after })??;
+        return Ok((MailStream::new(Box::new(stream), idle), None));
+    }
+    let addrs = resolve(&settings.host, port).await?;
+    let mut last = None;
+    for addr in addrs {
+        match timeout(after, TcpStream::connect(addr)).await {
+            Err(_) => last = Some(NetError::ConnectTimeout { target: target.clone(), after }),
+            Ok(Err(source)) => last = Some(NetError::Connect { target: target.clone(), source }),
+            Ok(Ok(stream)) => {
+                stream.set_nodelay(true).ok();
+                return Ok((MailStream::new(Box::new(stream), idle), Some(addr)));
+            }
+        }
+    }
+    Err(last.expect("at least one address"))
+}
+
+async fn connect_socks5(
+    proxy: &ProxySettings,
+    host: &str,
+    port: u16,
+) -> Result<tokio_socks::tcp::Socks5Stream<TcpStream>, NetError> {
+    let proxy_addr = format!("{}:{}", proxy.host, proxy.port);
+    let fail = |e: tokio_socks::Error| NetError::Proxy { proxy: proxy_addr.clone(), reason: e.to_string() };
+    let stream = match (&proxy.username, &proxy.password) {
+        (Some(user), Some(pass)) => tokio_socks::tcp::Socks5Stream::connect_with_password(
+            proxy_addr.as_str(),
+            (host, port),
+            user,
+            pass.expose(),
+        )
+        .await
+        .map_err(fail)?,
+        _ => tokio_socks::tcp::Socks5Stream::connect(proxy_addr.as_str(), (host, port)).await.map_err(fail)?,
+    };
+    Ok(stream)
+}
+
+/// Connects and, for implicit TLS, completes the hand-shake. STARTTLS is the
+/// protocol module's job (it must ask first).
+pub async fn connect(settings: &AccountSettings) -> Result<(MailStream, Option<TlsInfo>), NetError> {
+    let (stream, _) = connect_tcp(settings).await?;
+    match settings.security {
+        super::Security::Tls => {
+            let (stream, info) = stream.start_tls(settings).await?;
+            Ok((stream, Some(info)))
+        }
+        _ => Ok((stream, None)),
+    }
+}
+
+/// Verifier used when the account skips verification: accepts any
+/// certificate (signatures are still checked), remembers it for reports.
+#[derive(Debug)]
+struct AcceptAnyCertificate {
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    seen: Arc<Mutex<Option<CertificateDer<'static>>>>,
+}
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        *self.seen.lock().expect("cert lock") = Some(end_entity.clone().into_owned());
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+type SeenCertificate = Arc<Mutex<Option<CertificateDer<'static>>>>;
+
+/// The rustls client config for an account: system roots + CA file, or the
+/// accept-any verifier when the account explicitly skips verification.
+fn client_config(settings: &AccountSettings) -> Result<(Arc<ClientConfig>, SeenCertificate), NetError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| NetError::Tls { host: settings.host.clone(), reason: e.to_string() })?;
+    let seen: SeenCertificate = Arc::default();
+    let config = if settings.verify_certificate {
+        builder.with_root_certificates(root_store(settings)?).with_no_client_auth()
+    } else {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate { provider, seen: seen.clone() }))
+            .with_no_client_auth()
+    };
+    Ok((Arc::new(config), seen))
+}
+
+fn root_store(settings: &AccountSettings) -> Result<RootCertStore, NetError> {
+    let mut roots = RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for cert in native.certs {
+        roots.add(cert).ok();
+    }
+    if let Some(path) = &settings.ca_file {
+        let shown = path.display().to_string();
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .map_err(|e| NetError::CaFile { path: shown.clone(), reason: e.to_string() })?
+            .collect::<Result<_, _>>()
+            .map_err(|e| NetError::CaFile { path: shown.clone(), reason: e.to_string() })?;
+        if certs.is_empty() {
+            return Err(NetError::CaFile { path: shown, reason: "no PEM certificate in it".into() });
+        }
+        for cert in certs {
+            roots.add(cert).map_err(|e| NetError::CaFile { path: shown.clone(), reason: e.to_string() })?;
+        }
+    }
+    Ok(roots)
+}
+
+fn tls_error(host: &str, e: io::Error) -> NetError {
+    let reason = e.to_string();
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::InvalidCertificate(cert)) => {
+            NetError::Certificate { host: host.into(), reason: format!("{cert:?}") }
+        }
+        _ => NetError::Tls { host: host.into(), reason },
+    }
+}
+
+fn describe(tls: &TlsStream<Box<dyn Io>>) -> TlsInfo {
+    let (_, conn) = tls.get_ref();
+    let mut info = TlsInfo {
+        protocol: conn.protocol_version().map(|v| format!("{v:?}")).unwrap_or_default(),
+        cipher: conn.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite())).unwrap_or_default(),
+        ..TlsInfo::default()
+    };
+    if let Some(cert) = conn.peer_certificates().and_then(|c| c.first())
+        && let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert.as_ref())
+    {
+        info.subject = parsed.subject().to_string();
+        info.issuer = parsed.issuer().to_string();
+        info.not_after = parsed.validity().not_after.to_string();
+    }
+    info
+}
+
+/// For an implicit-TLS account whose certificate was rejected: connects once
+/// more with verification off, only to read the certificate for the report.
+/// Nothing is sent over that connection.
+pub async fn inspect_certificate(settings: &AccountSettings) -> Option<TlsInfo> {
+    let mut look = settings.clone();
+    look.verify_certificate = false;
+    let (stream, _) = connect_tcp(&look).await.ok()?;
+    let (_, mut info) = stream.start_tls(&look).await.ok()?;
+    info.verified = false;
+    Some(info)
+}
