@@ -11,6 +11,8 @@ use intake::parse::{self, Envelope, ParsedMessage};
 use intake::plugin::bindings::types::Origin;
 use intake::plugin::{Binding, LoadedPlugin, PluginRuntime, RuntimeConfig};
 
+pub mod servers;
+
 /// The repository root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

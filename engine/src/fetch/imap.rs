@@ -1,34 +1,509 @@
-//! IMAP (placeholder).
+//! IMAP: async-imap on tokio, over the [`MailStream`] from [`super::net`].
+//!
+//! Before login this module speaks the few lines itself (greeting,
+//! `CAPABILITY`, `STARTTLS`) so that "Test settings" can report each step and
+//! STARTTLS can be refused when not offered; from login on, async-imap does
+//! the work.
+//!
+//! Read-only until acknowledged: listing uses `UID FETCH … (UID RFC822.SIZE)`
+//! or `UID SEARCH UNSEEN`, fetching uses `BODY.PEEK[]` (never sets `\Seen`),
+//! in UID ranges per command. async-imap ends a FETCH stream quietly on EOF
+//! or on a tagged `NO`; this module counts what arrived against what it asked
+//! for, so a connection lost mid-FETCH is an error, never a short batch.
+
+use std::collections::{BTreeMap, HashMap};
+
 use async_trait::async_trait;
+use futures::TryStreamExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{Acknowledge, AccountSettings, FetchError, Fetched, FolderCursor, Listing, MailSource, MessageRef};
+use super::net::{self, MailStream, NetError, TlsInfo};
+use super::{
+    Acknowledge, AccountSettings, Auth, FetchError, FetchMode, Fetched, FolderCursor, Listed, Listing, MailSource,
+    MessageRef, Security,
+};
 
-/// An IMAP mailbox.
-#[derive(Debug)]
-pub struct ImapSource;
+/// Longest line accepted before login (greeting, capability, STARTTLS).
+const MAX_PRELOGIN_LINE: usize = 16 * 1024;
+
+type Session = async_imap::Session<MailStream>;
+
+/// What the server said before login.
+#[derive(Debug, Clone, Default)]
+pub struct Greeting {
+    /// The greeting line, without the leading `* OK`.
+    pub text: String,
+    /// Capabilities advertised before login (after STARTTLS, if used).
+    pub capabilities: Vec<String>,
+    /// TLS details if the connection is encrypted.
+    pub tls: Option<TlsInfo>,
+}
+
+/// An authenticated IMAP session.
+pub struct ImapSource {
+    session: Session,
+    settings: AccountSettings,
+    /// Capabilities after login (UIDPLUS, MOVE…).
+    capabilities: Vec<String>,
+    /// Currently selected folder and its UIDVALIDITY.
+    selected: Option<(String, u32)>,
+}
+
+impl std::fmt::Debug for ImapSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImapSource")
+            .field("account", &self.settings.name)
+            .field("selected", &self.selected)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads one CRLF-terminated line, bounded, byte by byte so that nothing past
+/// the line is consumed (the stream is handed on afterwards).
+async fn read_line(stream: &mut MailStream) -> Result<String, FetchError> {
+    let mut line = Vec::with_capacity(128);
+    loop {
+        let byte = match stream.read_u8().await {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(FetchError::Protocol("the server closed the connection".into()));
+            }
+            Err(e) => return Err(NetError::from(e).into()),
+        };
+        line.push(byte);
+        if line.ends_with(b"\r\n") {
+            line.truncate(line.len() - 2);
+            return Ok(String::from_utf8_lossy(&line).into_owned());
+        }
+        if line.len() > MAX_PRELOGIN_LINE {
+            return Err(FetchError::Protocol(format!("server line longer than {MAX_PRELOGIN_LINE} bytes")));
+        }
+    }
+}
+
+async fn send(stream: &mut MailStream, command: &str) -> Result<(), FetchError> {
+    stream.write_all(command.as_bytes()).await.map_err(NetError::from)?;
+    stream.write_all(b"\r\n").await.map_err(NetError::from)?;
+    stream.flush().await.map_err(NetError::from)?;
+    Ok(())
+}
+
+/// Sends a tagged command and collects untagged lines until its completion;
+/// returns (untagged lines, completion text) or the server's refusal.
+async fn command(stream: &mut MailStream, tag: &str, text: &str) -> Result<Vec<String>, FetchError> {
+    send(stream, &format!("{tag} {text}")).await?;
+    let mut untagged = Vec::new();
+    loop {
+        let line = read_line(stream).await?;
+        if let Some(rest) = line.strip_prefix(tag).and_then(|r| r.strip_prefix(' ')) {
+            let (status, detail) = rest.split_once(' ').unwrap_or((rest, ""));
+            return match status.to_ascii_uppercase().as_str() {
+                "OK" => Ok(untagged),
+                _ => Err(FetchError::Protocol(format!("{text} refused: {status} {detail}"))),
+            };
+        }
+        untagged.push(line);
+        if untagged.len() > 1000 {
+            return Err(FetchError::Protocol(format!("too many responses to {text}")));
+        }
+    }
+}
+
+fn parse_capabilities(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("* ")?;
+            let (word, caps) = rest.split_once(' ')?;
+            word.eq_ignore_ascii_case("CAPABILITY").then_some(caps)
+        })
+        .flat_map(|caps| caps.split_whitespace().map(|c| c.to_ascii_uppercase()))
+        .collect()
+}
+
+fn has(caps: &[String], name: &str) -> bool {
+    caps.iter().any(|c| c.eq_ignore_ascii_case(name))
+}
+
+/// Reads the greeting and capabilities, and does STARTTLS when the account
+/// asks for it (refusing if the server does not offer it). For implicit TLS
+/// the stream is already encrypted.
+pub async fn greet(
+    mut stream: MailStream,
+    settings: &AccountSettings,
+    tls: Option<TlsInfo>,
+) -> Result<(MailStream, Greeting), FetchError> {
+    let line = read_line(&mut stream).await?;
+    let text = match line.split_once(' ') {
+        Some(("*", rest)) if rest.len() >= 2 && rest[..2].eq_ignore_ascii_case("OK") => rest[2..].trim().to_string(),
+        Some(("*", rest)) if rest.to_ascii_uppercase().starts_with("PREAUTH") => {
+            return Err(FetchError::Protocol("the server pre-authenticated the connection; Intake always logs in".into()));
+        }
+        _ => return Err(FetchError::Protocol(format!("not an IMAP server greeting: {line:?}"))),
+    };
+    let mut capabilities = parse_capabilities(&command(&mut stream, "i1", "CAPABILITY").await?);
+    let mut tls = tls;
+    if settings.security == Security::Starttls {
+        if !has(&capabilities, "STARTTLS") {
+            return Err(NetError::StartTlsNotOffered { command: "STARTTLS" }.into());
+        }
+        command(&mut stream, "i2", "STARTTLS").await?;
+        let (secured, info) = stream.start_tls(settings).await?;
+        stream = secured;
+        tls = Some(info);
+        // Capabilities before TLS must not be trusted (RFC 3501 §6.2.1).
+        capabilities = parse_capabilities(&command(&mut stream, "i3", "CAPABILITY").await?);
+    }
+    Ok((stream, Greeting { text, capabilities, tls }))
+}
+
+/// Authenticator for SASL PLAIN (RFC 4616).
+struct PlainAuth<'a> {
+    user: &'a str,
+    password: &'a str,
+}
+
+impl async_imap::Authenticator for PlainAuth<'_> {
+    type Response = Vec<u8>;
+    fn process(&mut self, _challenge: &[u8]) -> Vec<u8> {
+        format!("\0{}\0{}", self.user, self.password).into_bytes()
+    }
+}
+
+fn imap_error(e: async_imap::error::Error) -> FetchError {
+    use async_imap::error::Error;
+    match e {
+        Error::Io(io) => NetError::from(io).into(),
+        Error::ConnectionLost => FetchError::Protocol("the server closed the connection".into()),
+        Error::No(m) => FetchError::Protocol(format!("NO {m}")),
+        Error::Bad(m) => FetchError::Protocol(format!("BAD {m}")),
+        other => FetchError::Protocol(other.to_string()),
+    }
+}
+
+/// Logs in on a greeted stream.
+pub async fn login(stream: MailStream, greeting: &Greeting, settings: &AccountSettings) -> Result<ImapSource, FetchError> {
+    if settings.auth == Auth::Login && has(&greeting.capabilities, "LOGINDISABLED") {
+        return Err(FetchError::Auth(
+            "the server disables LOGIN on this connection (LOGINDISABLED): use STARTTLS or TLS, or SASL PLAIN".into(),
+        ));
+    }
+    let client = async_imap::Client::new(stream);
+    let user = settings.username.as_str();
+    let password = settings.password.expose();
+    let result = match settings.auth {
+        Auth::Login => client.login(user, password).await,
+        Auth::Plain => client.authenticate("PLAIN", PlainAuth { user, password }).await,
+    };
+    let mut session = match result {
+        Ok(session) => session,
+        Err((async_imap::error::Error::No(m), _)) => return Err(FetchError::Auth(m)),
+        Err((e, _)) => return Err(imap_error(e)),
+    };
+    let capabilities = session
+        .capabilities()
+        .await
+        .map_err(imap_error)?
+        .iter()
+        .map(|c| format!("{c:?}"))
+        .collect::<Vec<_>>();
+    let capabilities = normalize_caps(capabilities);
+    Ok(ImapSource { session, settings: settings.clone(), capabilities, selected: None })
+}
+
+/// async-imap's `Capability` Debug is `Atom("UIDPLUS")`, `Imap4rev1`,
+/// `Auth("PLAIN")`; keep the names only.
+fn normalize_caps(raw: Vec<String>) -> Vec<String> {
+    raw.into_iter()
+        .map(|c| {
+            let c = c.trim_end_matches(')');
+            let c = c.rsplit_once('(').map_or(c, |(_, inner)| inner);
+            c.trim_matches('"').to_ascii_uppercase()
+        })
+        .collect()
+}
+
+/// Compresses UIDs into an IMAP sequence set: `1:3,7,9:10`.
+pub fn uid_set(uids: &[u32]) -> String {
+    let mut sorted = uids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let start = sorted[i];
+        let mut end = start;
+        while i + 1 < sorted.len() && sorted[i + 1] == end + 1 {
+            i += 1;
+            end = sorted[i];
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}:{end}"));
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Message counts of a folder, for "Test settings".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FolderStatus {
+    /// Messages in the folder.
+    pub messages: u32,
+    /// Messages without `\Seen`.
+    pub unseen: u32,
+}
 
 impl ImapSource {
-    /// Connects and authenticates.
-    pub async fn connect(_settings: &AccountSettings) -> Result<Self, FetchError> {
-        Err(FetchError::Unsupported("IMAP is not implemented yet".into()))
+    /// Connects, secures, greets and logs in.
+    pub async fn connect(settings: &AccountSettings) -> Result<Self, FetchError> {
+        let (stream, tls) = net::connect(settings).await?;
+        let (stream, greeting) = greet(stream, settings, tls).await?;
+        login(stream, &greeting, settings).await
+    }
+
+    /// Capabilities after login.
+    pub fn capabilities(&self) -> &[String] {
+        &self.capabilities
+    }
+
+    /// Message and unseen counts (`STATUS`), without selecting.
+    pub async fn status(&mut self, folder: &str) -> Result<FolderStatus, FetchError> {
+        let mailbox = self.session.status(folder, "(MESSAGES UNSEEN)").await.map_err(|e| match e {
+            async_imap::error::Error::No(detail) | async_imap::error::Error::Bad(detail) => {
+                FetchError::NoSuchFolder { folder: folder.into(), detail }
+            }
+            other => imap_error(other),
+        })?;
+        Ok(FolderStatus { messages: mailbox.exists, unseen: mailbox.unseen.unwrap_or(0) })
+    }
+
+    async fn select(&mut self, folder: &str) -> Result<u32, FetchError> {
+        if let Some((name, validity)) = &self.selected
+            && name == folder
+        {
+            return Ok(*validity);
+        }
+        let mailbox = self.session.select(folder).await.map_err(|e| match e {
+            async_imap::error::Error::No(detail) | async_imap::error::Error::Bad(detail) => {
+                FetchError::NoSuchFolder { folder: folder.into(), detail }
+            }
+            other => imap_error(other),
+        })?;
+        let validity = mailbox
+            .uid_validity
+            .ok_or_else(|| FetchError::Protocol(format!("the server gave no UIDVALIDITY for {folder:?}")))?;
+        self.drain_unsolicited();
+        self.selected = Some((folder.to_string(), validity));
+        Ok(validity)
+    }
+
+    /// Unsolicited responses (EXISTS, EXPUNGE…) are not needed: listing asks
+    /// the server afresh. Drop them so the channel never fills.
+    fn drain_unsolicited(&mut self) {
+        while self.session.unsolicited_responses.try_recv().is_ok() {}
+    }
+
+    /// UID and size of the given UIDs (or a `n:*` range).
+    async fn sizes(&mut self, set: &str) -> Result<Vec<(u32, u64)>, FetchError> {
+        let fetches: Vec<_> =
+            self.session.uid_fetch(set, "(UID RFC822.SIZE)").await.map_err(imap_error)?.try_collect().await.map_err(imap_error)?;
+        self.drain_unsolicited();
+        let mut out: Vec<(u32, u64)> = fetches
+            .iter()
+            .filter_map(|f| Some((f.uid?, u64::from(f.size.unwrap_or(0)))))
+            .collect();
+        out.sort_unstable();
+        out.dedup_by_key(|(uid, _)| *uid);
+        Ok(out)
+    }
+
+    /// Runs a UID STORE and waits for its completion.
+    async fn store(&mut self, set: &str, flags: &str) -> Result<(), FetchError> {
+        let stream = self.session.uid_store(set, flags).await.map_err(imap_error)?;
+        let _: Vec<_> = stream.try_collect().await.map_err(imap_error)?;
+        self.drain_unsolicited();
+        Ok(())
+    }
+
+    async fn delete(&mut self, folder: &str, set: &str) -> Result<(), FetchError> {
+        self.store(set, "+FLAGS.SILENT (\\Deleted)").await?;
+        if has(&self.capabilities, "UIDPLUS") {
+            let stream = self.session.uid_expunge(set).await.map_err(imap_error)?;
+            let _: Vec<_> = stream.try_collect().await.map_err(imap_error)?;
+            self.drain_unsolicited();
+        } else {
+            // A plain EXPUNGE would also remove messages other clients
+            // flagged \Deleted; leave them flagged for the server or the
+            // user's client to expunge.
+            tracing::warn!(account = %self.settings.name, folder, "server lacks UIDPLUS: messages are flagged \\Deleted but not expunged");
+        }
+        Ok(())
     }
 }
 
 #[async_trait]
 impl MailSource for ImapSource {
     fn folders(&self) -> Vec<String> {
-        vec!["INBOX".into()]
+        self.settings.folders.clone()
     }
-    async fn list(&mut self, _folder: &str, _cursor: &FolderCursor) -> Result<Listing, FetchError> {
-        unimplemented!()
+
+    async fn list(&mut self, folder: &str, cursor: &FolderCursor) -> Result<Listing, FetchError> {
+        self.selected = None; // re-SELECT so the counts and UIDVALIDITY are fresh
+        let validity = self.select(folder).await?;
+        let changed = cursor.uid_validity.is_some_and(|v| v != validity);
+        if changed {
+            tracing::warn!(account = %self.settings.name, folder, old = cursor.uid_validity, new = validity,
+                "UIDVALIDITY changed: re-listing the whole folder (duplicates are caught by Message-ID)");
+        }
+        let after = if changed { 0 } else { cursor.last_uid };
+        let found = match self.settings.mode {
+            FetchMode::New => {
+                // `n:*` always includes the highest UID, even below n.
+                let all = self.sizes(&format!("{}:*", after.saturating_add(1))).await?;
+                all.into_iter().filter(|(uid, _)| *uid > after).collect()
+            }
+            FetchMode::Unseen => {
+                let unseen: Vec<u32> =
+                    self.session.uid_search("UNSEEN").await.map_err(imap_error)?.into_iter().collect();
+                self.drain_unsolicited();
+                if unseen.is_empty() { Vec::new() } else { self.sizes(&uid_set(&unseen)).await? }
+            }
+        };
+        let mut listing = Listing {
+            folder: folder.to_string(),
+            uid_validity: Some(validity),
+            uid_validity_changed: changed,
+            ..Listing::default()
+        };
+        for (uid, size) in found {
+            let item = Listed { message: MessageRef::Imap { folder: folder.to_string(), uid_validity: validity, uid }, size };
+            if size > self.settings.max_message_bytes {
+                listing.too_large.push(item);
+            } else {
+                listing.new.push(item);
+            }
+        }
+        Ok(listing)
     }
-    async fn fetch(&mut self, _messages: &[MessageRef]) -> Result<Vec<Fetched>, FetchError> {
-        unimplemented!()
+
+    async fn fetch(&mut self, messages: &[MessageRef]) -> Result<Vec<Fetched>, FetchError> {
+        // Group by folder, keeping the caller's order within each.
+        let mut by_folder: BTreeMap<(String, u32), Vec<u32>> = BTreeMap::new();
+        for m in messages {
+            match m {
+                MessageRef::Imap { folder, uid_validity, uid } => {
+                    by_folder.entry((folder.clone(), *uid_validity)).or_default().push(*uid)
+                }
+                MessageRef::Pop3 { .. } => return Err(FetchError::Protocol("a POP3 message given to IMAP".into())),
+            }
+        }
+        let mut bodies: HashMap<(String, u32), bytes::Bytes> = HashMap::with_capacity(messages.len());
+        for ((folder, validity), uids) in by_folder {
+            let now = self.select(&folder).await?;
+            if now != validity {
+                return Err(FetchError::Protocol(format!(
+                    "UIDVALIDITY of {folder:?} changed since listing ({validity} → {now}); list again"
+                )));
+            }
+            for chunk in uids.chunks(self.settings.batch_size.max(1)) {
+                let expected = chunk.len();
+                let mut received = 0;
+                let mut stream =
+                    self.session.uid_fetch(uid_set(chunk), "(UID BODY.PEEK[])").await.map_err(imap_error)?;
+                while let Some(fetch) = stream.try_next().await.map_err(imap_error)? {
+                    let (Some(uid), Some(body)) = (fetch.uid, fetch.body()) else { continue };
+                    if chunk.contains(&uid)
+                        && bodies.insert((folder.clone(), uid), bytes::Bytes::copy_from_slice(body)).is_none()
+                    {
+                        received += 1;
+                    }
+                }
+                drop(stream);
+                self.drain_unsolicited();
+                if received < expected {
+                    // EOF or a tagged NO ends async-imap's stream quietly:
+                    // never let that pass as a complete batch.
+                    return Err(FetchError::Incomplete { during: "UID FETCH", received, expected });
+                }
+            }
+        }
+        Ok(messages
+            .iter()
+            .map(|m| {
+                let MessageRef::Imap { folder, uid, .. } = m else { unreachable!("checked above") };
+                let raw = bodies.remove(&(folder.clone(), *uid)).unwrap_or_default();
+                Fetched { message: m.clone(), raw }
+            })
+            .collect())
     }
-    async fn acknowledge(&mut self, _actions: &[(MessageRef, Acknowledge)]) -> Result<(), FetchError> {
-        unimplemented!()
-    }
-    async fn close(self: Box<Self>) -> Result<(), FetchError> {
+
+    async fn acknowledge(&mut self, actions: &[(MessageRef, Acknowledge)]) -> Result<(), FetchError> {
+        // Group by (folder, validity, action) so each becomes one command.
+        let mut groups: BTreeMap<(String, u32, String), (Acknowledge, Vec<u32>)> = BTreeMap::new();
+        for (m, action) in actions {
+            let MessageRef::Imap { folder, uid_validity, uid } = m else {
+                return Err(FetchError::Protocol("a POP3 message given to IMAP".into()));
+            };
+            let key = (folder.clone(), *uid_validity, format!("{action:?}"));
+            groups.entry(key).or_insert_with(|| (action.clone(), Vec::new())).1.push(*uid);
+        }
+        for ((folder, validity, _), (action, uids)) in groups {
+            if action == Acknowledge::Leave {
+                continue;
+            }
+            if self.select(&folder).await? != validity {
+                // The UIDs no longer name the same messages: acting could hit
+                // the wrong mail. The pipeline retries after re-listing.
+                return Err(FetchError::Protocol(format!("UIDVALIDITY of {folder:?} changed; not acting on stale UIDs")));
+            }
+            let set = uid_set(&uids);
+            match action {
+                Acknowledge::Leave => {}
+                Acknowledge::MarkSeen => self.store(&set, "+FLAGS.SILENT (\\Seen)").await?,
+                Acknowledge::Delete if self.settings.keep_on_server => {
+                    tracing::debug!(account = %self.settings.name, "keep-on-server: not deleting");
+                }
+                Acknowledge::Delete => self.delete(&folder, &set).await?,
+                Acknowledge::MoveTo(target) => {
+                    if has(&self.capabilities, "MOVE") {
+                        self.session.uid_mv(&set, &target).await.map_err(imap_error)?;
+                        self.drain_unsolicited();
+                    } else {
+                        self.session.uid_copy(&set, &target).await.map_err(imap_error)?;
+                        self.delete(&folder, &set).await?;
+                    }
+                }
+            }
+        }
         Ok(())
+    }
+
+    async fn close(mut self: Box<Self>) -> Result<(), FetchError> {
+        self.session.logout().await.map_err(imap_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uid_sets_are_compressed() {
+        assert_eq!(uid_set(&[5, 1, 2, 3, 9, 10, 7]), "1:3,5,7,9:10");
+        assert_eq!(uid_set(&[4]), "4");
+        assert_eq!(uid_set(&[2, 2, 3]), "2:3");
+    }
+
+    #[test]
+    fn capabilities_are_parsed_case_insensitively() {
+        let caps = parse_capabilities(&["* capability IMAP4rev1 starttls LOGINDISABLED".into(), "* OK x".into()]);
+        assert!(has(&caps, "STARTTLS") && has(&caps, "logindisabled"));
+        assert_eq!(normalize_caps(vec!["Atom(\"UIDPLUS\")".into(), "Imap4rev1".into()]), ["UIDPLUS", "IMAP4REV1"]);
     }
 }

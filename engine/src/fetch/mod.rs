@@ -146,7 +146,7 @@ pub enum FetchError {
 /// Protocol: `list` each folder, `fetch` the listed messages in batches,
 /// commit them durably, then `acknowledge` the committed ones, then `close`.
 #[async_trait]
-pub trait MailSource: Send {
+pub trait MailSource: Send + std::fmt::Debug {
     /// The folders this source reads (`INBOX` for POP3).
     fn folders(&self) -> Vec<String>;
 
