@@ -12,6 +12,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
 use crate::directory::MemoryDirectory;
+use crate::fetch::{AccountSettings, Auth, Protocol, ProxySettings, Secret, Security, check};
 use crate::offline::{self, OfflineRun};
 use crate::plugin::{Binding, Chain, FailurePolicy, LoadedPlugin, PluginRuntime, RuntimeConfig};
 
@@ -28,6 +29,120 @@ enum Command {
     /// Work with plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Work with mail accounts.
+    #[command(subcommand)]
+    Account(AccountCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AccountCommand {
+    /// Test settings: resolve, connect, TLS, capabilities, login and folders,
+    /// one line per step; on failure, the step that failed and what to
+    /// change. Exits non-zero if any step fails.
+    Test(AccountTest),
+}
+
+#[derive(Debug, Args)]
+struct AccountTest {
+    #[command(flatten)]
+    account: AccountArgs,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// An account given on the command line. The password never goes in an
+/// argument (shell history, `ps`): it comes from an environment variable or
+/// standard input.
+#[derive(Debug, Args)]
+struct AccountArgs {
+    /// Account name shown in logs.
+    #[arg(long, default_value = "account")]
+    name: String,
+    /// imap or pop3.
+    #[arg(long, value_enum)]
+    protocol: Protocol,
+    /// Server host name.
+    #[arg(long)]
+    host: String,
+    /// Port (default: 143/993 for IMAP, 110/995 for POP3, by security).
+    #[arg(long)]
+    port: Option<u16>,
+    /// none, starttls or tls.
+    #[arg(long, value_enum, default_value = "tls")]
+    security: Security,
+    /// Login name.
+    #[arg(long)]
+    user: String,
+    /// Read the password from this environment variable.
+    #[arg(long, value_name = "VAR", conflicts_with = "password_stdin")]
+    password_env: Option<String>,
+    /// Read the password from the first line of standard input.
+    #[arg(long)]
+    password_stdin: bool,
+    /// login (IMAP LOGIN / POP3 USER+PASS) or plain (SASL PLAIN).
+    #[arg(long, value_enum, default_value = "login")]
+    auth: Auth,
+    /// Extra CA certificate(s), PEM, to trust for this account.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// Do not verify the server certificate (an explicit, warned choice).
+    #[arg(long)]
+    skip_cert_verify: bool,
+    /// Folder to check (repeatable; default INBOX).
+    #[arg(long = "folder")]
+    folders: Vec<String>,
+    /// SOCKS5 proxy as HOST:PORT.
+    #[arg(long)]
+    proxy: Option<String>,
+    /// SOCKS5 proxy user name.
+    #[arg(long, requires = "proxy")]
+    proxy_user: Option<String>,
+    /// Environment variable holding the SOCKS5 proxy password.
+    #[arg(long, value_name = "VAR", requires = "proxy_user")]
+    proxy_password_env: Option<String>,
+    /// Connect timeout, seconds.
+    #[arg(long, default_value_t = 15)]
+    connect_timeout: u64,
+}
+
+fn secret_from_env(var: &str) -> anyhow::Result<Secret> {
+    std::env::var(var)
+        .map(Secret::new)
+        .with_context(|| format!("environment variable {var} is not set (it should hold the password)"))
+}
+
+impl AccountArgs {
+    fn settings(&self) -> anyhow::Result<AccountSettings> {
+        let password = match (&self.password_env, self.password_stdin) {
+            (Some(var), _) => secret_from_env(var)?,
+            (None, true) => {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line).context("cannot read the password from standard input")?;
+                Secret::new(line.trim_end_matches(['\r', '\n']))
+            }
+            (None, false) => bail!("give the password with --password-env VAR or --password-stdin (never as an argument)"),
+        };
+        let mut a = AccountSettings::new(&self.name, self.protocol, &self.host, self.security, &self.user, password);
+        a.port = self.port;
+        a.auth = self.auth;
+        a.ca_file = self.ca_file.clone();
+        a.verify_certificate = !self.skip_cert_verify;
+        if !self.folders.is_empty() {
+            a.folders = self.folders.clone();
+        }
+        a.timeouts.connect = Duration::from_secs(self.connect_timeout);
+        if let Some(proxy) = &self.proxy {
+            let (host, port) = proxy.rsplit_once(':').context("--proxy must be HOST:PORT")?;
+            a.proxy = Some(ProxySettings {
+                host: host.to_string(),
+                port: port.parse().context("--proxy port must be a number")?,
+                username: self.proxy_user.clone(),
+                password: self.proxy_password_env.as_deref().map(secret_from_env).transpose()?,
+            });
+        }
+        Ok(a)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -81,7 +196,30 @@ struct PluginTest {
 pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Plugin(PluginCommand::Test(args)) => plugin_test(args, out).await,
+        Command::Account(AccountCommand::Test(args)) => account_test(args, out).await,
     }
+}
+
+async fn account_test(args: AccountTest, out: &mut (dyn Write + Send)) -> anyhow::Result<ExitCode> {
+    let settings = args.account.settings()?;
+    let report = check::test_account(&settings).await;
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+    } else {
+        for step in &report.steps {
+            let mark = match (step.ok, step.hint.is_some()) {
+                (false, _) => "FAIL",
+                (true, true) => "warn",
+                (true, false) => "ok",
+            };
+            writeln!(out, "{mark:<4} {:<12} {}", step.name, step.detail)?;
+            if let Some(hint) = &step.hint {
+                writeln!(out, "     {:<12} hint: {hint}", "")?;
+            }
+        }
+        writeln!(out, "{}", if report.ok() { "settings OK" } else { "settings NOT OK" })?;
+    }
+    Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn parse_configs(specs: &[String]) -> anyhow::Result<HashMap<String, String>> {
