@@ -18,6 +18,10 @@ pub struct MemoryDirectory {
 #[derive(Debug, Default)]
 struct Tenant {
     parties: Vec<Party>,
+    /// Lower-case address → positions in `parties`.
+    by_address: HashMap<String, Vec<usize>>,
+    /// Lower-case domain → positions in `parties`.
+    by_domain: HashMap<String, Vec<usize>>,
     /// Message-ID → parties the message was linked to.
     links: HashMap<String, Vec<PartyRef>>,
 }
@@ -65,6 +69,11 @@ impl MemoryDirectory {
         }
         party.email = party.email.trim().to_lowercase();
         let id = party.id.clone();
+        let position = t.parties.len();
+        t.by_address.entry(party.email.clone()).or_default().push(position);
+        if let Some(domain) = domain_of(&party.email) {
+            t.by_domain.entry(domain.to_string()).or_default().push(position);
+        }
         t.parties.push(party);
         id
     }
@@ -159,13 +168,13 @@ impl MemoryDirectory {
         Ok(added)
     }
 
-    fn search(&self, tenant: &str, limit: usize, keep: impl Fn(&Party) -> bool) -> Page {
+    /// The parties at the positions `index` gives for `key`, capped.
+    fn lookup(&self, tenant: &str, limit: usize, index: impl Fn(&Tenant) -> Option<&Vec<usize>>) -> Page {
         let tenants = self.tenants.read().expect("directory lock");
-        let all = tenants
-            .get(tenant)
-            .map(|t| t.parties.iter().filter(|p| keep(p)).cloned().collect())
-            .unwrap_or_default();
-        Page::capped(all, limit)
+        let Some(t) = tenants.get(tenant) else { return Page::default() };
+        let positions = index(t).map(Vec::as_slice).unwrap_or_default();
+        let parties = positions.iter().take(limit).map(|&i| t.parties[i].clone()).collect();
+        Page { parties, truncated: positions.len() > limit }
     }
 }
 
@@ -181,8 +190,8 @@ impl Directory for MemoryDirectory {
         address: &str,
         limit: usize,
     ) -> Result<Page, DirectoryError> {
-        let address = address.trim();
-        Ok(self.search(tenant, limit, |p| p.email.eq_ignore_ascii_case(address)))
+        let key = address.trim().to_lowercase();
+        Ok(self.lookup(tenant, limit, |t| t.by_address.get(&key)))
     }
 
     async fn find_by_domain(
@@ -191,10 +200,8 @@ impl Directory for MemoryDirectory {
         domain: &str,
         limit: usize,
     ) -> Result<Page, DirectoryError> {
-        let domain = domain.trim();
-        Ok(self.search(tenant, limit, |p| {
-            domain_of(&p.email).is_some_and(|d| d.eq_ignore_ascii_case(domain))
-        }))
+        let key = domain.trim().to_lowercase();
+        Ok(self.lookup(tenant, limit, |t| t.by_domain.get(&key)))
     }
 
     async fn parties_for_message_id(

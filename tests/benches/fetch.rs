@@ -1,0 +1,189 @@
+//! Retrieval throughput: one private Dovecot, one mailbox of N messages
+//! (default 10,000 of about 20 KB; `INTAKE_BENCH_MESSAGES` overrides), fetched
+//! in the same run by Intake (IMAP plain, IMAP TLS, POP3 plain, POP3 TLS),
+//! mbsync (isync; Maildir with FSync, its default) and fetchmail (IMAP and
+//! POP3, into a BSMTP file). Prints one line per run: wall time, messages/s,
+//! MB/s. Intake's runs are fetch-only (bodies counted, then dropped); the
+//! others also write what they fetch, as they always do — see the notes the
+//! bench prints.
+//!
+//! Run with `./dev bench-fetch` (installs isync and fetchmail if missing).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use intake::fetch::{FetchError, FolderCursor, MessageRef, Protocol, Security, open};
+use intake_tests::servers::{Dovecot, PASSWORD, USER, message};
+
+struct Run {
+    name: String,
+    messages: usize,
+    bytes: u64,
+    wall: Duration,
+    note: String,
+}
+
+fn print(run: &Run) {
+    let secs = run.wall.as_secs_f64();
+    println!(
+        "{:<28} {:>6} msgs {:>8.1} MB {:>8.2} s {:>8.0} msg/s {:>7.1} MB/s  {}",
+        run.name,
+        run.messages,
+        run.bytes as f64 / 1e6,
+        secs,
+        run.messages as f64 / secs,
+        run.bytes as f64 / 1e6 / secs,
+        run.note
+    );
+}
+
+async fn intake(server: &Dovecot, protocol: Protocol, security: Security) -> Result<Run, FetchError> {
+    let account = server.account(protocol, security);
+    let started = Instant::now();
+    let mut source = open(&account).await?;
+    let listing = source.list("INBOX", &FolderCursor::default()).await?;
+    let refs: Vec<MessageRef> = listing.new.iter().map(|l| l.message.clone()).collect();
+    let mut bytes = 0u64;
+    let mut count = 0usize;
+    for batch in refs.chunks(200) {
+        for fetched in source.fetch(batch).await? {
+            bytes += fetched.raw.len() as u64;
+            count += 1;
+        }
+    }
+    source.close().await?;
+    Ok(Run {
+        name: format!("intake {protocol:?} {security:?}").to_lowercase(),
+        messages: count,
+        bytes,
+        wall: started.elapsed(),
+        note: "fetch only (bodies dropped)".into(),
+    })
+}
+
+fn count_files(dir: &Path) -> (usize, u64) {
+    let mut n = 0;
+    let mut bytes = 0;
+    for sub in ["cur", "new"] {
+        if let Ok(entries) = std::fs::read_dir(dir.join(sub)) {
+            for e in entries.flatten() {
+                n += 1;
+                bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+            }
+        }
+    }
+    (n, bytes)
+}
+
+fn mbsync(server: &Dovecot, tls: bool) -> Option<Run> {
+    which("mbsync")?;
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("mail");
+    std::fs::create_dir_all(&maildir).unwrap();
+    let (port, ssl) = if tls { (server.imaps_port, "IMAPS") } else { (server.imap_port, "None") };
+    let cert = if tls { format!("CertificateFile {}\n", server.certs.ca_pem.display()) } else { String::new() };
+    let config = format!(
+        "IMAPAccount bench\nHost localhost\nPort {port}\nUser {USER}\nPass \"{PASSWORD}\"\nSSLType {ssl}\n{cert}AuthMechs LOGIN\n\n\
+IMAPStore remote\nAccount bench\n\nMaildirStore local\nPath {m}/\nInbox {m}/INBOX\n\n\
+Channel bench\nFar :remote:\nNear :local:\nPatterns INBOX\nSync Pull\nCreate Near\nExpunge None\nSyncState *\n",
+        m = maildir.display()
+    );
+    let rc = dir.path().join("mbsyncrc");
+    std::fs::write(&rc, config).unwrap();
+    let started = Instant::now();
+    let status = Command::new("mbsync").arg("-c").arg(&rc).arg("-q").arg("bench").stdout(Stdio::null()).status().ok()?;
+    let wall = started.elapsed();
+    let (n, bytes) = count_files(&maildir.join("INBOX"));
+    Some(Run {
+        name: format!("mbsync imap {}", if tls { "tls" } else { "none" }),
+        messages: n,
+        bytes,
+        wall,
+        note: format!("to Maildir, FSync on (default){}", if status.success() { "" } else { "; exited with an error" }),
+    })
+}
+
+fn fetchmail(server: &Dovecot, protocol: &str) -> Option<Run> {
+    which("fetchmail")?;
+    let dir = tempfile::tempdir().unwrap();
+    let port = if protocol == "imap" { server.imap_port } else { server.pop3_port };
+    let rc = dir.path().join("fetchmailrc");
+    std::fs::write(
+        &rc,
+        format!("poll localhost protocol {protocol} port {port} user \"{USER}\" password \"{PASSWORD}\" sslproto '' keep fetchall\n"),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&rc, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = dir.path().join("out.bsmtp");
+    let started = Instant::now();
+    let status = Command::new("fetchmail")
+        .env("FETCHMAILHOME", dir.path())
+        .arg("-f")
+        .arg(&rc)
+        .arg("--bsmtp")
+        .arg(&out)
+        .arg("--nosyslog")
+        .arg("-s")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .ok()?;
+    let wall = started.elapsed();
+    let bytes = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+    let text = std::fs::read(&out).unwrap_or_default();
+    let n = text.windows(11).filter(|w| w == b"MAIL FROM:<").count();
+    Some(Run {
+        name: format!("fetchmail {protocol} none"),
+        messages: n,
+        bytes,
+        wall,
+        note: format!("to a BSMTP file (exit {})", status.code().unwrap_or(-1)),
+    })
+}
+
+fn which(binary: &str) -> Option<()> {
+    let found = std::env::var("PATH").unwrap_or_default().split(':').any(|d| Path::new(d).join(binary).exists());
+    if !found {
+        println!("{binary:<28} not installed: skipped (./dev bench-fetch installs it)");
+    }
+    found.then_some(())
+}
+
+#[tokio::main]
+async fn main() {
+    let n: usize = std::env::var("INTAKE_BENCH_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let server = Dovecot::start();
+    let seeding = Instant::now();
+    for i in 0..n {
+        // ~20 KB each, varied a little.
+        server.deliver(USER, "INBOX", &message(i, 16_000 + (i % 9) * 1_000), false);
+    }
+    println!("seeded {n} messages in {:.1} s", seeding.elapsed().as_secs_f64());
+    // Warm Dovecot's index so no tool pays for the first scan.
+    let mut warm = open(&server.account(Protocol::Imap, Security::None)).await.unwrap();
+    let listed = warm.list("INBOX", &FolderCursor::default()).await.unwrap().new.len();
+    warm.close().await.unwrap();
+    assert_eq!(listed, n);
+
+    println!("{:<28} {:>11} {:>11} {:>10} {:>12} {:>12}", "run", "messages", "size", "wall", "rate", "throughput");
+    for (protocol, security) in
+        [(Protocol::Imap, Security::None), (Protocol::Imap, Security::Tls), (Protocol::Pop3, Security::None), (Protocol::Pop3, Security::Tls)]
+    {
+        match intake(&server, protocol, security).await {
+            Ok(run) => print(&run),
+            Err(e) => println!("intake {protocol:?} {security:?}: failed: {e}"),
+        }
+    }
+    for tls in [false, true] {
+        if let Some(run) = mbsync(&server, tls) {
+            print(&run);
+        }
+    }
+    for protocol in ["imap", "pop3"] {
+        if let Some(run) = fetchmail(&server, protocol) {
+            print(&run);
+        }
+    }
+}
