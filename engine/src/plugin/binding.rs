@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use wasmtime::component::InstancePre;
@@ -268,21 +268,20 @@ impl LoadedPlugin {
         let state = HostState::new(self.name.clone(), self.limits.clone(), call.clone());
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| &mut state.limiter);
-        let started = Instant::now();
-        let ticks = deadline.as_nanos().div_ceil(EPOCH_TICK.as_nanos()).max(1) as u64;
+        // The deadline is a budget of the plugin's own running time, counted
+        // in epoch ticks observed while it runs: each callback fires after
+        // at least one tick of execution, then yields to the executor (a
+        // spinning plugin must not hog a worker thread) with a fresh
+        // one-tick deadline. Time spent waiting for the executor under load
+        // is not charged to the plugin.
+        let mut remaining = deadline.as_nanos().div_ceil(EPOCH_TICK.as_nanos()).max(1) as u64;
         store.set_epoch_deadline(1);
-        // Yield to the executor every tick (a spinning plugin must not hog a
-        // worker thread) and trap once the deadline has passed.
-        let mut remaining = ticks;
         store.epoch_deadline_callback(move |_| {
             remaining = remaining.saturating_sub(1);
-            if remaining == 0 || started.elapsed() >= deadline {
+            if remaining == 0 {
                 Ok(UpdateDeadline::Interrupt)
             } else {
-                Ok(UpdateDeadline::YieldCustom(
-                    1,
-                    Box::pin(tokio::task::yield_now()),
-                ))
+                Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
             }
         });
 

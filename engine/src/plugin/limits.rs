@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
-    /// Wall-clock deadline for one message: instantiate + init + role call.
+    /// Running-time budget for one message (instantiate + init + role call),
+    /// measured in epoch ticks while the plugin runs; a wall-clock backstop
+    /// of 4× + 250 ms catches stalled host calls.
     #[serde(with = "millis")]
     pub deadline: Duration,
     /// Linear memory cap in bytes.
