@@ -191,6 +191,27 @@ struct PluginTest {
     pretty: bool,
 }
 
+/// The whole `intake` program: logging to stderr, parse arguments, run, and
+/// turn errors into a message and exit status 1. The binary is this call.
+pub async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("INTAKE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,intake=info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Cli::parse();
+    let mut stdout = std::io::stdout();
+    match run(args, &mut stdout).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs a parsed command line, writing results to `out` (stdout in the
 /// binary; a buffer in tests). Logs go to `tracing`.
 pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<ExitCode> {

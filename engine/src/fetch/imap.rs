@@ -400,7 +400,7 @@ impl MailSource for ImapSource {
                 MessageRef::Imap { folder, uid_validity, uid } => {
                     by_folder.entry((folder.clone(), *uid_validity)).or_default().push(*uid)
                 }
-                MessageRef::Pop3 { .. } => return Err(FetchError::Protocol("a POP3 message given to IMAP".into())),
+                other => return Err(FetchError::Protocol(format!("not an IMAP message: {other:?}"))),
             }
         }
         let mut bodies: HashMap<(String, u32), bytes::Bytes> = HashMap::with_capacity(messages.len());
@@ -448,7 +448,7 @@ impl MailSource for ImapSource {
         let mut groups: BTreeMap<(String, u32, String), (Acknowledge, Vec<u32>)> = BTreeMap::new();
         for (m, action) in actions {
             let MessageRef::Imap { folder, uid_validity, uid } = m else {
-                return Err(FetchError::Protocol("a POP3 message given to IMAP".into()));
+                return Err(FetchError::Protocol(format!("not an IMAP message: {m:?}")));
             };
             let key = (folder.clone(), *uid_validity, format!("{action:?}"));
             groups.entry(key).or_insert_with(|| (action.clone(), Vec::new())).1.push(*uid);

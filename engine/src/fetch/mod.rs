@@ -10,9 +10,11 @@
 //! - [`net`]: TCP (direct or through a SOCKS5 proxy), TLS, timeouts.
 //! - [`imap`], [`pop3`]: the two protocols.
 //! - [`check`]: the step-by-step "Test settings" check.
+//! - [`files`]: Maildir, mbox and `.eml` files, for backfill imports.
 
 pub mod account;
 pub mod check;
+pub mod files;
 pub mod imap;
 pub mod net;
 pub mod pop3;
@@ -42,6 +44,14 @@ pub enum MessageRef {
         uidl: String,
         /// Message number, valid only in the session that listed it.
         number: u32,
+    },
+    /// A message in a local file being imported (backfill): a `.eml` or
+    /// Maildir file (offset 0), or one message of an mbox at `offset`.
+    File {
+        /// The file.
+        path: String,
+        /// Byte offset of the message in the file.
+        offset: u64,
     },
 }
 
