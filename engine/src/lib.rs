@@ -19,4 +19,6 @@ pub mod directory;
 pub mod fetch;
 pub mod offline;
 pub mod parse;
+pub mod pipeline;
 pub mod plugin;
+pub mod store;

@@ -11,6 +11,7 @@ use intake::parse::{self, Envelope, ParsedMessage};
 use intake::plugin::bindings::types::Origin;
 use intake::plugin::{Binding, LoadedPlugin, PluginRuntime, RuntimeConfig};
 
+pub mod databases;
 pub mod servers;
 
 /// The repository root.

@@ -24,7 +24,11 @@ pub const USER: &str = "alice";
 pub const PASSWORD: &str = "correct horse";
 
 fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").expect("bind an ephemeral port").local_addr().unwrap().port()
+    StdListener::bind("127.0.0.1:0")
+        .expect("bind an ephemeral port")
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn wait_for_port(port: u16, child: &mut Child, what: &str, log: &Path) {
@@ -34,11 +38,17 @@ fn wait_for_port(port: u16, child: &mut Child, what: &str, log: &Path) {
             return;
         }
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited early ({status}); log:\n{}", std::fs::read_to_string(log).unwrap_or_default());
+            panic!(
+                "{what} exited early ({status}); log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("{what} did not listen on port {port}; log:\n{}", std::fs::read_to_string(log).unwrap_or_default());
+    panic!(
+        "{what} did not listen on port {port}; log:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
 }
 
 /// The uid/gid mail processes run as: Dovecot refuses uid 0, so when the
@@ -66,7 +76,14 @@ fn mail_owner() -> (u32, u32) {
 fn current_uid() -> u32 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:"))?.split_whitespace().nth(1)?.parse().ok())
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        })
         .unwrap_or(0)
 }
 
@@ -83,7 +100,9 @@ fn require(binary: &str, package: &str) -> PathBuf {
             return p;
         }
     }
-    panic!("{binary} is not installed: run ./dev test (it installs {package} from Debian's packages)");
+    panic!(
+        "{binary} is not installed: run ./dev test (it installs {package} from Debian's packages)"
+    );
 }
 
 /// A generated CA and a server certificate for `localhost` / 127.0.0.1.
@@ -103,14 +122,21 @@ impl TestCertificates {
         let ca_key = KeyPair::generate().unwrap();
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(DnType::CommonName, "Intake Test CA");
-        ca_params.distinguished_name.push(DnType::OrganizationName, "Intake tests");
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "Intake Test CA");
+        ca_params
+            .distinguished_name
+            .push(DnType::OrganizationName, "Intake tests");
         let ca_cert = ca_params.self_signed(&ca_key).unwrap();
         let issuer = Issuer::new(ca_params, ca_key);
 
         let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-        params.distinguished_name.push(DnType::CommonName, "localhost");
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "localhost");
         let cert = params.signed_by(&key, &issuer).unwrap();
 
         let certs = TestCertificates {
@@ -167,7 +193,10 @@ impl Dovecot {
     /// Starts an instance.
     pub fn start_with(options: DovecotOptions) -> Self {
         let binary = require("dovecot", "dovecot-imapd and dovecot-pop3d");
-        let dir = tempfile::Builder::new().prefix("intake-dovecot-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("intake-dovecot-")
+            .tempdir()
+            .unwrap();
         let root = dir.path();
         let owner = mail_owner();
         use std::os::unix::fs::PermissionsExt;
@@ -179,8 +208,13 @@ impl Dovecot {
             make_owned_dir(&root.join(sub), owner);
         }
         let certs = TestCertificates::generate(root);
-        std::fs::write(root.join("users"), format!("{USER}:{{PLAIN}}{PASSWORD}::::::\nbob:{{PLAIN}}bobpw::::::\n")).unwrap();
-        let (imap_port, imaps_port, pop3_port, pop3s_port) = (free_port(), free_port(), free_port(), free_port());
+        std::fs::write(
+            root.join("users"),
+            format!("{USER}:{{PLAIN}}{PASSWORD}::::::\nbob:{{PLAIN}}bobpw::::::\n"),
+        )
+        .unwrap();
+        let (imap_port, imaps_port, pop3_port, pop3s_port) =
+            (free_port(), free_port(), free_port(), free_port());
         let ssl = if options.tls {
             format!(
                 "ssl = yes\nssl_cert = <{}\nssl_key = <{}\nssl_min_protocol = TLSv1.2\n",
@@ -191,7 +225,11 @@ impl Dovecot {
             "ssl = no\n".to_string()
         };
         let tls_listeners = |name: &str, port: u16| {
-            if options.tls { format!("  inet_listener {name} {{\n    port = {port}\n    ssl = yes\n  }}\n") } else { String::new() }
+            if options.tls {
+                format!("  inet_listener {name} {{\n    port = {port}\n    ssl = yes\n  }}\n")
+            } else {
+                String::new()
+            }
         };
         let config = format!(
             "protocols = imap pop3\n\
@@ -235,14 +273,28 @@ impl Dovecot {
             wait_for_port(imaps_port, &mut child, "dovecot", &log);
             wait_for_port(pop3s_port, &mut child, "dovecot", &log);
         }
-        Dovecot { dir, owner, child, imap_port, imaps_port, pop3_port, pop3s_port, certs, next_file: AtomicU64::new(1) }
+        Dovecot {
+            dir,
+            owner,
+            child,
+            imap_port,
+            imaps_port,
+            pop3_port,
+            pop3s_port,
+            certs,
+            next_file: AtomicU64::new(1),
+        }
     }
 
     /// The Maildir of `folder` (`INBOX` or another) of `user`.
     pub fn maildir(&self, user: &str, folder: &str) -> PathBuf {
         let base = self.dir.path().join("mail").join(user);
         make_owned_dir(&base, self.owner);
-        let dir = if folder.eq_ignore_ascii_case("INBOX") { base } else { base.join(format!(".{folder}")) };
+        let dir = if folder.eq_ignore_ascii_case("INBOX") {
+            base
+        } else {
+            base.join(format!(".{folder}"))
+        };
         for sub in ["", "cur", "new", "tmp"] {
             make_owned_dir(&dir.join(sub), self.owner);
         }
@@ -253,8 +305,16 @@ impl Dovecot {
     pub fn deliver(&self, user: &str, folder: &str, raw: &[u8], seen: bool) {
         let dir = self.maildir(user, folder);
         let n = self.next_file.fetch_add(1, Ordering::Relaxed);
-        let base = format!("{}.M{n}P{}.intake-test", 1_700_000_000 + n, std::process::id());
-        let (sub, name) = if seen { ("cur", format!("{base}:2,S")) } else { ("new", base) };
+        let base = format!(
+            "{}.M{n}P{}.intake-test",
+            1_700_000_000 + n,
+            std::process::id()
+        );
+        let (sub, name) = if seen {
+            ("cur", format!("{base}:2,S"))
+        } else {
+            ("new", base)
+        };
         let tmp = dir.join("tmp").join(&name);
         std::fs::File::create(&tmp).unwrap().write_all(raw).unwrap();
         std::fs::rename(&tmp, dir.join(sub).join(&name)).unwrap();
@@ -266,7 +326,12 @@ impl Dovecot {
         let dir = self.maildir(user, folder);
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
-            if path.file_name().unwrap().to_string_lossy().starts_with("dovecot.index") {
+            if path
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("dovecot.index")
+            {
                 std::fs::remove_file(&path).unwrap();
             }
         }
@@ -282,7 +347,9 @@ impl Dovecot {
         for sub in ["new", "cur"] {
             for entry in std::fs::read_dir(dir.join(sub)).unwrap() {
                 let name = entry.unwrap().file_name().to_string_lossy().into_owned();
-                let seen = name.rsplit_once(":2,").is_some_and(|(_, flags)| flags.contains('S'));
+                let seen = name
+                    .rsplit_once(":2,")
+                    .is_some_and(|(_, flags)| flags.contains('S'));
                 out.push((name, seen));
             }
         }
@@ -297,7 +364,14 @@ impl Dovecot {
             (Protocol::Pop3, Security::Tls) => self.pop3s_port,
             (Protocol::Pop3, _) => self.pop3_port,
         };
-        let mut a = AccountSettings::new("test", protocol, "localhost", security, USER, Secret::new(PASSWORD));
+        let mut a = AccountSettings::new(
+            "test",
+            protocol,
+            "localhost",
+            security,
+            USER,
+            Secret::new(PASSWORD),
+        );
         a.port = Some(port);
         if security != Security::None {
             a.ca_file = Some(self.certs.ca_pem.clone());
@@ -316,7 +390,9 @@ impl Dovecot {
 impl Drop for Dovecot {
     fn drop(&mut self) {
         // SIGTERM lets the master stop its children; then reap it.
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -348,9 +424,17 @@ impl Socks5 {
         if let Some((u, p)) = auth {
             cmd.args(["-u", u, "-P", p]);
         }
-        let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start microsocks");
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start microsocks");
         wait_for_port(port, &mut child, "microsocks", Path::new("/dev/null"));
-        Socks5 { child, port, auth: auth.map(|(u, p)| (u.to_string(), p.to_string())) }
+        Socks5 {
+            child,
+            port,
+            auth: auth.map(|(u, p)| (u.to_string(), p.to_string())),
+        }
     }
 
     /// The account setting that routes through this proxy.
@@ -394,12 +478,19 @@ impl CuttingRelay {
             while let Ok((client, _)) = listener.accept().await {
                 let counter = counter.clone();
                 tokio::spawn(async move {
-                    let server = tokio::net::TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], target))).await.unwrap();
+                    let server =
+                        tokio::net::TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], target)))
+                            .await
+                            .unwrap();
                     relay(client, server, cut_after, counter).await;
                 });
             }
         });
-        CuttingRelay { port, relayed, task }
+        CuttingRelay {
+            port,
+            relayed,
+            task,
+        }
     }
 }
 
@@ -409,7 +500,12 @@ impl Drop for CuttingRelay {
     }
 }
 
-async fn relay(client: tokio::net::TcpStream, server: tokio::net::TcpStream, cut_after: usize, counter: Arc<AtomicUsize>) {
+async fn relay(
+    client: tokio::net::TcpStream,
+    server: tokio::net::TcpStream,
+    cut_after: usize,
+    counter: Arc<AtomicUsize>,
+) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (mut cr, mut cw) = client.into_split();
     let (mut sr, mut sw) = server.into_split();

@@ -38,7 +38,7 @@ async fn runs_the_bundled_chain_on_sample_mail() {
     .iter()
     .map(|p| path(&plugin(p)))
     .collect();
-    let mail = path(&root().join("samples/mail"));
+    let mail = path(&root().join("samples/maildir"));
     let contacts = path(&root().join("samples/contacts.csv"));
     let mut args: Vec<&str> = vec!["plugin", "test"];
     args.extend(plugins.iter().map(String::as_str));
@@ -103,7 +103,7 @@ async fn runs_the_bundled_chain_on_sample_mail() {
 #[tokio::test]
 async fn load_and_init_failures_fail_the_command() {
     let exact = path(&plugin("exact_match"));
-    let mail = path(&root().join("samples/mail/01-known-contact.eml"));
+    let mail = path(&root().join("samples/maildir/cur/01-known-contact.eml"));
     let (r, _) = intake(&[
         "plugin",
         "test",

@@ -70,9 +70,15 @@ impl MemoryDirectory {
         party.email = party.email.trim().to_lowercase();
         let id = party.id.clone();
         let position = t.parties.len();
-        t.by_address.entry(party.email.clone()).or_default().push(position);
+        t.by_address
+            .entry(party.email.clone())
+            .or_default()
+            .push(position);
         if let Some(domain) = domain_of(&party.email) {
-            t.by_domain.entry(domain.to_string()).or_default().push(position);
+            t.by_domain
+                .entry(domain.to_string())
+                .or_default()
+                .push(position);
         }
         t.parties.push(party);
         id
@@ -169,12 +175,41 @@ impl MemoryDirectory {
     }
 
     /// The parties at the positions `index` gives for `key`, capped.
-    fn lookup(&self, tenant: &str, limit: usize, index: impl Fn(&Tenant) -> Option<&Vec<usize>>) -> Page {
+    /// Every party of one kind in `tenant`, in insertion order.
+    pub fn all(&self, tenant: &str, kind: PartyKind) -> Vec<Party> {
         let tenants = self.tenants.read().expect("directory lock");
-        let Some(t) = tenants.get(tenant) else { return Page::default() };
+        tenants
+            .get(tenant)
+            .map(|t| {
+                t.parties
+                    .iter()
+                    .filter(|p| p.kind == kind)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn lookup(
+        &self,
+        tenant: &str,
+        limit: usize,
+        index: impl Fn(&Tenant) -> Option<&Vec<usize>>,
+    ) -> Page {
+        let tenants = self.tenants.read().expect("directory lock");
+        let Some(t) = tenants.get(tenant) else {
+            return Page::default();
+        };
         let positions = index(t).map(Vec::as_slice).unwrap_or_default();
-        let parties = positions.iter().take(limit).map(|&i| t.parties[i].clone()).collect();
-        Page { parties, truncated: positions.len() > limit }
+        let parties = positions
+            .iter()
+            .take(limit)
+            .map(|&i| t.parties[i].clone())
+            .collect();
+        Page {
+            parties,
+            truncated: positions.len() > limit,
+        }
     }
 }
 

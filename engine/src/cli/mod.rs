@@ -20,30 +20,65 @@ use crate::plugin::{Binding, Chain, FailurePolicy, LoadedPlugin, PluginRuntime, 
 #[derive(Debug, Parser)]
 #[command(name = "intake", version, about)]
 pub struct Cli {
+    #[command(flatten)]
+    global: Global,
     #[command(subcommand)]
     command: Command,
 }
 
+/// Options every command takes.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct Global {
+    /// Tenant whose accounts, contacts and plugins the command works on;
+    /// nothing one tenant does touches another tenant's rows.
+    #[arg(long, global = true, default_value = "default", env = "INTAKE_TENANT")]
+    pub(crate) tenant: String,
+    /// Database: `sqlite://intake.db?mode=rwc` (the default) or
+    /// `postgres://user@host/db`.
+    #[arg(long, global = true, env = "INTAKE_DATABASE_URL")]
+    pub(crate) database_url: Option<String>,
+    /// File holding the master key that encrypts stored passwords (base64 of
+    /// 32 bytes). Default: `$INTAKE_MASTER_KEY`, else `./intake.key`
+    /// (created on first use).
+    #[arg(long, global = true, env = "INTAKE_KEY_FILE")]
+    pub(crate) key_file: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Work with plugins.
+    /// Plugins: offline tests and the tenant's chain.
     #[command(subcommand)]
     Plugin(PluginCommand),
-    /// Work with mail accounts.
+    /// Mail accounts: add, list, show, edit, remove, test settings.
     #[command(subcommand)]
-    Account(AccountCommand),
+    Account(store_commands::AccountCommand),
+    /// Credentials (stored encrypted, referenced by accounts).
+    #[command(subcommand)]
+    Credential(store_commands::CredentialCommand),
+    /// Contacts and leads.
+    #[command(subcommand)]
+    Contact(store_commands::ContactCommand),
+    /// One pass over the tenant's enabled accounts (or one account):
+    /// fetch, decide, commit, acknowledge; prints a summary per account.
+    Fetch(store_commands::FetchArgs),
+    /// Backfill: ingest a Maildir, an mbox or .eml files into an account
+    /// through the same pipeline.
+    Import(store_commands::ImportArgs),
+    /// The "view inbox" of an account: what was ingested, newest first.
+    Inbox(store_commands::InboxArgs),
+    /// One stored message.
+    #[command(subcommand)]
+    Message(store_commands::MessageCommand),
+    /// Quarantined messages: list, release, drop.
+    #[command(subcommand)]
+    Quarantine(store_commands::QuarantineCommand),
 }
 
-#[derive(Debug, Subcommand)]
-enum AccountCommand {
-    /// Test settings: resolve, connect, TLS, capabilities, login and folders,
-    /// one line per step; on failure, the step that failed and what to
-    /// change. Exits non-zero if any step fails.
-    Test(AccountTest),
-}
-
+/// `intake account test`: a stored account by name, or one given by flags.
 #[derive(Debug, Args)]
-struct AccountTest {
+pub(crate) struct AccountTest {
+    /// A stored account; omit it to give the account with the flags below.
+    name: Option<String>,
     #[command(flatten)]
     account: AccountArgs,
     /// Print the report as JSON.
@@ -51,20 +86,21 @@ struct AccountTest {
     json: bool,
 }
 
-/// An account given on the command line. The password never goes in an
+/// An account given on the command line, for `account test` without a
+/// stored account. The password never goes in an
 /// argument (shell history, `ps`): it comes from an environment variable or
 /// standard input.
 #[derive(Debug, Args)]
-struct AccountArgs {
+pub(crate) struct AccountArgs {
     /// Account name shown in logs.
     #[arg(long, default_value = "account")]
     name: String,
     /// imap or pop3.
     #[arg(long, value_enum)]
-    protocol: Protocol,
+    protocol: Option<Protocol>,
     /// Server host name.
     #[arg(long)]
-    host: String,
+    host: Option<String>,
     /// Port (default: 143/993 for IMAP, 110/995 for POP3, by security).
     #[arg(long)]
     port: Option<u16>,
@@ -73,7 +109,7 @@ struct AccountArgs {
     security: Security,
     /// Login name.
     #[arg(long)]
-    user: String,
+    user: Option<String>,
     /// Read the password from this environment variable.
     #[arg(long, value_name = "VAR", conflicts_with = "password_stdin")]
     password_env: Option<String>,
@@ -107,9 +143,9 @@ struct AccountArgs {
 }
 
 fn secret_from_env(var: &str) -> anyhow::Result<Secret> {
-    std::env::var(var)
-        .map(Secret::new)
-        .with_context(|| format!("environment variable {var} is not set (it should hold the password)"))
+    std::env::var(var).map(Secret::new).with_context(|| {
+        format!("environment variable {var} is not set (it should hold the password)")
+    })
 }
 
 impl AccountArgs {
@@ -118,12 +154,20 @@ impl AccountArgs {
             (Some(var), _) => secret_from_env(var)?,
             (None, true) => {
                 let mut line = String::new();
-                std::io::stdin().read_line(&mut line).context("cannot read the password from standard input")?;
+                std::io::stdin()
+                    .read_line(&mut line)
+                    .context("cannot read the password from standard input")?;
                 Secret::new(line.trim_end_matches(['\r', '\n']))
             }
-            (None, false) => bail!("give the password with --password-env VAR or --password-stdin (never as an argument)"),
+            (None, false) => bail!(
+                "give the password with --password-env VAR or --password-stdin (never as an argument)"
+            ),
         };
-        let mut a = AccountSettings::new(&self.name, self.protocol, &self.host, self.security, &self.user, password);
+        let (Some(protocol), Some(host), Some(user)) = (self.protocol, &self.host, &self.user)
+        else {
+            bail!("give a stored account name, or --protocol, --host and --user");
+        };
+        let mut a = AccountSettings::new(&self.name, protocol, host, self.security, user, password);
         a.port = self.port;
         a.auth = self.auth;
         a.ca_file = self.ca_file.clone();
@@ -133,12 +177,18 @@ impl AccountArgs {
         }
         a.timeouts.connect = Duration::from_secs(self.connect_timeout);
         if let Some(proxy) = &self.proxy {
-            let (host, port) = proxy.rsplit_once(':').context("--proxy must be HOST:PORT")?;
+            let (host, port) = proxy
+                .rsplit_once(':')
+                .context("--proxy must be HOST:PORT")?;
             a.proxy = Some(ProxySettings {
                 host: host.to_string(),
                 port: port.parse().context("--proxy port must be a number")?,
                 username: self.proxy_user.clone(),
-                password: self.proxy_password_env.as_deref().map(secret_from_env).transpose()?,
+                password: self
+                    .proxy_password_env
+                    .as_deref()
+                    .map(secret_from_env)
+                    .transpose()?,
             });
         }
         Ok(a)
@@ -146,7 +196,7 @@ impl AccountArgs {
 }
 
 #[derive(Debug, Subcommand)]
-enum PluginCommand {
+pub(crate) enum PluginCommand {
     /// Run a plugin chain offline on .eml files and print one JSON object per
     /// message: parties, disposition, server action, who decided, timings.
     ///
@@ -154,10 +204,25 @@ enum PluginCommand {
     /// matchers run in that order; at most one may export the unknown-sender
     /// role. Exits non-zero if a plugin fails to load or to initialise.
     Test(PluginTest),
+    /// Add a component to the tenant's chain (appended at the end).
+    Add(store_commands::PluginAdd),
+    /// The tenant's chain, in order.
+    List,
+    /// Remove a plugin from the chain.
+    Remove {
+        /// Its name.
+        name: String,
+    },
+    /// Set the chain order: names, first to last.
+    Order {
+        /// Every plugin's name, in the new order.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
 }
 
 #[derive(Debug, Args)]
-struct PluginTest {
+pub(crate) struct PluginTest {
     /// Plugin components (.wasm), in chain order.
     #[arg(required = true)]
     plugins: Vec<PathBuf>,
@@ -215,14 +280,33 @@ pub async fn main() -> ExitCode {
 /// Runs a parsed command line, writing results to `out` (stdout in the
 /// binary; a buffer in tests). Logs go to `tracing`.
 pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<ExitCode> {
+    let g = cli.global;
     match cli.command {
         Command::Plugin(PluginCommand::Test(args)) => plugin_test(args, out).await,
-        Command::Account(AccountCommand::Test(args)) => account_test(args, out).await,
+        Command::Plugin(other) => store_commands::plugin(&g, other, out).await,
+        Command::Account(store_commands::AccountCommand::Test(args)) => {
+            account_test(&g, args, out).await
+        }
+        Command::Account(cmd) => store_commands::account(&g, cmd, out).await,
+        Command::Credential(cmd) => store_commands::credential(&g, cmd, out).await,
+        Command::Contact(cmd) => store_commands::contact(&g, cmd, out).await,
+        Command::Fetch(args) => store_commands::fetch(&g, args, out).await,
+        Command::Import(args) => store_commands::import(&g, args, out).await,
+        Command::Inbox(args) => store_commands::inbox(&g, args, out).await,
+        Command::Message(cmd) => store_commands::message(&g, cmd, out).await,
+        Command::Quarantine(cmd) => store_commands::quarantine(&g, cmd, out).await,
     }
 }
 
-async fn account_test(args: AccountTest, out: &mut (dyn Write + Send)) -> anyhow::Result<ExitCode> {
-    let settings = args.account.settings()?;
+async fn account_test(
+    g: &Global,
+    args: AccountTest,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<ExitCode> {
+    let settings = match &args.name {
+        Some(name) => store_commands::stored_settings(g, name).await?,
+        None => args.account.settings()?,
+    };
     let report = check::test_account(&settings).await;
     if args.json {
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
@@ -238,10 +322,24 @@ async fn account_test(args: AccountTest, out: &mut (dyn Write + Send)) -> anyhow
                 writeln!(out, "     {:<12} hint: {hint}", "")?;
             }
         }
-        writeln!(out, "{}", if report.ok() { "settings OK" } else { "settings NOT OK" })?;
+        writeln!(
+            out,
+            "{}",
+            if report.ok() {
+                "settings OK"
+            } else {
+                "settings NOT OK"
+            }
+        )?;
     }
-    Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
+
+mod store_commands;
 
 fn parse_configs(specs: &[String]) -> anyhow::Result<HashMap<String, String>> {
     let mut configs = HashMap::new();
@@ -249,13 +347,8 @@ fn parse_configs(specs: &[String]) -> anyhow::Result<HashMap<String, String>> {
         let Some((name, value)) = spec.split_once('=') else {
             bail!("--config {spec:?}: expected NAME=JSON or NAME=@file.json");
         };
-        let json = match value.strip_prefix('@') {
-            Some(path) => std::fs::read_to_string(path)
-                .with_context(|| format!("--config {name}: cannot read {path}"))?,
-            None => value.to_string(),
-        };
-        serde_json::from_str::<serde_json::Value>(&json)
-            .with_context(|| format!("--config {name}: not valid JSON"))?;
+        let json =
+            store_commands::read_config(value).with_context(|| format!("--config {name}"))?;
         configs.insert(name.to_string(), json);
     }
     Ok(configs)

@@ -1,0 +1,692 @@
+//! [`Store::commit_batch`]: one transaction per fetched batch, and the
+//! cursors it leaves behind.
+//!
+//! A batch commits its messages (exact raw bytes), their outcome (links,
+//! new leads, quarantine and discard entries), the folder cursors, the POP3
+//! UIDLs seen and the server actions to carry out — all or nothing. Only
+//! after it returns may the pipeline touch the server, and what it does
+//! there is in `pending_actions` until the server confirms.
+//!
+//! **Idempotency.** A message is already ingested when the account has a
+//! message with the same IMAP key (folder, UIDVALIDITY, UID), the same POP3
+//! UIDL, or the same Message-ID. Unique indexes carry all three, and each
+//! message is inserted with `ON CONFLICT DO NOTHING`, so a batch committed
+//! twice (a crash between commit and acknowledge, a UIDVALIDITY reset, the
+//! same message in two folders) stores nothing twice and never fails for it.
+//! A duplicate's outcome is dropped: it was acted on when first stored. Its
+//! cursor, UIDL and server action are still recorded, since they concern the
+//! copy on the server that was just fetched.
+//!
+//! **Discarded messages** get a key-only `messages` row: status `discarded`,
+//! the keys, Message-ID, sender, date and size, but no raw bytes and no
+//! subject. That row is what makes a re-run skip the message; the reason is
+//! in `discard_log`, which points at it. Inbox views leave such rows out.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, Set, TransactionTrait, TryInsertResult,
+};
+use serde::Serialize;
+
+use super::entity::{
+    accounts, discard_log, folder_cursors, message_links, messages, parties, pending_actions,
+    pop3_seen, quarantine,
+};
+use super::inbox::MessageStatus;
+use super::parties::{NewParty, insert as insert_party};
+use super::{
+    AccountId, PartyId, Result, Store, StoredMessageId, TenantId, lock_tenant, normalise_email,
+    normalise_message_id, not_found, now,
+};
+use crate::directory::{PartyKind, PartyRef};
+use crate::fetch::{Acknowledge, FolderCursor, MessageRef};
+use crate::plugin::{Decision, Disposition};
+
+/// The folder name POP3 cursors are kept under (POP3 has only the inbox).
+pub const POP3_FOLDER: &str = "INBOX";
+
+/// Where a message is on the server: its idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum ServerKey {
+    /// IMAP: folder, UIDVALIDITY and UID.
+    Imap {
+        /// Folder name.
+        folder: String,
+        /// The folder's UIDVALIDITY.
+        uid_validity: u32,
+        /// The message's UID.
+        uid: u32,
+    },
+    /// POP3: the server's unique id.
+    Pop3 {
+        /// The UIDL.
+        uidl: String,
+    },
+    /// No server copy (an imported file): only the Message-ID dedupes it,
+    /// and no cursor, UIDL or server action is recorded.
+    None,
+}
+
+impl From<&MessageRef> for ServerKey {
+    fn from(message: &MessageRef) -> Self {
+        match message {
+            MessageRef::Imap {
+                folder,
+                uid_validity,
+                uid,
+            } => ServerKey::Imap {
+                folder: folder.clone(),
+                uid_validity: *uid_validity,
+                uid: *uid,
+            },
+            MessageRef::Pop3 { uidl, .. } => ServerKey::Pop3 { uidl: uidl.clone() },
+            // A file's path and offset say nothing stable about the message
+            // (files move, mboxes are rewritten): imports dedupe by
+            // Message-ID only.
+            MessageRef::File { .. } => ServerKey::None,
+        }
+    }
+}
+
+/// What the parser found in the headers; all optional, since a message that
+/// does not parse is still stored (quarantined) with its bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageMeta {
+    /// `Message-ID`, with or without angle brackets.
+    pub message_id: Option<String>,
+    /// `Subject`.
+    pub subject: Option<String>,
+    /// The sender's address.
+    pub from: Option<String>,
+    /// The `Date` header.
+    pub date: Option<DateTime<Utc>>,
+}
+
+/// What the chain decided for a message, in the store's terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Store and link to these existing parties.
+    Attach(Vec<PartyRef>),
+    /// Store and link to a lead with this address: the tenant's existing
+    /// lead for it, else a new one.
+    CreateLead {
+        /// Address.
+        email: String,
+        /// Display name.
+        name: Option<String>,
+        /// Company.
+        company: Option<String>,
+    },
+    /// Store the raw bytes in quarantine.
+    Quarantine {
+        /// Why.
+        reason: String,
+        /// The plugin that decided or failed, if any.
+        plugin: Option<String>,
+    },
+    /// Store no content; log the reason.
+    Discard {
+        /// Why.
+        reason: String,
+        /// The plugin that decided, if any.
+        plugin: Option<String>,
+    },
+    /// Store without links.
+    KeepUnlinked,
+}
+
+impl Outcome {
+    /// The outcome for a chain decision (the deciding plugin's name goes
+    /// with a quarantine or discard).
+    pub fn from_decision(decision: &Decision) -> Self {
+        let plugin = decision.decided_by.clone();
+        match &decision.disposition {
+            Disposition::Attach { parties } => {
+                Outcome::Attach(parties.iter().map(|p| p.to_ref()).collect())
+            }
+            Disposition::CreateLead { lead } => Outcome::CreateLead {
+                email: lead.email.clone(),
+                name: lead.name.clone(),
+                company: lead.company.clone(),
+            },
+            Disposition::Quarantine { reason } => Outcome::Quarantine {
+                reason: reason.clone(),
+                plugin,
+            },
+            Disposition::Discard { reason } => Outcome::Discard {
+                reason: reason.clone(),
+                plugin,
+            },
+            Disposition::KeepUnlinked => Outcome::KeepUnlinked,
+        }
+    }
+
+    fn status(&self) -> MessageStatus {
+        match self {
+            Outcome::Quarantine { .. } => MessageStatus::Quarantined,
+            Outcome::Discard { .. } => MessageStatus::Discarded,
+            _ => MessageStatus::Stored,
+        }
+    }
+}
+
+/// One fetched message and what to do with it.
+#[derive(Debug, Clone)]
+pub struct IncomingMessage {
+    /// Where it is on the server.
+    pub key: ServerKey,
+    /// Exactly the bytes the server sent.
+    pub raw: bytes::Bytes,
+    /// Parsed header fields.
+    pub meta: MessageMeta,
+    /// What the chain decided.
+    pub outcome: Outcome,
+    /// What to do on the server once committed; `None` and
+    /// [`Acknowledge::Leave`] queue nothing.
+    pub action: Option<Acknowledge>,
+}
+
+/// A cursor advance not implied by the batch's messages (e.g. past messages
+/// listed but skipped as too large).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CursorAdvance {
+    /// Folder name.
+    pub folder: String,
+    /// The folder's UIDVALIDITY.
+    pub uid_validity: u32,
+    /// Everything up to this UID is done.
+    pub last_uid: u32,
+}
+
+/// A batch to commit in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct BatchCommit {
+    /// The messages, in fetch order.
+    pub messages: Vec<IncomingMessage>,
+    /// Extra cursor advances; the messages' own IMAP keys advance their
+    /// folders anyway.
+    pub cursor_advances: Vec<CursorAdvance>,
+}
+
+/// What happened to one message of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum MessageResult {
+    /// Stored now, with this key.
+    Inserted(StoredMessageId),
+    /// Already ingested for this account; nothing stored.
+    Duplicate,
+}
+
+/// What a batch commit did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CommitSummary {
+    /// Messages stored now (including key-only rows for discarded ones).
+    pub inserted: usize,
+    /// Messages skipped as already ingested.
+    pub duplicates: usize,
+    /// Links created.
+    pub linked: usize,
+    /// Leads created.
+    pub leads_created: usize,
+    /// Quarantine entries created.
+    pub quarantined: usize,
+    /// Discard-log entries created.
+    pub discarded: usize,
+    /// Parties an `Attach` named that are not (or no longer) in the tenant;
+    /// the message is stored without those links.
+    pub missing_parties: usize,
+    /// Server actions queued.
+    pub actions_queued: usize,
+    /// Per message, in batch order.
+    pub results: Vec<MessageResult>,
+}
+
+impl Store {
+    /// Commits a batch for `account` in one transaction; see the module
+    /// docs. Duplicates are skipped and counted, never an error.
+    #[tracing::instrument(
+        name = "store.commit_batch",
+        skip_all,
+        fields(tenant = %tenant, account = %account, messages = batch.messages.len())
+    )]
+    pub async fn commit_batch(
+        &self,
+        tenant: TenantId,
+        account: AccountId,
+        batch: &BatchCommit,
+    ) -> Result<CommitSummary> {
+        let txn = self.db.begin().await?;
+        let summary = commit(&txn, tenant, account, batch).await?;
+        txn.commit().await?;
+        tracing::debug!(
+            inserted = summary.inserted,
+            duplicates = summary.duplicates,
+            "batch committed"
+        );
+        Ok(summary)
+    }
+
+    /// The account's cursors by folder; POP3 seen UIDLs are under
+    /// [`POP3_FOLDER`].
+    pub async fn cursors(
+        &self,
+        tenant: TenantId,
+        account: AccountId,
+    ) -> Result<BTreeMap<String, FolderCursor>> {
+        let mut cursors: BTreeMap<String, FolderCursor> = BTreeMap::new();
+        let rows = folder_cursors::Entity::find()
+            .filter(folder_cursors::Column::TenantId.eq(tenant.0))
+            .filter(folder_cursors::Column::AccountId.eq(account.0))
+            .all(&self.db)
+            .await?;
+        for row in rows {
+            let cursor = cursors.entry(row.folder).or_default();
+            cursor.uid_validity = u32::try_from(row.uid_validity).ok();
+            cursor.last_uid = u32::try_from(row.last_uid).unwrap_or(0);
+        }
+        let seen = pop3_seen::Entity::find()
+            .filter(pop3_seen::Column::TenantId.eq(tenant.0))
+            .filter(pop3_seen::Column::AccountId.eq(account.0))
+            .order_by_asc(pop3_seen::Column::Id)
+            .all(&self.db)
+            .await?;
+        if !seen.is_empty() {
+            let cursor = cursors.entry(POP3_FOLDER.into()).or_default();
+            cursor.seen_uidls.extend(seen.into_iter().map(|s| s.uidl));
+        }
+        Ok(cursors)
+    }
+
+    /// The cursor of one folder (empty if nothing was ingested from it).
+    pub async fn cursor(
+        &self,
+        tenant: TenantId,
+        account: AccountId,
+        folder: &str,
+    ) -> Result<FolderCursor> {
+        Ok(self
+            .cursors(tenant, account)
+            .await?
+            .remove(folder)
+            .unwrap_or_default())
+    }
+}
+
+/// IMAP key columns of a server key.
+fn imap_columns(key: &ServerKey) -> (Option<String>, Option<i64>, Option<i64>, Option<String>) {
+    match key {
+        ServerKey::Imap {
+            folder,
+            uid_validity,
+            uid,
+        } => (
+            Some(folder.clone()),
+            Some(i64::from(*uid_validity)),
+            Some(i64::from(*uid)),
+            None,
+        ),
+        ServerKey::Pop3 { uidl } => (None, None, None, Some(uidl.clone())),
+        ServerKey::None => (None, None, None, None),
+    }
+}
+
+/// How an action is stored: `mark-seen`, `delete`, `move:FOLDER`; `None`
+/// for nothing to do.
+pub(super) fn action_text(action: &Acknowledge) -> Option<String> {
+    match action {
+        Acknowledge::Leave => None,
+        Acknowledge::MarkSeen => Some("mark-seen".into()),
+        Acknowledge::Delete => Some("delete".into()),
+        Acknowledge::MoveTo(folder) => Some(format!("move:{folder}")),
+    }
+}
+
+async fn commit(
+    txn: &DatabaseTransaction,
+    tenant: TenantId,
+    account: AccountId,
+    batch: &BatchCommit,
+) -> Result<CommitSummary> {
+    let creates_leads = batch
+        .messages
+        .iter()
+        .any(|m| matches!(m.outcome, Outcome::CreateLead { .. }));
+    // Lock order: tenant, then account, in every transaction that takes both.
+    if creates_leads && txn.get_database_backend() == DbBackend::Postgres {
+        lock_tenant(txn, tenant).await?;
+    }
+    // The first statement writes: it makes a SQLite transaction the writer
+    // from the start, row-locks the account on PostgreSQL (so commits for one
+    // account take turns over its cursors), and checks that the account
+    // belongs to the tenant.
+    let stamp = now();
+    let touched = accounts::Entity::update_many()
+        .set(accounts::ActiveModel {
+            last_commit_at: Set(Some(stamp)),
+            ..Default::default()
+        })
+        .filter(accounts::Column::TenantId.eq(tenant.0))
+        .filter(accounts::Column::Id.eq(account.0))
+        .exec(txn)
+        .await?;
+    if touched.rows_affected == 0 {
+        return Err(not_found("account", &account.to_string()));
+    }
+
+    let mut summary = CommitSummary::default();
+    // (folder, uid_validity) → highest UID, in first-seen order.
+    let mut advances: Vec<CursorAdvance> = Vec::new();
+    let mut advance = |folder: &str, uid_validity: u32, uid: u32| match advances
+        .iter_mut()
+        .find(|a| a.folder == folder && a.uid_validity == uid_validity)
+    {
+        Some(a) => a.last_uid = a.last_uid.max(uid),
+        None => advances.push(CursorAdvance {
+            folder: folder.to_owned(),
+            uid_validity,
+            last_uid: uid,
+        }),
+    };
+
+    for message in &batch.messages {
+        let result = insert_message(txn, tenant, account, message, stamp, &mut summary).await?;
+        summary.results.push(result);
+
+        match &message.key {
+            ServerKey::Imap {
+                folder,
+                uid_validity,
+                uid,
+            } => advance(folder, *uid_validity, *uid),
+            ServerKey::Pop3 { uidl } => {
+                pop3_seen::Entity::insert(pop3_seen::ActiveModel {
+                    tenant_id: Set(tenant.0),
+                    account_id: Set(account.0),
+                    uidl: Set(uidl.clone()),
+                    created_at: Set(stamp),
+                    ..Default::default()
+                })
+                .on_conflict(OnConflict::new().do_nothing().to_owned())
+                .do_nothing()
+                .exec(txn)
+                .await?;
+            }
+            ServerKey::None => {}
+        }
+
+        let action = message.action.as_ref().and_then(action_text);
+        if let (Some(action), false) = (action, message.key == ServerKey::None) {
+            let (folder, uid_validity, uid, uidl) = imap_columns(&message.key);
+            let queued = pending_actions::Entity::insert(pending_actions::ActiveModel {
+                tenant_id: Set(tenant.0),
+                account_id: Set(account.0),
+                folder: Set(folder),
+                uid_validity: Set(uid_validity),
+                uid: Set(uid),
+                pop3_uidl: Set(uidl),
+                action: Set(action),
+                created_at: Set(stamp),
+                attempts: Set(0),
+                last_error: Set(None),
+                ..Default::default()
+            })
+            .on_conflict(OnConflict::new().do_nothing().to_owned())
+            .do_nothing()
+            .exec(txn)
+            .await?;
+            if matches!(queued, TryInsertResult::Inserted(_)) {
+                summary.actions_queued += 1;
+            }
+        }
+    }
+
+    for extra in &batch.cursor_advances {
+        advance(&extra.folder, extra.uid_validity, extra.last_uid);
+    }
+    for a in advances {
+        advance_cursor(txn, tenant, account, &a, stamp).await?;
+    }
+    Ok(summary)
+}
+
+/// Inserts one message and, if it is new, its outcome.
+async fn insert_message(
+    txn: &DatabaseTransaction,
+    tenant: TenantId,
+    account: AccountId,
+    message: &IncomingMessage,
+    stamp: DateTime<Utc>,
+    summary: &mut CommitSummary,
+) -> Result<MessageResult> {
+    let (folder, uid_validity, uid, uidl) = imap_columns(&message.key);
+    let status = message.outcome.status();
+    let discarded = status == MessageStatus::Discarded;
+    let message_id = message
+        .meta
+        .message_id
+        .as_deref()
+        .and_then(normalise_message_id);
+    let from = message
+        .meta
+        .from
+        .as_deref()
+        .map(|f| f.trim().to_lowercase())
+        .filter(|f| !f.is_empty());
+    let inserted = messages::Entity::insert(messages::ActiveModel {
+        tenant_id: Set(tenant.0),
+        account_id: Set(Some(account.0)),
+        folder: Set(folder),
+        uid_validity: Set(uid_validity),
+        uid: Set(uid),
+        pop3_uidl: Set(uidl),
+        message_id: Set(message_id.clone()),
+        subject: Set(if discarded {
+            None
+        } else {
+            message.meta.subject.clone()
+        }),
+        from_address: Set(from.clone()),
+        date: Set(message.meta.date),
+        size: Set(i64::try_from(message.raw.len()).unwrap_or(i64::MAX)),
+        raw: Set((!discarded).then(|| message.raw.to_vec())),
+        status: Set(status.as_str().to_owned()),
+        created_at: Set(stamp),
+        ..Default::default()
+    })
+    // No target: any of the three idempotency indexes makes it a duplicate.
+    .on_conflict(OnConflict::new().do_nothing().to_owned())
+    .do_nothing()
+    .exec(txn)
+    .await?;
+    let id = match inserted {
+        TryInsertResult::Inserted(r) => r.last_insert_id,
+        TryInsertResult::Conflicted | TryInsertResult::Empty => {
+            summary.duplicates += 1;
+            return Ok(MessageResult::Duplicate);
+        }
+    };
+    summary.inserted += 1;
+
+    match &message.outcome {
+        Outcome::Attach(refs) => {
+            for r in refs {
+                match find_party(txn, tenant, r).await? {
+                    Some(party) => {
+                        if link(txn, tenant, id, party, stamp).await? {
+                            summary.linked += 1;
+                        }
+                    }
+                    None => {
+                        tracing::warn!(tenant = %tenant, party = %r.id, "attached party not in the tenant; not linked");
+                        summary.missing_parties += 1;
+                    }
+                }
+            }
+        }
+        Outcome::CreateLead {
+            email,
+            name,
+            company,
+        } => {
+            let email = normalise_email(email)?;
+            let existing = parties::Entity::find()
+                .filter(parties::Column::TenantId.eq(tenant.0))
+                .filter(parties::Column::Kind.eq("lead"))
+                .filter(parties::Column::Email.eq(&email))
+                .order_by_asc(parties::Column::Id)
+                .one(txn)
+                .await?;
+            let party = match existing {
+                Some(lead) => PartyId(lead.id),
+                None => {
+                    let lead = NewParty {
+                        kind: PartyKind::Lead,
+                        email: email.clone(),
+                        name: name.clone(),
+                        company: company.clone(),
+                        external_id: None,
+                    };
+                    summary.leads_created += 1;
+                    insert_party(txn, tenant, &email, &lead, None).await?
+                }
+            };
+            if link(txn, tenant, id, party, stamp).await? {
+                summary.linked += 1;
+            }
+        }
+        Outcome::Quarantine { reason, plugin } => {
+            quarantine::Entity::insert(quarantine::ActiveModel {
+                tenant_id: Set(tenant.0),
+                account_id: Set(Some(account.0)),
+                stored_message_id: Set(id),
+                reason: Set(reason.clone()),
+                plugin: Set(plugin.clone()),
+                created_at: Set(stamp),
+                released_at: Set(None),
+                ..Default::default()
+            })
+            .exec(txn)
+            .await?;
+            summary.quarantined += 1;
+        }
+        Outcome::Discard { reason, plugin } => {
+            discard_log::Entity::insert(discard_log::ActiveModel {
+                tenant_id: Set(tenant.0),
+                account_id: Set(Some(account.0)),
+                stored_message_id: Set(Some(id)),
+                message_id: Set(message_id),
+                sender: Set(from),
+                reason: Set(reason.clone()),
+                plugin: Set(plugin.clone()),
+                created_at: Set(stamp),
+                ..Default::default()
+            })
+            .exec(txn)
+            .await?;
+            summary.discarded += 1;
+        }
+        Outcome::KeepUnlinked => {}
+    }
+    Ok(MessageResult::Inserted(StoredMessageId(id)))
+}
+
+/// The party a reference names, if it is in the tenant with that kind.
+async fn find_party<C: ConnectionTrait>(
+    db: &C,
+    tenant: TenantId,
+    party: &PartyRef,
+) -> Result<Option<PartyId>> {
+    let Ok(id) = party.id.trim().parse::<i64>() else {
+        return Ok(None);
+    };
+    Ok(parties::Entity::find()
+        .filter(parties::Column::TenantId.eq(tenant.0))
+        .filter(parties::Column::Id.eq(id))
+        .filter(parties::Column::Kind.eq(super::parties::kind_name(party.kind)))
+        .one(db)
+        .await?
+        .map(|p| PartyId(p.id)))
+}
+
+/// Links a message to a party; false if it already was.
+async fn link<C: ConnectionTrait>(
+    db: &C,
+    tenant: TenantId,
+    message: i64,
+    party: PartyId,
+    stamp: DateTime<Utc>,
+) -> Result<bool> {
+    let done = message_links::Entity::insert(message_links::ActiveModel {
+        tenant_id: Set(tenant.0),
+        stored_message_id: Set(message),
+        party_id: Set(party.0),
+        created_at: Set(stamp),
+        ..Default::default()
+    })
+    .on_conflict(OnConflict::new().do_nothing().to_owned())
+    .do_nothing()
+    .exec(db)
+    .await?;
+    Ok(matches!(done, TryInsertResult::Inserted(_)))
+}
+
+/// Moves a folder's cursor forward: to the highest UID under the same
+/// UIDVALIDITY, or to the new UIDVALIDITY's UID when it changed (the old
+/// UIDs mean nothing any more). Never backwards within one UIDVALIDITY, so
+/// re-committing an old batch cannot rewind it.
+async fn advance_cursor(
+    txn: &DatabaseTransaction,
+    tenant: TenantId,
+    account: AccountId,
+    advance: &CursorAdvance,
+    stamp: DateTime<Utc>,
+) -> Result<()> {
+    let existing = folder_cursors::Entity::find()
+        .filter(folder_cursors::Column::TenantId.eq(tenant.0))
+        .filter(folder_cursors::Column::AccountId.eq(account.0))
+        .filter(folder_cursors::Column::Folder.eq(&advance.folder))
+        .one(txn)
+        .await?;
+    let validity = i64::from(advance.uid_validity);
+    let uid = i64::from(advance.last_uid);
+    match existing {
+        Some(row) => {
+            let last_uid = if row.uid_validity == validity {
+                row.last_uid.max(uid)
+            } else {
+                uid
+            };
+            if row.uid_validity != validity || row.last_uid != last_uid {
+                folder_cursors::Entity::update_many()
+                    .set(folder_cursors::ActiveModel {
+                        uid_validity: Set(validity),
+                        last_uid: Set(last_uid),
+                        updated_at: Set(stamp),
+                        ..Default::default()
+                    })
+                    .filter(folder_cursors::Column::Id.eq(row.id))
+                    .exec(txn)
+                    .await?;
+            }
+        }
+        None => {
+            folder_cursors::Entity::insert(folder_cursors::ActiveModel {
+                tenant_id: Set(tenant.0),
+                account_id: Set(account.0),
+                folder: Set(advance.folder.clone()),
+                uid_validity: Set(validity),
+                last_uid: Set(uid),
+                updated_at: Set(stamp),
+                ..Default::default()
+            })
+            .exec(txn)
+            .await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,464 @@
+//! Inbox views: what was stored (with the parties it is linked to), what is
+//! held in quarantine, what was discarded — and the two admin actions on
+//! quarantine, release and drop.
+//!
+//! Key-only rows (discarded, dropped) exist for idempotency and stay out of
+//! the message views; the discard log is their view.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, Query};
+use sea_orm::{
+    ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+};
+use serde::Serialize;
+
+use super::entity::{discard_log, message_links, messages, parties, quarantine};
+use super::parties::party_from_row;
+use super::{
+    AccountId, Result, Store, StoredMessageId, TenantId, corrupt, lock_tenant, not_found, now,
+};
+use crate::directory::Party;
+
+/// A stored message's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageStatus {
+    /// Stored normally (linked or not).
+    Stored,
+    /// Held in quarantine with its raw bytes.
+    Quarantined,
+    /// Not stored: only its keys remain, so it is not ingested again.
+    Discarded,
+    /// Dropped from quarantine by an admin: only its keys remain.
+    Dropped,
+}
+
+impl MessageStatus {
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageStatus::Stored => "stored",
+            MessageStatus::Quarantined => "quarantined",
+            MessageStatus::Discarded => "discarded",
+            MessageStatus::Dropped => "dropped",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self> {
+        Ok(match text {
+            "stored" => MessageStatus::Stored,
+            "quarantined" => MessageStatus::Quarantined,
+            "discarded" => MessageStatus::Discarded,
+            "dropped" => MessageStatus::Dropped,
+            other => {
+                return Err(corrupt(
+                    "message status",
+                    format!("unknown value {other:?}"),
+                ));
+            }
+        })
+    }
+}
+
+/// A message as the inbox lists it (no raw bytes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MessageSummary {
+    /// Its key.
+    pub id: StoredMessageId,
+    /// The account it came from (`None` once that account is removed).
+    pub account: Option<AccountId>,
+    /// IMAP folder, if any.
+    pub folder: Option<String>,
+    /// Message-ID, without angle brackets.
+    pub message_id: Option<String>,
+    /// Subject.
+    pub subject: Option<String>,
+    /// Sender address.
+    pub from: Option<String>,
+    /// `Date` header.
+    pub date: Option<DateTime<Utc>>,
+    /// Raw size in bytes.
+    pub size: u64,
+    /// Stored or quarantined.
+    pub status: MessageStatus,
+    /// When it was committed.
+    pub created_at: DateTime<Utc>,
+    /// The parties it is linked to.
+    pub parties: Vec<Party>,
+}
+
+/// A message with its exact raw bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    /// What the inbox shows.
+    pub summary: MessageSummary,
+    /// The bytes as the server sent them; `None` for key-only rows.
+    pub raw: Option<Vec<u8>>,
+}
+
+/// Which messages to list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageQuery {
+    /// Only this account's.
+    pub account: Option<AccountId>,
+    /// Only those linked to a party with this address.
+    pub party_email: Option<String>,
+    /// Only those older than this one (for paging, newest first).
+    pub before: Option<StoredMessageId>,
+    /// At most this many.
+    pub limit: u64,
+}
+
+impl Default for MessageQuery {
+    fn default() -> Self {
+        MessageQuery {
+            account: None,
+            party_email: None,
+            before: None,
+            limit: 100,
+        }
+    }
+}
+
+/// A message held in quarantine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QuarantineEntry {
+    /// The message (its bytes: [`Store::message`]).
+    pub message: MessageSummary,
+    /// Why it is held.
+    pub reason: String,
+    /// The plugin that decided or failed, if any.
+    pub plugin: Option<String>,
+    /// When it was held.
+    pub quarantined_at: DateTime<Utc>,
+}
+
+/// A discarded message, as logged (no content).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DiscardEntry {
+    /// The account it came from.
+    pub account: Option<AccountId>,
+    /// Message-ID.
+    pub message_id: Option<String>,
+    /// Sender address.
+    pub sender: Option<String>,
+    /// Why.
+    pub reason: String,
+    /// The plugin that decided, if any.
+    pub plugin: Option<String>,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Statuses the message views show.
+const VISIBLE: [&str; 2] = ["stored", "quarantined"];
+
+impl Store {
+    /// Stored and quarantined messages, newest first, with their parties.
+    pub async fn messages(
+        &self,
+        tenant: TenantId,
+        query: &MessageQuery,
+    ) -> Result<Vec<MessageSummary>> {
+        let mut select = messages::Entity::find()
+            .select_only()
+            .columns(summary_columns())
+            .filter(messages::Column::TenantId.eq(tenant.0))
+            .filter(messages::Column::Status.is_in(VISIBLE));
+        if let Some(account) = query.account {
+            select = select.filter(messages::Column::AccountId.eq(account.0));
+        }
+        if let Some(before) = query.before {
+            select = select.filter(messages::Column::Id.lt(before.0));
+        }
+        if let Some(email) = &query.party_email {
+            let matching = Query::select()
+                .column(parties::Column::Id)
+                .from(parties::Entity)
+                .and_where(parties::Column::TenantId.eq(tenant.0))
+                .and_where(parties::Column::Email.eq(email.trim().to_lowercase()))
+                .to_owned();
+            let linked = Query::select()
+                .column(message_links::Column::StoredMessageId)
+                .from(message_links::Entity)
+                .and_where(message_links::Column::TenantId.eq(tenant.0))
+                .and_where(message_links::Column::PartyId.in_subquery(matching))
+                .to_owned();
+            select = select.filter(messages::Column::Id.in_subquery(linked));
+        }
+        let rows = select
+            .order_by_desc(messages::Column::Id)
+            .limit(query.limit)
+            .into_model::<SummaryRow>()
+            .all(&self.db)
+            .await?;
+        self.with_parties(tenant, rows).await
+    }
+
+    /// One message with its raw bytes, if it is in the tenant.
+    pub async fn message(
+        &self,
+        tenant: TenantId,
+        id: StoredMessageId,
+    ) -> Result<Option<StoredMessage>> {
+        let Some(row) = messages::Entity::find()
+            .filter(messages::Column::TenantId.eq(tenant.0))
+            .filter(messages::Column::Id.eq(id.0))
+            .one(&self.db)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let raw = row.raw.clone();
+        let summary = SummaryRow {
+            id: row.id,
+            account_id: row.account_id,
+            folder: row.folder,
+            message_id: row.message_id,
+            subject: row.subject,
+            from_address: row.from_address,
+            date: row.date,
+            size: row.size,
+            status: row.status,
+            created_at: row.created_at,
+        };
+        let mut summaries = self.with_parties(tenant, vec![summary]).await?;
+        Ok(summaries
+            .pop()
+            .map(|summary| StoredMessage { summary, raw }))
+    }
+
+    /// Messages held in quarantine and not released, newest first.
+    pub async fn quarantined(
+        &self,
+        tenant: TenantId,
+        account: Option<AccountId>,
+    ) -> Result<Vec<QuarantineEntry>> {
+        let mut select = quarantine::Entity::find()
+            .filter(quarantine::Column::TenantId.eq(tenant.0))
+            .filter(quarantine::Column::ReleasedAt.is_null());
+        if let Some(account) = account {
+            select = select.filter(quarantine::Column::AccountId.eq(account.0));
+        }
+        let entries = select
+            .order_by_desc(quarantine::Column::Id)
+            .all(&self.db)
+            .await?;
+        let ids: Vec<i64> = entries.iter().map(|q| q.stored_message_id).collect();
+        let rows = messages::Entity::find()
+            .select_only()
+            .columns(summary_columns())
+            .filter(messages::Column::TenantId.eq(tenant.0))
+            .filter(messages::Column::Id.is_in(ids))
+            .into_model::<SummaryRow>()
+            .all(&self.db)
+            .await?;
+        let mut summaries = self.with_parties(tenant, rows).await?;
+        let mut out = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let Some(at) = summaries
+                .iter()
+                .position(|s| s.id.0 == entry.stored_message_id)
+            else {
+                continue;
+            };
+            out.push(QuarantineEntry {
+                message: summaries.swap_remove(at),
+                reason: entry.reason,
+                plugin: entry.plugin,
+                quarantined_at: entry.created_at,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Releases a quarantined message: it becomes a stored message (without
+    /// links; the admin or a re-run of the chain links it).
+    pub async fn release_quarantined(&self, tenant: TenantId, id: StoredMessageId) -> Result<()> {
+        let txn = self.db.begin().await?;
+        lock_tenant(&txn, tenant).await?;
+        let released = quarantine::Entity::update_many()
+            .set(quarantine::ActiveModel {
+                released_at: Set(Some(now())),
+                ..Default::default()
+            })
+            .filter(quarantine::Column::TenantId.eq(tenant.0))
+            .filter(quarantine::Column::StoredMessageId.eq(id.0))
+            .filter(quarantine::Column::ReleasedAt.is_null())
+            .exec(&txn)
+            .await?;
+        if released.rows_affected == 0 {
+            return Err(not_found("quarantined message", &id.to_string()));
+        }
+        messages::Entity::update_many()
+            .col_expr(
+                messages::Column::Status,
+                Expr::value(MessageStatus::Stored.as_str()),
+            )
+            .filter(messages::Column::TenantId.eq(tenant.0))
+            .filter(messages::Column::Id.eq(id.0))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Drops a quarantined message: its bytes and subject are deleted, its
+    /// keys stay (status `dropped`) so it is never ingested again.
+    pub async fn drop_quarantined(&self, tenant: TenantId, id: StoredMessageId) -> Result<()> {
+        let txn = self.db.begin().await?;
+        lock_tenant(&txn, tenant).await?;
+        let removed = quarantine::Entity::delete_many()
+            .filter(quarantine::Column::TenantId.eq(tenant.0))
+            .filter(quarantine::Column::StoredMessageId.eq(id.0))
+            .filter(quarantine::Column::ReleasedAt.is_null())
+            .exec(&txn)
+            .await?;
+        if removed.rows_affected == 0 {
+            return Err(not_found("quarantined message", &id.to_string()));
+        }
+        messages::Entity::update_many()
+            .set(messages::ActiveModel {
+                status: Set(MessageStatus::Dropped.as_str().to_owned()),
+                raw: Set(None),
+                subject: Set(None),
+                ..Default::default()
+            })
+            .filter(messages::Column::TenantId.eq(tenant.0))
+            .filter(messages::Column::Id.eq(id.0))
+            .exec(&txn)
+            .await?;
+        message_links::Entity::delete_many()
+            .filter(message_links::Column::TenantId.eq(tenant.0))
+            .filter(message_links::Column::StoredMessageId.eq(id.0))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// The discard log, newest first, at most `limit` entries.
+    pub async fn discard_log(
+        &self,
+        tenant: TenantId,
+        account: Option<AccountId>,
+        limit: u64,
+    ) -> Result<Vec<DiscardEntry>> {
+        let mut select =
+            discard_log::Entity::find().filter(discard_log::Column::TenantId.eq(tenant.0));
+        if let Some(account) = account {
+            select = select.filter(discard_log::Column::AccountId.eq(account.0));
+        }
+        Ok(select
+            .order_by_desc(discard_log::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|d| DiscardEntry {
+                account: d.account_id.map(AccountId),
+                message_id: d.message_id,
+                sender: d.sender,
+                reason: d.reason,
+                plugin: d.plugin,
+                created_at: d.created_at,
+            })
+            .collect())
+    }
+
+    /// Attaches linked parties to summary rows (two queries for the page).
+    async fn with_parties(
+        &self,
+        tenant: TenantId,
+        rows: Vec<SummaryRow>,
+    ) -> Result<Vec<MessageSummary>> {
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let links = if ids.is_empty() {
+            Vec::new()
+        } else {
+            message_links::Entity::find()
+                .filter(message_links::Column::TenantId.eq(tenant.0))
+                .filter(message_links::Column::StoredMessageId.is_in(ids))
+                .order_by_asc(message_links::Column::Id)
+                .all(&self.db)
+                .await?
+        };
+        let party_ids: Vec<i64> = links.iter().map(|l| l.party_id).collect();
+        let parties: Vec<(i64, Party)> = if party_ids.is_empty() {
+            Vec::new()
+        } else {
+            parties::Entity::find()
+                .filter(parties::Column::TenantId.eq(tenant.0))
+                .filter(parties::Column::Id.is_in(party_ids))
+                .all(&self.db)
+                .await?
+                .into_iter()
+                .map(|p| Ok((p.id, party_from_row(p)?)))
+                .collect::<Result<_>>()?
+        };
+        rows.into_iter()
+            .map(|r| {
+                let linked = links
+                    .iter()
+                    .filter(|l| l.stored_message_id == r.id)
+                    .filter_map(|l| parties.iter().find(|(id, _)| *id == l.party_id))
+                    .map(|(_, p)| p.clone())
+                    .collect();
+                Ok(MessageSummary {
+                    id: StoredMessageId(r.id),
+                    account: r.account_id.map(AccountId),
+                    folder: r.folder,
+                    message_id: r.message_id,
+                    subject: r.subject,
+                    from: r.from_address,
+                    date: r.date,
+                    size: u64::try_from(r.size).unwrap_or(0),
+                    status: MessageStatus::parse(&r.status)?,
+                    created_at: r.created_at,
+                    parties: linked,
+                })
+            })
+            .collect()
+    }
+}
+
+/// A `messages` row without the raw bytes, which a listing must not load.
+#[derive(Debug, sea_orm::FromQueryResult)]
+struct SummaryRow {
+    /// `messages.id`.
+    id: i64,
+    /// `messages.account_id`.
+    account_id: Option<i64>,
+    /// `messages.folder`.
+    folder: Option<String>,
+    /// `messages.message_id`.
+    message_id: Option<String>,
+    /// `messages.subject`.
+    subject: Option<String>,
+    /// `messages.from_address`.
+    from_address: Option<String>,
+    /// `messages.date`.
+    date: Option<DateTime<Utc>>,
+    /// `messages.size`.
+    size: i64,
+    /// `messages.status`.
+    status: String,
+    /// `messages.created_at`.
+    created_at: DateTime<Utc>,
+}
+
+fn summary_columns() -> [messages::Column; 10] {
+    use messages::Column as C;
+    [
+        C::Id,
+        C::AccountId,
+        C::Folder,
+        C::MessageId,
+        C::Subject,
+        C::FromAddress,
+        C::Date,
+        C::Size,
+        C::Status,
+        C::CreatedAt,
+    ]
+}

@@ -1,0 +1,472 @@
+//! The schema, as migrations: one set for SQLite and PostgreSQL.
+//!
+//! Tables are built with sea-query so column types come out right for each
+//! database (`bytea`/`blob`, `bigserial`/`integer primary key`, …). The
+//! partial unique indexes that carry idempotency are raw SQL because
+//! sea-query 0.32 cannot express `WHERE` on an index; the statement is the
+//! same in both databases.
+//!
+//! A released migration is frozen: a schema change is a new migration added
+//! to [`Migrator::migrations`], never an edit here. Column names are spelled
+//! out as strings for that reason — renaming a field in [`super::entity`]
+//! must not silently change what an old migration creates.
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, TransactionTrait};
+use sea_orm_migration::prelude::*;
+
+/// All migrations, oldest first.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(Initial)]
+    }
+}
+
+/// Brings `db` up to date, in one transaction.
+///
+/// SQLite and PostgreSQL both roll back DDL, so a failed migration leaves the
+/// database as it was. Processes that start together take turns: PostgreSQL
+/// through an advisory lock, SQLite through `BEGIN IMMEDIATE` (a deferred
+/// transaction that read the schema first could not upgrade to a writer and
+/// would fail with "database is locked" instead of waiting).
+///
+/// On SQLite `db` must be a pool of one connection, so that every statement
+/// between `BEGIN` and `COMMIT` runs on it.
+pub(crate) async fn run(db: &DatabaseConnection) -> Result<(), DbErr> {
+    if db.get_database_backend() == DbBackend::Sqlite {
+        db.execute_unprepared("BEGIN IMMEDIATE").await?;
+        match Migrator::up(db, None).await {
+            Ok(()) => db.execute_unprepared("COMMIT").await.map(drop),
+            Err(e) => {
+                // The error that matters is the migration's.
+                let _ = db.execute_unprepared("ROLLBACK").await;
+                Err(e)
+            }
+        }
+    } else {
+        let txn = db.begin().await?;
+        if txn.get_database_backend() == DbBackend::Postgres {
+            // 0x696e74616b65, "intake" in ASCII: an arbitrary, stable key.
+            txn.execute_unprepared("SELECT pg_advisory_xact_lock(115923119860581)")
+                .await?;
+        }
+        Migrator::up(&txn, None).await?;
+        txn.commit().await
+    }
+}
+
+/// The first schema.
+struct Initial;
+
+impl MigrationName for Initial {
+    fn name(&self) -> &str {
+        "m20260501_000001_initial"
+    }
+}
+
+fn a(name: &str) -> Alias {
+    Alias::new(name)
+}
+
+/// A table with an auto-increment `id` primary key.
+fn table(name: &str) -> TableCreateStatement {
+    Table::create()
+        .table(a(name))
+        .if_not_exists()
+        .col(
+            ColumnDef::new(a("id"))
+                .big_integer()
+                .not_null()
+                .auto_increment()
+                .primary_key(),
+        )
+        .to_owned()
+}
+
+fn col(name: &str) -> ColumnDef {
+    ColumnDef::new(a(name))
+}
+
+/// `tenant_id`, removed with its tenant.
+fn tenant_col(t: &mut TableCreateStatement, name: &str) {
+    t.col(col("tenant_id").big_integer().not_null());
+    fk(t, name, "tenant_id", "tenants", ForeignKeyAction::Cascade);
+}
+
+fn fk(
+    t: &mut TableCreateStatement,
+    table: &str,
+    column: &str,
+    to: &str,
+    on_delete: ForeignKeyAction,
+) {
+    t.foreign_key(
+        ForeignKey::create()
+            .name(format!("fk_{table}_{column}"))
+            .from(a(table), a(column))
+            .to(a(to), a("id"))
+            .on_delete(on_delete),
+    );
+}
+
+fn created_at(t: &mut TableCreateStatement) {
+    t.col(col("created_at").timestamp_with_time_zone().not_null());
+}
+
+fn index(name: &str, table: &str, columns: &[&str]) -> IndexCreateStatement {
+    let mut i = Index::create();
+    i.if_not_exists().name(name).table(a(table));
+    for c in columns {
+        i.col(a(c));
+    }
+    i
+}
+
+/// Unique indexes with a `WHERE`: the idempotency keys. Both databases treat
+/// NULLs as distinct, so the predicates only make intent explicit and keep
+/// the indexes small; what matters is that `ON CONFLICT DO NOTHING` (without
+/// a target) honours them in both.
+const PARTIAL_UNIQUE_INDEXES: &[&str] = &[
+    "CREATE UNIQUE INDEX IF NOT EXISTS ux_messages_imap \
+     ON messages (account_id, folder, uid_validity, uid) WHERE uid IS NOT NULL",
+    "CREATE UNIQUE INDEX IF NOT EXISTS ux_messages_pop3 \
+     ON messages (account_id, pop3_uidl) WHERE pop3_uidl IS NOT NULL",
+    "CREATE UNIQUE INDEX IF NOT EXISTS ux_messages_message_id \
+     ON messages (account_id, message_id) WHERE message_id IS NOT NULL",
+    "CREATE UNIQUE INDEX IF NOT EXISTS ux_parties_external_id \
+     ON parties (tenant_id, external_id) WHERE external_id IS NOT NULL",
+    "CREATE UNIQUE INDEX IF NOT EXISTS ux_pending_actions_imap \
+     ON pending_actions (account_id, folder, uid_validity, uid) WHERE uid IS NOT NULL",
+    "CREATE UNIQUE INDEX IF NOT EXISTS ux_pending_actions_pop3 \
+     ON pending_actions (account_id, pop3_uidl) WHERE pop3_uidl IS NOT NULL",
+];
+
+// The trait is declared with an elided `SchemaManager` lifetime; the impl
+// must spell it the same way for async-trait to expand it alike.
+#[allow(elided_lifetimes_in_paths)]
+#[async_trait::async_trait]
+impl MigrationTrait for Initial {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let mut tables = Vec::new();
+
+        let mut t = table("tenants");
+        t.col(col("name").text().not_null().unique_key());
+        created_at(&mut t);
+        tables.push(t);
+
+        let mut t = table("credentials");
+        tenant_col(&mut t, "credentials");
+        t.col(col("name").text().not_null())
+            .col(col("username").text().not_null())
+            .col(col("secret").blob().not_null());
+        created_at(&mut t);
+        tables.push(t);
+
+        let mut t = table("accounts");
+        tenant_col(&mut t, "accounts");
+        t.col(col("name").text().not_null())
+            .col(col("protocol").text().not_null())
+            .col(col("host").text().not_null())
+            .col(col("port").integer().null())
+            .col(col("security").text().not_null())
+            .col(col("credential_id").big_integer().not_null())
+            .col(col("auth").text().not_null())
+            .col(col("verify_certificate").boolean().not_null())
+            .col(col("ca_file").text().null())
+            .col(col("keep_on_server").boolean().not_null())
+            .col(col("auto_check").boolean().not_null())
+            .col(col("check_interval_secs").integer().not_null())
+            .col(col("enabled").boolean().not_null())
+            .col(col("proxy_host").text().null())
+            .col(col("proxy_port").integer().null())
+            .col(col("proxy_credential_id").big_integer().null())
+            .col(col("folders").text().not_null())
+            .col(col("mode").text().not_null())
+            .col(col("max_message_bytes").big_integer().not_null())
+            .col(col("first_sync_since").timestamp_with_time_zone().null())
+            .col(col("first_sync_max_messages").integer().null())
+            .col(col("batch_size").integer().not_null());
+        created_at(&mut t);
+        t.col(col("updated_at").timestamp_with_time_zone().not_null())
+            .col(col("last_commit_at").timestamp_with_time_zone().null());
+        // A credential in use cannot be removed out from under an account.
+        fk(
+            &mut t,
+            "accounts",
+            "credential_id",
+            "credentials",
+            ForeignKeyAction::Restrict,
+        );
+        fk(
+            &mut t,
+            "accounts",
+            "proxy_credential_id",
+            "credentials",
+            ForeignKeyAction::Restrict,
+        );
+        tables.push(t);
+
+        let mut t = table("folder_cursors");
+        tenant_col(&mut t, "folder_cursors");
+        t.col(col("account_id").big_integer().not_null())
+            .col(col("folder").text().not_null())
+            .col(col("uid_validity").big_integer().not_null())
+            .col(col("last_uid").big_integer().not_null())
+            .col(col("updated_at").timestamp_with_time_zone().not_null());
+        fk(
+            &mut t,
+            "folder_cursors",
+            "account_id",
+            "accounts",
+            ForeignKeyAction::Cascade,
+        );
+        tables.push(t);
+
+        let mut t = table("pop3_seen");
+        tenant_col(&mut t, "pop3_seen");
+        t.col(col("account_id").big_integer().not_null())
+            .col(col("uidl").text().not_null());
+        created_at(&mut t);
+        fk(
+            &mut t,
+            "pop3_seen",
+            "account_id",
+            "accounts",
+            ForeignKeyAction::Cascade,
+        );
+        tables.push(t);
+
+        let mut t = table("parties");
+        tenant_col(&mut t, "parties");
+        t.col(col("kind").text().not_null())
+            .col(col("email").text().not_null())
+            .col(col("domain").text().not_null())
+            .col(col("name").text().null())
+            .col(col("company").text().null())
+            .col(col("external_id").text().null());
+        created_at(&mut t);
+        t.col(col("updated_at").timestamp_with_time_zone().not_null());
+        tables.push(t);
+
+        // Messages outlive their account (SET NULL): removing a mailbox
+        // from the settings must not delete what the CRM already holds.
+        let mut t = table("messages");
+        tenant_col(&mut t, "messages");
+        t.col(col("account_id").big_integer().null())
+            .col(col("folder").text().null())
+            .col(col("uid_validity").big_integer().null())
+            .col(col("uid").big_integer().null())
+            .col(col("pop3_uidl").text().null())
+            .col(col("message_id").text().null())
+            .col(col("subject").text().null())
+            .col(col("from_address").text().null())
+            .col(col("date").timestamp_with_time_zone().null())
+            .col(col("size").big_integer().not_null())
+            .col(col("raw").blob().null())
+            .col(col("status").text().not_null());
+        created_at(&mut t);
+        fk(
+            &mut t,
+            "messages",
+            "account_id",
+            "accounts",
+            ForeignKeyAction::SetNull,
+        );
+        tables.push(t);
+
+        let mut t = table("message_links");
+        tenant_col(&mut t, "message_links");
+        t.col(col("stored_message_id").big_integer().not_null())
+            .col(col("party_id").big_integer().not_null());
+        created_at(&mut t);
+        fk(
+            &mut t,
+            "message_links",
+            "stored_message_id",
+            "messages",
+            ForeignKeyAction::Cascade,
+        );
+        fk(
+            &mut t,
+            "message_links",
+            "party_id",
+            "parties",
+            ForeignKeyAction::Cascade,
+        );
+        tables.push(t);
+
+        let mut t = table("quarantine");
+        tenant_col(&mut t, "quarantine");
+        t.col(col("account_id").big_integer().null())
+            .col(col("stored_message_id").big_integer().not_null())
+            .col(col("reason").text().not_null())
+            .col(col("plugin").text().null());
+        created_at(&mut t);
+        t.col(col("released_at").timestamp_with_time_zone().null());
+        fk(
+            &mut t,
+            "quarantine",
+            "account_id",
+            "accounts",
+            ForeignKeyAction::SetNull,
+        );
+        fk(
+            &mut t,
+            "quarantine",
+            "stored_message_id",
+            "messages",
+            ForeignKeyAction::Cascade,
+        );
+        tables.push(t);
+
+        let mut t = table("discard_log");
+        tenant_col(&mut t, "discard_log");
+        t.col(col("account_id").big_integer().null())
+            .col(col("stored_message_id").big_integer().null())
+            .col(col("message_id").text().null())
+            .col(col("sender").text().null())
+            .col(col("reason").text().not_null())
+            .col(col("plugin").text().null());
+        created_at(&mut t);
+        fk(
+            &mut t,
+            "discard_log",
+            "account_id",
+            "accounts",
+            ForeignKeyAction::SetNull,
+        );
+        fk(
+            &mut t,
+            "discard_log",
+            "stored_message_id",
+            "messages",
+            ForeignKeyAction::SetNull,
+        );
+        tables.push(t);
+
+        let mut t = table("plugin_bindings");
+        tenant_col(&mut t, "plugin_bindings");
+        t.col(col("position").integer().not_null())
+            .col(col("name").text().not_null())
+            .col(col("role").text().not_null())
+            .col(col("wasm").blob().not_null())
+            .col(col("config").text().not_null())
+            .col(col("limits").text().not_null())
+            .col(col("failure_policy").text().not_null())
+            .col(col("enabled").boolean().not_null());
+        created_at(&mut t);
+        tables.push(t);
+
+        let mut t = table("pending_actions");
+        tenant_col(&mut t, "pending_actions");
+        t.col(col("account_id").big_integer().not_null())
+            .col(col("folder").text().null())
+            .col(col("uid_validity").big_integer().null())
+            .col(col("uid").big_integer().null())
+            .col(col("pop3_uidl").text().null())
+            .col(col("action").text().not_null());
+        created_at(&mut t);
+        t.col(col("attempts").integer().not_null())
+            .col(col("last_error").text().null());
+        fk(
+            &mut t,
+            "pending_actions",
+            "account_id",
+            "accounts",
+            ForeignKeyAction::Cascade,
+        );
+        tables.push(t);
+
+        for t in tables {
+            manager.create_table(t).await?;
+        }
+
+        let unique = [
+            index("ux_credentials_name", "credentials", &["tenant_id", "name"]),
+            index("ux_accounts_name", "accounts", &["tenant_id", "name"]),
+            index(
+                "ux_folder_cursors",
+                "folder_cursors",
+                &["account_id", "folder"],
+            ),
+            index("ux_pop3_seen", "pop3_seen", &["account_id", "uidl"]),
+            index(
+                "ux_message_links",
+                "message_links",
+                &["stored_message_id", "party_id"],
+            ),
+            index(
+                "ux_quarantine_message",
+                "quarantine",
+                &["stored_message_id"],
+            ),
+            index(
+                "ux_plugin_bindings_name",
+                "plugin_bindings",
+                &["tenant_id", "name"],
+            ),
+        ];
+        for mut i in unique {
+            manager.create_index(i.unique().to_owned()).await?;
+        }
+        let plain = [
+            // Directory look-ups: by address, by domain.
+            index("ix_parties_email", "parties", &["tenant_id", "email"]),
+            index("ix_parties_domain", "parties", &["tenant_id", "domain"]),
+            // Threading (parties_for_message_id) and the inbox views.
+            index(
+                "ix_messages_message_id",
+                "messages",
+                &["tenant_id", "message_id"],
+            ),
+            index("ix_messages_account", "messages", &["account_id", "id"]),
+            index("ix_messages_tenant", "messages", &["tenant_id", "id"]),
+            index("ix_message_links_party", "message_links", &["party_id"]),
+            index("ix_quarantine_tenant", "quarantine", &["tenant_id", "id"]),
+            index("ix_discard_log_tenant", "discard_log", &["tenant_id", "id"]),
+            index(
+                "ix_plugin_bindings_position",
+                "plugin_bindings",
+                &["tenant_id", "position"],
+            ),
+            index(
+                "ix_pending_actions_account",
+                "pending_actions",
+                &["account_id", "id"],
+            ),
+        ];
+        for i in plain {
+            manager.create_index(i).await?;
+        }
+        let db = manager.get_connection();
+        for sql in PARTIAL_UNIQUE_INDEXES {
+            db.execute_unprepared(sql).await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // Children first, so foreign keys never point at a dropped table.
+        for name in [
+            "pending_actions",
+            "plugin_bindings",
+            "discard_log",
+            "quarantine",
+            "message_links",
+            "messages",
+            "parties",
+            "pop3_seen",
+            "folder_cursors",
+            "accounts",
+            "credentials",
+            "tenants",
+        ] {
+            manager
+                .drop_table(Table::drop().table(a(name)).if_exists().to_owned())
+                .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,484 @@
+//! The persistent store: tenants, credentials, accounts, the CRM directory,
+//! ingested messages and everything that makes ingestion exactly-once.
+//!
+//! Built on sea-orm; SQLite by default (one file, WAL, `synchronous=FULL`,
+//! because a durable commit is what lets the engine touch the mail server
+//! afterwards) and PostgreSQL for hosted use, with one set of migrations run
+//! on every [`Store::connect`].
+//!
+//! Every row that belongs to a tenant carries `tenant_id`, and every method
+//! takes the tenant and filters by it: nothing one tenant does reads or
+//! touches another's rows.
+//!
+//! - [`key`]: the master key that seals credentials at rest;
+//! - [`credentials`], [`accounts`]: mailbox settings →
+//!   [`AccountSettings`](crate::fetch::AccountSettings);
+//! - [`parties`] and [`StoreDirectory`]: contacts and leads, as the CLI
+//!   imports them and as plugins query them;
+//! - [`batch`]: [`Store::commit_batch`], the one transaction per batch that
+//!   stores messages with their outcome, advances cursors and queues server
+//!   actions, skipping anything already ingested;
+//! - [`actions`]: server actions waiting for the server;
+//! - [`inbox`]: what was stored, quarantined or discarded;
+//! - [`plugins`]: the tenant's plugin chain, components included.
+
+pub mod accounts;
+pub mod actions;
+pub mod batch;
+pub mod credentials;
+mod directory;
+mod entity;
+pub mod inbox;
+pub mod key;
+mod migration;
+pub mod parties;
+pub mod plugins;
+
+use std::time::Duration;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr,
+    EntityTrait, QueryFilter, QuerySelect, Set, SqlErr,
+};
+use serde::Serialize;
+
+pub use accounts::{Account, AccountConfig, FirstSync, ProxyConfig};
+pub use actions::PendingAction;
+pub use batch::{
+    BatchCommit, CommitSummary, CursorAdvance, IncomingMessage, MessageMeta, MessageResult,
+    Outcome, POP3_FOLDER, ServerKey,
+};
+pub use credentials::{Credential, CredentialInfo};
+pub use directory::StoreDirectory;
+pub use inbox::{
+    DiscardEntry, MessageQuery, MessageStatus, MessageSummary, QuarantineEntry, StoredMessage,
+};
+pub use key::{KeyError, MASTER_KEY_ENV, MasterKey};
+pub use parties::{ImportSummary, NewParty, Upserted};
+pub use plugins::{BindingRole, NewBinding, StoredBinding};
+
+use entity::{accounts as account_rows, tenants};
+
+/// The environment variable naming the database.
+pub const DATABASE_URL_ENV: &str = "INTAKE_DATABASE_URL";
+/// The database used when [`DATABASE_URL_ENV`] is not set.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://intake.db?mode=rwc";
+
+/// How long a SQLite writer waits for another (process or connection) to
+/// finish before giving up with "database is locked".
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pooled SQLite connections: readers (directory look-ups from plugins) go
+/// on while a batch commits, thanks to WAL.
+const SQLITE_POOL: u32 = 4;
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(pub i64);
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A tenant's key in the store.
+    TenantId
+);
+id_type!(
+    /// An account's key in the store.
+    AccountId
+);
+id_type!(
+    /// A party's key; as text, it is the party id plugins see.
+    PartyId
+);
+id_type!(
+    /// A stored message's key (not its `Message-ID` header).
+    StoredMessageId
+);
+id_type!(
+    /// A pending server action's key.
+    PendingActionId
+);
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database could not be opened.
+    #[error("cannot open the database {url}: {source}")]
+    Connect {
+        /// The URL, password removed.
+        url: String,
+        /// The driver's error.
+        #[source]
+        source: DbErr,
+    },
+    /// The schema could not be brought up to date.
+    #[error("cannot bring the database schema up to date: {0}")]
+    Migrate(#[source] DbErr),
+    /// A query failed.
+    #[error("database error: {0}")]
+    Database(#[from] DbErr),
+    /// The named thing does not exist in this tenant.
+    #[error("{what} {name:?} not found")]
+    NotFound {
+        /// What kind of thing (`account`, `credential`, …).
+        what: &'static str,
+        /// Its name or id.
+        name: String,
+    },
+    /// The name is taken in this tenant.
+    #[error("{what} {name:?} already exists")]
+    AlreadyExists {
+        /// What kind of thing.
+        what: &'static str,
+        /// Its name.
+        name: String,
+    },
+    /// It cannot be removed while something uses it.
+    #[error("{what} {name:?} is in use by {by}; change or remove that first")]
+    InUse {
+        /// What kind of thing.
+        what: &'static str,
+        /// Its name.
+        name: String,
+        /// Who uses it.
+        by: String,
+    },
+    /// The master key could not be had.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// A credential does not open with the master key given.
+    #[error(
+        "credential {credential:?} cannot be decrypted with this master key \
+         (wrong {MASTER_KEY_ENV}, or the stored secret was altered)"
+    )]
+    WrongKey {
+        /// The credential's name.
+        credential: String,
+    },
+    /// An argument was refused.
+    #[error("invalid {what}: {reason}")]
+    Invalid {
+        /// Which argument.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// A stored value cannot be read back (written by a newer version, or
+    /// edited by hand).
+    #[error("stored {what} cannot be read: {reason}")]
+    Corrupt {
+        /// Which value.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// `Result` with the store's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A connection pool to the store's database. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    /// The pool (SQLite or PostgreSQL).
+    db: DatabaseConnection,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.db.get_database_backend())
+            .finish()
+    }
+}
+
+impl Store {
+    /// `$INTAKE_DATABASE_URL`, else [`DEFAULT_DATABASE_URL`] (`intake.db` in
+    /// the working directory).
+    pub fn default_url() -> String {
+        std::env::var(DATABASE_URL_ENV)
+            .ok()
+            .filter(|u| !u.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.into())
+    }
+
+    /// Opens `url` (`sqlite://path?mode=rwc` or `postgres://…`) and brings
+    /// the schema up to date.
+    pub async fn connect(url: &str) -> Result<Store> {
+        let connect = |options: ConnectOptions| async move {
+            // Switching a fresh SQLite file to WAL takes an exclusive lock
+            // that SQLite refuses at once (no busy handler) when another
+            // worker is doing the same: retry that case, briefly.
+            let mut delay = Duration::from_millis(20);
+            let mut tries = 0;
+            loop {
+                match Database::connect(options.clone()).await {
+                    Ok(db) => return Ok(db),
+                    Err(source)
+                        if tries < 12 && source.to_string().contains("database is locked") =>
+                    {
+                        tries += 1;
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_millis(500));
+                    }
+                    Err(source) => {
+                        return Err(Error::Connect {
+                            url: redact(url),
+                            source,
+                        });
+                    }
+                }
+            }
+        };
+        if !url.starts_with("sqlite:") {
+            let mut options = ConnectOptions::new(url);
+            options.sqlx_logging(false);
+            let db = connect(options).await?;
+            migration::run(&db).await.map_err(Error::Migrate)?;
+            return Ok(Store { db });
+        }
+        // Each connection to an in-memory database is a database of its own,
+        // so such a pool must be one connection, migrated in place.
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        if in_memory {
+            // Recycling the connection would start an empty database.
+            let forever = Duration::from_secs(10 * 365 * 24 * 3600);
+            let mut options = sqlite_options(url, 1);
+            options.idle_timeout(forever).max_lifetime(forever);
+            let db = connect(options).await?;
+            migration::run(&db).await.map_err(Error::Migrate)?;
+            return Ok(Store { db });
+        }
+        // Migrations need every statement on one connection (see
+        // `migration::run`): a pool of one, closed before the real pool opens.
+        let migrator = connect(sqlite_options(url, 1)).await?;
+        let migrated = migration::run(&migrator).await.map_err(Error::Migrate);
+        migrator.close().await?;
+        migrated?;
+        let db = connect(sqlite_options(url, SQLITE_POOL)).await?;
+        Ok(Store { db })
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(self) -> Result<()> {
+        Ok(self.db.close().await?)
+    }
+
+    /// The tenant named `name`, created if new.
+    pub async fn ensure_tenant(&self, name: &str) -> Result<TenantId> {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(invalid("tenant name", "empty"));
+        }
+        tenants::Entity::insert(tenants::ActiveModel {
+            name: Set(name.to_owned()),
+            created_at: Set(now()),
+            ..Default::default()
+        })
+        .on_conflict(
+            OnConflict::column(tenants::Column::Name)
+                .do_nothing()
+                .to_owned(),
+        )
+        .do_nothing()
+        .exec(&self.db)
+        .await?;
+        self.tenant(name)
+            .await?
+            .ok_or_else(|| not_found("tenant", name))
+    }
+
+    /// The tenant named `name`, if it exists.
+    pub async fn tenant(&self, name: &str) -> Result<Option<TenantId>> {
+        Ok(tenants::Entity::find()
+            .filter(tenants::Column::Name.eq(name.trim()))
+            .one(&self.db)
+            .await?
+            .map(|t| TenantId(t.id)))
+    }
+
+    /// The id of the account `name` in `tenant`.
+    pub async fn account_id(&self, tenant: TenantId, name: &str) -> Result<AccountId> {
+        account_rows::Entity::find()
+            .select_only()
+            .column(account_rows::Column::Id)
+            .filter(account_rows::Column::TenantId.eq(tenant.0))
+            .filter(account_rows::Column::Name.eq(name))
+            .into_tuple::<i64>()
+            .one(&self.db)
+            .await?
+            .map(AccountId)
+            .ok_or_else(|| not_found("account", name))
+    }
+}
+
+/// Options for a SQLite pool of `connections`: WAL, so readers go on while a
+/// batch commits; `synchronous=FULL`, so a commit survives a power cut (in
+/// WAL mode `NORMAL` may lose the last commits, and the engine acknowledges
+/// on the server right after a commit); a busy timeout; foreign keys on.
+fn sqlite_options(url: &str, connections: u32) -> ConnectOptions {
+    let mut options = ConnectOptions::new(url);
+    options
+        .sqlx_logging(false)
+        .max_connections(connections)
+        .map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                .foreign_keys(true)
+        });
+    options
+}
+
+/// Takes the tenant's write lock at the start of a transaction that reads
+/// before it writes.
+///
+/// SQLite: a write as the first statement makes the transaction a writer
+/// at once, while the busy timeout still applies; a deferred transaction
+/// that read first and then tries to write fails at once with
+/// `SQLITE_BUSY` if another connection wrote in between. PostgreSQL: a row
+/// lock on the tenant, so two workers never both decide a lead is missing and
+/// create it twice.
+async fn lock_tenant<C: ConnectionTrait>(txn: &C, tenant: TenantId) -> Result<()> {
+    let found = if txn.get_database_backend() == DbBackend::Postgres {
+        tenants::Entity::find_by_id(tenant.0)
+            .lock_exclusive()
+            .one(txn)
+            .await?
+            .is_some()
+    } else {
+        tenants::Entity::update_many()
+            .col_expr(
+                tenants::Column::Name,
+                Expr::col(tenants::Column::Name).into(),
+            )
+            .filter(tenants::Column::Id.eq(tenant.0))
+            .exec(txn)
+            .await?
+            .rows_affected
+            == 1
+    };
+    if found {
+        Ok(())
+    } else {
+        Err(not_found("tenant", &tenant.to_string()))
+    }
+}
+
+/// The current time at the precision PostgreSQL keeps (microseconds), so a
+/// value reads back equal from either database.
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+fn not_found(what: &'static str, name: &str) -> Error {
+    Error::NotFound {
+        what,
+        name: name.to_owned(),
+    }
+}
+
+fn invalid(what: &'static str, reason: impl Into<String>) -> Error {
+    Error::Invalid {
+        what,
+        reason: reason.into(),
+    }
+}
+
+fn corrupt(what: &'static str, reason: impl std::fmt::Display) -> Error {
+    Error::Corrupt {
+        what,
+        reason: reason.to_string(),
+    }
+}
+
+/// Maps a unique-index violation to [`Error::AlreadyExists`], anything else
+/// to [`Error::Database`].
+fn unique_violation(err: DbErr, what: &'static str, name: &str) -> Error {
+    match err.sql_err() {
+        Some(SqlErr::UniqueConstraintViolation(_)) => Error::AlreadyExists {
+            what,
+            name: name.to_owned(),
+        },
+        _ => Error::Database(err),
+    }
+}
+
+/// Lower-cases and checks an address: something `@` something, no blanks.
+fn normalise_email(address: &str) -> Result<String> {
+    let email = address.trim().to_lowercase();
+    let valid = email.len() <= 254
+        && email
+            .rsplit_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty())
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+    if valid {
+        Ok(email)
+    } else {
+        Err(invalid("e-mail address", format!("{address:?}")))
+    }
+}
+
+/// The domain of a normalised address.
+fn domain_of(email: &str) -> &str {
+    email.rsplit_once('@').map_or("", |(_, d)| d)
+}
+
+/// A Message-ID as stored: no blanks, no angle brackets; `None` if empty.
+pub fn normalise_message_id(id: &str) -> Option<String> {
+    let id = id.trim();
+    let id = id.strip_prefix('<').unwrap_or(id);
+    let id = id.strip_suffix('>').unwrap_or(id).trim();
+    (!id.is_empty()).then(|| id.to_owned())
+}
+
+/// The URL without its password, for error messages.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_password() {
+        assert_eq!(
+            redact("postgres://intake:s3cret@db.example:5432/intake"),
+            "postgres://intake:***@db.example:5432/intake"
+        );
+        assert_eq!(
+            redact("sqlite://intake.db?mode=rwc"),
+            "sqlite://intake.db?mode=rwc"
+        );
+    }
+
+    #[test]
+    fn message_ids_lose_brackets() {
+        assert_eq!(normalise_message_id(" <a@b> ").as_deref(), Some("a@b"));
+        assert_eq!(normalise_message_id("a@b").as_deref(), Some("a@b"));
+        assert_eq!(normalise_message_id("<>"), None);
+    }
+}

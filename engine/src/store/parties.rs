@@ -1,0 +1,255 @@
+//! Contacts and leads: one table, `kind` telling them apart.
+//!
+//! A CRM syncs parties by `external_id` (unique in the tenant when set);
+//! without one, a party is the same party when kind and address match.
+//! Addresses are stored lower-case with their domain in a column of its own,
+//! so both directory look-ups are plain index scans.
+
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, TransactionTrait,
+};
+use serde::{Deserialize, Serialize};
+
+use super::entity::parties;
+use super::{
+    PartyId, Result, Store, TenantId, corrupt, domain_of, lock_tenant, normalise_email, now,
+};
+use crate::directory::{Party, PartyKind};
+
+/// A party to create or update.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewParty {
+    /// Contact or lead.
+    pub kind: PartyKind,
+    /// Address (any case; stored lower-case).
+    pub email: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// Company.
+    pub company: Option<String>,
+    /// Id in the CRM, if it syncs the party.
+    pub external_id: Option<String>,
+}
+
+/// What an upsert did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upserted {
+    /// A new party.
+    Created(PartyId),
+    /// An existing party, updated.
+    Updated(PartyId),
+}
+
+impl Upserted {
+    /// The party's id either way.
+    pub fn id(self) -> PartyId {
+        match self {
+            Upserted::Created(id) | Upserted::Updated(id) => id,
+        }
+    }
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ImportSummary {
+    /// Parties created.
+    pub created: usize,
+    /// Parties that existed and were updated.
+    pub updated: usize,
+}
+
+pub(super) fn kind_name(kind: PartyKind) -> &'static str {
+    match kind {
+        PartyKind::Contact => "contact",
+        PartyKind::Lead => "lead",
+    }
+}
+
+pub(super) fn party_from_row(row: parties::Model) -> Result<Party> {
+    Ok(Party {
+        kind: row.kind.parse().map_err(|e| corrupt("party kind", e))?,
+        id: row.id.to_string(),
+        email: row.email,
+        name: row.name,
+        company: row.company,
+        external_id: row.external_id,
+    })
+}
+
+/// Creates or updates one party inside a transaction that holds the tenant
+/// lock.
+///
+/// With an `external_id`: the party with that id; failing that, a party of
+/// the same kind and address that no CRM claimed yet (a lead the engine
+/// created before the CRM synced it); failing that, a new party. Without
+/// one: the first party of the same kind and address, whose name and company
+/// are filled in only where given, so a sparse import never erases data.
+async fn upsert<C: ConnectionTrait>(
+    db: &C,
+    tenant: TenantId,
+    party: &NewParty,
+) -> Result<Upserted> {
+    let email = normalise_email(&party.email)?;
+    let kind = kind_name(party.kind);
+    let external_id = party
+        .external_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|e| !e.is_empty());
+    let scoped = || parties::Entity::find().filter(parties::Column::TenantId.eq(tenant.0));
+
+    let existing = match external_id {
+        Some(ext) => match scoped()
+            .filter(parties::Column::ExternalId.eq(ext))
+            .one(db)
+            .await?
+        {
+            Some(row) => Some(row),
+            None => {
+                scoped()
+                    .filter(parties::Column::Kind.eq(kind))
+                    .filter(parties::Column::Email.eq(&email))
+                    .filter(parties::Column::ExternalId.is_null())
+                    .order_by_asc(parties::Column::Id)
+                    .one(db)
+                    .await?
+            }
+        },
+        None => {
+            scoped()
+                .filter(parties::Column::Kind.eq(kind))
+                .filter(parties::Column::Email.eq(&email))
+                .order_by_asc(parties::Column::Id)
+                .one(db)
+                .await?
+        }
+    };
+
+    let stamp = now();
+    match existing {
+        Some(row) => {
+            let id = row.id;
+            let mut active: parties::ActiveModel = row.into();
+            if external_id.is_some() {
+                // The CRM is the authority for parties it syncs.
+                active.kind = Set(kind.to_owned());
+                active.domain = Set(domain_of(&email).to_owned());
+                active.email = Set(email);
+                active.name = Set(party.name.clone());
+                active.company = Set(party.company.clone());
+                active.external_id = Set(external_id.map(str::to_owned));
+            } else {
+                if party.name.is_some() {
+                    active.name = Set(party.name.clone());
+                }
+                if party.company.is_some() {
+                    active.company = Set(party.company.clone());
+                }
+            }
+            active.updated_at = Set(stamp);
+            active.update(db).await?;
+            Ok(Upserted::Updated(PartyId(id)))
+        }
+        None => {
+            let id = insert(db, tenant, &email, party, external_id).await?;
+            Ok(Upserted::Created(id))
+        }
+    }
+}
+
+/// Inserts a party; `email` must be normalised.
+pub(super) async fn insert<C: ConnectionTrait>(
+    db: &C,
+    tenant: TenantId,
+    email: &str,
+    party: &NewParty,
+    external_id: Option<&str>,
+) -> Result<PartyId> {
+    let stamp = now();
+    let id = parties::Entity::insert(parties::ActiveModel {
+        tenant_id: Set(tenant.0),
+        kind: Set(kind_name(party.kind).to_owned()),
+        email: Set(email.to_owned()),
+        domain: Set(domain_of(email).to_owned()),
+        name: Set(party.name.clone()),
+        company: Set(party.company.clone()),
+        external_id: Set(external_id.map(str::to_owned)),
+        created_at: Set(stamp),
+        updated_at: Set(stamp),
+        ..Default::default()
+    })
+    .exec(db)
+    .await?
+    .last_insert_id;
+    Ok(PartyId(id))
+}
+
+impl Store {
+    /// Creates or updates a party (see the module docs for how an existing
+    /// party is found).
+    pub async fn upsert_party(&self, tenant: TenantId, party: &NewParty) -> Result<Upserted> {
+        let txn = self.db.begin().await?;
+        lock_tenant(&txn, tenant).await?;
+        let done = upsert(&txn, tenant, party).await?;
+        txn.commit().await?;
+        Ok(done)
+    }
+
+    /// Creates or updates many parties in one transaction: all or nothing,
+    /// so a bad row leaves the directory as it was.
+    pub async fn import_parties(
+        &self,
+        tenant: TenantId,
+        parties: &[NewParty],
+    ) -> Result<ImportSummary> {
+        let txn = self.db.begin().await?;
+        lock_tenant(&txn, tenant).await?;
+        let mut summary = ImportSummary::default();
+        for party in parties {
+            match upsert(&txn, tenant, party).await? {
+                Upserted::Created(_) => summary.created += 1,
+                Upserted::Updated(_) => summary.updated += 1,
+            }
+        }
+        txn.commit().await?;
+        Ok(summary)
+    }
+
+    /// The tenant's parties in id order, optionally of one kind: at most
+    /// `limit`, starting after `after` (for paging).
+    pub async fn parties(
+        &self,
+        tenant: TenantId,
+        kind: Option<PartyKind>,
+        after: Option<PartyId>,
+        limit: u64,
+    ) -> Result<Vec<Party>> {
+        let mut query = parties::Entity::find().filter(parties::Column::TenantId.eq(tenant.0));
+        if let Some(kind) = kind {
+            query = query.filter(parties::Column::Kind.eq(kind_name(kind)));
+        }
+        if let Some(after) = after {
+            query = query.filter(parties::Column::Id.gt(after.0));
+        }
+        query
+            .order_by_asc(parties::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(party_from_row)
+            .collect()
+    }
+
+    /// The party `id`, if it exists in the tenant.
+    pub async fn party(&self, tenant: TenantId, id: PartyId) -> Result<Option<Party>> {
+        parties::Entity::find()
+            .filter(parties::Column::TenantId.eq(tenant.0))
+            .filter(parties::Column::Id.eq(id.0))
+            .one(&self.db)
+            .await?
+            .map(party_from_row)
+            .transpose()
+    }
+}

@@ -1,0 +1,8 @@
+//! The `intake` program, built inside the tests package so integration tests
+//! can run it as a real process (`CARGO_BIN_EXE_intake-under-test`) and kill
+//! it. It is exactly [`intake::cli::main`].
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    intake::cli::main().await
+}

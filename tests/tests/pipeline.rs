@@ -1,0 +1,203 @@
+//! The ingest pipeline end to end: real Dovecot (IMAP and POP3), the real
+//! reference plugins, and a real store (SQLite and PostgreSQL). The bundled
+//! sample mail goes in; contacts are attached, unknown senders become leads,
+//! auto-replies are discarded, broken mail is quarantined raw; the server is
+//! acknowledged only after the commit; re-runs ingest nothing twice.
+
+use std::sync::Arc;
+
+use intake::directory::PartyKind;
+use intake::fetch::{Protocol, Secret, Security};
+use intake::pipeline::{Options, Pipeline, Quiet};
+use intake::plugin::{FailurePolicy, Limits};
+use intake::store::{
+    AccountConfig, BindingRole, MasterKey, MessageQuery, MessageStatus, NewBinding, NewParty, Store,
+};
+use intake_tests::databases::Db;
+use intake_tests::on_both_databases;
+use intake_tests::servers::{Dovecot, PASSWORD, USER};
+use intake_tests::{plugin, root, runtime};
+
+const TENANT: &str = "acme";
+
+async fn setup(store: &Store, key: &MasterKey, server: &Dovecot, protocol: Protocol, keep: bool) {
+    let tenant = store.ensure_tenant(TENANT).await.unwrap();
+    store
+        .add_credential(tenant, "mailbox", USER, &Secret::new(PASSWORD), key)
+        .await
+        .unwrap();
+    let settings = server.account(protocol, Security::Tls);
+    let mut config = AccountConfig::new("sales", protocol, "localhost", Security::Tls, "mailbox");
+    config.port = settings.port;
+    config.ca_file = settings.ca_file.clone();
+    config.keep_on_server = keep;
+    store.add_account(tenant, &config).await.unwrap();
+
+    let csv = std::fs::read_to_string(root().join("samples/contacts.csv")).unwrap();
+    let parties: Vec<NewParty> = csv
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            NewParty {
+                kind: if f[3] == "lead" {
+                    PartyKind::Lead
+                } else {
+                    PartyKind::Contact
+                },
+                email: f[0].into(),
+                name: Some(f[1].into()),
+                company: Some(f[2].into()),
+                external_id: Some(f[4].into()),
+            }
+        })
+        .collect();
+    store.import_parties(tenant, &parties).await.unwrap();
+
+    for (name, role, config) in [
+        ("auto_reply_guard", BindingRole::Matcher, "{}"),
+        ("thread_match", BindingRole::Matcher, "{}"),
+        (
+            "exact_match",
+            BindingRole::Matcher,
+            r#"{"fold_plus": true, "ignore": ["sales@ourco.example"]}"#,
+        ),
+        (
+            "domain_match",
+            BindingRole::Matcher,
+            r#"{"ignore_domains": ["ourco.example"]}"#,
+        ),
+        ("unknown_sender", BindingRole::UnknownSender, "{}"),
+    ] {
+        store
+            .add_binding(
+                tenant,
+                &NewBinding {
+                    name: name.into(),
+                    role,
+                    wasm: std::fs::read(plugin(name)).unwrap(),
+                    config: config.into(),
+                    limits: Limits::default(),
+                    on_error: FailurePolicy::Quarantine,
+                    enabled: true,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let mut files: Vec<_> = std::fs::read_dir(root().join("samples/maildir/cur"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for f in files {
+        server.deliver(USER, "INBOX", &std::fs::read(f).unwrap(), false);
+    }
+}
+
+async fn imap_keep_copy(db: Db) {
+    let server = Dovecot::start();
+    let key = MasterKey::generate().unwrap();
+    setup(&db.store, &key, &server, Protocol::Imap, true).await;
+    let pipeline = Pipeline::new(
+        db.store.clone(),
+        Arc::new(runtime()),
+        Options {
+            batch_messages: 4,
+            ..Options::default()
+        },
+    );
+
+    let s = pipeline
+        .run_account(TENANT, "sales", &key, &Quiet)
+        .await
+        .unwrap();
+    assert_eq!(s.fetched, 13, "{s:?}");
+    assert_eq!(
+        (s.attached, s.new_leads, s.discarded, s.quarantined),
+        (7, 2, 3, 1),
+        "{s:?}"
+    );
+    assert_eq!(s.duplicates, 0);
+    assert_eq!(
+        s.actions_done, 13,
+        "every message is marked seen after its commit"
+    );
+    let files = server.files(USER, "INBOX");
+    assert_eq!(files.len(), 13, "keep a copy: nothing deleted");
+    assert!(files.iter().all(|(_, seen)| *seen), "{files:?}");
+
+    // The view inbox: linked parties and statuses.
+    let tenant = db.store.ensure_tenant(TENANT).await.unwrap();
+    let inbox = db
+        .store
+        .messages(tenant, &MessageQuery::default())
+        .await
+        .unwrap();
+    let ann = inbox
+        .iter()
+        .find(|m| m.subject.as_deref() == Some("Quote for 40 licences"))
+        .unwrap();
+    assert_eq!(
+        ann.parties
+            .iter()
+            .map(|p| p.email.as_str())
+            .collect::<Vec<_>>(),
+        ["ann.lee@acme.example"]
+    );
+    let reply = inbox
+        .iter()
+        .find(|m| m.subject.as_deref() == Some("Re: Quote for 40 licences"))
+        .unwrap();
+    assert_eq!(
+        reply.parties[0].email, "ann.lee@acme.example",
+        "threaded through the stored links"
+    );
+    let follow_up = inbox
+        .iter()
+        .find(|m| m.subject.as_deref() == Some("Re: Pricing for 200 seats?"))
+        .unwrap();
+    assert_eq!(
+        follow_up.parties[0].email, "jane.roe@northwind-traders.example",
+        "the lead created earlier in the run"
+    );
+    assert!(inbox.iter().any(|m| m.status == MessageStatus::Quarantined));
+
+    // A second run finds nothing new and stores nothing twice.
+    let again = pipeline
+        .run_account(TENANT, "sales", &key, &Quiet)
+        .await
+        .unwrap();
+    assert_eq!((again.fetched, again.duplicates), (0, 0), "{again:?}");
+    let total = db
+        .store
+        .messages(tenant, &MessageQuery::default())
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(total, inbox.len());
+}
+
+async fn pop3_delete_after_commit(db: Db) {
+    let server = Dovecot::start();
+    let key = MasterKey::generate().unwrap();
+    setup(&db.store, &key, &server, Protocol::Pop3, false).await;
+    let pipeline = Pipeline::new(db.store.clone(), Arc::new(runtime()), Options::default());
+    let s = pipeline
+        .run_account(TENANT, "sales", &key, &Quiet)
+        .await
+        .unwrap();
+    assert_eq!(s.fetched, 13, "{s:?}");
+    assert_eq!(s.actions_done, 13);
+    assert!(
+        server.files(USER, "INBOX").is_empty(),
+        "deleted at QUIT, after the commit"
+    );
+    let again = pipeline
+        .run_account(TENANT, "sales", &key, &Quiet)
+        .await
+        .unwrap();
+    assert_eq!(again.fetched, 0);
+}
+
+on_both_databases!(imap_keep_copy, pop3_delete_after_commit);
