@@ -16,11 +16,18 @@ use intake::plugin::bindings::types::Origin;
 use intake::plugin::{Binding, CallContext, Chain, PluginRuntime, RuntimeConfig};
 
 fn plugin(name: &str) -> PathBuf {
-    let dir = std::env::var_os("INTAKE_PLUGIN_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/target/wasm32-wasip2/release")
-    });
+    let dir = std::env::var_os("INTAKE_PLUGIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../plugins/target/wasm32-wasip2/release")
+        });
     let path = dir.join(format!("{name}.wasm"));
-    assert!(path.exists(), "{} missing: run bench/plugin-chain (it builds the plugins)", path.display());
+    assert!(
+        path.exists(),
+        "{} missing: run bench/plugin-chain (it builds the plugins)",
+        path.display()
+    );
     path
 }
 
@@ -42,14 +49,21 @@ MIME-Version: 1.0\r\nX-Mailer: Bench 1.0\r\nContent-Type: multipart/alternative;
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let runtime = PluginRuntime::new(RuntimeConfig::default()).unwrap();
     let directory = Arc::new(MemoryDirectory::new());
     for i in 0..1000 {
         directory.insert(
             "t",
             Party {
-                kind: if i % 3 == 0 { PartyKind::Lead } else { PartyKind::Contact },
+                kind: if i % 3 == 0 {
+                    PartyKind::Lead
+                } else {
+                    PartyKind::Contact
+                },
                 id: String::new(),
                 email: format!("person{i}@company{}.example", i % 50),
                 name: Some(format!("Person {i}")),
@@ -58,7 +72,11 @@ fn bench(c: &mut Criterion) {
             },
         );
     }
-    let envelope = Envelope { tenant_id: "t".into(), account_id: "a".into(), origin: Origin::File("bench".into()) };
+    let envelope = Envelope {
+        tenant_id: "t".into(),
+        account_id: "a".into(),
+        origin: Origin::File("bench".into()),
+    };
     let raw = bytes::Bytes::from(typical_message("sam@stranger.example"));
     println!("message size: {} bytes", raw.len());
 
@@ -73,7 +91,11 @@ fn bench(c: &mut Criterion) {
     let mut exact = Binding::from_file(plugin("exact_match"));
     exact.config = r#"{"ignore": ["sales@ourco.example"]}"#.into();
     let exact = Arc::new(runtime.load(exact).unwrap());
-    let policy = Arc::new(runtime.load(Binding::from_file(plugin("unknown_sender"))).unwrap());
+    let policy = Arc::new(
+        runtime
+            .load(Binding::from_file(plugin("unknown_sender")))
+            .unwrap(),
+    );
 
     let call = Arc::new(CallContext {
         tenant_id: "t".into(),
@@ -83,7 +105,10 @@ fn bench(c: &mut Criterion) {
     });
     let mut group = c.benchmark_group("plugin");
     group.bench_function("instantiate+init exact-match", |b| {
-        b.iter(|| rt.block_on(exact.check_init("t", directory.clone())).unwrap())
+        b.iter(|| {
+            rt.block_on(exact.check_init("t", directory.clone()))
+                .unwrap()
+        })
     });
     group.bench_function("exact-match on 20KB", |b| {
         b.iter(|| rt.block_on(exact.run_matcher(&parsed.view, &call)).unwrap())
@@ -95,8 +120,12 @@ fn bench(c: &mut Criterion) {
     group.bench_function("exact-match + unknown-sender, stranger, 20KB", |b| {
         b.iter(|| rt.block_on(chain.run(&parsed, directory.clone())))
     });
-    let known = parse::parse(typical_message("person7@company7.example").into(), &envelope, parse::DEFAULT_MAX_BODY_BYTES)
-        .unwrap();
+    let known = parse::parse(
+        typical_message("person7@company7.example").into(),
+        &envelope,
+        parse::DEFAULT_MAX_BODY_BYTES,
+    )
+    .unwrap();
     group.bench_function("exact-match + unknown-sender, known sender, 20KB", |b| {
         b.iter(|| rt.block_on(chain.run(&known, directory.clone())))
     });

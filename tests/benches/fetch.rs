@@ -38,7 +38,11 @@ fn print(run: &Run) {
     );
 }
 
-async fn intake(server: &Dovecot, protocol: Protocol, security: Security) -> Result<Run, FetchError> {
+async fn intake(
+    server: &Dovecot,
+    protocol: Protocol,
+    security: Security,
+) -> Result<Run, FetchError> {
     let account = server.account(protocol, security);
     let started = Instant::now();
     let mut source = open(&account).await?;
@@ -81,8 +85,16 @@ fn mbsync(server: &Dovecot, tls: bool) -> Option<Run> {
     let dir = tempfile::tempdir().unwrap();
     let maildir = dir.path().join("mail");
     std::fs::create_dir_all(&maildir).unwrap();
-    let (port, ssl) = if tls { (server.imaps_port, "IMAPS") } else { (server.imap_port, "None") };
-    let cert = if tls { format!("CertificateFile {}\n", server.certs.ca_pem.display()) } else { String::new() };
+    let (port, ssl) = if tls {
+        (server.imaps_port, "IMAPS")
+    } else {
+        (server.imap_port, "None")
+    };
+    let cert = if tls {
+        format!("CertificateFile {}\n", server.certs.ca_pem.display())
+    } else {
+        String::new()
+    };
     let config = format!(
         "IMAPAccount bench\nHost localhost\nPort {port}\nUser {USER}\nPass \"{PASSWORD}\"\nSSLType {ssl}\n{cert}AuthMechs LOGIN\n\n\
 IMAPStore remote\nAccount bench\n\nMaildirStore local\nPath {m}/\nInbox {m}/INBOX\n\n\
@@ -92,7 +104,14 @@ Channel bench\nFar :remote:\nNear :local:\nPatterns INBOX\nSync Pull\nCreate Nea
     let rc = dir.path().join("mbsyncrc");
     std::fs::write(&rc, config).unwrap();
     let started = Instant::now();
-    let status = Command::new("mbsync").arg("-c").arg(&rc).arg("-q").arg("bench").stdout(Stdio::null()).status().ok()?;
+    let status = Command::new("mbsync")
+        .arg("-c")
+        .arg(&rc)
+        .arg("-q")
+        .arg("bench")
+        .stdout(Stdio::null())
+        .status()
+        .ok()?;
     let wall = started.elapsed();
     let (n, bytes) = count_files(&maildir.join("INBOX"));
     Some(Run {
@@ -100,14 +119,25 @@ Channel bench\nFar :remote:\nNear :local:\nPatterns INBOX\nSync Pull\nCreate Nea
         messages: n,
         bytes,
         wall,
-        note: format!("to Maildir, FSync on (default){}", if status.success() { "" } else { "; exited with an error" }),
+        note: format!(
+            "to Maildir, FSync on (default){}",
+            if status.success() {
+                ""
+            } else {
+                "; exited with an error"
+            }
+        ),
     })
 }
 
 fn fetchmail(server: &Dovecot, protocol: &str) -> Option<Run> {
     which("fetchmail")?;
     let dir = tempfile::tempdir().unwrap();
-    let port = if protocol == "imap" { server.imap_port } else { server.pop3_port };
+    let port = if protocol == "imap" {
+        server.imap_port
+    } else {
+        server.pop3_port
+    };
     let rc = dir.path().join("fetchmailrc");
     std::fs::write(
         &rc,
@@ -144,7 +174,10 @@ fn fetchmail(server: &Dovecot, protocol: &str) -> Option<Run> {
 }
 
 fn which(binary: &str) -> Option<()> {
-    let found = std::env::var("PATH").unwrap_or_default().split(':').any(|d| Path::new(d).join(binary).exists());
+    let found = std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .any(|d| Path::new(d).join(binary).exists());
     if !found {
         println!("{binary:<28} not installed: skipped (./dev bench-fetch installs it)");
     }
@@ -153,24 +186,43 @@ fn which(binary: &str) -> Option<()> {
 
 #[tokio::main]
 async fn main() {
-    let n: usize = std::env::var("INTAKE_BENCH_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let n: usize = std::env::var("INTAKE_BENCH_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
     let server = Dovecot::start();
     let seeding = Instant::now();
     for i in 0..n {
         // ~20 KB each, varied a little.
         server.deliver(USER, "INBOX", &message(i, 16_000 + (i % 9) * 1_000), false);
     }
-    println!("seeded {n} messages in {:.1} s", seeding.elapsed().as_secs_f64());
+    println!(
+        "seeded {n} messages in {:.1} s",
+        seeding.elapsed().as_secs_f64()
+    );
     // Warm Dovecot's index so no tool pays for the first scan.
-    let mut warm = open(&server.account(Protocol::Imap, Security::None)).await.unwrap();
-    let listed = warm.list("INBOX", &FolderCursor::default()).await.unwrap().new.len();
+    let mut warm = open(&server.account(Protocol::Imap, Security::None))
+        .await
+        .unwrap();
+    let listed = warm
+        .list("INBOX", &FolderCursor::default())
+        .await
+        .unwrap()
+        .new
+        .len();
     warm.close().await.unwrap();
     assert_eq!(listed, n);
 
-    println!("{:<28} {:>11} {:>11} {:>10} {:>12} {:>12}", "run", "messages", "size", "wall", "rate", "throughput");
-    for (protocol, security) in
-        [(Protocol::Imap, Security::None), (Protocol::Imap, Security::Tls), (Protocol::Pop3, Security::None), (Protocol::Pop3, Security::Tls)]
-    {
+    println!(
+        "{:<28} {:>11} {:>11} {:>10} {:>12} {:>12}",
+        "run", "messages", "size", "wall", "rate", "throughput"
+    );
+    for (protocol, security) in [
+        (Protocol::Imap, Security::None),
+        (Protocol::Imap, Security::Tls),
+        (Protocol::Pop3, Security::None),
+        (Protocol::Pop3, Security::Tls),
+    ] {
         match intake(&server, protocol, security).await {
             Ok(run) => print(&run),
             Err(e) => println!("intake {protocol:?} {security:?}: failed: {e}"),

@@ -15,7 +15,11 @@ fn names(r: &Report) -> Vec<&str> {
 fn failed(r: &Report) -> (&str, &str, &str) {
     let last = r.steps.last().unwrap();
     assert!(!last.ok, "expected a failure: {r:#?}");
-    (last.name, last.detail.as_str(), last.hint.as_deref().unwrap_or(""))
+    (
+        last.name,
+        last.detail.as_str(),
+        last.hint.as_deref().unwrap_or(""),
+    )
 }
 
 fn quick(mut a: AccountSettings) -> AccountSettings {
@@ -28,13 +32,31 @@ fn quick(mut a: AccountSettings) -> AccountSettings {
 #[tokio::test]
 async fn a_good_account_passes_every_step() {
     let server = Dovecot::start();
-    server.deliver(USER, "INBOX", b"From: a@b.example\r\nSubject: x\r\n\r\nhi\r\n", false);
+    server.deliver(
+        USER,
+        "INBOX",
+        b"From: a@b.example\r\nSubject: x\r\n\r\nhi\r\n",
+        false,
+    );
     for security in [Security::Tls, Security::Starttls] {
         let r = test_account(&server.account(Protocol::Imap, security)).await;
         assert!(r.ok(), "{r:#?}");
-        assert_eq!(names(&r), ["resolve", "connect", "tls", "capabilities", "login", "folder"]);
+        assert_eq!(
+            names(&r),
+            [
+                "resolve",
+                "connect",
+                "tls",
+                "capabilities",
+                "login",
+                "folder"
+            ]
+        );
         let tls = &r.steps[2].detail;
-        assert!(tls.contains("TLSv1_") && tls.contains("Intake Test CA") && tls.contains("verified"), "{tls}");
+        assert!(
+            tls.contains("TLSv1_") && tls.contains("Intake Test CA") && tls.contains("verified"),
+            "{tls}"
+        );
         assert_eq!(r.steps[5].detail, "INBOX: 1 messages, 1 unseen");
     }
 }
@@ -45,7 +67,13 @@ async fn each_mistake_fails_at_its_step_with_a_hint() {
     let good = server.account(Protocol::Imap, Security::Tls);
 
     let mut closed = good.clone();
-    closed.port = Some(std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+    closed.port = Some(
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port(),
+    );
     let r = test_account(&quick(closed)).await;
     let (step, _, hint) = failed(&r);
     assert_eq!(step, "connect");
@@ -70,13 +98,22 @@ async fn each_mistake_fails_at_its_step_with_a_hint() {
     let r = test_account(&quick(private_ca.clone())).await;
     let (step, detail, hint) = failed(&r);
     assert_eq!(step, "tls");
-    assert!(detail.contains("Intake Test CA"), "the report shows what the server presented: {detail}");
+    assert!(
+        detail.contains("Intake Test CA"),
+        "the report shows what the server presented: {detail}"
+    );
     assert!(hint.contains("self-signed or from a private CA"), "{hint}");
 
     private_ca.verify_certificate = false;
     let r = test_account(&quick(private_ca)).await;
     assert!(r.ok());
-    assert!(r.steps[2].hint.as_deref().unwrap().contains("verification is off"));
+    assert!(
+        r.steps[2]
+            .hint
+            .as_deref()
+            .unwrap()
+            .contains("verification is off")
+    );
 
     let mut missing_folder = good.clone();
     missing_folder.folders = vec!["INBOX".into(), "Does/Not/Exist".into()];
@@ -101,7 +138,10 @@ async fn starttls_not_offered_fails_the_tls_step() {
     let r = test_account(&quick(server.account(Protocol::Imap, Security::Starttls))).await;
     let (step, _, hint) = failed(&r);
     assert_eq!(step, "tls");
-    assert!(hint.contains("does not offer STARTTLS") && hint.contains("never falls back"), "{hint}");
+    assert!(
+        hint.contains("does not offer STARTTLS") && hint.contains("never falls back"),
+        "{hint}"
+    );
 }
 
 #[tokio::test]
@@ -113,24 +153,52 @@ async fn the_command_prints_one_line_per_step_and_fails_on_error() {
     // elsewhere.
     unsafe { std::env::set_var("INTAKE_TEST_PW", intake_tests::servers::PASSWORD) };
     let run = |extra: Vec<String>| async move {
-        let mut args: Vec<String> = ["intake", "account", "test", "--protocol", "imap", "--host", "localhost", "--user", USER]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let mut args: Vec<String> = [
+            "intake",
+            "account",
+            "test",
+            "--protocol",
+            "imap",
+            "--host",
+            "localhost",
+            "--user",
+            USER,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         args.extend(extra);
         let cli = intake::cli::Cli::try_parse_from(args).unwrap();
         let mut out = Vec::new();
         let code = intake::cli::run(cli, &mut out).await.unwrap();
         (code, String::from_utf8(out).unwrap())
     };
-    let good = vec!["--port".into(), port.clone(), "--ca-file".into(), ca.clone(), "--password-env".into(), "INTAKE_TEST_PW".into()];
+    let good = vec![
+        "--port".into(),
+        port.clone(),
+        "--ca-file".into(),
+        ca.clone(),
+        "--password-env".into(),
+        "INTAKE_TEST_PW".into(),
+    ];
     let (code, out) = run(good).await;
     assert_eq!(code, std::process::ExitCode::SUCCESS, "{out}");
-    assert!(out.lines().next().unwrap().starts_with("ok   resolve"), "{out}");
+    assert!(
+        out.lines().next().unwrap().starts_with("ok   resolve"),
+        "{out}"
+    );
     assert!(out.trim_end().ends_with("settings OK"), "{out}");
 
-    let no_ca = vec!["--port".into(), port, "--password-env".into(), "INTAKE_TEST_PW".into()];
+    let no_ca = vec![
+        "--port".into(),
+        port,
+        "--password-env".into(),
+        "INTAKE_TEST_PW".into(),
+    ];
     let (code, out) = run(no_ca).await;
     assert_eq!(code, std::process::ExitCode::FAILURE);
-    assert!(out.contains("FAIL tls") && out.contains("hint: the certificate is self-signed"), "{out}");
+    assert!(
+        out.contains("FAIL tls") && out.contains("hint: the certificate is self-signed"),
+        "{out}"
+    );
 }

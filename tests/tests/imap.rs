@@ -3,7 +3,8 @@
 //! connection cut mid-FETCH, size limits, server actions and the proxy path.
 
 use intake::fetch::{
-    Acknowledge, FetchError, FetchMode, FolderCursor, MessageRef, NetError, Protocol, Security, open,
+    Acknowledge, FetchError, FetchMode, FolderCursor, MessageRef, NetError, Protocol, Security,
+    open,
 };
 use intake_tests::servers::{CuttingRelay, Dovecot, DovecotOptions, Socks5, USER, message};
 
@@ -27,8 +28,13 @@ async fn fetches_in_every_security_mode_without_changing_flags() {
     }
     for security in [Security::None, Security::Starttls, Security::Tls] {
         let account = server.account(Protocol::Imap, security);
-        let mut source = open(&account).await.unwrap_or_else(|e| panic!("{security:?}: {e}\n{}", server.log()));
-        let listing = source.list("INBOX", &FolderCursor::default()).await.unwrap();
+        let mut source = open(&account)
+            .await
+            .unwrap_or_else(|e| panic!("{security:?}: {e}\n{}", server.log()));
+        let listing = source
+            .list("INBOX", &FolderCursor::default())
+            .await
+            .unwrap();
         assert_eq!(listing.new.len(), 3, "{security:?}");
         assert!(listing.uid_validity.is_some());
         let refs: Vec<MessageRef> = listing.new.iter().map(|l| l.message.clone()).collect();
@@ -64,13 +70,18 @@ async fn certificates_are_verified_unless_explicitly_skipped() {
     let mut account = server.account(Protocol::Imap, Security::Tls);
     account.ca_file = None;
     match open(&account).await {
-        Err(FetchError::Net(NetError::Certificate { reason, .. })) => assert!(reason.contains("UnknownIssuer"), "{reason}"),
+        Err(FetchError::Net(NetError::Certificate { reason, .. })) => {
+            assert!(reason.contains("UnknownIssuer"), "{reason}")
+        }
         other => panic!("private CA must be refused by default: {other:?}"),
     }
     // STARTTLS is held to the same standard.
     let mut starttls = server.account(Protocol::Imap, Security::Starttls);
     starttls.ca_file = None;
-    assert!(matches!(open(&starttls).await, Err(FetchError::Net(NetError::Certificate { .. }))));
+    assert!(matches!(
+        open(&starttls).await,
+        Err(FetchError::Net(NetError::Certificate { .. }))
+    ));
     // Trusting the CA file works…
     account.ca_file = Some(server.certs.ca_pem.clone());
     open(&account).await.unwrap().close().await.unwrap();
@@ -85,7 +96,9 @@ async fn starttls_not_offered_is_refused() {
     let server = Dovecot::start_with(DovecotOptions { tls: false });
     let account = server.account(Protocol::Imap, Security::Starttls);
     match open(&account).await {
-        Err(FetchError::Net(NetError::StartTlsNotOffered { command })) => assert_eq!(command, "STARTTLS"),
+        Err(FetchError::Net(NetError::StartTlsNotOffered { command })) => {
+            assert_eq!(command, "STARTTLS")
+        }
         other => panic!("must never fall back to plain text: {other:?}"),
     }
 }
@@ -98,20 +111,37 @@ async fn new_and_unseen_modes() {
     server.deliver(USER, "INBOX", &message(3, 500), false);
     let mut account = server.account(Protocol::Imap, Security::None);
     let mut source = open(&account).await.unwrap();
-    let all = source.list("INBOX", &FolderCursor::default()).await.unwrap();
+    let all = source
+        .list("INBOX", &FolderCursor::default())
+        .await
+        .unwrap();
     assert_eq!(uids(&all).len(), 3);
     let first = uids(&all)[0];
-    let cursor = FolderCursor { uid_validity: all.uid_validity, last_uid: first, ..FolderCursor::default() };
-    assert_eq!(uids(&source.list("INBOX", &cursor).await.unwrap()), &uids(&all)[1..]);
+    let cursor = FolderCursor {
+        uid_validity: all.uid_validity,
+        last_uid: first,
+        ..FolderCursor::default()
+    };
+    assert_eq!(
+        uids(&source.list("INBOX", &cursor).await.unwrap()),
+        &uids(&all)[1..]
+    );
     // Above the highest UID: `n:*` returns the last message; it must not be
     // listed again.
-    let top = FolderCursor { uid_validity: all.uid_validity, last_uid: *uids(&all).last().unwrap(), ..FolderCursor::default() };
+    let top = FolderCursor {
+        uid_validity: all.uid_validity,
+        last_uid: *uids(&all).last().unwrap(),
+        ..FolderCursor::default()
+    };
     assert!(source.list("INBOX", &top).await.unwrap().new.is_empty());
     source.close().await.unwrap();
 
     account.mode = FetchMode::Unseen;
     let mut source = open(&account).await.unwrap();
-    let unseen = source.list("INBOX", &FolderCursor::default()).await.unwrap();
+    let unseen = source
+        .list("INBOX", &FolderCursor::default())
+        .await
+        .unwrap();
     assert_eq!(unseen.new.len(), 2);
     source.close().await.unwrap();
 }
@@ -124,9 +154,16 @@ async fn uid_validity_change_is_detected_and_the_folder_relisted() {
     }
     let account = server.account(Protocol::Imap, Security::None);
     let mut source = open(&account).await.unwrap();
-    let first = source.list("INBOX", &FolderCursor::default()).await.unwrap();
+    let first = source
+        .list("INBOX", &FolderCursor::default())
+        .await
+        .unwrap();
     source.close().await.unwrap();
-    let cursor = FolderCursor { uid_validity: first.uid_validity, last_uid: *uids(&first).last().unwrap(), ..Default::default() };
+    let cursor = FolderCursor {
+        uid_validity: first.uid_validity,
+        last_uid: *uids(&first).last().unwrap(),
+        ..Default::default()
+    };
 
     let new_validity = first.uid_validity.unwrap().wrapping_add(1000);
     server.reset_uid_validity(USER, "INBOX", new_validity);
@@ -136,8 +173,17 @@ async fn uid_validity_change_is_detected_and_the_folder_relisted() {
     assert_eq!(again.uid_validity, Some(new_validity));
     assert_eq!(again.new.len(), 3, "the whole folder is listed again");
     // Acting on UIDs of the old validity is refused, never misapplied.
-    let stale = MessageRef::Imap { folder: "INBOX".into(), uid_validity: first.uid_validity.unwrap(), uid: 1 };
-    assert!(source.acknowledge(&[(stale, Acknowledge::MarkSeen)]).await.is_err());
+    let stale = MessageRef::Imap {
+        folder: "INBOX".into(),
+        uid_validity: first.uid_validity.unwrap(),
+        uid: 1,
+    };
+    assert!(
+        source
+            .acknowledge(&[(stale, Acknowledge::MarkSeen)])
+            .await
+            .is_err()
+    );
     source.close().await.unwrap();
 }
 
@@ -153,13 +199,23 @@ async fn connection_lost_mid_fetch_is_an_error_and_nothing_is_acknowledged() {
     let mut account = server.account(Protocol::Imap, Security::None);
     account.port = Some(relay.port);
     let mut source = open(&account).await.unwrap();
-    let listing = source.list("INBOX", &FolderCursor::default()).await.unwrap();
+    let listing = source
+        .list("INBOX", &FolderCursor::default())
+        .await
+        .unwrap();
     assert_eq!(listing.new.len(), 6);
     let refs: Vec<MessageRef> = listing.new.iter().map(|l| l.message.clone()).collect();
     match source.fetch(&refs).await {
-        Err(FetchError::Incomplete { received, expected: 6, .. }) => assert!(received < 6),
+        Err(FetchError::Incomplete {
+            received,
+            expected: 6,
+            ..
+        }) => assert!(received < 6),
         Err(FetchError::Net(_)) | Err(FetchError::Protocol(_)) => {}
-        Ok(batch) => panic!("a cut connection returned {} messages as if complete", batch.len()),
+        Ok(batch) => panic!(
+            "a cut connection returned {} messages as if complete",
+            batch.len()
+        ),
         Err(other) => panic!("{other:?}"),
     }
     // Nothing was flagged or deleted on the server.
@@ -176,7 +232,10 @@ async fn oversized_messages_are_listed_as_skipped() {
     let mut account = server.account(Protocol::Imap, Security::None);
     account.max_message_bytes = 100_000;
     let mut source = open(&account).await.unwrap();
-    let listing = source.list("INBOX", &FolderCursor::default()).await.unwrap();
+    let listing = source
+        .list("INBOX", &FolderCursor::default())
+        .await
+        .unwrap();
     assert_eq!(listing.new.len(), 1);
     assert_eq!(listing.too_large.len(), 1);
     assert!(listing.too_large[0].size > 200_000);
@@ -190,11 +249,23 @@ async fn server_actions_mark_seen_move_and_delete() {
         server.deliver(USER, "INBOX", &message(n, 300), false);
     }
     server.maildir(USER, "Archive");
-    std::fs::write(server.maildir(USER, "INBOX").parent().unwrap().join(USER).join("subscriptions"), "Archive\n").ok();
+    std::fs::write(
+        server
+            .maildir(USER, "INBOX")
+            .parent()
+            .unwrap()
+            .join(USER)
+            .join("subscriptions"),
+        "Archive\n",
+    )
+    .ok();
     let mut account = server.account(Protocol::Imap, Security::None);
     account.keep_on_server = false;
     let mut source = open(&account).await.unwrap();
-    let listing = source.list("INBOX", &FolderCursor::default()).await.unwrap();
+    let listing = source
+        .list("INBOX", &FolderCursor::default())
+        .await
+        .unwrap();
     let r: Vec<MessageRef> = listing.new.iter().map(|l| l.message.clone()).collect();
     source
         .acknowledge(&[
@@ -214,9 +285,15 @@ async fn server_actions_mark_seen_move_and_delete() {
     // keep-on-server: a delete is not carried out.
     account.keep_on_server = true;
     let mut source = open(&account).await.unwrap();
-    let listing = source.list("INBOX", &FolderCursor::default()).await.unwrap();
+    let listing = source
+        .list("INBOX", &FolderCursor::default())
+        .await
+        .unwrap();
     let r = listing.new[0].message.clone();
-    source.acknowledge(&[(r, Acknowledge::Delete)]).await.unwrap();
+    source
+        .acknowledge(&[(r, Acknowledge::Delete)])
+        .await
+        .unwrap();
     source.close().await.unwrap();
     assert_eq!(server.files(USER, "INBOX").len(), 2);
 }
@@ -227,7 +304,15 @@ async fn folders_other_than_inbox_and_missing_ones() {
     server.deliver(USER, "Leads", &message(9, 300), false);
     let account = server.account(Protocol::Imap, Security::None);
     let mut source = open(&account).await.unwrap();
-    assert_eq!(source.list("Leads", &FolderCursor::default()).await.unwrap().new.len(), 1);
+    assert_eq!(
+        source
+            .list("Leads", &FolderCursor::default())
+            .await
+            .unwrap()
+            .new
+            .len(),
+        1
+    );
     match source.list("Nope", &FolderCursor::default()).await {
         Err(FetchError::NoSuchFolder { folder, .. }) => assert_eq!(folder, "Nope"),
         other => panic!("{other:?}"),
@@ -243,8 +328,18 @@ async fn through_a_socks5_proxy_with_and_without_auth() {
         let proxy = Socks5::start(auth);
         let mut account = server.account(Protocol::Imap, Security::Tls);
         account.proxy = Some(proxy.settings());
-        let mut source = open(&account).await.unwrap_or_else(|e| panic!("{auth:?}: {e}"));
-        assert_eq!(source.list("INBOX", &FolderCursor::default()).await.unwrap().new.len(), 1);
+        let mut source = open(&account)
+            .await
+            .unwrap_or_else(|e| panic!("{auth:?}: {e}"));
+        assert_eq!(
+            source
+                .list("INBOX", &FolderCursor::default())
+                .await
+                .unwrap()
+                .new
+                .len(),
+            1
+        );
         source.close().await.unwrap();
     }
     // Wrong proxy credentials are a proxy error.
@@ -253,5 +348,8 @@ async fn through_a_socks5_proxy_with_and_without_auth() {
     let mut settings = proxy.settings();
     settings.password = Some(intake::fetch::Secret::new("nope"));
     account.proxy = Some(settings);
-    assert!(matches!(open(&account).await, Err(FetchError::Net(NetError::Proxy { .. }))));
+    assert!(matches!(
+        open(&account).await,
+        Err(FetchError::Net(NetError::Proxy { .. }))
+    ));
 }

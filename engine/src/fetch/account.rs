@@ -100,7 +100,11 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts { connect: Duration::from_secs(15), tls: Duration::from_secs(15), io: Duration::from_secs(60) }
+        Timeouts {
+            connect: Duration::from_secs(15),
+            tls: Duration::from_secs(15),
+            io: Duration::from_secs(60),
+        }
     }
 }
 
@@ -147,7 +151,14 @@ pub struct AccountSettings {
 impl AccountSettings {
     /// An account with the defaults admins expect: verify certificates, keep
     /// a copy, INBOX, mode `new`, 50 MiB size limit.
-    pub fn new(name: &str, protocol: Protocol, host: &str, security: Security, username: &str, password: Secret) -> Self {
+    pub fn new(
+        name: &str,
+        protocol: Protocol,
+        host: &str,
+        security: Security,
+        username: &str,
+        password: Secret,
+    ) -> Self {
         AccountSettings {
             name: name.into(),
             protocol,
@@ -187,7 +198,14 @@ mod tests {
 
     #[test]
     fn default_ports_follow_protocol_and_security() {
-        let mut a = AccountSettings::new("a", Protocol::Imap, "h", Security::Tls, "u", Secret::new("p"));
+        let mut a = AccountSettings::new(
+            "a",
+            Protocol::Imap,
+            "h",
+            Security::Tls,
+            "u",
+            Secret::new("p"),
+        );
         assert_eq!(a.effective_port(), 993);
         a.security = Security::Starttls;
         assert_eq!(a.effective_port(), 143);
@@ -201,7 +219,14 @@ mod tests {
 
     #[test]
     fn secrets_never_print() {
-        let a = AccountSettings::new("a", Protocol::Imap, "h", Security::Tls, "u", Secret::new("hunter2"));
+        let a = AccountSettings::new(
+            "a",
+            Protocol::Imap,
+            "h",
+            Security::Tls,
+            "u",
+            Secret::new("hunter2"),
+        );
         assert!(!format!("{a:?}").contains("hunter2"));
     }
 }

@@ -7,7 +7,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::net::{self, NetError, TlsInfo};
-use super::{AccountSettings, FetchError, FolderCursor, MailSource, Protocol, Security, imap, pop3};
+use super::{
+    AccountSettings, FetchError, FolderCursor, MailSource, Protocol, Security, imap, pop3,
+};
 
 /// One step of the check.
 #[derive(Debug, Clone, Serialize)]
@@ -37,15 +39,35 @@ impl Report {
     }
 
     fn pass(&mut self, name: &'static str, detail: impl Into<String>) {
-        self.steps.push(Step { name, ok: true, detail: detail.into(), hint: None });
+        self.steps.push(Step {
+            name,
+            ok: true,
+            detail: detail.into(),
+            hint: None,
+        });
     }
 
     fn warn(&mut self, name: &'static str, detail: impl Into<String>, hint: impl Into<String>) {
-        self.steps.push(Step { name, ok: true, detail: detail.into(), hint: Some(hint.into()) });
+        self.steps.push(Step {
+            name,
+            ok: true,
+            detail: detail.into(),
+            hint: Some(hint.into()),
+        });
     }
 
-    fn fail(&mut self, name: &'static str, detail: impl Into<String>, hint: impl Into<String>) -> Report {
-        self.steps.push(Step { name, ok: false, detail: detail.into(), hint: Some(hint.into()) });
+    fn fail(
+        &mut self,
+        name: &'static str,
+        detail: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Report {
+        self.steps.push(Step {
+            name,
+            ok: false,
+            detail: detail.into(),
+            hint: Some(hint.into()),
+        });
         std::mem::take(self)
     }
 }
@@ -58,7 +80,11 @@ fn tls_detail(info: &TlsInfo) -> String {
         info.subject,
         info.issuer,
         info.not_after,
-        if info.verified { "verified" } else { "NOT verified (verification skipped by this account's setting)" }
+        if info.verified {
+            "verified"
+        } else {
+            "NOT verified (verification skipped by this account's setting)"
+        }
     )
 }
 
@@ -112,10 +138,13 @@ fn fetch_hint(settings: &AccountSettings, e: &FetchError) -> String {
     match e {
         FetchError::Net(n) => net_hint(settings, n),
         FetchError::Auth(_) => {
-            "the server refused the user name or password (or the mechanism): check the credential".into()
+            "the server refused the user name or password (or the mechanism): check the credential"
+                .into()
         }
         FetchError::NoSuchFolder { folder, .. } => {
-            format!("folder {folder:?} does not exist: check its exact name, including case and hierarchy separator")
+            format!(
+                "folder {folder:?} does not exist: check its exact name, including case and hierarchy separator"
+            )
         }
         FetchError::Protocol(m) if m.contains("greeting") || m.contains("closed") => format!(
             "this does not look like a {} server on port {}: check protocol and port ({})",
@@ -126,8 +155,12 @@ fn fetch_hint(settings: &AccountSettings, e: &FetchError) -> String {
             settings.effective_port(),
             usual_ports(settings)
         ),
-        FetchError::Protocol(_) | FetchError::Incomplete { .. } => "the server answered unexpectedly: see its logs".into(),
-        FetchError::Unsupported(_) => "the server lacks a feature Intake needs for this account".into(),
+        FetchError::Protocol(_) | FetchError::Incomplete { .. } => {
+            "the server answered unexpectedly: see its logs".into()
+        }
+        FetchError::Unsupported(_) => {
+            "the server lacks a feature Intake needs for this account".into()
+        }
     }
 }
 
@@ -143,12 +176,23 @@ pub async fn test_account(settings: &AccountSettings) -> Report {
     match &settings.proxy {
         Some(proxy) => report.pass(
             "resolve",
-            format!("{} is resolved by the SOCKS5 proxy {}:{}", settings.host, proxy.host, proxy.port),
+            format!(
+                "{} is resolved by the SOCKS5 proxy {}:{}",
+                settings.host, proxy.host, proxy.port
+            ),
         ),
         None => match net::resolve(&settings.host, port).await {
             Ok(addrs) => report.pass(
                 "resolve",
-                format!("{} → {}", settings.host, addrs.iter().map(|a| a.ip().to_string()).collect::<Vec<_>>().join(", ")),
+                format!(
+                    "{} → {}",
+                    settings.host,
+                    addrs
+                        .iter()
+                        .map(|a| a.ip().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             ),
             Err(e) => return report.fail("resolve", e.to_string(), net_hint(&settings, &e)),
         },
@@ -158,7 +202,10 @@ pub async fn test_account(settings: &AccountSettings) -> Report {
     let stream = match net::connect_tcp(&settings).await {
         Ok((stream, addr)) => {
             let how = match (&settings.proxy, addr) {
-                (Some(p), _) => format!("{}:{port} through the SOCKS5 proxy {}:{}", settings.host, p.host, p.port),
+                (Some(p), _) => format!(
+                    "{}:{port} through the SOCKS5 proxy {}:{}",
+                    settings.host, p.host, p.port
+                ),
                 (None, Some(addr)) => format!("{addr}"),
                 (None, None) => format!("{}:{port}", settings.host),
             };
@@ -180,7 +227,10 @@ pub async fn test_account(settings: &AccountSettings) -> Report {
                 if matches!(e, NetError::Certificate { .. })
                     && let Some(info) = net::inspect_certificate(&settings).await
                 {
-                    detail = format!("{detail}; the server presented: subject \"{}\", issuer \"{}\", expires {}", info.subject, info.issuer, info.not_after);
+                    detail = format!(
+                        "{detail}; the server presented: subject \"{}\", issuer \"{}\", expires {}",
+                        info.subject, info.issuer, info.not_after
+                    );
                 }
                 return report.fail("tls", detail, net_hint(&settings, &e));
             }
@@ -216,12 +266,28 @@ fn capability_step(report: &mut Report, settings: &AccountSettings, caps: &[Stri
     }
 }
 
-async fn check_imap(mut report: Report, stream: net::MailStream, tls: Option<TlsInfo>, settings: &AccountSettings) -> Report {
+async fn check_imap(
+    mut report: Report,
+    stream: net::MailStream,
+    tls: Option<TlsInfo>,
+    settings: &AccountSettings,
+) -> Report {
     let had_tls = tls.is_some();
     let (stream, greeting) = match imap::greet(stream, settings, tls).await {
         Ok(ok) => ok,
         Err(e) => {
-            let step = if matches!(e, FetchError::Net(NetError::StartTlsNotOffered { .. } | NetError::Certificate { .. } | NetError::Tls { .. })) { "tls" } else { "capabilities" };
+            let step = if matches!(
+                e,
+                FetchError::Net(
+                    NetError::StartTlsNotOffered { .. }
+                        | NetError::Certificate { .. }
+                        | NetError::Tls { .. }
+                )
+            ) {
+                "tls"
+            } else {
+                "capabilities"
+            };
             return report.fail(step, e.to_string(), fetch_hint(settings, &e));
         }
     };
@@ -236,7 +302,13 @@ async fn check_imap(mut report: Report, stream: net::MailStream, tls: Option<Tls
     report.pass("login", format!("logged in as {}", settings.username));
     for folder in &settings.folders {
         match source.status(folder).await {
-            Ok(status) => report.pass("folder", format!("{folder}: {} messages, {} unseen", status.messages, status.unseen)),
+            Ok(status) => report.pass(
+                "folder",
+                format!(
+                    "{folder}: {} messages, {} unseen",
+                    status.messages, status.unseen
+                ),
+            ),
             Err(e) => return report.fail("folder", e.to_string(), fetch_hint(settings, &e)),
         }
     }
@@ -244,7 +316,12 @@ async fn check_imap(mut report: Report, stream: net::MailStream, tls: Option<Tls
     report
 }
 
-async fn check_pop3(mut report: Report, stream: net::MailStream, tls: Option<TlsInfo>, settings: &AccountSettings) -> Report {
+async fn check_pop3(
+    mut report: Report,
+    stream: net::MailStream,
+    tls: Option<TlsInfo>,
+    settings: &AccountSettings,
+) -> Report {
     // The POP3 client greets, secures and logs in as one step; the checks
     // before it (resolve, connect, TLS) already ran on their own.
     drop((stream, tls));
@@ -252,7 +329,11 @@ async fn check_pop3(mut report: Report, stream: net::MailStream, tls: Option<Tls
         Ok(source) => source,
         Err(e) => {
             let step = match &e {
-                FetchError::Net(NetError::StartTlsNotOffered { .. } | NetError::Certificate { .. } | NetError::Tls { .. }) => "tls",
+                FetchError::Net(
+                    NetError::StartTlsNotOffered { .. }
+                    | NetError::Certificate { .. }
+                    | NetError::Tls { .. },
+                ) => "tls",
                 FetchError::Auth(_) => "login",
                 _ => "capabilities",
             };
@@ -260,7 +341,11 @@ async fn check_pop3(mut report: Report, stream: net::MailStream, tls: Option<Tls
         }
     };
     report.pass("login", format!("logged in as {}", settings.username));
-    if let Some(folder) = settings.folders.iter().find(|f| !f.eq_ignore_ascii_case("INBOX")) {
+    if let Some(folder) = settings
+        .folders
+        .iter()
+        .find(|f| !f.eq_ignore_ascii_case("INBOX"))
+    {
         return report.fail(
             "folder",
             format!("POP3 has only the inbox; {folder:?} cannot be read"),
@@ -273,7 +358,11 @@ async fn check_pop3(mut report: Report, stream: net::MailStream, tls: Option<Tls
             format!(
                 "INBOX: {} messages{} (POP3 has no unseen flag)",
                 listing.new.len() + listing.too_large.len(),
-                if listing.too_large.is_empty() { String::new() } else { format!(", {} over the size limit", listing.too_large.len()) }
+                if listing.too_large.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} over the size limit", listing.too_large.len())
+                }
             ),
         ),
         Err(e) => return report.fail("folder", e.to_string(), fetch_hint(settings, &e)),

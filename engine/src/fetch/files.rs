@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
-use super::{Acknowledge, FetchError, Fetched, FolderCursor, Listed, Listing, MailSource, MessageRef, NetError};
+use super::{
+    Acknowledge, FetchError, Fetched, FolderCursor, Listed, Listing, MailSource, MessageRef,
+    NetError,
+};
 
 /// What to import.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +36,10 @@ pub struct FileSource {
 }
 
 fn io_error(path: &Path, e: std::io::Error) -> FetchError {
-    FetchError::Net(NetError::Io(std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))))
+    FetchError::Net(NetError::Io(std::io::Error::new(
+        e.kind(),
+        format!("{}: {e}", path.display()),
+    )))
 }
 
 impl FileSource {
@@ -52,12 +58,21 @@ impl FileSource {
                 detail: "not a Maildir (no cur/ or new/)".into(),
             });
         }
-        Ok(FileSource { set, max_message_bytes })
+        Ok(FileSource {
+            set,
+            max_message_bytes,
+        })
     }
 
     fn maildir_folder(&self, folder: &str) -> PathBuf {
-        let FileSet::Maildir(root) = &self.set else { unreachable!("maildir only") };
-        if folder.eq_ignore_ascii_case("INBOX") { root.clone() } else { root.join(format!(".{folder}")) }
+        let FileSet::Maildir(root) = &self.set else {
+            unreachable!("maildir only")
+        };
+        if folder.eq_ignore_ascii_case("INBOX") {
+            root.clone()
+        } else {
+            root.join(format!(".{folder}"))
+        }
     }
 }
 
@@ -90,7 +105,10 @@ pub fn mbox_ranges(data: &[u8]) -> Vec<(u64, u64)> {
     let mut pos = 0;
     let mut previous_blank = true;
     while pos < data.len() {
-        let end = data[pos..].iter().position(|&b| b == b'\n').map_or(data.len(), |i| pos + i + 1);
+        let end = data[pos..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(data.len(), |i| pos + i + 1);
         let line = &data[pos..end];
         if previous_blank && line.starts_with(b"From ") {
             starts.push((pos, end));
@@ -136,7 +154,12 @@ impl MailSource for FileSource {
                     let mut subs: Vec<String> = entries
                         .flatten()
                         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                        .filter_map(|e| e.file_name().to_str()?.strip_prefix('.').map(str::to_string))
+                        .filter_map(|e| {
+                            e.file_name()
+                                .to_str()?
+                                .strip_prefix('.')
+                                .map(str::to_string)
+                        })
                         .filter(|n| !n.is_empty())
                         .collect();
                     subs.sort();
@@ -149,7 +172,10 @@ impl MailSource for FileSource {
     }
 
     async fn list(&mut self, folder: &str, _cursor: &FolderCursor) -> Result<Listing, FetchError> {
-        let mut listing = Listing { folder: folder.to_string(), ..Listing::default() };
+        let mut listing = Listing {
+            folder: folder.to_string(),
+            ..Listing::default()
+        };
         let mut items: Vec<Listed> = Vec::new();
         match &self.set {
             FileSet::Maildir(_) => {
@@ -160,22 +186,48 @@ impl MailSource for FileSource {
                         continue;
                     }
                     for file in files_below(&path).map_err(|e| io_error(&path, e))? {
-                        let size = std::fs::metadata(&file).map_err(|e| io_error(&file, e))?.len();
-                        items.push(Listed { message: MessageRef::File { path: file.display().to_string(), offset: 0 }, size });
+                        let size = std::fs::metadata(&file)
+                            .map_err(|e| io_error(&file, e))?
+                            .len();
+                        items.push(Listed {
+                            message: MessageRef::File {
+                                path: file.display().to_string(),
+                                offset: 0,
+                            },
+                            size,
+                        });
                     }
                 }
             }
             FileSet::Mbox(path) => {
                 let data = std::fs::read(path).map_err(|e| io_error(path, e))?;
                 for (offset, size) in mbox_ranges(&data) {
-                    items.push(Listed { message: MessageRef::File { path: path.display().to_string(), offset }, size });
+                    items.push(Listed {
+                        message: MessageRef::File {
+                            path: path.display().to_string(),
+                            offset,
+                        },
+                        size,
+                    });
                 }
             }
             FileSet::Eml(path) => {
-                let files = if path.is_dir() { files_below(path).map_err(|e| io_error(path, e))? } else { vec![path.clone()] };
+                let files = if path.is_dir() {
+                    files_below(path).map_err(|e| io_error(path, e))?
+                } else {
+                    vec![path.clone()]
+                };
                 for file in files {
-                    let size = std::fs::metadata(&file).map_err(|e| io_error(&file, e))?.len();
-                    items.push(Listed { message: MessageRef::File { path: file.display().to_string(), offset: 0 }, size });
+                    let size = std::fs::metadata(&file)
+                        .map_err(|e| io_error(&file, e))?
+                        .len();
+                    items.push(Listed {
+                        message: MessageRef::File {
+                            path: file.display().to_string(),
+                            offset: 0,
+                        },
+                        size,
+                    });
                 }
             }
         }
@@ -201,21 +253,31 @@ impl MailSource for FileSource {
                     // Re-split around the offset to find this message's end.
                     let mut file = std::fs::File::open(p).map_err(|e| io_error(p, e))?;
                     let mut data = Vec::new();
-                    file.seek(SeekFrom::Start(*offset)).map_err(|e| io_error(p, e))?;
+                    file.seek(SeekFrom::Start(*offset))
+                        .map_err(|e| io_error(p, e))?;
                     file.read_to_end(&mut data).map_err(|e| io_error(p, e))?;
                     let mut wrapped = b"From x\n".to_vec();
                     wrapped.extend_from_slice(&data);
-                    let (start, len) = mbox_ranges(&wrapped).first().copied().unwrap_or((7, data.len() as u64));
+                    let (start, len) = mbox_ranges(&wrapped)
+                        .first()
+                        .copied()
+                        .unwrap_or((7, data.len() as u64));
                     mbox_message(&wrapped[start as usize..(start + len) as usize])
                 }
                 _ => std::fs::read(p).map_err(|e| io_error(p, e))?,
             };
-            out.push(Fetched { message: m.clone(), raw: raw.into() });
+            out.push(Fetched {
+                message: m.clone(),
+                raw: raw.into(),
+            });
         }
         Ok(out)
     }
 
-    async fn acknowledge(&mut self, _actions: &[(MessageRef, Acknowledge)]) -> Result<(), FetchError> {
+    async fn acknowledge(
+        &mut self,
+        _actions: &[(MessageRef, Acknowledge)],
+    ) -> Result<(), FetchError> {
         // Imports never change the files.
         Ok(())
     }
@@ -240,9 +302,15 @@ From: c@d.example\nSubject: two\n\nbody two\n";
         assert_eq!(ranges.len(), 2);
         let (o, l) = ranges[0];
         let first = mbox_message(&MBOX[o as usize..(o + l) as usize]);
-        assert_eq!(first, b"From: a@b.example\nSubject: one\n\nbody one\nFrom the start\n");
+        assert_eq!(
+            first,
+            b"From: a@b.example\nSubject: one\n\nbody one\nFrom the start\n"
+        );
         let (o, l) = ranges[1];
-        assert_eq!(mbox_message(&MBOX[o as usize..(o + l) as usize]), b"From: c@d.example\nSubject: two\n\nbody two\n");
+        assert_eq!(
+            mbox_message(&MBOX[o as usize..(o + l) as usize]),
+            b"From: c@d.example\nSubject: two\n\nbody two\n"
+        );
     }
 
     #[tokio::test]
@@ -251,9 +319,15 @@ From: c@d.example\nSubject: two\n\nbody two\n";
         let path = dir.path().join("box.mbox");
         std::fs::write(&path, MBOX).unwrap();
         let mut source = FileSource::new(FileSet::Mbox(path), 1 << 20).unwrap();
-        let listing = source.list("INBOX", &FolderCursor::default()).await.unwrap();
+        let listing = source
+            .list("INBOX", &FolderCursor::default())
+            .await
+            .unwrap();
         assert_eq!(listing.new.len(), 2);
-        let second = source.fetch(&[listing.new[1].message.clone()]).await.unwrap();
+        let second = source
+            .fetch(&[listing.new[1].message.clone()])
+            .await
+            .unwrap();
         assert!(second[0].raw.starts_with(b"From: c@d.example"));
     }
 
@@ -268,9 +342,20 @@ From: c@d.example\nSubject: two\n\nbody two\n";
         std::fs::write(dir.path().join(".Sales/new/3"), b"From: s@b\n\ny\n").unwrap();
         let mut source = FileSource::new(FileSet::Maildir(dir.path().into()), 1000).unwrap();
         assert_eq!(source.folders(), ["INBOX", "Sales"]);
-        let inbox = source.list("INBOX", &FolderCursor::default()).await.unwrap();
+        let inbox = source
+            .list("INBOX", &FolderCursor::default())
+            .await
+            .unwrap();
         assert_eq!((inbox.new.len(), inbox.too_large.len()), (1, 1));
-        assert_eq!(source.list("Sales", &FolderCursor::default()).await.unwrap().new.len(), 1);
+        assert_eq!(
+            source
+                .list("Sales", &FolderCursor::default())
+                .await
+                .unwrap()
+                .new
+                .len(),
+            1
+        );
         assert!(FileSource::new(FileSet::Maildir(dir.path().join("cur")), 1).is_err());
     }
 }

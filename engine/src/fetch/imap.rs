@@ -19,8 +19,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::net::{self, MailStream, NetError, TlsInfo};
 use super::{
-    Acknowledge, AccountSettings, Auth, FetchError, FetchMode, Fetched, FolderCursor, Listed, Listing, MailSource,
-    MessageRef, Security,
+    AccountSettings, Acknowledge, Auth, FetchError, FetchMode, Fetched, FolderCursor, Listed,
+    Listing, MailSource, MessageRef, Security,
 };
 
 /// Longest line accepted before login (greeting, capability, STARTTLS).
@@ -66,7 +66,9 @@ async fn read_line(stream: &mut MailStream) -> Result<String, FetchError> {
         let byte = match stream.read_u8().await {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                return Err(FetchError::Protocol("the server closed the connection".into()));
+                return Err(FetchError::Protocol(
+                    "the server closed the connection".into(),
+                ));
             }
             Err(e) => return Err(NetError::from(e).into()),
         };
@@ -76,13 +78,18 @@ async fn read_line(stream: &mut MailStream) -> Result<String, FetchError> {
             return Ok(String::from_utf8_lossy(&line).into_owned());
         }
         if line.len() > MAX_PRELOGIN_LINE {
-            return Err(FetchError::Protocol(format!("server line longer than {MAX_PRELOGIN_LINE} bytes")));
+            return Err(FetchError::Protocol(format!(
+                "server line longer than {MAX_PRELOGIN_LINE} bytes"
+            )));
         }
     }
 }
 
 async fn send(stream: &mut MailStream, command: &str) -> Result<(), FetchError> {
-    stream.write_all(command.as_bytes()).await.map_err(NetError::from)?;
+    stream
+        .write_all(command.as_bytes())
+        .await
+        .map_err(NetError::from)?;
     stream.write_all(b"\r\n").await.map_err(NetError::from)?;
     stream.flush().await.map_err(NetError::from)?;
     Ok(())
@@ -90,7 +97,11 @@ async fn send(stream: &mut MailStream, command: &str) -> Result<(), FetchError> 
 
 /// Sends a tagged command and collects untagged lines until its completion;
 /// returns (untagged lines, completion text) or the server's refusal.
-async fn command(stream: &mut MailStream, tag: &str, text: &str) -> Result<Vec<String>, FetchError> {
+async fn command(
+    stream: &mut MailStream,
+    tag: &str,
+    text: &str,
+) -> Result<Vec<String>, FetchError> {
     send(stream, &format!("{tag} {text}")).await?;
     let mut untagged = Vec::new();
     loop {
@@ -99,12 +110,16 @@ async fn command(stream: &mut MailStream, tag: &str, text: &str) -> Result<Vec<S
             let (status, detail) = rest.split_once(' ').unwrap_or((rest, ""));
             return match status.to_ascii_uppercase().as_str() {
                 "OK" => Ok(untagged),
-                _ => Err(FetchError::Protocol(format!("{text} refused: {status} {detail}"))),
+                _ => Err(FetchError::Protocol(format!(
+                    "{text} refused: {status} {detail}"
+                ))),
             };
         }
         untagged.push(line);
         if untagged.len() > 1000 {
-            return Err(FetchError::Protocol(format!("too many responses to {text}")));
+            return Err(FetchError::Protocol(format!(
+                "too many responses to {text}"
+            )));
         }
     }
 }
@@ -135,17 +150,28 @@ pub async fn greet(
 ) -> Result<(MailStream, Greeting), FetchError> {
     let line = read_line(&mut stream).await?;
     let text = match line.split_once(' ') {
-        Some(("*", rest)) if rest.len() >= 2 && rest[..2].eq_ignore_ascii_case("OK") => rest[2..].trim().to_string(),
-        Some(("*", rest)) if rest.to_ascii_uppercase().starts_with("PREAUTH") => {
-            return Err(FetchError::Protocol("the server pre-authenticated the connection; Intake always logs in".into()));
+        Some(("*", rest)) if rest.len() >= 2 && rest[..2].eq_ignore_ascii_case("OK") => {
+            rest[2..].trim().to_string()
         }
-        _ => return Err(FetchError::Protocol(format!("not an IMAP server greeting: {line:?}"))),
+        Some(("*", rest)) if rest.to_ascii_uppercase().starts_with("PREAUTH") => {
+            return Err(FetchError::Protocol(
+                "the server pre-authenticated the connection; Intake always logs in".into(),
+            ));
+        }
+        _ => {
+            return Err(FetchError::Protocol(format!(
+                "not an IMAP server greeting: {line:?}"
+            )));
+        }
     };
     let mut capabilities = parse_capabilities(&command(&mut stream, "i1", "CAPABILITY").await?);
     let mut tls = tls;
     if settings.security == Security::Starttls {
         if !has(&capabilities, "STARTTLS") {
-            return Err(NetError::StartTlsNotOffered { command: "STARTTLS" }.into());
+            return Err(NetError::StartTlsNotOffered {
+                command: "STARTTLS",
+            }
+            .into());
         }
         command(&mut stream, "i2", "STARTTLS").await?;
         let (secured, info) = stream.start_tls(settings).await?;
@@ -154,7 +180,14 @@ pub async fn greet(
         // Capabilities before TLS must not be trusted (RFC 3501 §6.2.1).
         capabilities = parse_capabilities(&command(&mut stream, "i3", "CAPABILITY").await?);
     }
-    Ok((stream, Greeting { text, capabilities, tls }))
+    Ok((
+        stream,
+        Greeting {
+            text,
+            capabilities,
+            tls,
+        },
+    ))
 }
 
 /// Authenticator for SASL PLAIN (RFC 4616).
@@ -182,7 +215,11 @@ fn imap_error(e: async_imap::error::Error) -> FetchError {
 }
 
 /// Logs in on a greeted stream.
-pub async fn login(stream: MailStream, greeting: &Greeting, settings: &AccountSettings) -> Result<ImapSource, FetchError> {
+pub async fn login(
+    stream: MailStream,
+    greeting: &Greeting,
+    settings: &AccountSettings,
+) -> Result<ImapSource, FetchError> {
     if settings.auth == Auth::Login && has(&greeting.capabilities, "LOGINDISABLED") {
         return Err(FetchError::Auth(
             "the server disables LOGIN on this connection (LOGINDISABLED): use STARTTLS or TLS, or SASL PLAIN".into(),
@@ -193,7 +230,11 @@ pub async fn login(stream: MailStream, greeting: &Greeting, settings: &AccountSe
     let password = settings.password.expose();
     let result = match settings.auth {
         Auth::Login => client.login(user, password).await,
-        Auth::Plain => client.authenticate("PLAIN", PlainAuth { user, password }).await,
+        Auth::Plain => {
+            client
+                .authenticate("PLAIN", PlainAuth { user, password })
+                .await
+        }
     };
     let mut session = match result {
         Ok(session) => session,
@@ -208,7 +249,12 @@ pub async fn login(stream: MailStream, greeting: &Greeting, settings: &AccountSe
         .map(|c| format!("{c:?}"))
         .collect::<Vec<_>>();
     let capabilities = normalize_caps(capabilities);
-    Ok(ImapSource { session, settings: settings.clone(), capabilities, selected: None })
+    Ok(ImapSource {
+        session,
+        settings: settings.clone(),
+        capabilities,
+        selected: None,
+    })
 }
 
 /// async-imap's `Capability` Debug is `Atom("UIDPLUS")`, `Imap4rev1`,
@@ -274,13 +320,22 @@ impl ImapSource {
 
     /// Message and unseen counts (`STATUS`), without selecting.
     pub async fn status(&mut self, folder: &str) -> Result<FolderStatus, FetchError> {
-        let mailbox = self.session.status(folder, "(MESSAGES UNSEEN)").await.map_err(|e| match e {
-            async_imap::error::Error::No(detail) | async_imap::error::Error::Bad(detail) => {
-                FetchError::NoSuchFolder { folder: folder.into(), detail }
-            }
-            other => imap_error(other),
-        })?;
-        Ok(FolderStatus { messages: mailbox.exists, unseen: mailbox.unseen.unwrap_or(0) })
+        let mailbox =
+            self.session
+                .status(folder, "(MESSAGES UNSEEN)")
+                .await
+                .map_err(|e| match e {
+                    async_imap::error::Error::No(detail)
+                    | async_imap::error::Error::Bad(detail) => FetchError::NoSuchFolder {
+                        folder: folder.into(),
+                        detail,
+                    },
+                    other => imap_error(other),
+                })?;
+        Ok(FolderStatus {
+            messages: mailbox.exists,
+            unseen: mailbox.unseen.unwrap_or(0),
+        })
     }
 
     async fn select(&mut self, folder: &str) -> Result<u32, FetchError> {
@@ -291,13 +346,16 @@ impl ImapSource {
         }
         let mailbox = self.session.select(folder).await.map_err(|e| match e {
             async_imap::error::Error::No(detail) | async_imap::error::Error::Bad(detail) => {
-                FetchError::NoSuchFolder { folder: folder.into(), detail }
+                FetchError::NoSuchFolder {
+                    folder: folder.into(),
+                    detail,
+                }
             }
             other => imap_error(other),
         })?;
-        let validity = mailbox
-            .uid_validity
-            .ok_or_else(|| FetchError::Protocol(format!("the server gave no UIDVALIDITY for {folder:?}")))?;
+        let validity = mailbox.uid_validity.ok_or_else(|| {
+            FetchError::Protocol(format!("the server gave no UIDVALIDITY for {folder:?}"))
+        })?;
         self.drain_unsolicited();
         self.selected = Some((folder.to_string(), validity));
         Ok(validity)
@@ -311,8 +369,14 @@ impl ImapSource {
 
     /// UID and size of the given UIDs (or a `n:*` range).
     async fn sizes(&mut self, set: &str) -> Result<Vec<(u32, u64)>, FetchError> {
-        let fetches: Vec<_> =
-            self.session.uid_fetch(set, "(UID RFC822.SIZE)").await.map_err(imap_error)?.try_collect().await.map_err(imap_error)?;
+        let fetches: Vec<_> = self
+            .session
+            .uid_fetch(set, "(UID RFC822.SIZE)")
+            .await
+            .map_err(imap_error)?
+            .try_collect()
+            .await
+            .map_err(imap_error)?;
         self.drain_unsolicited();
         let mut out: Vec<(u32, u64)> = fetches
             .iter()
@@ -325,7 +389,11 @@ impl ImapSource {
 
     /// Runs a UID STORE and waits for its completion.
     async fn store(&mut self, set: &str, flags: &str) -> Result<(), FetchError> {
-        let stream = self.session.uid_store(set, flags).await.map_err(imap_error)?;
+        let stream = self
+            .session
+            .uid_store(set, flags)
+            .await
+            .map_err(imap_error)?;
         let _: Vec<_> = stream.try_collect().await.map_err(imap_error)?;
         self.drain_unsolicited();
         Ok(())
@@ -365,14 +433,25 @@ impl MailSource for ImapSource {
         let found = match self.settings.mode {
             FetchMode::New => {
                 // `n:*` always includes the highest UID, even below n.
-                let all = self.sizes(&format!("{}:*", after.saturating_add(1))).await?;
+                let all = self
+                    .sizes(&format!("{}:*", after.saturating_add(1)))
+                    .await?;
                 all.into_iter().filter(|(uid, _)| *uid > after).collect()
             }
             FetchMode::Unseen => {
-                let unseen: Vec<u32> =
-                    self.session.uid_search("UNSEEN").await.map_err(imap_error)?.into_iter().collect();
+                let unseen: Vec<u32> = self
+                    .session
+                    .uid_search("UNSEEN")
+                    .await
+                    .map_err(imap_error)?
+                    .into_iter()
+                    .collect();
                 self.drain_unsolicited();
-                if unseen.is_empty() { Vec::new() } else { self.sizes(&uid_set(&unseen)).await? }
+                if unseen.is_empty() {
+                    Vec::new()
+                } else {
+                    self.sizes(&uid_set(&unseen)).await?
+                }
             }
         };
         let mut listing = Listing {
@@ -382,7 +461,14 @@ impl MailSource for ImapSource {
             ..Listing::default()
         };
         for (uid, size) in found {
-            let item = Listed { message: MessageRef::Imap { folder: folder.to_string(), uid_validity: validity, uid }, size };
+            let item = Listed {
+                message: MessageRef::Imap {
+                    folder: folder.to_string(),
+                    uid_validity: validity,
+                    uid,
+                },
+                size,
+            };
             if size > self.settings.max_message_bytes {
                 listing.too_large.push(item);
             } else {
@@ -397,13 +483,23 @@ impl MailSource for ImapSource {
         let mut by_folder: BTreeMap<(String, u32), Vec<u32>> = BTreeMap::new();
         for m in messages {
             match m {
-                MessageRef::Imap { folder, uid_validity, uid } => {
-                    by_folder.entry((folder.clone(), *uid_validity)).or_default().push(*uid)
+                MessageRef::Imap {
+                    folder,
+                    uid_validity,
+                    uid,
+                } => by_folder
+                    .entry((folder.clone(), *uid_validity))
+                    .or_default()
+                    .push(*uid),
+                other => {
+                    return Err(FetchError::Protocol(format!(
+                        "not an IMAP message: {other:?}"
+                    )));
                 }
-                other => return Err(FetchError::Protocol(format!("not an IMAP message: {other:?}"))),
             }
         }
-        let mut bodies: HashMap<(String, u32), bytes::Bytes> = HashMap::with_capacity(messages.len());
+        let mut bodies: HashMap<(String, u32), bytes::Bytes> =
+            HashMap::with_capacity(messages.len());
         for ((folder, validity), uids) in by_folder {
             let now = self.select(&folder).await?;
             if now != validity {
@@ -414,12 +510,19 @@ impl MailSource for ImapSource {
             for chunk in uids.chunks(self.settings.batch_size.max(1)) {
                 let expected = chunk.len();
                 let mut received = 0;
-                let mut stream =
-                    self.session.uid_fetch(uid_set(chunk), "(UID BODY.PEEK[])").await.map_err(imap_error)?;
+                let mut stream = self
+                    .session
+                    .uid_fetch(uid_set(chunk), "(UID BODY.PEEK[])")
+                    .await
+                    .map_err(imap_error)?;
                 while let Some(fetch) = stream.try_next().await.map_err(imap_error)? {
-                    let (Some(uid), Some(body)) = (fetch.uid, fetch.body()) else { continue };
+                    let (Some(uid), Some(body)) = (fetch.uid, fetch.body()) else {
+                        continue;
+                    };
                     if chunk.contains(&uid)
-                        && bodies.insert((folder.clone(), uid), bytes::Bytes::copy_from_slice(body)).is_none()
+                        && bodies
+                            .insert((folder.clone(), uid), bytes::Bytes::copy_from_slice(body))
+                            .is_none()
                     {
                         received += 1;
                     }
@@ -429,29 +532,50 @@ impl MailSource for ImapSource {
                 if received < expected {
                     // EOF or a tagged NO ends async-imap's stream quietly:
                     // never let that pass as a complete batch.
-                    return Err(FetchError::Incomplete { during: "UID FETCH", received, expected });
+                    return Err(FetchError::Incomplete {
+                        during: "UID FETCH",
+                        received,
+                        expected,
+                    });
                 }
             }
         }
         Ok(messages
             .iter()
             .map(|m| {
-                let MessageRef::Imap { folder, uid, .. } = m else { unreachable!("checked above") };
+                let MessageRef::Imap { folder, uid, .. } = m else {
+                    unreachable!("checked above")
+                };
                 let raw = bodies.remove(&(folder.clone(), *uid)).unwrap_or_default();
-                Fetched { message: m.clone(), raw }
+                Fetched {
+                    message: m.clone(),
+                    raw,
+                }
             })
             .collect())
     }
 
-    async fn acknowledge(&mut self, actions: &[(MessageRef, Acknowledge)]) -> Result<(), FetchError> {
+    async fn acknowledge(
+        &mut self,
+        actions: &[(MessageRef, Acknowledge)],
+    ) -> Result<(), FetchError> {
         // Group by (folder, validity, action) so each becomes one command.
         let mut groups: BTreeMap<(String, u32, String), (Acknowledge, Vec<u32>)> = BTreeMap::new();
         for (m, action) in actions {
-            let MessageRef::Imap { folder, uid_validity, uid } = m else {
+            let MessageRef::Imap {
+                folder,
+                uid_validity,
+                uid,
+            } = m
+            else {
                 return Err(FetchError::Protocol(format!("not an IMAP message: {m:?}")));
             };
             let key = (folder.clone(), *uid_validity, format!("{action:?}"));
-            groups.entry(key).or_insert_with(|| (action.clone(), Vec::new())).1.push(*uid);
+            groups
+                .entry(key)
+                .or_insert_with(|| (action.clone(), Vec::new()))
+                .1
+                .push(*uid);
         }
         for ((folder, validity, _), (action, uids)) in groups {
             if action == Acknowledge::Leave {
@@ -460,7 +584,9 @@ impl MailSource for ImapSource {
             if self.select(&folder).await? != validity {
                 // The UIDs no longer name the same messages: acting could hit
                 // the wrong mail. The pipeline retries after re-listing.
-                return Err(FetchError::Protocol(format!("UIDVALIDITY of {folder:?} changed; not acting on stale UIDs")));
+                return Err(FetchError::Protocol(format!(
+                    "UIDVALIDITY of {folder:?} changed; not acting on stale UIDs"
+                )));
             }
             let set = uid_set(&uids);
             match action {
@@ -472,10 +598,16 @@ impl MailSource for ImapSource {
                 Acknowledge::Delete => self.delete(&folder, &set).await?,
                 Acknowledge::MoveTo(target) => {
                     if has(&self.capabilities, "MOVE") {
-                        self.session.uid_mv(&set, &target).await.map_err(imap_error)?;
+                        self.session
+                            .uid_mv(&set, &target)
+                            .await
+                            .map_err(imap_error)?;
                         self.drain_unsolicited();
                     } else {
-                        self.session.uid_copy(&set, &target).await.map_err(imap_error)?;
+                        self.session
+                            .uid_copy(&set, &target)
+                            .await
+                            .map_err(imap_error)?;
                         self.delete(&folder, &set).await?;
                     }
                 }
@@ -502,8 +634,14 @@ mod tests {
 
     #[test]
     fn capabilities_are_parsed_case_insensitively() {
-        let caps = parse_capabilities(&["* capability IMAP4rev1 starttls LOGINDISABLED".into(), "* OK x".into()]);
+        let caps = parse_capabilities(&[
+            "* capability IMAP4rev1 starttls LOGINDISABLED".into(),
+            "* OK x".into(),
+        ]);
         assert!(has(&caps, "STARTTLS") && has(&caps, "logindisabled"));
-        assert_eq!(normalize_caps(vec!["Atom(\"UIDPLUS\")".into(), "Imap4rev1".into()]), ["UIDPLUS", "IMAP4REV1"]);
+        assert_eq!(
+            normalize_caps(vec!["Atom(\"UIDPLUS\")".into(), "Imap4rev1".into()]),
+            ["UIDPLUS", "IMAP4REV1"]
+        );
     }
 }

@@ -23,7 +23,9 @@ use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 
-pub use account::{AccountSettings, Auth, FetchMode, Protocol, ProxySettings, Secret, Security, Timeouts};
+pub use account::{
+    AccountSettings, Auth, FetchMode, Protocol, ProxySettings, Secret, Security, Timeouts,
+};
 pub use net::NetError;
 
 /// Identifies one message on the server.
@@ -169,7 +171,10 @@ pub trait MailSource: Send + std::fmt::Debug {
     async fn fetch(&mut self, messages: &[MessageRef]) -> Result<Vec<Fetched>, FetchError>;
 
     /// Applies server actions to committed messages.
-    async fn acknowledge(&mut self, actions: &[(MessageRef, Acknowledge)]) -> Result<(), FetchError>;
+    async fn acknowledge(
+        &mut self,
+        actions: &[(MessageRef, Acknowledge)],
+    ) -> Result<(), FetchError>;
 
     /// Ends the session cleanly (POP3: `QUIT`, which makes `DELE` effective).
     async fn close(self: Box<Self>) -> Result<(), FetchError>;

@@ -111,7 +111,9 @@ pub enum NetError {
 impl From<io::Error> for NetError {
     fn from(e: io::Error) -> Self {
         if e.kind() == io::ErrorKind::TimedOut
-            && let Some(d) = e.get_ref().and_then(|inner| inner.downcast_ref::<IdleTimeout>())
+            && let Some(d) = e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<IdleTimeout>())
         {
             return NetError::IdleTimeout(d.0);
         }
@@ -151,7 +153,9 @@ pub struct MailStream {
 
 impl fmt::Debug for MailStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MailStream").field("tls", &self.is_tls()).finish_non_exhaustive()
+        f.debug_struct("MailStream")
+            .field("tls", &self.is_tls())
+            .finish_non_exhaustive()
     }
 }
 
@@ -175,7 +179,12 @@ pub struct TlsInfo {
 
 impl MailStream {
     fn new(io: Box<dyn Io>, idle: Duration) -> Self {
-        MailStream { inner: Inner::Plain(io), idle, read_timer: None, write_timer: None }
+        MailStream {
+            inner: Inner::Plain(io),
+            idle,
+            read_timer: None,
+            write_timer: None,
+        }
     }
 
     /// True once TLS is established.
@@ -185,18 +194,31 @@ impl MailStream {
 
     /// Upgrades a plain connection to TLS (after STARTTLS / STLS was
     /// accepted, or at once for implicit TLS).
-    pub async fn start_tls(self, settings: &AccountSettings) -> Result<(MailStream, TlsInfo), NetError> {
+    pub async fn start_tls(
+        self,
+        settings: &AccountSettings,
+    ) -> Result<(MailStream, TlsInfo), NetError> {
         let MailStream { inner, idle, .. } = self;
         let Inner::Plain(io) = inner else {
-            return Err(NetError::Tls { host: settings.host.clone(), reason: "already encrypted".into() });
+            return Err(NetError::Tls {
+                host: settings.host.clone(),
+                reason: "already encrypted".into(),
+            });
         };
         let host = settings.host.clone();
         let (config, seen) = client_config(settings)?;
-        let name = ServerName::try_from(host.clone())
-            .map_err(|e| NetError::Tls { host: host.clone(), reason: format!("invalid server name: {e}") })?;
+        let name = ServerName::try_from(host.clone()).map_err(|e| NetError::Tls {
+            host: host.clone(),
+            reason: format!("invalid server name: {e}"),
+        })?;
         let connector = TlsConnector::from(config);
         let tls = match timeout(settings.timeouts.tls, connector.connect(name, io)).await {
-            Err(_) => return Err(NetError::TlsTimeout { host, after: settings.timeouts.tls }),
+            Err(_) => {
+                return Err(NetError::TlsTimeout {
+                    host,
+                    after: settings.timeouts.tls,
+                });
+            }
             Ok(Err(e)) => return Err(tls_error(&host, e)),
             Ok(Ok(tls)) => tls,
         };
@@ -206,7 +228,15 @@ impl MailStream {
             tracing::warn!(account = %settings.name, host = %host, "certificate verification is switched off for this account");
         }
         drop(seen);
-        Ok((MailStream { inner: Inner::Tls(Box::new(tls)), idle, read_timer: None, write_timer: None }, info))
+        Ok((
+            MailStream {
+                inner: Inner::Tls(Box::new(tls)),
+                idle,
+                read_timer: None,
+                write_timer: None,
+            },
+            info,
+        ))
     }
 
     fn io(&mut self) -> Pin<&mut dyn Io> {
@@ -217,7 +247,11 @@ impl MailStream {
     }
 }
 
-fn poll_timer(timer: &mut Option<Pin<Box<Sleep>>>, idle: Duration, cx: &mut Context<'_>) -> Poll<io::Error> {
+fn poll_timer(
+    timer: &mut Option<Pin<Box<Sleep>>>,
+    idle: Duration,
+    cx: &mut Context<'_>,
+) -> Poll<io::Error> {
     let t = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
     match t.as_mut().poll(cx) {
         Poll::Ready(()) => {
@@ -229,7 +263,11 @@ fn poll_timer(timer: &mut Option<Pin<Box<Sleep>>>, idle: Duration, cx: &mut Cont
 }
 
 impl AsyncRead for MailStream {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         match this.io().poll_read(cx, buf) {
             Poll::Ready(r) => {
@@ -242,7 +280,11 @@ impl AsyncRead for MailStream {
 }
 
 impl AsyncWrite for MailStream {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         match this.io().poll_write(cx, buf) {
             Poll::Ready(r) => {
@@ -273,17 +315,25 @@ impl AsyncWrite for MailStream {
 pub async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, NetError> {
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
         .await
-        .map_err(|source| NetError::Resolve { host: host.into(), source })?
+        .map_err(|source| NetError::Resolve {
+            host: host.into(),
+            source,
+        })?
         .collect();
     if addrs.is_empty() {
-        return Err(NetError::Resolve { host: host.into(), source: io::Error::other("no addresses") });
+        return Err(NetError::Resolve {
+            host: host.into(),
+            source: io::Error::other("no addresses"),
+        });
     }
     Ok(addrs)
 }
 
 /// Opens the TCP connection, directly or through the account's SOCKS5 proxy.
 /// Returns the stream and the address connected to (direct only).
-pub async fn connect_tcp(settings: &AccountSettings) -> Result<(MailStream, Option<SocketAddr>), NetError> {
+pub async fn connect_tcp(
+    settings: &AccountSettings,
+) -> Result<(MailStream, Option<SocketAddr>), NetError> {
     let port = settings.effective_port();
     let target = format!("{}:{port}", settings.host);
     let after = settings.timeouts.connect;
@@ -291,15 +341,28 @@ pub async fn connect_tcp(settings: &AccountSettings) -> Result<(MailStream, Opti
     if let Some(proxy) = &settings.proxy {
         let stream = timeout(after, connect_socks5(proxy, &settings.host, port))
             .await
-            .map_err(|_| NetError::ConnectTimeout { target: target.clone(), after })??;
+            .map_err(|_| NetError::ConnectTimeout {
+                target: target.clone(),
+                after,
+            })??;
         return Ok((MailStream::new(Box::new(stream), idle), None));
     }
     let addrs = resolve(&settings.host, port).await?;
     let mut last = None;
     for addr in addrs {
         match timeout(after, TcpStream::connect(addr)).await {
-            Err(_) => last = Some(NetError::ConnectTimeout { target: target.clone(), after }),
-            Ok(Err(source)) => last = Some(NetError::Connect { target: target.clone(), source }),
+            Err(_) => {
+                last = Some(NetError::ConnectTimeout {
+                    target: target.clone(),
+                    after,
+                })
+            }
+            Ok(Err(source)) => {
+                last = Some(NetError::Connect {
+                    target: target.clone(),
+                    source,
+                })
+            }
             Ok(Ok(stream)) => {
                 stream.set_nodelay(true).ok();
                 return Ok((MailStream::new(Box::new(stream), idle), Some(addr)));
@@ -315,7 +378,10 @@ async fn connect_socks5(
     port: u16,
 ) -> Result<tokio_socks::tcp::Socks5Stream<TcpStream>, NetError> {
     let proxy_addr = format!("{}:{}", proxy.host, proxy.port);
-    let fail = |e: tokio_socks::Error| NetError::Proxy { proxy: proxy_addr.clone(), reason: e.to_string() };
+    let fail = |e: tokio_socks::Error| NetError::Proxy {
+        proxy: proxy_addr.clone(),
+        reason: e.to_string(),
+    };
     let stream = match (&proxy.username, &proxy.password) {
         (Some(user), Some(pass)) => tokio_socks::tcp::Socks5Stream::connect_with_password(
             proxy_addr.as_str(),
@@ -325,14 +391,18 @@ async fn connect_socks5(
         )
         .await
         .map_err(fail)?,
-        _ => tokio_socks::tcp::Socks5Stream::connect(proxy_addr.as_str(), (host, port)).await.map_err(fail)?,
+        _ => tokio_socks::tcp::Socks5Stream::connect(proxy_addr.as_str(), (host, port))
+            .await
+            .map_err(fail)?,
     };
     Ok(stream)
 }
 
 /// Connects and, for implicit TLS, completes the hand-shake. STARTTLS is the
 /// protocol module's job (it must ask first).
-pub async fn connect(settings: &AccountSettings) -> Result<(MailStream, Option<TlsInfo>), NetError> {
+pub async fn connect(
+    settings: &AccountSettings,
+) -> Result<(MailStream, Option<TlsInfo>), NetError> {
     let (stream, _) = connect_tcp(settings).await?;
     match settings.security {
         super::Security::Tls => {
@@ -370,7 +440,12 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -379,11 +454,18 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -391,18 +473,28 @@ type SeenCertificate = Arc<Mutex<Option<CertificateDer<'static>>>>;
 
 /// The rustls client config for an account: system roots + CA file, or the
 /// accept-any verifier when the account explicitly skips verification.
-fn client_config(settings: &AccountSettings) -> Result<(Arc<ClientConfig>, SeenCertificate), NetError> {
+fn client_config(
+    settings: &AccountSettings,
+) -> Result<(Arc<ClientConfig>, SeenCertificate), NetError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| NetError::Tls { host: settings.host.clone(), reason: e.to_string() })?;
+        .map_err(|e| NetError::Tls {
+            host: settings.host.clone(),
+            reason: e.to_string(),
+        })?;
     let seen: SeenCertificate = Arc::default();
     let config = if settings.verify_certificate {
-        builder.with_root_certificates(root_store(settings)?).with_no_client_auth()
+        builder
+            .with_root_certificates(root_store(settings)?)
+            .with_no_client_auth()
     } else {
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate { provider, seen: seen.clone() }))
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate {
+                provider,
+                seen: seen.clone(),
+            }))
             .with_no_client_auth()
     };
     Ok((Arc::new(config), seen))
@@ -417,14 +509,26 @@ fn root_store(settings: &AccountSettings) -> Result<RootCertStore, NetError> {
     if let Some(path) = &settings.ca_file {
         let shown = path.display().to_string();
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-            .map_err(|e| NetError::CaFile { path: shown.clone(), reason: e.to_string() })?
+            .map_err(|e| NetError::CaFile {
+                path: shown.clone(),
+                reason: e.to_string(),
+            })?
             .collect::<Result<_, _>>()
-            .map_err(|e| NetError::CaFile { path: shown.clone(), reason: e.to_string() })?;
+            .map_err(|e| NetError::CaFile {
+                path: shown.clone(),
+                reason: e.to_string(),
+            })?;
         if certs.is_empty() {
-            return Err(NetError::CaFile { path: shown, reason: "no PEM certificate in it".into() });
+            return Err(NetError::CaFile {
+                path: shown,
+                reason: "no PEM certificate in it".into(),
+            });
         }
         for cert in certs {
-            roots.add(cert).map_err(|e| NetError::CaFile { path: shown.clone(), reason: e.to_string() })?;
+            roots.add(cert).map_err(|e| NetError::CaFile {
+                path: shown.clone(),
+                reason: e.to_string(),
+            })?;
         }
     }
     Ok(roots)
@@ -432,19 +536,32 @@ fn root_store(settings: &AccountSettings) -> Result<RootCertStore, NetError> {
 
 fn tls_error(host: &str, e: io::Error) -> NetError {
     let reason = e.to_string();
-    match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
-        Some(rustls::Error::InvalidCertificate(cert)) => {
-            NetError::Certificate { host: host.into(), reason: format!("{cert:?}") }
-        }
-        _ => NetError::Tls { host: host.into(), reason },
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(rustls::Error::InvalidCertificate(cert)) => NetError::Certificate {
+            host: host.into(),
+            reason: format!("{cert:?}"),
+        },
+        _ => NetError::Tls {
+            host: host.into(),
+            reason,
+        },
     }
 }
 
 fn describe(tls: &TlsStream<Box<dyn Io>>) -> TlsInfo {
     let (_, conn) = tls.get_ref();
     let mut info = TlsInfo {
-        protocol: conn.protocol_version().map(|v| format!("{v:?}")).unwrap_or_default(),
-        cipher: conn.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite())).unwrap_or_default(),
+        protocol: conn
+            .protocol_version()
+            .map(|v| format!("{v:?}"))
+            .unwrap_or_default(),
+        cipher: conn
+            .negotiated_cipher_suite()
+            .map(|s| format!("{:?}", s.suite()))
+            .unwrap_or_default(),
         ..TlsInfo::default()
     };
     if let Some(cert) = conn.peer_certificates().and_then(|c| c.first())
