@@ -3,16 +3,17 @@
 //!
 //! The data path, one module per stage:
 //!
-//! - `fetch` (IMAP, POP3): retrieve raw messages — *arrives with the
-//!   retrieval work*;
+//! - [`fetch`] (IMAP, POP3, local files): retrieve raw messages, and act on
+//!   the server only when told to, after the commit;
 //! - [`parse`]: raw bytes → the read-only view plugins see;
 //! - [`plugin`]: the wasmtime host and the plugin chain → a
 //!   [`plugin::Decision`];
-//! - `pipeline` and `store`: act on the decision with a durable commit, then
-//!   acknowledge on the server — *arrive with the pipeline work*.
+//! - [`pipeline`]: batches, one transaction each, then the server actions;
+//! - [`store`]: sea-orm persistence (SQLite default, PostgreSQL).
 //!
-//! [`directory`] is the tenant's contacts and leads as plugins query them, and
-//! [`offline`] runs the chain over `.eml` files for `intake plugin test`.
+//! [`directory`] is the tenant's contacts and leads as plugins query them,
+//! [`offline`] runs the chain over `.eml` files for `intake plugin test`, and
+//! [`cli`] is the `intake` command line.
 
 pub mod cli;
 pub mod directory;
