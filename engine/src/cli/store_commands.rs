@@ -1035,16 +1035,104 @@ pub(crate) async fn message(
 pub(crate) enum QuarantineCommand {
     /// Unreleased quarantined messages, with reasons.
     List,
-    /// Release a message: it becomes a stored, unlinked message.
+    /// Release a message: it becomes a stored message, unlinked, attached by
+    /// hand (`--attach`), or decided again by the tenant's chain (`--rerun`).
     Release {
         /// The stored message's id.
         id: i64,
+        /// Link it to the contact or lead with this address.
+        #[arg(long, conflicts_with = "rerun")]
+        attach: Option<String>,
+        /// Run the tenant's plugin chain on it again and link what it decides.
+        #[arg(long)]
+        rerun: bool,
     },
     /// Drop a message's bytes; its keys stay so it is never ingested again.
     Drop {
         /// The stored message's id.
         id: i64,
     },
+}
+
+/// The party (contact or lead) with this address in the tenant.
+async fn party_by_email(
+    store: &Store,
+    tenant_name: &str,
+    email: &str,
+) -> anyhow::Result<crate::store::PartyId> {
+    use crate::directory::Directory;
+    let page = store
+        .directory()
+        .find_by_address(tenant_name, email, 2)
+        .await?;
+    let party = page
+        .parties
+        .first()
+        .with_context(|| format!("no contact or lead with address {email}"))?;
+    Ok(crate::store::PartyId(party.id.parse().context("party id")?))
+}
+
+/// Runs the tenant's chain on a stored message again; returns the parties to
+/// link (creating the lead it asks for).
+async fn rerun_chain(
+    store: &Store,
+    tenant: TenantId,
+    tenant_name: &str,
+    id: StoredMessageId,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<Vec<crate::store::PartyId>> {
+    use crate::plugin::Disposition;
+    let message = store
+        .message(tenant, id)
+        .await?
+        .with_context(|| format!("no message {id}"))?;
+    let raw = message
+        .raw
+        .context("no raw bytes are kept for this message")?;
+    let envelope = crate::parse::Envelope {
+        tenant_id: tenant_name.to_string(),
+        account_id: "quarantine".into(),
+        origin: crate::plugin::bindings::types::Origin::File(format!("stored message {id}")),
+    };
+    let parsed = crate::parse::parse(raw.into(), &envelope, crate::parse::DEFAULT_MAX_BODY_BYTES)
+        .map_err(|e| anyhow::anyhow!("still unparseable: {e}"))?;
+    let runtime = Arc::new(PluginRuntime::new(RuntimeConfig::default())?);
+    let pipeline = Pipeline::new(store.clone(), runtime, Options::default());
+    let chain = pipeline.chain(tenant, tenant_name).await?;
+    let decision = chain.run(&parsed, Arc::new(store.directory())).await;
+    writeln!(
+        out,
+        "chain decided: {} (by {})",
+        serde_json::to_string(&decision.disposition)?,
+        decision.decided_by.as_deref().unwrap_or("nobody")
+    )?;
+    Ok(match decision.disposition {
+        Disposition::Attach { parties } => parties
+            .iter()
+            .map(|p| p.id.parse().map(crate::store::PartyId))
+            .collect::<Result<_, _>>()
+            .context("party id")?,
+        Disposition::CreateLead { lead } => {
+            let done = store
+                .upsert_party(
+                    tenant,
+                    &NewParty {
+                        kind: PartyKind::Lead,
+                        email: lead.email,
+                        name: lead.name,
+                        company: lead.company,
+                        external_id: None,
+                    },
+                )
+                .await?;
+            vec![done.id()]
+        }
+        Disposition::Quarantine { reason } => bail!("the chain quarantines it again: {reason}"),
+        Disposition::Discard { reason } => {
+            bail!("the chain would discard it ({reason}); use `quarantine drop` to drop it")
+        }
+        Disposition::KeepUnlinked => Vec::new(),
+    })
 }
 
 async fn quarantine_list(
@@ -1080,11 +1168,20 @@ pub(crate) async fn quarantine(
     let (store, tenant) = open(g).await?;
     match cmd {
         QuarantineCommand::List => return quarantine_list(&store, tenant, None, out).await,
-        QuarantineCommand::Release { id } => {
-            store
-                .release_quarantined(tenant, StoredMessageId(id))
-                .await?;
-            writeln!(out, "released {id}")?;
+        QuarantineCommand::Release { id, attach, rerun } => {
+            let id = StoredMessageId(id);
+            let parties = match (attach, rerun) {
+                (Some(email), _) => vec![party_by_email(&store, &g.tenant, &email).await?],
+                (None, true) => rerun_chain(&store, tenant, &g.tenant, id, out).await?,
+                (None, false) => Vec::new(),
+            };
+            store.release_quarantined_to(tenant, id, &parties).await?;
+            let linked = match parties.len() {
+                0 => " (unlinked)".to_string(),
+                1 => ", linked to 1 party".to_string(),
+                n => format!(", linked to {n} parties"),
+            };
+            writeln!(out, "released {id}{linked}")?;
         }
         QuarantineCommand::Drop { id } => {
             store.drop_quarantined(tenant, StoredMessageId(id)).await?;

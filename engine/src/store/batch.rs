@@ -614,7 +614,7 @@ async fn find_party<C: ConnectionTrait>(
 }
 
 /// Links a message to a party; false if it already was.
-async fn link<C: ConnectionTrait>(
+pub(super) async fn link<C: ConnectionTrait>(
     db: &C,
     tenant: TenantId,
     message: i64,

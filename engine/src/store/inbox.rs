@@ -15,7 +15,8 @@ use serde::Serialize;
 use super::entity::{discard_log, message_links, messages, parties, quarantine};
 use super::parties::party_from_row;
 use super::{
-    AccountId, Result, Store, StoredMessageId, TenantId, corrupt, lock_tenant, not_found, now,
+    AccountId, PartyId, Result, Store, StoredMessageId, TenantId, corrupt, lock_tenant, not_found,
+    now,
 };
 use crate::directory::Party;
 
@@ -275,6 +276,17 @@ impl Store {
     /// Releases a quarantined message: it becomes a stored message (without
     /// links; the admin or a re-run of the chain links it).
     pub async fn release_quarantined(&self, tenant: TenantId, id: StoredMessageId) -> Result<()> {
+        self.release_quarantined_to(tenant, id, &[]).await
+    }
+
+    /// Releases a quarantined message and links it to `parties` (which must
+    /// be the tenant's), in one transaction.
+    pub async fn release_quarantined_to(
+        &self,
+        tenant: TenantId,
+        id: StoredMessageId,
+        parties: &[PartyId],
+    ) -> Result<()> {
         let txn = self.db.begin().await?;
         lock_tenant(&txn, tenant).await?;
         let released = quarantine::Entity::update_many()
@@ -299,6 +311,12 @@ impl Store {
             .filter(messages::Column::Id.eq(id.0))
             .exec(&txn)
             .await?;
+        for party in parties {
+            if self.party(tenant, *party).await?.is_none() {
+                return Err(not_found("party", &party.to_string()));
+            }
+            super::batch::link(&txn, tenant, id.0, *party, now()).await?;
+        }
         txn.commit().await?;
         Ok(())
     }
