@@ -40,28 +40,10 @@ pub struct Report {
 /// Every message file under `path`: the file itself, or the regular files
 /// below a directory (recursively, hidden files skipped), sorted by path.
 pub fn message_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let meta = std::fs::metadata(path)?;
-    if meta.is_file() {
+    if std::fs::metadata(path)?.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }
-    let mut out = Vec::new();
-    let mut pending = vec![path.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir)? {
-            let entry = entry?;
-            if entry.file_name().to_string_lossy().starts_with('.') {
-                continue;
-            }
-            let kind = entry.file_type()?;
-            if kind.is_dir() {
-                pending.push(entry.path());
-            } else if kind.is_file() {
-                out.push(entry.path());
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
+    crate::fetch::files::files_below(path)
 }
 
 /// The offline runner: a chain, an in-memory directory and a tenant.

@@ -189,21 +189,36 @@ fn run_measured(cmd: &mut Command) -> (Duration, i64, bool) {
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
     assert_eq!(pid, child.id() as i32, "wait4");
-    (started.elapsed(), usage.ru_maxrss, libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0)
+    (
+        started.elapsed(),
+        usage.ru_maxrss,
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+    )
 }
 
 /// The full pipeline through the real binary into a fresh SQLite store.
 async fn intake_pipeline(server: &Dovecot, tls: bool, n: usize) -> Run {
-    use intake::plugin::{FailurePolicy, Limits};
-    use intake::store::{AccountConfig, BindingRole, MasterKey, NewBinding, Store};
+    use intake::store::{AccountConfig, BindingRole, MasterKey, Store};
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("intake.db").display());
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("intake.db").display()
+    );
     let store = Store::connect(&url).await.unwrap();
     let tenant = store.ensure_tenant("default").await.unwrap();
     let key = MasterKey::generate().unwrap();
     let key_file = dir.path().join("intake.key");
     std::fs::write(&key_file, key.to_base64()).unwrap();
-    store.add_credential(tenant, "mailbox", USER, &intake::fetch::Secret::new(PASSWORD), &key).await.unwrap();
+    store
+        .add_credential(
+            tenant,
+            "mailbox",
+            USER,
+            &intake::fetch::Secret::new(PASSWORD),
+            &key,
+        )
+        .await
+        .unwrap();
     let security = if tls { Security::Tls } else { Security::None };
     let settings = server.account(Protocol::Imap, security);
     let mut config = AccountConfig::new("bench", Protocol::Imap, "localhost", security, "mailbox");
@@ -211,23 +226,15 @@ async fn intake_pipeline(server: &Dovecot, tls: bool, n: usize) -> Run {
     config.ca_file = settings.ca_file.clone();
     config.batch_size = 200;
     store.add_account(tenant, &config).await.unwrap();
-    for (name, role) in [("exact_match", BindingRole::Matcher), ("unknown_sender", BindingRole::UnknownSender)] {
-        store
-            .add_binding(
-                tenant,
-                &NewBinding {
-                    name: name.into(),
-                    role,
-                    wasm: std::fs::read(intake_tests::plugin(name)).unwrap(),
-                    config: "{}".into(),
-                    limits: Limits::default(),
-                    on_error: FailurePolicy::Quarantine,
-                    enabled: true,
-                },
-            )
-            .await
-            .unwrap();
-    }
+    intake_tests::add_plugins(
+        &store,
+        tenant,
+        &[
+            ("exact_match", BindingRole::Matcher, "{}"),
+            ("unknown_sender", BindingRole::UnknownSender, "{}"),
+        ],
+    )
+    .await;
     store.close().await.unwrap();
     let (wall, rss_kib, ok) = run_measured(
         Command::new(env!("CARGO_BIN_EXE_intake-under-test"))
@@ -237,13 +244,19 @@ async fn intake_pipeline(server: &Dovecot, tls: bool, n: usize) -> Run {
             .env("INTAKE_LOG", "error")
             .stdout(Stdio::null()),
     );
-    let db_bytes = std::fs::metadata(dir.path().join("intake.db")).map(|m| m.len()).unwrap_or(0);
+    let db_bytes = std::fs::metadata(dir.path().join("intake.db"))
+        .map(|m| m.len())
+        .unwrap_or(0);
     Run {
         name: format!("intake fetch imap {}", if tls { "tls" } else { "none" }),
         messages: n,
         bytes: db_bytes,
         wall,
-        note: format!("full pipeline, SQLite FULL sync, mark seen; peak RSS {} MiB{}", rss_kib / 1024, if ok { "" } else { "; FAILED" }),
+        note: format!(
+            "full pipeline, SQLite FULL sync, mark seen; peak RSS {} MiB{}",
+            rss_kib / 1024,
+            if ok { "" } else { "; FAILED" }
+        ),
     }
 }
 

@@ -118,3 +118,29 @@ pub fn simple_message(from: &str, tenant: &str) -> ParsedMessage {
         tenant,
     )
 }
+
+/// Appends the named plugins from `plugins/` to a tenant's stored chain, in
+/// order: `(crate name, role, JSON config)`, default limits, quarantine on
+/// failure.
+pub async fn add_plugins(
+    store: &intake::store::Store,
+    tenant: intake::store::TenantId,
+    chain: &[(&str, intake::store::BindingRole, &str)],
+) {
+    let bindings: Vec<intake::store::NewBinding> = chain
+        .iter()
+        .map(|(name, role, config)| intake::store::NewBinding {
+            name: (*name).into(),
+            role: *role,
+            wasm: std::fs::read(plugin(name)).expect("read plugin"),
+            config: (*config).into(),
+            limits: intake::plugin::Limits::default(),
+            on_error: intake::plugin::FailurePolicy::Quarantine,
+            enabled: true,
+        })
+        .collect();
+    store
+        .add_bindings(tenant, &bindings, false)
+        .await
+        .expect("add plugins");
+}

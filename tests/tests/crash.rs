@@ -8,12 +8,11 @@ use std::time::{Duration, Instant};
 
 use intake::directory::PartyKind;
 use intake::fetch::{Protocol, Secret, Security};
-use intake::plugin::{FailurePolicy, Limits};
-use intake::store::{AccountConfig, BindingRole, MasterKey, MessageQuery, NewBinding, NewParty};
+use intake::store::{AccountConfig, BindingRole, MasterKey, MessageQuery, NewParty};
 use intake_tests::databases::Db;
 use intake_tests::on_both_databases;
 use intake_tests::servers::{Dovecot, PASSWORD, USER};
-use intake_tests::{plugin, plugin_dir};
+use intake_tests::{add_plugins, plugin_dir};
 
 const MESSAGES: usize = 400;
 /// Kills that must land while `intake fetch` is still running.
@@ -74,22 +73,16 @@ async fn setup(db: &Db, server: &Dovecot, protocol: Protocol, key: &MasterKey) {
             .await
             .unwrap();
     }
-    for (name, role) in [
-        ("auto_reply_guard", BindingRole::Matcher),
-        ("exact_match", BindingRole::Matcher),
-        ("unknown_sender", BindingRole::UnknownSender),
-    ] {
-        let binding = NewBinding {
-            name: name.into(),
-            role,
-            wasm: std::fs::read(plugin(name)).unwrap(),
-            config: "{}".into(),
-            limits: Limits::default(),
-            on_error: FailurePolicy::Quarantine,
-            enabled: true,
-        };
-        store.add_binding(tenant, &binding).await.unwrap();
-    }
+    add_plugins(
+        store,
+        tenant,
+        &[
+            ("auto_reply_guard", BindingRole::Matcher, "{}"),
+            ("exact_match", BindingRole::Matcher, "{}"),
+            ("unknown_sender", BindingRole::UnknownSender, "{}"),
+        ],
+    )
+    .await;
     for n in 0..MESSAGES {
         server.deliver(USER, "INBOX", &mail(n), false);
     }

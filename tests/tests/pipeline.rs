@@ -9,14 +9,13 @@ use std::sync::Arc;
 use intake::directory::PartyKind;
 use intake::fetch::{Protocol, Secret, Security};
 use intake::pipeline::{Options, Pipeline, Quiet};
-use intake::plugin::{FailurePolicy, Limits};
 use intake::store::{
-    AccountConfig, BindingRole, MasterKey, MessageQuery, MessageStatus, NewBinding, NewParty, Store,
+    AccountConfig, BindingRole, MasterKey, MessageQuery, MessageStatus, NewParty, Store,
 };
 use intake_tests::databases::Db;
 use intake_tests::on_both_databases;
 use intake_tests::servers::{Dovecot, PASSWORD, USER};
-use intake_tests::{plugin, root, runtime};
+use intake_tests::{add_plugins, root, runtime};
 
 const TENANT: &str = "acme";
 
@@ -54,37 +53,26 @@ async fn setup(store: &Store, key: &MasterKey, server: &Dovecot, protocol: Proto
         .collect();
     store.import_parties(tenant, &parties).await.unwrap();
 
-    for (name, role, config) in [
-        ("auto_reply_guard", BindingRole::Matcher, "{}"),
-        ("thread_match", BindingRole::Matcher, "{}"),
-        (
-            "exact_match",
-            BindingRole::Matcher,
-            r#"{"fold_plus": true, "ignore": ["sales@ourco.example"]}"#,
-        ),
-        (
-            "domain_match",
-            BindingRole::Matcher,
-            r#"{"ignore_domains": ["ourco.example"]}"#,
-        ),
-        ("unknown_sender", BindingRole::UnknownSender, "{}"),
-    ] {
-        store
-            .add_binding(
-                tenant,
-                &NewBinding {
-                    name: name.into(),
-                    role,
-                    wasm: std::fs::read(plugin(name)).unwrap(),
-                    config: config.into(),
-                    limits: Limits::default(),
-                    on_error: FailurePolicy::Quarantine,
-                    enabled: true,
-                },
-            )
-            .await
-            .unwrap();
-    }
+    add_plugins(
+        store,
+        tenant,
+        &[
+            ("auto_reply_guard", BindingRole::Matcher, "{}"),
+            ("thread_match", BindingRole::Matcher, "{}"),
+            (
+                "exact_match",
+                BindingRole::Matcher,
+                r#"{"fold_plus": true, "ignore": ["sales@ourco.example"]}"#,
+            ),
+            (
+                "domain_match",
+                BindingRole::Matcher,
+                r#"{"ignore_domains": ["ourco.example"]}"#,
+            ),
+            ("unknown_sender", BindingRole::UnknownSender, "{}"),
+        ],
+    )
+    .await;
     let mut files: Vec<_> = std::fs::read_dir(root().join("samples/maildir/cur"))
         .unwrap()
         .map(|e| e.unwrap().path())

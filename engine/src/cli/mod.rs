@@ -150,19 +150,11 @@ fn secret_from_env(var: &str) -> anyhow::Result<Secret> {
 
 impl AccountArgs {
     fn settings(&self) -> anyhow::Result<AccountSettings> {
-        let password = match (&self.password_env, self.password_stdin) {
-            (Some(var), _) => secret_from_env(var)?,
-            (None, true) => {
-                let mut line = String::new();
-                std::io::stdin()
-                    .read_line(&mut line)
-                    .context("cannot read the password from standard input")?;
-                Secret::new(line.trim_end_matches(['\r', '\n']))
-            }
-            (None, false) => bail!(
-                "give the password with --password-env VAR or --password-stdin (never as an argument)"
-            ),
-        };
+        let password = store_commands::read_secret(
+            self.password_env.as_deref(),
+            self.password_stdin,
+            "password",
+        )?;
         let (Some(protocol), Some(host), Some(user)) = (self.protocol, &self.host, &self.user)
         else {
             bail!("give a stored account name, or --protocol, --host and --user");

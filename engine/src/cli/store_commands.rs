@@ -80,7 +80,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 }
 
 /// A secret from an environment variable or the first line of stdin.
-fn read_secret(env: Option<&str>, stdin: bool, what: &str) -> anyhow::Result<Secret> {
+pub(crate) fn read_secret(env: Option<&str>, stdin: bool, what: &str) -> anyhow::Result<Secret> {
     match (env, stdin) {
         (Some(var), _) => secret_from_env(var),
         (None, true) => {
@@ -91,7 +91,9 @@ fn read_secret(env: Option<&str>, stdin: bool, what: &str) -> anyhow::Result<Sec
             Ok(Secret::new(line.trim_end_matches(['\r', '\n'])))
         }
         (None, false) => {
-            bail!("give the {what} with --secret-env VAR or --secret-stdin (never as an argument)")
+            bail!(
+                "give the {what} from an environment variable or standard input (never as an argument)"
+            )
         }
     }
 }

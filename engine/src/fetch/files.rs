@@ -76,8 +76,9 @@ impl FileSource {
     }
 }
 
-/// Regular files below `dir`, sorted, hidden ones skipped.
-fn files_below(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+/// Regular files below `dir` (recursively), sorted by path, hidden files
+/// and folders skipped.
+pub fn files_below(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(d) = pending.pop() {
