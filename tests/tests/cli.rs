@@ -157,7 +157,13 @@ async fn load_and_init_failures_fail_the_command() {
 
 /// Runs the CLI with a store and key file; returns (success, output).
 async fn intake_store(db: &str, key: &std::path::Path, args: &[&str]) -> (bool, String) {
-    let mut full = vec!["intake", "--database-url", db, "--key-file", key.to_str().unwrap()];
+    let mut full = vec![
+        "intake",
+        "--database-url",
+        db,
+        "--key-file",
+        key.to_str().unwrap(),
+    ];
     full.extend_from_slice(args);
     let cli = Cli::try_parse_from(full).unwrap_or_else(|e| panic!("{args:?}: {e}"));
     let mut out = Vec::new();
@@ -176,7 +182,10 @@ async fn intake_store(db: &str, key: &std::path::Path, args: &[&str]) -> (bool, 
 #[tokio::test]
 async fn a_failing_plugin_quarantines_and_release_reruns_the_chain() {
     let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}?mode=rwc", dir.path().join("intake.db").display());
+    let db = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("intake.db").display()
+    );
     let key = dir.path().join("intake.key");
     std::fs::write(&key, "nZ8y6b1Ttxv3Lkz1yE6P6k2m8D3mQ0b5Xw7cJ4hR2aU=").unwrap();
     let maildir = path(&root().join("samples/maildir"));
@@ -185,39 +194,107 @@ async fn a_failing_plugin_quarantines_and_release_reruns_the_chain() {
     let exact = path(&plugin("exact_match"));
     unsafe { std::env::set_var("INTAKE_CLI_TEST_SECRET", "s3cret") };
     for args in [
-        vec!["credential", "add", "box", "--user", "u", "--secret-env", "INTAKE_CLI_TEST_SECRET"],
-        vec!["account", "add", "sales", "--protocol", "imap", "--host", "localhost", "--credential", "box"],
+        vec![
+            "credential",
+            "add",
+            "box",
+            "--user",
+            "u",
+            "--secret-env",
+            "INTAKE_CLI_TEST_SECRET",
+        ],
+        vec![
+            "account",
+            "add",
+            "sales",
+            "--protocol",
+            "imap",
+            "--host",
+            "localhost",
+            "--credential",
+            "box",
+        ],
         vec!["contact", "import", &contacts],
-        vec!["plugin", "add", &hostile, "--role", "matcher", "--config", r#"{"mode": "panic"}"#],
+        vec![
+            "plugin",
+            "add",
+            &hostile,
+            "--role",
+            "matcher",
+            "--config",
+            r#"{"mode": "panic"}"#,
+        ],
         vec!["plugin", "add", &exact, "--role", "matcher"],
     ] {
         let (ok, out) = intake_store(&db, &key, &args).await;
         assert!(ok, "{args:?}: {out}");
     }
     let (ok, out) = intake_store(&db, &key, &["credential", "list"]).await;
-    assert!(ok && out.contains("box") && !out.contains("s3cret"), "{out}");
+    assert!(
+        ok && out.contains("box") && !out.contains("s3cret"),
+        "{out}"
+    );
 
     // Every message is kept, in quarantine, with the plugin's name.
-    let (ok, out) = intake_store(&db, &key, &["import", "--maildir", &maildir, "--account", "sales"]).await;
+    let (ok, out) = intake_store(
+        &db,
+        &key,
+        &["import", "--maildir", &maildir, "--account", "sales"],
+    )
+    .await;
     assert!(ok, "{out}");
     assert!(out.contains("quarantined   13"), "{out}");
     let (_, list) = intake_store(&db, &key, &["quarantine", "list"]).await;
-    assert!(list.contains("hostile") && list.contains("panicked on purpose"), "{list}");
+    assert!(
+        list.contains("hostile") && list.contains("panicked on purpose"),
+        "{list}"
+    );
 
     // Fix the chain, then release: re-run, or attach by hand.
-    assert!(intake_store(&db, &key, &["plugin", "remove", "hostile"]).await.0);
+    assert!(
+        intake_store(&db, &key, &["plugin", "remove", "hostile"])
+            .await
+            .0
+    );
     let (_, inbox) = intake_store(&db, &key, &["inbox", "sales", "--quarantined"]).await;
     let id_of = |from: &str| {
-        inbox.lines().find(|l| l.contains(from)).and_then(|l| l.split_whitespace().next()).unwrap().to_string()
+        inbox
+            .lines()
+            .find(|l| l.contains(from))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap()
+            .to_string()
     };
     let ann = id_of("ann.lee@acme.example");
     let (ok, out) = intake_store(&db, &key, &["quarantine", "release", &ann, "--rerun"]).await;
     assert!(ok && out.contains("linked to 1 party"), "{out}");
     let tom = id_of("tom.baker@acme.example");
-    let (ok, out) = intake_store(&db, &key, &["quarantine", "release", &tom, "--attach", "raj.patel@acme.example"]).await;
+    let (ok, out) = intake_store(
+        &db,
+        &key,
+        &[
+            "quarantine",
+            "release",
+            &tom,
+            "--attach",
+            "raj.patel@acme.example",
+        ],
+    )
+    .await;
     assert!(ok && out.contains("linked to 1 party"), "{out}");
-    let (_, inbox) = intake_store(&db, &key, &["inbox", "sales", "--contact", "ann.lee@acme.example"]).await;
-    assert!(inbox.contains("Quote for 40 licences") && inbox.contains("Ann Lee (contact)"), "{inbox}");
+    let (_, inbox) = intake_store(
+        &db,
+        &key,
+        &["inbox", "sales", "--contact", "ann.lee@acme.example"],
+    )
+    .await;
+    assert!(
+        inbox.contains("Quote for 40 licences") && inbox.contains("Ann Lee (contact)"),
+        "{inbox}"
+    );
     let (_, shown) = intake_store(&db, &key, &["message", "show", &ann]).await;
-    assert!(shown.contains("status:     stored") && shown.contains("linked:     contact Ann Lee"), "{shown}");
+    assert!(
+        shown.contains("status:     stored") && shown.contains("linked:     contact Ann Lee"),
+        "{shown}"
+    );
 }
