@@ -303,6 +303,19 @@ impl Dovecot {
 
     /// Delivers a message into a folder, seen or not.
     pub fn deliver(&self, user: &str, folder: &str, raw: &[u8], seen: bool) {
+        self.deliver_at(user, folder, raw, seen, std::time::SystemTime::now());
+    }
+
+    /// Delivers a message with this arrival time (Dovecot's INTERNALDATE for
+    /// Maildir is the file's modification time).
+    pub fn deliver_at(
+        &self,
+        user: &str,
+        folder: &str,
+        raw: &[u8],
+        seen: bool,
+        arrived: std::time::SystemTime,
+    ) {
         let dir = self.maildir(user, folder);
         let n = self.next_file.fetch_add(1, Ordering::Relaxed);
         let base = format!(
@@ -316,7 +329,9 @@ impl Dovecot {
             ("new", base)
         };
         let tmp = dir.join("tmp").join(&name);
-        std::fs::File::create(&tmp).unwrap().write_all(raw).unwrap();
+        let mut file = std::fs::File::create(&tmp).unwrap();
+        file.write_all(raw).unwrap();
+        file.set_modified(arrived).unwrap();
         std::fs::rename(&tmp, dir.join(sub).join(&name)).unwrap();
     }
 

@@ -353,3 +353,33 @@ async fn through_a_socks5_proxy_with_and_without_auth() {
         Err(FetchError::Net(NetError::Proxy { .. }))
     ));
 }
+
+#[tokio::test]
+async fn first_sync_since_skips_older_mail() {
+    let server = Dovecot::start();
+    let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000); // 2020
+    server.deliver_at(USER, "INBOX", &message(1, 300), false, old);
+    server.deliver_at(USER, "INBOX", &message(2, 300), false, old);
+    server.deliver(USER, "INBOX", &message(3, 300), false);
+    server.deliver(USER, "INBOX", &message(4, 300), false);
+    let mut account = server.account(Protocol::Imap, Security::None);
+    account.first_sync_since = Some(chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap()); // 2023
+    let mut source = open(&account).await.unwrap();
+    let first = source
+        .list("INBOX", &FolderCursor::default())
+        .await
+        .unwrap();
+    assert_eq!(first.new.len(), 2, "only mail since the day");
+    // After the first sync the cursor rules: new mail is listed whatever the
+    // limit, old mail is never listed again.
+    let cursor = FolderCursor {
+        uid_validity: first.uid_validity,
+        last_uid: *uids(&first).last().unwrap(),
+        ..Default::default()
+    };
+    source.close().await.unwrap();
+    server.deliver(USER, "INBOX", &message(5, 300), false);
+    let mut source = open(&account).await.unwrap();
+    assert_eq!(source.list("INBOX", &cursor).await.unwrap().new.len(), 1);
+    source.close().await.unwrap();
+}

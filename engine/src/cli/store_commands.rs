@@ -79,7 +79,9 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A secret from an environment variable or the first line of stdin.
+/// A secret from an environment variable, the first line of standard input,
+/// or — on a terminal, when neither is given — a prompt without echo. Never
+/// from an argument (shell history, `ps`).
 pub(crate) fn read_secret(env: Option<&str>, stdin: bool, what: &str) -> anyhow::Result<Secret> {
     match (env, stdin) {
         (Some(var), _) => secret_from_env(var),
@@ -90,11 +92,14 @@ pub(crate) fn read_secret(env: Option<&str>, stdin: bool, what: &str) -> anyhow:
                 .with_context(|| format!("cannot read the {what} from standard input"))?;
             Ok(Secret::new(line.trim_end_matches(['\r', '\n'])))
         }
-        (None, false) => {
-            bail!(
-                "give the {what} from an environment variable or standard input (never as an argument)"
-            )
+        (None, false) if std::io::stdin().is_terminal() => {
+            let typed = rpassword::prompt_password(format!("{what}: "))
+                .with_context(|| format!("cannot read the {what} at the prompt"))?;
+            Ok(Secret::new(typed))
         }
+        (None, false) => bail!(
+            "give the {what} from an environment variable or standard input (never as an argument)"
+        ),
     }
 }
 
@@ -188,6 +193,9 @@ pub(crate) struct AccountSpec {
     /// On the first sync, only the newest N messages (IMAP).
     #[arg(long)]
     first_sync_count: Option<u32>,
+    /// On the first sync, only mail since this day, YYYY-MM-DD (IMAP).
+    #[arg(long)]
+    first_sync_since: Option<chrono::NaiveDate>,
     /// Check automatically.
     #[arg(long)]
     auto_check: Option<bool>,
@@ -248,6 +256,9 @@ impl AccountSpec {
         }
         if self.first_sync_count.is_some() {
             c.first_sync.max_messages = self.first_sync_count;
+        }
+        if let Some(day) = self.first_sync_since {
+            c.first_sync.since = Some(day.and_time(chrono::NaiveTime::MIN).and_utc());
         }
         if let Some(v) = self.auto_check {
             c.auto_check = v;
@@ -356,7 +367,8 @@ pub(crate) async fn account(
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum CredentialCommand {
-    /// Store a credential, encrypted with the master key.
+    /// Store a credential, encrypted with the master key. The secret comes
+    /// from --secret-env, --secret-stdin, or a prompt on a terminal.
     Add {
         /// Credential name (accounts refer to it).
         name: String,

@@ -144,6 +144,10 @@ pub struct AccountSettings {
     pub max_message_bytes: u64,
     /// Messages per fetch command.
     pub batch_size: usize,
+    /// IMAP: skip mail older than this day on a folder's first sync (and
+    /// always in `unseen` mode), by `UID SEARCH SINCE`. POP3 has no
+    /// server-side dates; there the limit does not apply.
+    pub first_sync_since: Option<chrono::DateTime<chrono::Utc>>,
     /// Network timeouts.
     pub timeouts: Timeouts,
 }
@@ -176,6 +180,7 @@ impl AccountSettings {
             mode: FetchMode::New,
             max_message_bytes: 50 << 20,
             batch_size: 100,
+            first_sync_since: None,
             timeouts: Timeouts::default(),
         }
     }

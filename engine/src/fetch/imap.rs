@@ -387,6 +387,23 @@ impl ImapSource {
         Ok(out)
     }
 
+    /// UIDs and sizes of the messages matching a `UID SEARCH` query.
+    async fn search(&mut self, query: &str) -> Result<Vec<(u32, u64)>, FetchError> {
+        let uids: Vec<u32> = self
+            .session
+            .uid_search(query)
+            .await
+            .map_err(imap_error)?
+            .into_iter()
+            .collect();
+        self.drain_unsolicited();
+        if uids.is_empty() {
+            Ok(Vec::new())
+        } else {
+            self.sizes(&uid_set(&uids)).await
+        }
+    }
+
     /// Runs a UID STORE and waits for its completion.
     async fn store(&mut self, set: &str, flags: &str) -> Result<(), FetchError> {
         let stream = self
@@ -430,29 +447,23 @@ impl MailSource for ImapSource {
                 "UIDVALIDITY changed: re-listing the whole folder (duplicates are caught by Message-ID)");
         }
         let after = if changed { 0 } else { cursor.last_uid };
-        let found = match self.settings.mode {
-            FetchMode::New => {
+        // IMAP dates are days: SINCE d-Mon-yyyy (RFC 3501 §6.4.4).
+        let since = self
+            .settings
+            .first_sync_since
+            .map(|d| d.format("%d-%b-%Y").to_string());
+        let fresh = cursor.uid_validity.is_none() && cursor.last_uid == 0 || changed;
+        let found = match (self.settings.mode, since) {
+            (FetchMode::New, Some(day)) if fresh => self.search(&format!("SINCE {day}")).await?,
+            (FetchMode::New, _) => {
                 // `n:*` always includes the highest UID, even below n.
                 let all = self
                     .sizes(&format!("{}:*", after.saturating_add(1)))
                     .await?;
                 all.into_iter().filter(|(uid, _)| *uid > after).collect()
             }
-            FetchMode::Unseen => {
-                let unseen: Vec<u32> = self
-                    .session
-                    .uid_search("UNSEEN")
-                    .await
-                    .map_err(imap_error)?
-                    .into_iter()
-                    .collect();
-                self.drain_unsolicited();
-                if unseen.is_empty() {
-                    Vec::new()
-                } else {
-                    self.sizes(&uid_set(&unseen)).await?
-                }
-            }
+            (FetchMode::Unseen, Some(day)) => self.search(&format!("UNSEEN SINCE {day}")).await?,
+            (FetchMode::Unseen, None) => self.search("UNSEEN").await?,
         };
         let mut listing = Listing {
             folder: folder.to_string(),

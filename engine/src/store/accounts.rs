@@ -186,6 +186,7 @@ impl Account {
         settings.mode = c.mode;
         settings.max_message_bytes = c.max_message_bytes;
         settings.batch_size = c.batch_size as usize;
+        settings.first_sync_since = c.first_sync.since;
         settings.timeouts = Timeouts::default();
         settings
     }
