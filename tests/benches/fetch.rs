@@ -318,23 +318,29 @@ async fn main() {
         "{:<28} {:>11} {:>11} {:>10} {:>12} {:>12}",
         "run", "messages", "size", "wall", "rate", "throughput"
     );
+    // `INTAKE_BENCH_ONLY=pipeline` runs only the full-pipeline rows (e.g. to
+    // compare peak RSS at 10k and 50k messages).
+    let only_pipeline = std::env::var("INTAKE_BENCH_ONLY").as_deref() == Ok("pipeline");
     for (protocol, security) in [
         (Protocol::Imap, Security::None),
         (Protocol::Imap, Security::Tls),
         (Protocol::Pop3, Security::None),
         (Protocol::Pop3, Security::Tls),
-    ] {
+    ]
+    .into_iter()
+    .filter(|_| !only_pipeline)
+    {
         match intake(&server, protocol, security).await {
             Ok(run) => print(&run),
             Err(e) => println!("intake {protocol:?} {security:?}: failed: {e}"),
         }
     }
-    for tls in [false, true] {
+    for tls in [false, true].into_iter().filter(|_| !only_pipeline) {
         if let Some(run) = mbsync(&server, tls) {
             print(&run);
         }
     }
-    for protocol in ["imap", "pop3"] {
+    for protocol in ["imap", "pop3"].into_iter().filter(|_| !only_pipeline) {
         if let Some(run) = fetchmail(&server, protocol) {
             print(&run);
         }

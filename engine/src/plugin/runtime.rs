@@ -163,7 +163,10 @@ fn engine_config(pool: Option<u32>) -> Config {
             // unmapping them and faulting them back in on the next message.
             .linear_memory_keep_resident(16 << 20)
             .table_keep_resident(1 << 20)
-            .pagemap_scan(Enabled::Auto);
+            .pagemap_scan(Enabled::Auto)
+            // Resident slots cost memory; a few warm ones are enough to skip
+            // the page faults, and keep a long run's RSS flat.
+            .max_unused_warm_slots(4);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
     }
     config
