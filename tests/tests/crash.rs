@@ -14,7 +14,7 @@ use intake_tests::on_both_databases;
 use intake_tests::servers::{Dovecot, PASSWORD, USER};
 use intake_tests::{add_plugins, plugin_dir};
 
-const MESSAGES: usize = 400;
+const MESSAGES: usize = 1000;
 /// Kills that must land while `intake fetch` is still running.
 const KILLS: usize = 8;
 
@@ -141,8 +141,8 @@ async fn killed_again_and_again(db: Db, protocol: Protocol) {
         let started = Instant::now();
         // Half the rounds kill as soon as some batches were committed (the
         // window between commit and acknowledgement); half at a random time.
-        let target = before + 1 + rng.next(30) as usize;
-        let deadline = Duration::from_millis(100 + rng.next(900));
+        let target = before + 1 + rng.next(25) as usize;
+        let deadline = Duration::from_millis(100 + rng.next(400));
         let by_progress = round % 2 == 0;
         loop {
             if child.try_wait().unwrap().is_some() {

@@ -1,34 +1,402 @@
-//! POP3 (placeholder until the client lands).
+//! POP3 (RFC 1939): the [`Pop3Source`] the pipeline drives.
+//!
+//! - [`proto`]: the wire format without I/O, the bounded parser. Public so
+//!   the fuzz targets in `fuzz/` can feed it arbitrary bytes.
+//! - [`client`]: one session over any async stream.
+//!
+//! POP3 has one folder, no flags, and message numbers that are only valid in
+//! the session that listed them. So this source:
+//! - requires `UIDL`: unique-ids are what the cursor remembers, and in
+//!   keep-copy mode ids already ingested are skipped;
+//! - remembers which id each listed number had, and refuses to `RETR` or
+//!   `DELE` a number whose id does not match, rather than touch another
+//!   message;
+//! - deletes only through `DELE` after the pipeline's commit, which the
+//!   server applies at a clean `QUIT` and only then: a session that breaks,
+//!   or is dropped without [`MailSource::close`], deletes nothing.
+
+pub mod client;
+pub mod proto;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+
 use async_trait::async_trait;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tracing::Instrument;
 
-use super::{Acknowledge, AccountSettings, FetchError, Fetched, FolderCursor, Listing, MailSource, MessageRef};
+pub use client::{BatchError, Pop3Client};
+use proto::Capabilities;
 
-/// A POP3 mailbox.
-#[derive(Debug)]
-pub struct Pop3Source;
+use super::net::{self, MailStream};
+use super::{
+    AccountSettings, Acknowledge, Auth, FetchError, Fetched, FolderCursor, Listed, Listing,
+    MailSource, MessageRef, NetError, Security,
+};
 
-impl Pop3Source {
-    /// Connects and authenticates.
-    pub async fn connect(_settings: &AccountSettings) -> Result<Self, FetchError> {
-        Err(FetchError::Unsupported("POP3 is not implemented yet".into()))
+/// The only POP3 folder.
+const INBOX: &str = "INBOX";
+
+/// How much larger than the account's size limit a `RETR` body may be.
+/// Servers often count a message's size as stored (LF line ends) and send
+/// it with CRLF, so the body can outgrow its `LIST` size by one byte per
+/// line; an eighth plus 64 KiB covers lines of eight bytes or more.
+fn retr_limit(max_message_bytes: u64) -> usize {
+    let slack = max_message_bytes / 8 + 64 * 1024;
+    usize::try_from(max_message_bytes.saturating_add(slack)).unwrap_or(usize::MAX)
+}
+
+/// An authenticated POP3 session, as a [`MailSource`].
+///
+/// `S` is the transport: a [`MailStream`] from [`Pop3Source::connect`], or
+/// any stream given to [`Pop3Source::over_stream`] (tests, fuzzing).
+pub struct Pop3Source<S = MailStream> {
+    client: Pop3Client<S>,
+    /// Account name, for messages.
+    account: String,
+    /// Larger messages are listed as too large and never retrieved.
+    max_message_bytes: u64,
+    /// Keep-copy mode: `Delete` acknowledgements are skipped.
+    keep_on_server: bool,
+    /// Number → unique-id from the last listing in this session. Numbers are
+    /// only meaningful here; every `RETR` and `DELE` is checked against it.
+    listed: BTreeMap<u32, String>,
+    /// Numbers the server accepted `DELE` for. They are removed only by a
+    /// successful `QUIT`.
+    marked_for_deletion: BTreeSet<u32>,
+    /// `pop3{account, host, port}`: every operation runs inside it.
+    span: tracing::Span,
+}
+
+impl<S> std::fmt::Debug for Pop3Source<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pop3Source")
+            .field("account", &self.account)
+            .field("listed", &self.listed.len())
+            .field("marked_for_deletion", &self.marked_for_deletion.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn session_span(settings: &AccountSettings) -> tracing::Span {
+    tracing::info_span!("pop3", account = %settings.name, host = %settings.host, port = settings.effective_port())
+}
+
+/// Reads the greeting and the capabilities.
+async fn greet<S: AsyncRead + AsyncWrite + Unpin + Send>(
+    stream: S,
+) -> Result<Pop3Client<S>, FetchError> {
+    let mut client = Pop3Client::new(stream);
+    let greeting = client.greeting().await?;
+    tracing::debug!(greeting = %greeting.text, "connected");
+    client.capa().await?;
+    Ok(client)
+}
+
+/// Greeting, `CAPA`, `STLS`, then `upgrade` (the TLS hand-shake) and `CAPA`
+/// again over the result. A server that does not advertise `STLS` is refused
+/// before anything else is sent; there is no fall-back to clear text.
+async fn starttls<S, T, F, Fut>(stream: S, upgrade: F) -> Result<Pop3Client<T>, FetchError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+    T: AsyncRead + AsyncWrite + Unpin + Send,
+    F: FnOnce(S) -> Fut,
+    Fut: Future<Output = Result<T, NetError>>,
+{
+    let mut client = greet(stream).await?;
+    if !client.capabilities().is_some_and(Capabilities::stls) {
+        return Err(NetError::StartTlsNotOffered { command: "STLS" }.into());
+    }
+    client.stls().await?;
+    let mut secured = Pop3Client::new(upgrade(client.into_inner()).await?);
+    // What the server advertised in clear text may have been tampered with
+    // (RFC 2595 §4): ask again over TLS.
+    secured.capa().await?;
+    Ok(secured)
+}
+
+impl Pop3Source<MailStream> {
+    /// Connects, secures the connection as `settings.security` says, and
+    /// authenticates: implicit TLS first, or `STLS` after the greeting
+    /// (refused if the server does not offer it), or clear text.
+    pub async fn connect(settings: &AccountSettings) -> Result<Self, FetchError> {
+        let span = session_span(settings);
+        async {
+            let (stream, _) = net::connect_tcp(settings).await?;
+            let client = match settings.security {
+                Security::Tls => {
+                    let (stream, _) = stream.start_tls(settings).await?;
+                    greet(stream).await?
+                }
+                Security::Starttls => {
+                    starttls(stream, |plain| async move {
+                        plain.start_tls(settings).await.map(|(tls, _)| tls)
+                    })
+                    .await?
+                }
+                Security::None => greet(stream).await?,
+            };
+            Self::login(client, settings, span.clone()).await
+        }
+        .instrument(span.clone())
+        .await
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Pop3Source<S> {
+    /// Greets and authenticates over a stream the caller connected (and
+    /// secured, if at all): `settings.security` is not applied here.
+    pub async fn over_stream(stream: S, settings: &AccountSettings) -> Result<Self, FetchError> {
+        let span = session_span(settings);
+        async { Self::login(greet(stream).await?, settings, span.clone()).await }
+            .instrument(span.clone())
+            .await
+    }
+
+    /// What the server advertised (after STLS, if used).
+    pub fn capabilities(&self) -> Option<&Capabilities> {
+        self.client.capabilities()
+    }
+
+    async fn login(
+        mut client: Pop3Client<S>,
+        settings: &AccountSettings,
+        span: tracing::Span,
+    ) -> Result<Self, FetchError> {
+        let result = match settings.auth {
+            Auth::Login => {
+                client
+                    .user_pass(&settings.username, &settings.password)
+                    .await
+            }
+            Auth::Plain => {
+                if !client.capabilities().is_some_and(|c| c.sasl("PLAIN")) {
+                    // Old servers answer CAPA with -ERR yet know AUTH PLAIN;
+                    // the server's reply says more than a guess would.
+                    tracing::info!(
+                        "the server does not advertise SASL PLAIN; trying AUTH PLAIN anyway"
+                    );
+                }
+                client
+                    .auth_plain(&settings.username, &settings.password)
+                    .await
+            }
+        };
+        result?;
+        tracing::debug!(user = %settings.username, "logged in");
+        Ok(Pop3Source {
+            client,
+            account: settings.name.clone(),
+            max_message_bytes: settings.max_message_bytes,
+            keep_on_server: settings.keep_on_server,
+            listed: BTreeMap::new(),
+            marked_for_deletion: BTreeSet::new(),
+            span,
+        })
+    }
+
+    /// The session number of a message listed in this session, checked
+    /// against the unique-id it was listed with.
+    fn listed_number(&self, message: &MessageRef) -> Result<u32, FetchError> {
+        let MessageRef::Pop3 { uidl, number } = message else {
+            return Err(FetchError::Protocol(format!(
+                "{message:?} is not a POP3 message"
+            )));
+        };
+        match self.listed.get(number) {
+            Some(listed) if listed == uidl => Ok(*number),
+            Some(listed) => Err(FetchError::Protocol(format!(
+                "message {number} is {listed:?} in this POP3 session, not {uidl:?}; refusing to act on a stale message number"
+            ))),
+            None => Err(FetchError::Protocol(format!(
+                "message {number} ({uidl:?}) was not listed in this POP3 session; message numbers are only valid in \
+                 the session that listed them"
+            ))),
+        }
+    }
+
+    async fn list_inbox(&mut self, cursor: &FolderCursor) -> Result<Listing, FetchError> {
+        let ids = self.client.uidl().await?;
+        let sizes: BTreeMap<u32, u64> = self
+            .client
+            .list()
+            .await?
+            .into_iter()
+            .map(|s| (s.number, s.size))
+            .collect();
+        let ids: BTreeMap<u32, String> = ids.into_iter().map(|u| (u.number, u.uidl)).collect();
+        // The maildrop is locked for the session, so both listings describe
+        // the same messages; if they do not, the server cannot be trusted.
+        if ids.len() != sizes.len() || ids.keys().any(|n| !sizes.contains_key(n)) {
+            return Err(FetchError::Protocol(format!(
+                "UIDL lists {} messages and LIST {}, or different message numbers",
+                ids.len(),
+                sizes.len()
+            )));
+        }
+        let mut listing = Listing {
+            folder: INBOX.into(),
+            uid_validity: None,
+            ..Listing::default()
+        };
+        for (&number, uidl) in &ids {
+            if cursor.seen_uidls.contains(uidl) {
+                continue;
+            }
+            let size = sizes[&number];
+            let item = Listed {
+                message: MessageRef::Pop3 {
+                    uidl: uidl.clone(),
+                    number,
+                },
+                size,
+            };
+            if size > self.max_message_bytes {
+                listing.too_large.push(item);
+            } else {
+                listing.new.push(item);
+            }
+        }
+        tracing::debug!(
+            on_server = ids.len(),
+            new = listing.new.len(),
+            too_large = listing.too_large.len(),
+            "listed INBOX"
+        );
+        self.listed = ids;
+        Ok(listing)
+    }
+
+    async fn fetch_listed(&mut self, messages: &[MessageRef]) -> Result<Vec<Fetched>, FetchError> {
+        let numbers = messages
+            .iter()
+            .map(|m| self.listed_number(m))
+            .collect::<Result<Vec<_>, _>>()?;
+        let expected = messages.len();
+        let bodies = match self
+            .client
+            .retr_batch(&numbers, retr_limit(self.max_message_bytes))
+            .await
+        {
+            Ok(bodies) => bodies,
+            Err(BatchError { received, error }) if client::is_connection_lost(&error) => {
+                tracing::warn!(received, expected, %error, "connection lost during RETR");
+                return Err(FetchError::Incomplete {
+                    during: "RETR",
+                    received,
+                    expected,
+                });
+            }
+            Err(BatchError { error, .. }) => return Err(error),
+        };
+        if bodies.len() != expected {
+            // retr_batch is all or an error; never hand on a short batch.
+            return Err(FetchError::Incomplete {
+                during: "RETR",
+                received: bodies.len(),
+                expected,
+            });
+        }
+        Ok(messages
+            .iter()
+            .zip(bodies)
+            .map(|(m, raw)| Fetched {
+                message: m.clone(),
+                raw: raw.into(),
+            })
+            .collect())
+    }
+
+    async fn apply(&mut self, actions: &[(MessageRef, Acknowledge)]) -> Result<(), FetchError> {
+        // Check every action before sending anything, so a batch is never
+        // half applied.
+        let mut delete = Vec::new();
+        for (message, action) in actions {
+            match action {
+                Acknowledge::Leave | Acknowledge::MarkSeen => {}
+                Acknowledge::Delete => delete.push(self.listed_number(message)?),
+                Acknowledge::MoveTo(folder) => {
+                    return Err(FetchError::Unsupported(format!(
+                        "POP3 has no folders, so messages cannot be moved to {folder:?}; use delete or leave for \
+                         account {:?}",
+                        self.account
+                    )));
+                }
+            }
+        }
+        if delete.is_empty() {
+            return Ok(());
+        }
+        if self.keep_on_server {
+            tracing::debug!(
+                messages = delete.len(),
+                "keep a copy on the server: not deleting"
+            );
+            return Ok(());
+        }
+        for number in delete {
+            if self.marked_for_deletion.contains(&number) {
+                continue;
+            }
+            self.client.dele(number).await?;
+            self.marked_for_deletion.insert(number);
+        }
+        Ok(())
+    }
+
+    async fn quit(&mut self) -> Result<(), FetchError> {
+        let marked = self.marked_for_deletion.len();
+        match self.client.quit().await {
+            Ok(()) => {
+                if marked > 0 {
+                    tracing::info!(deleted = marked, "messages deleted from the server");
+                }
+                Ok(())
+            }
+            Err(e) if marked == 0 => Err(e),
+            Err(e) => Err(FetchError::Protocol(format!(
+                "QUIT failed, so the {marked} message(s) marked for deletion were not deleted and are still on the \
+                 server: {e}"
+            ))),
+        }
     }
 }
 
 #[async_trait]
-impl MailSource for Pop3Source {
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> MailSource for Pop3Source<S> {
     fn folders(&self) -> Vec<String> {
-        vec!["INBOX".into()]
+        vec![INBOX.into()]
     }
-    async fn list(&mut self, _folder: &str, _cursor: &FolderCursor) -> Result<Listing, FetchError> {
-        unimplemented!()
+
+    async fn list(&mut self, folder: &str, cursor: &FolderCursor) -> Result<Listing, FetchError> {
+        if !folder.eq_ignore_ascii_case(INBOX) {
+            return Err(FetchError::NoSuchFolder {
+                folder: folder.into(),
+                detail: "POP3 has only INBOX".into(),
+            });
+        }
+        let span = self.span.clone();
+        self.list_inbox(cursor).instrument(span).await
     }
-    async fn fetch(&mut self, _messages: &[MessageRef]) -> Result<Vec<Fetched>, FetchError> {
-        unimplemented!()
+
+    async fn fetch(&mut self, messages: &[MessageRef]) -> Result<Vec<Fetched>, FetchError> {
+        let span = self.span.clone();
+        self.fetch_listed(messages).instrument(span).await
     }
-    async fn acknowledge(&mut self, _actions: &[(MessageRef, Acknowledge)]) -> Result<(), FetchError> {
-        unimplemented!()
+
+    async fn acknowledge(
+        &mut self,
+        actions: &[(MessageRef, Acknowledge)],
+    ) -> Result<(), FetchError> {
+        let span = self.span.clone();
+        self.apply(actions).instrument(span).await
     }
-    async fn close(self: Box<Self>) -> Result<(), FetchError> {
-        Ok(())
+
+    async fn close(mut self: Box<Self>) -> Result<(), FetchError> {
+        let span = self.span.clone();
+        self.quit().instrument(span).await
     }
 }
+
+#[cfg(test)]
+mod tests;
