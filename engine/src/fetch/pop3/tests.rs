@@ -905,10 +905,14 @@ async fn the_password_never_reaches_the_logs() {
         logs.contains("test account") && logs.contains("pop.example"),
         "capture works: {logs}"
     );
-    assert!(
-        logs.contains("PASS") && logs.contains("AUTH PLAIN"),
-        "commands are traced: {logs}"
-    );
+    // Commands are traced at TRACE level; a dependency elsewhere in the
+    // workspace may cap tracing's static level, compiling those out.
+    if tracing::level_filters::STATIC_MAX_LEVEL >= tracing::level_filters::LevelFilter::TRACE {
+        assert!(
+            logs.contains("PASS") && logs.contains("AUTH PLAIN"),
+            "commands are traced: {logs}"
+        );
+    }
     assert!(!logs.contains(password), "{logs}");
     assert!(!logs.contains(&encoded), "{logs}");
 }
