@@ -78,7 +78,8 @@ enum Command {
 #[derive(Debug, Args)]
 pub(crate) struct AccountTest {
     /// A stored account; omit it to give the account with the flags below.
-    name: Option<String>,
+    #[arg(value_name = "NAME")]
+    account_name: Option<String>,
     #[command(flatten)]
     account: AccountArgs,
     /// Print the report as JSON.
@@ -295,7 +296,7 @@ async fn account_test(
     args: AccountTest,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
-    let settings = match &args.name {
+    let settings = match &args.account_name {
         Some(name) => store_commands::stored_settings(g, name).await?,
         None => args.account.settings()?,
     };

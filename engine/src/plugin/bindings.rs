@@ -9,5 +9,5 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
+pub use self::intake::plugin::{directory, log, message_data, types};
 pub use exports::intake::plugin::{lifecycle, matcher, unknown_sender};
-pub use intake::plugin::{directory, log, message_data, types};
