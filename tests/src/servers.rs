@@ -31,6 +31,31 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Waits until `port` answers: true; false if the child exited first (a lost
+/// port race), unless `last`, when that is a failure with the log.
+fn listening(port: u16, child: &mut Child, what: &str, log: &Path, last: bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if StdStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            if !last {
+                return false;
+            }
+            panic!(
+                "{what} exited early ({status}); log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "{what} did not listen on port {port}; log:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
 fn wait_for_port(port: u16, child: &mut Child, what: &str, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
@@ -208,71 +233,84 @@ impl Dovecot {
             make_owned_dir(&root.join(sub), owner);
         }
         let certs = TestCertificates::generate(root);
+        let mut attempt = 0;
         std::fs::write(
             root.join("users"),
             format!("{USER}:{{PLAIN}}{PASSWORD}::::::\nbob:{{PLAIN}}bobpw::::::\n"),
         )
         .unwrap();
-        let (imap_port, imaps_port, pop3_port, pop3s_port) =
-            (free_port(), free_port(), free_port(), free_port());
-        let ssl = if options.tls {
-            format!(
-                "ssl = yes\nssl_cert = <{}\nssl_key = <{}\nssl_min_protocol = TLSv1.2\n",
-                certs.cert_pem.display(),
-                certs.key_pem.display()
-            )
-        } else {
-            "ssl = no\n".to_string()
-        };
-        let tls_listeners = |name: &str, port: u16| {
-            if options.tls {
-                format!("  inet_listener {name} {{\n    port = {port}\n    ssl = yes\n  }}\n")
+        let (child, imap_port, imaps_port, pop3_port, pop3s_port) = loop {
+            attempt += 1;
+            let (imap_port, imaps_port, pop3_port, pop3s_port) =
+                (free_port(), free_port(), free_port(), free_port());
+            let ssl = if options.tls {
+                format!(
+                    "ssl = yes\nssl_cert = <{}\nssl_key = <{}\nssl_min_protocol = TLSv1.2\n",
+                    certs.cert_pem.display(),
+                    certs.key_pem.display()
+                )
             } else {
-                String::new()
+                "ssl = no\n".to_string()
+            };
+            let tls_listeners = |name: &str, port: u16| {
+                if options.tls {
+                    format!("  inet_listener {name} {{\n    port = {port}\n    ssl = yes\n  }}\n")
+                } else {
+                    String::new()
+                }
+            };
+            let config = format!(
+                "protocols = imap pop3\n\
+                 listen = 127.0.0.1\n\
+                 base_dir = {root}/run\n\
+                 state_dir = {root}/state\n\
+                 log_path = {root}/dovecot.log\n\
+                 info_log_path = {root}/dovecot.log\n\
+                 {ssl}\
+                 disable_plaintext_auth = no\n\
+                 auth_mechanisms = plain login\n\
+                 mail_location = maildir:{root}/mail/%u\n\
+                 first_valid_uid = 1\n\
+                 first_valid_gid = 1\n\
+                 pop3_uidl_format = %08Xu%08Xv\n\
+                 passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u {root}/users\n}}\n\
+                 userdb {{\n  driver = static\n  args = uid={uid} gid={gid} home={root}/home/%u\n}}\n\
+                 service imap-login {{\n  inet_listener imap {{\n    port = {imap_port}\n  }}\n{imaps}}}\n\
+                 service pop3-login {{\n  inet_listener pop3 {{\n    port = {pop3_port}\n  }}\n{pop3s}}}\n\
+                 service anvil {{\n  chroot =\n}}\n",
+                root = root.display(),
+                uid = owner.0,
+                gid = owner.1,
+                imaps = tls_listeners("imaps", imaps_port),
+                pop3s = tls_listeners("pop3s", pop3s_port),
+            );
+            let conf = root.join("dovecot.conf");
+            std::fs::write(&conf, config).unwrap();
+            let log = root.join("dovecot.log");
+            let mut child = Command::new(&binary)
+                .arg("-F")
+                .arg("-c")
+                .arg(&conf)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(root.join("dovecot.stderr")).unwrap())
+                .spawn()
+                .expect("start dovecot");
+            let mut ports = vec![imap_port, pop3_port];
+            if options.tls {
+                ports.extend([imaps_port, pop3s_port]);
             }
+            // Ephemeral ports are picked by binding and releasing them, so a
+            // parallel test can take one first; Dovecot then exits at once.
+            // Try again with fresh ports rather than fail the test.
+            let exited = ports
+                .iter()
+                .any(|&port| !listening(port, &mut child, "dovecot", &log, attempt == 3));
+            if exited {
+                let _ = child.wait();
+                continue;
+            }
+            break (child, imap_port, imaps_port, pop3_port, pop3s_port);
         };
-        let config = format!(
-            "protocols = imap pop3\n\
-             listen = 127.0.0.1\n\
-             base_dir = {root}/run\n\
-             state_dir = {root}/state\n\
-             log_path = {root}/dovecot.log\n\
-             info_log_path = {root}/dovecot.log\n\
-             {ssl}\
-             disable_plaintext_auth = no\n\
-             auth_mechanisms = plain login\n\
-             mail_location = maildir:{root}/mail/%u\n\
-             first_valid_uid = 1\n\
-             first_valid_gid = 1\n\
-             pop3_uidl_format = %08Xu%08Xv\n\
-             passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u {root}/users\n}}\n\
-             userdb {{\n  driver = static\n  args = uid={uid} gid={gid} home={root}/home/%u\n}}\n\
-             service imap-login {{\n  inet_listener imap {{\n    port = {imap_port}\n  }}\n{imaps}}}\n\
-             service pop3-login {{\n  inet_listener pop3 {{\n    port = {pop3_port}\n  }}\n{pop3s}}}\n\
-             service anvil {{\n  chroot =\n}}\n",
-            root = root.display(),
-            uid = owner.0,
-            gid = owner.1,
-            imaps = tls_listeners("imaps", imaps_port),
-            pop3s = tls_listeners("pop3s", pop3s_port),
-        );
-        let conf = root.join("dovecot.conf");
-        std::fs::write(&conf, config).unwrap();
-        let log = root.join("dovecot.log");
-        let mut child = Command::new(binary)
-            .arg("-F")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(root.join("dovecot.stderr")).unwrap())
-            .spawn()
-            .expect("start dovecot");
-        wait_for_port(imap_port, &mut child, "dovecot", &log);
-        wait_for_port(pop3_port, &mut child, "dovecot", &log);
-        if options.tls {
-            wait_for_port(imaps_port, &mut child, "dovecot", &log);
-            wait_for_port(pop3s_port, &mut child, "dovecot", &log);
-        }
         Dovecot {
             dir,
             owner,

@@ -202,3 +202,28 @@ async fn the_command_prints_one_line_per_step_and_fails_on_error() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn pop3_accounts_are_checked_too() {
+    let server = Dovecot::start();
+    server.deliver(
+        USER,
+        "INBOX",
+        b"From: a@b.example\r\nSubject: x\r\n\r\nhi\r\n",
+        false,
+    );
+    for security in [Security::None, Security::Starttls, Security::Tls] {
+        let r = test_account(&server.account(Protocol::Pop3, security)).await;
+        assert!(r.ok(), "{security:?}: {r:#?}");
+        assert_eq!(
+            r.steps.last().unwrap().detail,
+            "INBOX: 1 messages (POP3 has no unseen flag)"
+        );
+    }
+    let mut wrong = server.account(Protocol::Pop3, Security::Tls);
+    wrong.password = Secret::new("nope");
+    let r = test_account(&quick(wrong)).await;
+    let (step, _, hint) = failed(&r);
+    assert_eq!(step, "login");
+    assert!(hint.contains("user name or password"), "{hint}");
+}

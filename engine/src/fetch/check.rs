@@ -322,10 +322,19 @@ async fn check_pop3(
     tls: Option<TlsInfo>,
     settings: &AccountSettings,
 ) -> Report {
-    // The POP3 client greets, secures and logs in as one step; the checks
-    // before it (resolve, connect, TLS) already ran on their own.
-    drop((stream, tls));
-    let mut source = match pop3::Pop3Source::connect(settings).await {
+    // The POP3 client greets, (for STARTTLS) secures and logs in as one
+    // step. Plain and implicit-TLS connections are already in their final
+    // state, so the one checked above is reused; STARTTLS reconnects, as the
+    // client does that upgrade itself.
+    drop(tls);
+    let opened = match settings.security {
+        Security::Starttls => {
+            drop(stream);
+            pop3::Pop3Source::connect(settings).await
+        }
+        Security::None | Security::Tls => pop3::Pop3Source::over_stream(stream, settings).await,
+    };
+    let mut source = match opened {
         Ok(source) => source,
         Err(e) => {
             let step = match &e {

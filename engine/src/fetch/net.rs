@@ -10,7 +10,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -206,7 +206,7 @@ impl MailStream {
             });
         };
         let host = settings.host.clone();
-        let (config, seen) = client_config(settings)?;
+        let config = client_config(settings)?;
         let name = ServerName::try_from(host.clone()).map_err(|e| NetError::Tls {
             host: host.clone(),
             reason: format!("invalid server name: {e}"),
@@ -227,7 +227,6 @@ impl MailStream {
         if !settings.verify_certificate {
             tracing::warn!(account = %settings.name, host = %host, "certificate verification is switched off for this account");
         }
-        drop(seen);
         Ok((
             MailStream {
                 inner: Inner::Tls(Box::new(tls)),
@@ -414,23 +413,21 @@ pub async fn connect(
 }
 
 /// Verifier used when the account skips verification: accepts any
-/// certificate (signatures are still checked), remembers it for reports.
+/// certificate (signatures are still checked). Reports read the certificate from the connection.
 #[derive(Debug)]
 struct AcceptAnyCertificate {
     provider: Arc<rustls::crypto::CryptoProvider>,
-    seen: Arc<Mutex<Option<CertificateDer<'static>>>>,
 }
 
 impl ServerCertVerifier for AcceptAnyCertificate {
     fn verify_server_cert(
         &self,
-        end_entity: &CertificateDer<'_>,
+        _end_entity: &CertificateDer<'_>,
         _intermediates: &[CertificateDer<'_>],
         _server_name: &ServerName<'_>,
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        *self.seen.lock().expect("cert lock") = Some(end_entity.clone().into_owned());
         Ok(ServerCertVerified::assertion())
     }
 
@@ -469,13 +466,9 @@ impl ServerCertVerifier for AcceptAnyCertificate {
     }
 }
 
-type SeenCertificate = Arc<Mutex<Option<CertificateDer<'static>>>>;
-
 /// The rustls client config for an account: system roots + CA file, or the
 /// accept-any verifier when the account explicitly skips verification.
-fn client_config(
-    settings: &AccountSettings,
-) -> Result<(Arc<ClientConfig>, SeenCertificate), NetError> {
+fn client_config(settings: &AccountSettings) -> Result<Arc<ClientConfig>, NetError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -483,7 +476,6 @@ fn client_config(
             host: settings.host.clone(),
             reason: e.to_string(),
         })?;
-    let seen: SeenCertificate = Arc::default();
     let config = if settings.verify_certificate {
         builder
             .with_root_certificates(root_store(settings)?)
@@ -491,13 +483,10 @@ fn client_config(
     } else {
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate {
-                provider,
-                seen: seen.clone(),
-            }))
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate { provider }))
             .with_no_client_auth()
     };
-    Ok((Arc::new(config), seen))
+    Ok(Arc::new(config))
 }
 
 fn root_store(settings: &AccountSettings) -> Result<RootCertStore, NetError> {

@@ -14,7 +14,7 @@
 //! Memory is bounded: messages are fetched in batches capped by count and
 //! by listed bytes, and each batch is dropped after its commit.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -716,9 +716,6 @@ fn count(summary: &mut Summary, outcome: &Outcome) {
         Outcome::KeepUnlinked => summary.unlinked += 1,
     }
 }
-
-/// Summaries by account, for printing.
-pub type Summaries = BTreeMap<String, Summary>;
 
 #[cfg(test)]
 mod tests {
