@@ -12,14 +12,84 @@
 //! seen after commit) over plain and TLS IMAP, with its peak RSS, on a fresh
 //! copy of the unseen mailbox each time.
 //!
+//! The mailbox is a mix like a sales inbox: 60% from the tenant's 400
+//! contacts, 20% from returning strangers at prospect companies (a lead the
+//! first time, the same lead after), 10% from free-mail strangers, 10% from
+//! robots (kept unlinked); every fifth message carries a PDF attachment.
+//!
 //! Run with `./dev bench-fetch` (installs isync and fetchmail if missing).
+//! `INTAKE_BENCH_ONLY=pipeline` runs only the full-pipeline rows (e.g. to
+//! compare peak RSS at 10k and 50k messages).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use intake::fetch::{FetchError, FolderCursor, MessageRef, Protocol, Security, open};
-use intake_tests::servers::{Dovecot, PASSWORD, USER, message};
+use intake_tests::servers::{Dovecot, PASSWORD, USER};
+
+/// Contacts seeded into the store for the pipeline runs.
+const CONTACTS: usize = 400;
+
+/// Message `n` of the bench mailbox, about `size` bytes (see the module
+/// docs for the mix).
+fn message(n: usize, size: usize) -> Vec<u8> {
+    let from = match n % 10 {
+        0..=5 => {
+            let c = n % CONTACTS;
+            format!("Contact {c} <contact{c}@client{}.example>", c % 40)
+        }
+        6 | 7 => {
+            let s = n % 300;
+            format!("Prospect {s} <buyer{s}@prospect{}.example>", s % 100)
+        }
+        8 => format!("Someone {n} <someone{n}@gmail.com>"),
+        _ => "Notifications <no-reply@notifications.example>".to_string(),
+    };
+    let mut raw = format!(
+        "From: {from}\r\nTo: Alice <alice@ourco.example>\r\nSubject: Re: order {n}\r\n\
+Date: Mon, 02 Nov 2026 09:00:00 +0000\r\nMessage-ID: <msg-{n}@mail.example>\r\nMIME-Version: 1.0\r\n"
+    )
+    .into_bytes();
+    let line = b"The quick brown fox jumps over the lazy dog; a line of body text for size.\r\n";
+    let text = |raw: &mut Vec<u8>, until: usize| {
+        while raw.len() < until {
+            raw.extend_from_slice(line);
+        }
+        // A dot-stuffing trap for POP3 and a bare '.' line in the middle.
+        raw.extend_from_slice(b".leading dot line\r\n.\r\nend\r\n");
+    };
+    if n.is_multiple_of(5) {
+        raw.extend_from_slice(
+            b"Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\r\n",
+        );
+        text(&mut raw, size / 3);
+        raw.extend_from_slice(
+            b"\r\n--b1\r\nContent-Type: application/pdf; name=\"quote.pdf\"\r\n\
+Content-Disposition: attachment; filename=\"quote.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\n",
+        );
+        let mut i = n;
+        while raw.len() < size {
+            let chunk: String = (0..76)
+                .map(|_| {
+                    i = i
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"[i >> 58]
+                        as char
+                })
+                .collect();
+            raw.extend_from_slice(chunk.as_bytes());
+            raw.extend_from_slice(b"\r\n");
+        }
+        raw.extend_from_slice(b"\r\n--b1--\r\n");
+    } else {
+        raw.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\n\r\n");
+        text(&mut raw, size);
+    }
+    raw
+}
 
 struct Run {
     name: String,
@@ -200,7 +270,8 @@ fn run_measured(cmd: &mut Command) -> (Duration, i64, bool) {
 
 /// The full pipeline through the real binary into a fresh SQLite store.
 async fn intake_pipeline(server: &Dovecot, tls: bool, n: usize) -> Run {
-    use intake::store::{AccountConfig, BindingRole, MasterKey, Store};
+    use intake::directory::PartyKind;
+    use intake::store::{AccountConfig, BindingRole, MasterKey, NewParty, Store};
     let dir = tempfile::tempdir().unwrap();
     let url = format!(
         "sqlite://{}?mode=rwc",
@@ -237,13 +308,42 @@ async fn intake_pipeline(server: &Dovecot, tls: bool, n: usize) -> Run {
         ],
     )
     .await;
+    let contacts: Vec<NewParty> = (0..CONTACTS)
+        .map(|c| NewParty {
+            kind: PartyKind::Contact,
+            email: format!("contact{c}@client{}.example", c % 40),
+            name: Some(format!("Contact {c}")),
+            company: Some(format!("Client {}", c % 40)),
+            external_id: Some(format!("crm-{c}")),
+        })
+        .collect();
+    store.import_parties(tenant, &contacts).await.unwrap();
     store.close().await.unwrap();
+    // `INTAKE_BENCH_WRAP="perf record -g -o /tmp/perf.data --"` runs the
+    // binary under a profiler (the RSS figure is then the wrapper's).
+    let wrap: Vec<String> = std::env::var("INTAKE_BENCH_WRAP")
+        .map(|w| w.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default();
+    let binary = env!("CARGO_BIN_EXE_intake-under-test");
+    let mut command = match wrap.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(binary);
+            c
+        }
+        None => Command::new(binary),
+    };
     let (wall, rss_kib, ok) = run_measured(
-        Command::new(env!("CARGO_BIN_EXE_intake-under-test"))
+        command
             .args(["fetch", "--batch", "200"])
             .env("INTAKE_DATABASE_URL", &url)
             .env("INTAKE_KEY_FILE", &key_file)
-            .env("INTAKE_LOG", "error")
+            // e.g. `INTAKE_BENCH_LOG=intake::pipeline=debug` shows the
+            // run's time per stage.
+            .env(
+                "INTAKE_LOG",
+                std::env::var("INTAKE_BENCH_LOG").unwrap_or_else(|_| "error".into()),
+            )
             .stdout(Stdio::null()),
     );
     let db_bytes = std::fs::metadata(dir.path().join("intake.db"))
@@ -320,8 +420,6 @@ async fn main() {
         "{:<28} {:>11} {:>11} {:>10} {:>12} {:>12}",
         "run", "messages", "size", "wall", "rate", "throughput"
     );
-    // `INTAKE_BENCH_ONLY=pipeline` runs only the full-pipeline rows (e.g. to
-    // compare peak RSS at 10k and 50k messages).
     let only_pipeline = std::env::var("INTAKE_BENCH_ONLY").as_deref() == Ok("pipeline");
     for (protocol, security) in [
         (Protocol::Imap, Security::None),

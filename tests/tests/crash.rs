@@ -206,13 +206,11 @@ async fn killed_again_and_again(db: Db, protocol: Protocol) {
         "every committed message was deleted on the server"
     );
     let account = db.store.account_id(tenant, "sales").await.unwrap();
+    let pending = db.store.pending_actions(tenant, account).await.unwrap();
     assert!(
-        db.store
-            .pending_actions(tenant, account)
-            .await
-            .unwrap()
-            .is_empty(),
-        "no server action left pending"
+        pending.is_empty(),
+        "no server action left pending: {pending:?}; clean run said {}",
+        String::from_utf8_lossy(&output.stdout)
     );
 }
 

@@ -188,4 +188,84 @@ async fn pop3_delete_after_commit(db: Db) {
     assert_eq!(again.fetched, 0);
 }
 
-on_both_databases!(imap_keep_copy, pop3_delete_after_commit);
+/// Mail from one stranger over several batches, some decided while the
+/// batch that creates the lead is still committing: one lead, every message
+/// linked to it, and each counted once.
+async fn a_lead_created_in_the_run_is_found_by_later_batches(db: Db) {
+    let server = Dovecot::start();
+    let key = MasterKey::generate().unwrap();
+    let store = &db.store;
+    let tenant = store.ensure_tenant(TENANT).await.unwrap();
+    store
+        .add_credential(tenant, "mailbox", USER, &Secret::new(PASSWORD), &key)
+        .await
+        .unwrap();
+    let settings = server.account(Protocol::Imap, Security::None);
+    let mut config = AccountConfig::new(
+        "sales",
+        Protocol::Imap,
+        "localhost",
+        Security::None,
+        "mailbox",
+    );
+    config.port = settings.port;
+    config.keep_on_server = true;
+    store.add_account(tenant, &config).await.unwrap();
+    add_plugins(
+        store,
+        tenant,
+        &[
+            ("exact_match", BindingRole::Matcher, "{}"),
+            ("unknown_sender", BindingRole::UnknownSender, "{}"),
+        ],
+    )
+    .await;
+    for n in 0..5 {
+        let raw = format!(
+            "From: Pat Doe <pat@prospect.example>\r\nTo: sales@ourco.example\r\n\
+Subject: Question {n}\r\nMessage-ID: <q{n}@prospect.example>\r\n\
+Date: Mon, 02 Nov 2026 09:00:0{n} +0000\r\n\r\nHello {n}\r\n"
+        );
+        server.deliver(USER, "INBOX", raw.as_bytes(), false);
+    }
+    let pipeline = Pipeline::new(
+        store.clone(),
+        Arc::new(runtime()),
+        Options {
+            batch_messages: 1,
+            ..Options::default()
+        },
+    );
+    let s = pipeline
+        .run_account(TENANT, "sales", &key, &Quiet)
+        .await
+        .unwrap();
+    assert_eq!(s.fetched, 5, "{s:?}");
+    assert_eq!(s.new_leads, 1, "{s:?}");
+    // The first message creates the lead; the second is decided while the
+    // first commits (so it asks for a lead again, and is linked to the one
+    // just made); the other three find it through the directory.
+    assert_eq!(s.attached, 4, "{s:?}");
+    assert_eq!(s.unlinked, 0, "{s:?}");
+    let inbox = store
+        .messages(tenant, &MessageQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(inbox.len(), 5);
+    for m in &inbox {
+        let emails: Vec<&str> = m.parties.iter().map(|p| p.email.as_str()).collect();
+        assert_eq!(emails, ["pat@prospect.example"], "{:?}", m.subject);
+    }
+    let ids: std::collections::BTreeSet<_> =
+        inbox.iter().map(|m| m.parties[0].id.clone()).collect();
+    assert_eq!(ids.len(), 1, "one lead for all five");
+    let files = server.files(USER, "INBOX");
+    assert_eq!(files.len(), 5);
+    assert!(files.iter().all(|(_, seen)| *seen), "{files:?}");
+}
+
+on_both_databases!(
+    imap_keep_copy,
+    pop3_delete_after_commit,
+    a_lead_created_in_the_run_is_found_by_later_batches
+);

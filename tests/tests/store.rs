@@ -140,7 +140,7 @@ fn incoming(
 fn batch(messages: Vec<IncomingMessage>) -> BatchCommit {
     BatchCommit {
         messages,
-        cursor_advances: Vec::new(),
+        ..BatchCommit::default()
     }
 }
 
@@ -1110,6 +1110,58 @@ async fn recommitting_a_batch_stores_nothing_twice(db: Db) {
     assert_eq!(
         seen,
         &BTreeSet::from(["u-1".to_string(), "u-2".to_string()])
+    );
+
+    // Each message's queued action comes back with its index; committed
+    // again, the batch hands back the same queued actions to carry out.
+    let ids = |summary: &intake::store::CommitSummary| {
+        summary
+            .queued
+            .iter()
+            .map(|q| (q.message, q.id))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        first.queued.iter().map(|q| q.message).collect::<Vec<_>>(),
+        [0, 1, 2, 3, 4]
+    );
+    assert_eq!(ids(&again), ids(&first), "already queued: the same rows");
+    assert_eq!(first_pop.queued.len(), 0, "the POP3 batch asked for none");
+
+    // Confirmed actions go with the next commit, and only the account's.
+    let (other_tenant, other_account) = imap_account(&db, "globex", "inbox").await;
+    let mut elsewhere = incoming(
+        imap("INBOX", 1, 1),
+        Some("g@x"),
+        "g@x.example",
+        Outcome::KeepUnlinked,
+    );
+    elsewhere.action = Some(Acknowledge::MarkSeen);
+    let foreign = s
+        .commit_batch(other_tenant, other_account, &batch(vec![elsewhere]))
+        .await
+        .unwrap();
+    let pending = count(&conn, "SELECT COUNT(*) FROM pending_actions").await;
+    let confirm = BatchCommit {
+        completed_actions: vec![first.queued[0].id, first.queued[1].id, foreign.queued[0].id],
+        ..BatchCommit::default()
+    };
+    s.commit_batch(t, account, &confirm).await.unwrap();
+    assert_eq!(
+        count(&conn, "SELECT COUNT(*) FROM pending_actions").await,
+        pending - 2,
+        "two of this account's rows went; the other tenant's stayed"
+    );
+    let left: Vec<_> = s
+        .pending_actions(t, account)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.id)
+        .collect();
+    assert_eq!(
+        left,
+        first.queued[2..].iter().map(|q| q.id).collect::<Vec<_>>()
     );
 }
 

@@ -368,20 +368,25 @@ impl ImapSource {
     }
 
     /// UID and size of the given UIDs (or a `n:*` range).
+    ///
+    /// Each response is dropped as soon as it is read: async-imap gives
+    /// every response a buffer of its own (4 KiB at least), so collecting
+    /// them would cost memory in proportion to the mailbox.
     async fn sizes(&mut self, set: &str) -> Result<Vec<(u32, u64)>, FetchError> {
-        let fetches: Vec<_> = self
-            .session
-            .uid_fetch(set, "(UID RFC822.SIZE)")
-            .await
-            .map_err(imap_error)?
-            .try_collect()
-            .await
-            .map_err(imap_error)?;
+        let mut out: Vec<(u32, u64)> = Vec::new();
+        {
+            let mut fetches = self
+                .session
+                .uid_fetch(set, "(UID RFC822.SIZE)")
+                .await
+                .map_err(imap_error)?;
+            while let Some(f) = fetches.try_next().await.map_err(imap_error)? {
+                if let Some(uid) = f.uid {
+                    out.push((uid, u64::from(f.size.unwrap_or(0))));
+                }
+            }
+        }
         self.drain_unsolicited();
-        let mut out: Vec<(u32, u64)> = fetches
-            .iter()
-            .filter_map(|f| Some((f.uid?, u64::from(f.size.unwrap_or(0)))))
-            .collect();
         out.sort_unstable();
         out.dedup_by_key(|(uid, _)| *uid);
         Ok(out)

@@ -170,6 +170,14 @@ pub trait MailSource: Send + std::fmt::Debug {
     /// midway is [`FetchError::Incomplete`], never a short result.
     async fn fetch(&mut self, messages: &[MessageRef]) -> Result<Vec<Fetched>, FetchError>;
 
+    /// Whether what [`acknowledge`](Self::acknowledge) did becomes true on
+    /// the server only at a clean [`close`](Self::close) (POP3 `DELE` at
+    /// `QUIT`). When false (IMAP), an acknowledgement that returned `Ok` is
+    /// done, and its queued action can be forgotten at once.
+    fn acknowledged_at_close(&self) -> bool {
+        false
+    }
+
     /// Applies server actions to committed messages.
     async fn acknowledge(
         &mut self,

@@ -14,8 +14,9 @@
 //! Memory is bounded: messages are fetched in batches capped by count and
 //! by listed bytes, and each batch is dropped after its commit.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -79,7 +80,8 @@ pub struct Summary {
     pub account: String,
     /// Messages fetched from the source.
     pub fetched: usize,
-    /// Stored and linked to existing parties.
+    /// Stored and linked to existing parties (including a lead that an
+    /// unknown-sender decision found already made).
     pub attached: usize,
     /// Leads created.
     pub new_leads: usize,
@@ -245,12 +247,14 @@ impl Pipeline {
             ..Summary::default()
         };
         let cursors = self.store.cursors(ctx.tenant, ctx.account_id).await?;
-        let overlay = Arc::new(RunDirectory {
-            inner: Arc::new(self.store.directory()),
-            links: Mutex::default(),
-        });
+        let overlay = Arc::new(RunDirectory::new(Arc::new(self.store.directory())));
         let directory: Arc<dyn Directory> = overlay.clone();
-        let mut done: Vec<PendingActionId> = Vec::new();
+        let mut done = Done {
+            at_close: source.acknowledged_at_close(),
+            ..Done::default()
+        };
+        let mut timings = Timings::default();
+        let started = Instant::now();
 
         for folder in source.folders() {
             let cursor = cursors.get(&folder).cloned().unwrap_or_default();
@@ -272,7 +276,7 @@ impl Pipeline {
                 } else {
                     HashMap::new()
                 };
-            self.act(
+            self.retry_queued(
                 ctx,
                 &mut *source,
                 &folder,
@@ -328,50 +332,111 @@ impl Pipeline {
             }
 
             progress.listed(&ctx.settings.name, &folder, listing.new.len());
-            let mut first = true;
-            for batch in batches(
-                &listing.new,
+            let mut batches = batches(
+                listing.new,
                 self.options.batch_messages,
                 self.options.batch_bytes,
-            ) {
-                let refs: Vec<MessageRef> = batch.iter().map(|l| l.message.clone()).collect();
-                let fetched = source.fetch(&refs).await?;
-                summary.fetched += fetched.len();
-                let mut commit = BatchCommit::default();
-                if first {
-                    commit.cursor_advances = std::mem::take(&mut advances);
-                    first = false;
+            )
+            .into_iter()
+            .enumerate();
+            // Three batches in flight: while batch k commits (on a task of
+            // its own, so its statements go on while this one works), the
+            // server actions of batch k-1 (committed already) are carried
+            // out and batch k+1 is fetched and decided.
+            let mut waiting: Option<Decided> = None;
+            let mut to_acknowledge: Vec<(PendingActionId, MessageRef, Acknowledge)> = Vec::new();
+            loop {
+                let next = batches.next();
+                if next.is_none() && waiting.is_none() && to_acknowledge.is_empty() {
+                    break;
                 }
-                for f in fetched {
-                    let (incoming, links) = self.decide(ctx, &directory, f.message, f.raw).await;
-                    if let Some((message_id, parties)) = links {
-                        overlay.remember(ctx.tenant_name, message_id, parties);
+                let committing = waiting.take().map(|mut batch| {
+                    batch.commit.completed_actions = done.take_confirmed();
+                    let store = self.store.clone();
+                    let (tenant, account) = (ctx.tenant, ctx.account_id);
+                    tokio::spawn(async move {
+                        let clock = Instant::now();
+                        let result = store.commit_batch(tenant, account, &batch.commit).await;
+                        (batch, result, clock.elapsed())
+                    })
+                });
+                let clock = Instant::now();
+                let acknowledged = self
+                    .carry_out(
+                        ctx,
+                        &mut *source,
+                        std::mem::take(&mut to_acknowledge),
+                        &mut done,
+                        &mut summary,
+                    )
+                    .await;
+                timings.acknowledge += clock.elapsed();
+                let decided = match (acknowledged, next) {
+                    (Err(e), _) => Err(e),
+                    (Ok(()), None) => Ok(None),
+                    (Ok(()), Some((seq, batch))) => {
+                        let first_advances = if seq == 0 {
+                            std::mem::take(&mut advances)
+                        } else {
+                            Vec::new()
+                        };
+                        self.fetch_and_decide(
+                            ctx,
+                            &mut *source,
+                            &directory,
+                            &overlay,
+                            seq,
+                            batch,
+                            first_advances,
+                            &mut timings,
+                        )
+                        .await
+                        .map(Some)
                     }
-                    commit.messages.push(incoming);
-                }
-                let result = self
-                    .store
-                    .commit_batch(ctx.tenant, ctx.account_id, &commit)
-                    .await?;
-                // Count what was stored now, not what was fetched again.
-                for (m, r) in commit.messages.iter().zip(&result.results) {
-                    if matches!(r, store::MessageResult::Inserted(_)) {
-                        count(&mut summary, &m.outcome);
+                };
+                // Always wait for the commit, even when the server side
+                // failed: the run ends with the store in a known state.
+                let committed = match committing {
+                    None => None,
+                    Some(task) => match task.await {
+                        Ok((batch, result, time)) => Some((batch, result?, time)),
+                        Err(e) => std::panic::resume_unwind(e.into_panic()),
+                    },
+                };
+                if let Some((batch, result, commit_time)) = committed {
+                    timings.commit += commit_time;
+                    // Its links are in the store now, with any new leads.
+                    overlay.forget(batch.seq);
+                    overlay.parties_added(&result.created_leads);
+                    // Count what was stored now, not what was fetched again.
+                    for (i, (m, r)) in batch
+                        .commit
+                        .messages
+                        .iter()
+                        .zip(&result.results)
+                        .enumerate()
+                    {
+                        if matches!(r, store::MessageResult::Inserted(_)) {
+                            count(&mut summary, &m.outcome, result.lead_creators.contains(&i));
+                        }
                     }
+                    summary.duplicates += result.duplicates;
+                    summary.new_leads += result.leads_created;
+                    progress.committed(batch.commit.messages.len());
+                    to_acknowledge = result
+                        .queued
+                        .iter()
+                        .filter_map(|q| {
+                            let message = batch.commit.messages.get(q.message)?;
+                            let action = message.action.clone()?;
+                            Some((q.id, batch.refs.get(q.message)?.clone(), action))
+                        })
+                        .collect();
                 }
-                summary.duplicates += result.duplicates;
-                summary.new_leads += result.leads_created;
-                progress.committed(commit.messages.len());
-                drop(commit);
-                self.act(
-                    ctx,
-                    &mut *source,
-                    &folder,
-                    &numbers_for(&batch),
-                    &mut done,
-                    &mut summary,
-                )
-                .await?;
+                if let Some(batch) = decided? {
+                    summary.fetched += batch.refs.len();
+                    waiting = Some(batch);
+                }
             }
             if !advances.is_empty() {
                 self.store
@@ -379,8 +444,9 @@ impl Pipeline {
                         ctx.tenant,
                         ctx.account_id,
                         &BatchCommit {
-                            messages: Vec::new(),
                             cursor_advances: advances,
+                            completed_actions: done.take_confirmed(),
+                            ..BatchCommit::default()
                         },
                     )
                     .await?;
@@ -390,8 +456,62 @@ impl Pipeline {
         source.close().await?;
         // The session ended cleanly: what was acknowledged is now true on
         // the server (POP3 deletions happen at QUIT).
-        self.store.complete_actions(ctx.tenant, &done).await?;
+        let finished: Vec<PendingActionId> = done
+            .take_confirmed()
+            .into_iter()
+            .chain(std::mem::take(&mut done.at_close_ids))
+            .collect();
+        self.store.complete_actions(ctx.tenant, &finished).await?;
+        tracing::debug!(
+            account = %ctx.settings.name,
+            messages = summary.fetched,
+            wall_ms = started.elapsed().as_millis() as u64,
+            fetch_ms = timings.fetch.as_millis() as u64,
+            decide_ms = timings.decide.as_millis() as u64,
+            commit_ms = timings.commit.as_millis() as u64,
+            acknowledge_ms = timings.acknowledge.as_millis() as u64,
+            "run timings (fetch and decide overlap commit)"
+        );
         Ok(summary)
+    }
+
+    /// Fetches a batch and decides each message (parse, chain); the links
+    /// decided are remembered for the batches after it.
+    #[allow(clippy::too_many_arguments)]
+    async fn fetch_and_decide(
+        &self,
+        ctx: &Run<'_>,
+        source: &mut dyn MailSource,
+        directory: &Arc<dyn Directory>,
+        overlay: &RunDirectory,
+        seq: usize,
+        batch: Vec<Listed>,
+        cursor_advances: Vec<CursorAdvance>,
+        timings: &mut Timings,
+    ) -> Result<Decided, PipelineError> {
+        let refs: Vec<MessageRef> = batch.into_iter().map(|l| l.message).collect();
+        let clock = Instant::now();
+        let fetched = source.fetch(&refs).await?;
+        timings.fetch += clock.elapsed();
+        let clock = Instant::now();
+        let mut decided = Decided {
+            seq,
+            commit: BatchCommit {
+                cursor_advances,
+                ..BatchCommit::default()
+            },
+            refs: Vec::with_capacity(fetched.len()),
+        };
+        for f in fetched {
+            let (incoming, links) = self.decide(ctx, directory, f.message.clone(), f.raw).await;
+            if let Some((message_id, parties)) = links {
+                overlay.remember(ctx.tenant_name, seq, message_id, parties);
+            }
+            decided.commit.messages.push(incoming);
+            decided.refs.push(f.message);
+        }
+        timings.decide += clock.elapsed();
+        Ok(decided)
     }
 
     /// Parses and runs the chain on one message; never fails (a failure is
@@ -456,16 +576,15 @@ impl Pipeline {
         }
     }
 
-    /// Carries out the account's queued actions that belong to `folder`;
-    /// successes are remembered in `done` (completed after a clean close),
-    /// failures are recorded for the next run.
-    async fn act(
+    /// Carries out the account's actions queued by earlier runs that
+    /// belong to `folder` (they failed, or the run ended before them).
+    async fn retry_queued(
         &self,
         ctx: &Run<'_>,
         source: &mut dyn MailSource,
         folder: &str,
         pop3_numbers: &HashMap<String, u32>,
-        done: &mut Vec<PendingActionId>,
+        done: &mut Done,
         summary: &mut Summary,
     ) -> Result<(), PipelineError> {
         let pending = self
@@ -474,9 +593,6 @@ impl Pipeline {
             .await?;
         let mut todo: Vec<(PendingActionId, MessageRef, Acknowledge)> = Vec::new();
         for p in pending {
-            if done.contains(&p.id) {
-                continue;
-            }
             let message = match &p.key {
                 ServerKey::Imap {
                     folder: f,
@@ -494,7 +610,7 @@ impl Pipeline {
                     },
                     // Not on the server any more (deleted elsewhere): done.
                     None if !pop3_numbers.is_empty() => {
-                        done.push(p.id);
+                        done.confirmed.push(p.id);
                         continue;
                     }
                     None => continue,
@@ -503,46 +619,220 @@ impl Pipeline {
             };
             todo.push((p.id, message, p.action));
         }
+        self.carry_out(ctx, source, todo, done, summary).await
+    }
+
+    /// Carries out committed actions. Successes go to `done` (forgotten
+    /// with the next commit, or after a clean close where the protocol
+    /// makes them true only then); failures are recorded for the next run.
+    async fn carry_out(
+        &self,
+        ctx: &Run<'_>,
+        source: &mut dyn MailSource,
+        todo: Vec<(PendingActionId, MessageRef, Acknowledge)>,
+        done: &mut Done,
+        summary: &mut Summary,
+    ) -> Result<(), PipelineError> {
         if todo.is_empty() {
             return Ok(());
         }
-        let actions: Vec<(MessageRef, Acknowledge)> = todo
-            .iter()
-            .map(|(_, m, a)| (m.clone(), a.clone()))
-            .collect();
+        let (ids, actions): (Vec<PendingActionId>, Vec<(MessageRef, Acknowledge)>) =
+            todo.into_iter().map(|(id, m, a)| (id, (m, a))).unzip();
         match source.acknowledge(&actions).await {
             Ok(()) => {
-                summary.actions_done += todo.len();
-                done.extend(todo.iter().map(|(id, _, _)| *id));
+                summary.actions_done += ids.len();
+                done.acknowledged(ids);
             }
             Err(e) => {
-                summary.actions_failed += todo.len();
+                summary.actions_failed += ids.len();
                 tracing::warn!(account = %ctx.settings.name, error = %e, "server actions failed; they are retried on the next run");
-                for (id, _, _) in &todo {
-                    self.store
-                        .record_action_failure(ctx.tenant, *id, &e.to_string())
-                        .await?;
-                }
+                self.store
+                    .record_action_failures(ctx.tenant, &ids, &e.to_string())
+                    .await?;
             }
         }
         Ok(())
     }
 }
 
-/// The store's directory, plus the links decided earlier in this run and
-/// not yet committed, so a reply later in the same batch threads correctly.
+/// Time spent per stage of a run, for the debug log.
+#[derive(Default)]
+struct Timings {
+    fetch: Duration,
+    decide: Duration,
+    commit: Duration,
+    acknowledge: Duration,
+}
+
+/// A fetched and decided batch, waiting for its commit.
+struct Decided {
+    /// Its place in the folder's run (for the directory overlay).
+    seq: usize,
+    commit: BatchCommit,
+    /// Each message's reference on the server, in `commit.messages` order.
+    refs: Vec<MessageRef>,
+}
+
+/// Server actions carried out in this run, until their queue rows go.
+#[derive(Default)]
+struct Done {
+    /// Whether the source makes them true only at a clean close.
+    at_close: bool,
+    /// True on the server now: forgotten with the next commit.
+    confirmed: Vec<PendingActionId>,
+    /// True on the server after a clean close (POP3).
+    at_close_ids: Vec<PendingActionId>,
+}
+
+impl Done {
+    fn acknowledged(&mut self, ids: Vec<PendingActionId>) {
+        if self.at_close {
+            self.at_close_ids.extend(ids);
+        } else {
+            self.confirmed.extend(ids);
+        }
+    }
+
+    fn take_confirmed(&mut self) -> Vec<PendingActionId> {
+        std::mem::take(&mut self.confirmed)
+    }
+}
+
+/// The store's directory as one run sees it: the links decided in batches
+/// not yet committed, so a reply threads to a message whose commit is still
+/// on its way, and a short-lived cache of look-ups.
+///
+/// The cache keeps a run from asking the database the same question for
+/// every message (the mailbox owner's address is in each one). The
+/// look-ups a lead created by the run's own commits would answer are
+/// dropped when that commit returns; everything is dropped after
+/// [`LOOKUP_TTL`], so contacts added by others during a long run are seen
+/// within that time; it holds at most [`LOOKUP_CACHE_PARTIES`] parties.
 struct RunDirectory {
     inner: Arc<dyn Directory>,
-    /// (tenant, Message-ID) → parties.
-    links: Mutex<HashMap<(String, String), Vec<Party>>>,
+    links: Mutex<PendingLinks>,
+    cache: Mutex<LookupCache>,
+}
+
+/// (tenant, Message-ID) → (batch, parties), for batches not yet committed.
+type PendingLinks = HashMap<(String, String), (usize, Vec<Party>)>;
+
+/// An address or domain as the store compares them.
+fn normal(text: &str) -> String {
+    text.trim().to_lowercase()
+}
+
+/// How long a cached look-up is trusted.
+const LOOKUP_TTL: Duration = Duration::from_secs(30);
+/// Most parties the look-up cache holds before it starts over.
+const LOOKUP_CACHE_PARTIES: usize = 20_000;
+
+#[derive(Hash, PartialEq, Eq)]
+enum Lookup {
+    Address(String, String, usize),
+    Domain(String, String, usize),
+    Party(String, PartyRef),
+}
+
+#[derive(Clone)]
+enum Answer {
+    Page(Page),
+    Party(Option<Party>),
+}
+
+struct LookupCache {
+    since: Instant,
+    parties: usize,
+    answers: HashMap<Lookup, Answer>,
+}
+
+impl Default for LookupCache {
+    fn default() -> Self {
+        LookupCache {
+            since: Instant::now(),
+            parties: 0,
+            answers: HashMap::new(),
+        }
+    }
 }
 
 impl RunDirectory {
-    fn remember(&self, tenant: &str, message_id: String, parties: Vec<Party>) {
+    fn new(inner: Arc<dyn Directory>) -> Self {
+        RunDirectory {
+            inner,
+            links: Mutex::default(),
+            cache: Mutex::default(),
+        }
+    }
+
+    fn remember(&self, tenant: &str, batch: usize, message_id: String, parties: Vec<Party>) {
         self.links
             .lock()
             .expect("links lock")
-            .insert((tenant.to_string(), message_id), parties);
+            .insert((tenant.to_string(), message_id), (batch, parties));
+    }
+
+    /// Drops the links of a committed batch.
+    fn forget(&self, batch: usize) {
+        self.links
+            .lock()
+            .expect("links lock")
+            .retain(|_, (b, _)| *b != batch);
+    }
+
+    /// Forgets the cached look-ups that parties with these addresses
+    /// (just created) would now answer.
+    fn parties_added(&self, addresses: &[String]) {
+        if addresses.is_empty() {
+            return;
+        }
+        let addresses: HashSet<String> = addresses.iter().map(|a| normal(a)).collect();
+        let domains: HashSet<&str> = addresses
+            .iter()
+            .filter_map(|a| a.rsplit_once('@').map(|(_, d)| d))
+            .collect();
+        let mut cache = self.cache.lock().expect("cache lock");
+        cache.answers.retain(|key, _| match key {
+            Lookup::Address(_, address, _) => !addresses.contains(&normal(address)),
+            Lookup::Domain(_, domain, _) => {
+                !domains.contains(normal(domain).trim_start_matches('@'))
+            }
+            Lookup::Party(..) => true,
+        });
+    }
+
+    fn cached(&self, key: &Lookup) -> Option<Answer> {
+        let mut cache = self.cache.lock().expect("cache lock");
+        if cache.since.elapsed() > LOOKUP_TTL {
+            *cache = LookupCache::default();
+        }
+        cache.answers.get(key).cloned()
+    }
+
+    fn store(&self, key: Lookup, answer: Answer) {
+        let size = match &answer {
+            Answer::Page(page) => page.parties.len().max(1),
+            Answer::Party(_) => 1,
+        };
+        let mut cache = self.cache.lock().expect("cache lock");
+        if cache.parties + size > LOOKUP_CACHE_PARTIES {
+            *cache = LookupCache::default();
+        }
+        cache.parties += size;
+        cache.answers.insert(key, answer);
+    }
+
+    async fn page(
+        &self,
+        key: Lookup,
+        ask: impl std::future::Future<Output = Result<Page, DirectoryError>>,
+    ) -> Result<Page, DirectoryError> {
+        if let Some(Answer::Page(page)) = self.cached(&key) {
+            return Ok(page);
+        }
+        let page = ask.await?;
+        self.store(key, Answer::Page(page.clone()));
+        Ok(page)
     }
 }
 
@@ -554,7 +844,9 @@ impl Directory for RunDirectory {
         address: &str,
         limit: usize,
     ) -> Result<Page, DirectoryError> {
-        self.inner.find_by_address(tenant, address, limit).await
+        let key = Lookup::Address(tenant.into(), address.into(), limit);
+        self.page(key, self.inner.find_by_address(tenant, address, limit))
+            .await
     }
 
     async fn find_by_domain(
@@ -563,7 +855,9 @@ impl Directory for RunDirectory {
         domain: &str,
         limit: usize,
     ) -> Result<Page, DirectoryError> {
-        self.inner.find_by_domain(tenant, domain, limit).await
+        let key = Lookup::Domain(tenant.into(), domain.into(), limit);
+        self.page(key, self.inner.find_by_domain(tenant, domain, limit))
+            .await
     }
 
     async fn parties_for_message_id(
@@ -577,7 +871,7 @@ impl Directory for RunDirectory {
             .lock()
             .expect("links lock")
             .get(&(tenant.to_string(), message_id.to_string()))
-            .cloned();
+            .map(|(_, parties)| parties.clone());
         match pending {
             Some(parties) => Ok(Page::capped(parties, limit)),
             None => {
@@ -589,7 +883,13 @@ impl Directory for RunDirectory {
     }
 
     async fn get(&self, tenant: &str, party: &PartyRef) -> Result<Option<Party>, DirectoryError> {
-        self.inner.get(tenant, party).await
+        let key = Lookup::Party(tenant.into(), party.clone());
+        if let Some(Answer::Party(found)) = self.cached(&key) {
+            return Ok(found);
+        }
+        let found = self.inner.get(tenant, party).await?;
+        self.store(key, Answer::Party(found.clone()));
+        Ok(found)
     }
 }
 
@@ -630,20 +930,9 @@ async fn pop3_numbers(
         .collect())
 }
 
-/// POP3 numbers of the messages of a batch (this session's).
-fn numbers_for(batch: &[Listed]) -> HashMap<String, u32> {
-    batch
-        .iter()
-        .filter_map(|l| match &l.message {
-            MessageRef::Pop3 { uidl, number } => Some((uidl.clone(), *number)),
-            _ => None,
-        })
-        .collect()
-}
-
 /// Splits listed messages into batches of at most `max` messages and about
 /// `max_bytes` (a single larger message gets a batch of its own).
-fn batches(listed: &[Listed], max: usize, max_bytes: u64) -> Vec<Vec<Listed>> {
+fn batches(listed: Vec<Listed>, max: usize, max_bytes: u64) -> Vec<Vec<Listed>> {
     let mut out = Vec::new();
     let mut current: Vec<Listed> = Vec::new();
     let mut bytes = 0;
@@ -653,7 +942,7 @@ fn batches(listed: &[Listed], max: usize, max_bytes: u64) -> Vec<Vec<Listed>> {
             bytes = 0;
         }
         bytes += item.size;
-        current.push(item.clone());
+        current.push(item);
     }
     if !current.is_empty() {
         out.push(current);
@@ -707,9 +996,13 @@ fn capped_action(settings: &AccountSettings, suggested: Option<&ServerAction>) -
     }
 }
 
-fn count(summary: &mut Summary, outcome: &Outcome) {
+/// Counts a stored message by its outcome; `created_lead` says whether a
+/// create-lead outcome made a new lead (counted by the commit) or was linked
+/// to one that existed, which is an attachment.
+fn count(summary: &mut Summary, outcome: &Outcome, created_lead: bool) {
     match outcome {
         Outcome::Attach(_) => summary.attached += 1,
+        Outcome::CreateLead { .. } if !created_lead => summary.attached += 1,
         Outcome::CreateLead { .. } => {}
         Outcome::Quarantine { .. } => summary.quarantined += 1,
         Outcome::Discard { .. } => summary.discarded += 1,
@@ -732,16 +1025,147 @@ mod tests {
         }
     }
 
+    fn lead(email: &str) -> Party {
+        Party {
+            kind: crate::directory::PartyKind::Lead,
+            id: String::new(),
+            email: email.into(),
+            name: None,
+            company: None,
+            external_id: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_run_directory_caches_and_forgets_what_new_leads_answer() {
+        let inner = Arc::new(crate::directory::MemoryDirectory::new());
+        inner.insert("t", lead("known@a.example"));
+        let run = RunDirectory::new(inner.clone());
+        let found = |page: Page| {
+            page.parties
+                .iter()
+                .map(|p| p.email.clone())
+                .collect::<Vec<_>>()
+        };
+        assert!(
+            run.find_by_address("t", "pat@b.example", 10)
+                .await
+                .unwrap()
+                .parties
+                .is_empty()
+        );
+        assert!(
+            run.find_by_domain("t", "b.example", 10)
+                .await
+                .unwrap()
+                .parties
+                .is_empty()
+        );
+        assert_eq!(
+            found(
+                run.find_by_address("t", "known@a.example", 10)
+                    .await
+                    .unwrap()
+            ),
+            ["known@a.example"]
+        );
+        // Added behind the cache's back: the cached answers still stand.
+        inner.insert("t", lead("pat@b.example"));
+        inner.insert("t", lead("other@a.example"));
+        assert!(
+            run.find_by_address("t", "pat@b.example", 10)
+                .await
+                .unwrap()
+                .parties
+                .is_empty()
+        );
+        // The run's own commit created the lead: what it answers is asked
+        // afresh, and nothing else is.
+        run.parties_added(&["Pat@B.example".to_string()]);
+        assert_eq!(
+            found(
+                run.find_by_address("t", " PAT@b.example", 10)
+                    .await
+                    .unwrap()
+            ),
+            ["pat@b.example"],
+            "an uncached spelling asks the directory"
+        );
+        assert_eq!(
+            found(run.find_by_address("t", "pat@b.example", 10).await.unwrap()),
+            ["pat@b.example"]
+        );
+        assert_eq!(
+            found(run.find_by_domain("t", "b.example", 10).await.unwrap()),
+            ["pat@b.example"]
+        );
+        assert_eq!(
+            found(run.find_by_domain("t", "a.example", 10).await.unwrap()),
+            ["known@a.example", "other@a.example"],
+            "never asked before"
+        );
+        // A look-up is per tenant.
+        assert!(
+            run.find_by_address("u", "pat@b.example", 10)
+                .await
+                .unwrap()
+                .parties
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_run_directory_answers_for_batches_not_yet_committed() {
+        let inner = Arc::new(crate::directory::MemoryDirectory::new());
+        let run = RunDirectory::new(inner);
+        run.remember("t", 0, "a@x".into(), vec![lead("pat@b.example")]);
+        run.remember("t", 1, "b@x".into(), vec![lead("ann@b.example")]);
+        assert_eq!(
+            run.parties_for_message_id("t", "a@x", 5)
+                .await
+                .unwrap()
+                .parties
+                .len(),
+            1
+        );
+        run.forget(0);
+        assert!(
+            run.parties_for_message_id("t", "a@x", 5)
+                .await
+                .unwrap()
+                .parties
+                .is_empty()
+        );
+        assert_eq!(
+            run.parties_for_message_id("t", "b@x", 5)
+                .await
+                .unwrap()
+                .parties
+                .len(),
+            1
+        );
+        assert!(
+            run.parties_for_message_id("u", "b@x", 5)
+                .await
+                .unwrap()
+                .parties
+                .is_empty()
+        );
+    }
+
     #[test]
     fn batches_respect_count_and_bytes() {
         let items: Vec<Listed> = (1..=7).map(|u| listed(u, 10)).collect();
-        let sizes: Vec<usize> = batches(&items, 3, 1000).iter().map(Vec::len).collect();
+        let sizes: Vec<usize> = batches(items.clone(), 3, 1000)
+            .iter()
+            .map(Vec::len)
+            .collect();
         assert_eq!(sizes, [3, 3, 1]);
-        let sizes: Vec<usize> = batches(&items, 100, 25).iter().map(Vec::len).collect();
+        let sizes: Vec<usize> = batches(items, 100, 25).iter().map(Vec::len).collect();
         assert_eq!(sizes, [2, 2, 2, 1]);
         let big = vec![listed(1, 5000), listed(2, 1)];
         assert_eq!(
-            batches(&big, 100, 100).len(),
+            batches(big, 100, 100).len(),
             2,
             "a large message gets a batch of its own"
         );

@@ -1,8 +1,9 @@
 //! Server actions committed but not yet carried out.
 //!
 //! [`Store::commit_batch`] queues them in the same transaction as the
-//! messages; the pipeline carries them out after the commit, deletes the
-//! ones the server confirmed and records a failed try for the rest, which
+//! messages and returns their ids; the pipeline carries them out after the
+//! commit, deletes the ones the server confirmed (with its next commit, or
+//! after a clean POP3 `QUIT`) and records a failed try for the rest, which
 //! are retried on the next run. The messages themselves are never fetched
 //! again for it: their keys are already stored.
 
@@ -106,6 +107,28 @@ impl Store {
             .exec(&self.db)
             .await?;
         Ok(done.rows_affected)
+    }
+
+    /// Records a failed try of each of `ids`; they stay queued.
+    pub async fn record_action_failures(
+        &self,
+        tenant: TenantId,
+        ids: &[PendingActionId],
+        error: &str,
+    ) -> Result<()> {
+        for chunk in ids.chunks(500) {
+            pending_actions::Entity::update_many()
+                .col_expr(
+                    pending_actions::Column::Attempts,
+                    Expr::col(pending_actions::Column::Attempts).add(1),
+                )
+                .col_expr(pending_actions::Column::LastError, Expr::value(error))
+                .filter(pending_actions::Column::TenantId.eq(tenant.0))
+                .filter(pending_actions::Column::Id.is_in(chunk.iter().map(|id| id.0)))
+                .exec(&self.db)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Records a failed try of an action; it stays queued.

@@ -22,13 +22,13 @@
 //! subject. That row is what makes a re-run skip the message; the reason is
 //! in `discard_log`, which points at it. Inbox views leave such rows out.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{OnConflict, Query};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter,
-    QueryOrder, Set, TransactionTrait, TryInsertResult,
+    QueryOrder, QuerySelect, QueryTrait, Set, TransactionTrait, TryInsertResult,
 };
 use serde::Serialize;
 
@@ -39,8 +39,8 @@ use super::entity::{
 use super::inbox::MessageStatus;
 use super::parties::{NewParty, insert as insert_party};
 use super::{
-    AccountId, PartyId, Result, Store, StoredMessageId, TenantId, lock_tenant, normalise_email,
-    normalise_message_id, not_found, now,
+    AccountId, PartyId, PendingActionId, Result, Store, StoredMessageId, TenantId, lock_tenant,
+    normalise_email, normalise_message_id, not_found, now,
 };
 use crate::directory::{PartyKind, PartyRef};
 use crate::fetch::{Acknowledge, FolderCursor, MessageRef};
@@ -211,6 +211,19 @@ pub struct BatchCommit {
     /// Extra cursor advances; the messages' own IMAP keys advance their
     /// folders anyway.
     pub cursor_advances: Vec<CursorAdvance>,
+    /// Queued actions the server has since confirmed: deleted in the same
+    /// transaction, so confirming them costs no commit of its own.
+    pub completed_actions: Vec<PendingActionId>,
+}
+
+/// A server action queued by a batch commit, to carry out once it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct QueuedAction {
+    /// The message's index in the batch.
+    pub message: usize,
+    /// The queued row (delete it with [`BatchCommit::completed_actions`] or
+    /// [`Store::complete_actions`] once the server confirmed).
+    pub id: PendingActionId,
 }
 
 /// What happened to one message of a batch.
@@ -233,6 +246,11 @@ pub struct CommitSummary {
     pub linked: usize,
     /// Leads created.
     pub leads_created: usize,
+    /// The addresses of the leads created (lower case).
+    pub created_leads: Vec<String>,
+    /// The batch indexes of the messages that created those leads (any
+    /// other `CreateLead` message was linked to a lead that existed).
+    pub lead_creators: Vec<usize>,
     /// Quarantine entries created.
     pub quarantined: usize,
     /// Discard-log entries created.
@@ -242,6 +260,9 @@ pub struct CommitSummary {
     pub missing_parties: usize,
     /// Server actions queued.
     pub actions_queued: usize,
+    /// The actions to carry out now, per message: the ones queued here and
+    /// any already queued for the same server key.
+    pub queued: Vec<QueuedAction>,
     /// Per message, in batch order.
     pub results: Vec<MessageResult>,
 }
@@ -378,6 +399,15 @@ async fn commit(
         return Err(not_found("account", &account.to_string()));
     }
 
+    for ids in batch.completed_actions.chunks(ROWS_PER_STATEMENT) {
+        pending_actions::Entity::delete_many()
+            .filter(pending_actions::Column::TenantId.eq(tenant.0))
+            .filter(pending_actions::Column::AccountId.eq(account.0))
+            .filter(pending_actions::Column::Id.is_in(ids.iter().map(|id| id.0)))
+            .exec(txn)
+            .await?;
+    }
+
     let mut summary = CommitSummary::default();
     // (folder, uid_validity) → highest UID, in first-seen order.
     let mut advances: Vec<CursorAdvance> = Vec::new();
@@ -393,8 +423,24 @@ async fn commit(
         }),
     };
 
-    for message in &batch.messages {
-        let result = insert_message(txn, tenant, account, message, stamp, &mut summary).await?;
+    // The rows besides the messages go in one statement each, not one per
+    // message: a batch is a few statements plus one insert per message.
+    let known = named_parties(txn, tenant, &batch.messages).await?;
+    let mut links: Vec<(i64, PartyId)> = Vec::new();
+    let mut uidls: Vec<&str> = Vec::new();
+    let mut actions: Vec<(usize, &ServerKey, String)> = Vec::new();
+    for (index, message) in batch.messages.iter().enumerate() {
+        let result = insert_message(
+            txn,
+            tenant,
+            account,
+            message,
+            stamp,
+            &known,
+            &mut links,
+            &mut summary,
+        )
+        .await?;
         summary.results.push(result);
 
         match &message.key {
@@ -403,46 +449,48 @@ async fn commit(
                 uid_validity,
                 uid,
             } => advance(folder, *uid_validity, *uid),
-            ServerKey::Pop3 { uidl } => {
-                pop3_seen::Entity::insert(pop3_seen::ActiveModel {
-                    tenant_id: Set(tenant.0),
-                    account_id: Set(account.0),
-                    uidl: Set(uidl.clone()),
-                    created_at: Set(stamp),
-                    ..Default::default()
-                })
-                .on_conflict(OnConflict::new().do_nothing().to_owned())
-                .do_nothing()
-                .exec(txn)
-                .await?;
-            }
+            ServerKey::Pop3 { uidl } => uidls.push(uidl),
             ServerKey::None => {}
         }
-
         let action = message.action.as_ref().and_then(action_text);
         if let (Some(action), false) = (action, message.key == ServerKey::None) {
-            let (folder, uid_validity, uid, uidl) = imap_columns(&message.key);
-            let queued = pending_actions::Entity::insert(pending_actions::ActiveModel {
-                tenant_id: Set(tenant.0),
-                account_id: Set(account.0),
-                folder: Set(folder),
-                uid_validity: Set(uid_validity),
-                uid: Set(uid),
-                pop3_uidl: Set(uidl),
-                action: Set(action),
-                created_at: Set(stamp),
-                attempts: Set(0),
-                last_error: Set(None),
-                ..Default::default()
-            })
-            .on_conflict(OnConflict::new().do_nothing().to_owned())
-            .do_nothing()
-            .exec(txn)
-            .await?;
-            if matches!(queued, TryInsertResult::Inserted(_)) {
-                summary.actions_queued += 1;
-            }
+            actions.push((index, &message.key, action));
         }
+    }
+
+    for chunk in links.chunks(ROWS_PER_STATEMENT) {
+        let inserted = message_links::Entity::insert_many(chunk.iter().map(|(message, party)| {
+            message_links::ActiveModel {
+                tenant_id: Set(tenant.0),
+                stored_message_id: Set(*message),
+                party_id: Set(party.0),
+                created_at: Set(stamp),
+                ..Default::default()
+            }
+        }))
+        .on_conflict(OnConflict::new().do_nothing().to_owned())
+        .do_nothing()
+        .exec_without_returning(txn)
+        .await?;
+        if let TryInsertResult::Inserted(n) = inserted {
+            summary.linked += usize::try_from(n).unwrap_or(0);
+        }
+    }
+    for chunk in uidls.chunks(ROWS_PER_STATEMENT) {
+        pop3_seen::Entity::insert_many(chunk.iter().map(|uidl| pop3_seen::ActiveModel {
+            tenant_id: Set(tenant.0),
+            account_id: Set(account.0),
+            uidl: Set((*uidl).to_owned()),
+            created_at: Set(stamp),
+            ..Default::default()
+        }))
+        .on_conflict(OnConflict::new().do_nothing().to_owned())
+        .do_nothing()
+        .exec_without_returning(txn)
+        .await?;
+    }
+    for chunk in actions.chunks(ROWS_PER_STATEMENT) {
+        queue_actions(txn, tenant, account, chunk, stamp, &mut summary).await?;
     }
 
     for extra in &batch.cursor_advances {
@@ -454,13 +502,152 @@ async fn commit(
     Ok(summary)
 }
 
+/// Rows per multi-row insert: well under SQLite's and PostgreSQL's limits
+/// on bound values.
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// The parties the batch's `Attach` outcomes name that are in the tenant
+/// with that kind, in one query per few hundred ids.
+async fn named_parties(
+    txn: &DatabaseTransaction,
+    tenant: TenantId,
+    messages: &[IncomingMessage],
+) -> Result<HashSet<(i64, String)>> {
+    let mut ids: Vec<i64> = messages
+        .iter()
+        .filter_map(|m| match &m.outcome {
+            Outcome::Attach(refs) => Some(refs),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|r| r.id.trim().parse::<i64>().ok())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut known = HashSet::new();
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let rows: Vec<(i64, String)> = parties::Entity::find()
+            .select_only()
+            .column(parties::Column::Id)
+            .column(parties::Column::Kind)
+            .filter(parties::Column::TenantId.eq(tenant.0))
+            .filter(parties::Column::Id.is_in(chunk.iter().copied()))
+            .into_tuple()
+            .all(txn)
+            .await?;
+        known.extend(rows);
+    }
+    Ok(known)
+}
+
+/// Queues server actions, one statement for the lot; each message's action
+/// id (new, or the one already queued for its key) goes to `summary.queued`.
+async fn queue_actions(
+    txn: &DatabaseTransaction,
+    tenant: TenantId,
+    account: AccountId,
+    actions: &[(usize, &ServerKey, String)],
+    stamp: DateTime<Utc>,
+    summary: &mut CommitSummary,
+) -> Result<()> {
+    let mut insert =
+        pending_actions::Entity::insert_many(actions.iter().map(|(_, key, action)| {
+            let (folder, uid_validity, uid, uidl) = imap_columns(key);
+            pending_actions::ActiveModel {
+                tenant_id: Set(tenant.0),
+                account_id: Set(account.0),
+                folder: Set(folder),
+                uid_validity: Set(uid_validity),
+                uid: Set(uid),
+                pop3_uidl: Set(uidl),
+                action: Set(action.clone()),
+                created_at: Set(stamp),
+                attempts: Set(0),
+                last_error: Set(None),
+                ..Default::default()
+            }
+        }))
+        .on_conflict(OnConflict::new().do_nothing().to_owned())
+        .into_query();
+    insert.returning(Query::returning().columns([
+        pending_actions::Column::Id,
+        pending_actions::Column::Folder,
+        pending_actions::Column::UidValidity,
+        pending_actions::Column::Uid,
+        pending_actions::Column::Pop3Uidl,
+    ]));
+    let rows = txn
+        .query_all(txn.get_database_backend().build(&insert))
+        .await?;
+    let mut queued: HashMap<ServerKey, i64> = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let id: i64 = row.try_get("", "id")?;
+        let folder: Option<String> = row.try_get("", "folder")?;
+        let uid_validity: Option<i64> = row.try_get("", "uid_validity")?;
+        let uid: Option<i64> = row.try_get("", "uid")?;
+        let uidl: Option<String> = row.try_get("", "pop3_uidl")?;
+        let key = match (folder, uid_validity, uid, uidl) {
+            (Some(folder), Some(v), Some(u), None) => ServerKey::Imap {
+                folder,
+                uid_validity: u32::try_from(v).unwrap_or_default(),
+                uid: u32::try_from(u).unwrap_or_default(),
+            },
+            (None, None, None, Some(uidl)) => ServerKey::Pop3 { uidl },
+            _ => continue,
+        };
+        queued.insert(key, id);
+    }
+    summary.actions_queued += queued.len();
+    for (index, key, _) in actions {
+        let id = match queued.get(*key) {
+            Some(id) => Some(*id),
+            // Already queued for this key (an earlier run's, not yet
+            // carried out): carry that one out now.
+            None => queued_for(txn, account, key).await?,
+        };
+        if let Some(id) = id {
+            summary.queued.push(QueuedAction {
+                message: *index,
+                id: PendingActionId(id),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The id of the action queued for a server key, if any.
+async fn queued_for(
+    txn: &DatabaseTransaction,
+    account: AccountId,
+    key: &ServerKey,
+) -> Result<Option<i64>> {
+    let query =
+        pending_actions::Entity::find().filter(pending_actions::Column::AccountId.eq(account.0));
+    let query = match key {
+        ServerKey::Imap {
+            folder,
+            uid_validity,
+            uid,
+        } => query
+            .filter(pending_actions::Column::Folder.eq(folder))
+            .filter(pending_actions::Column::UidValidity.eq(i64::from(*uid_validity)))
+            .filter(pending_actions::Column::Uid.eq(i64::from(*uid))),
+        ServerKey::Pop3 { uidl } => query.filter(pending_actions::Column::Pop3Uidl.eq(uidl)),
+        ServerKey::None => return Ok(None),
+    };
+    Ok(query.one(txn).await?.map(|row| row.id))
+}
+
 /// Inserts one message and, if it is new, its outcome.
+#[allow(clippy::too_many_arguments)]
 async fn insert_message(
     txn: &DatabaseTransaction,
     tenant: TenantId,
     account: AccountId,
     message: &IncomingMessage,
     stamp: DateTime<Utc>,
+    known: &HashSet<(i64, String)>,
+    links: &mut Vec<(i64, PartyId)>,
     summary: &mut CommitSummary,
 ) -> Result<MessageResult> {
     let (folder, uid_validity, uid, uidl) = imap_columns(&message.key);
@@ -515,12 +702,11 @@ async fn insert_message(
     match &message.outcome {
         Outcome::Attach(refs) => {
             for r in refs {
-                match find_party(txn, tenant, r).await? {
-                    Some(party) => {
-                        if link(txn, tenant, id, party, stamp).await? {
-                            summary.linked += 1;
-                        }
-                    }
+                let named = r.id.trim().parse::<i64>().ok().filter(|party| {
+                    known.contains(&(*party, super::parties::kind_name(r.kind).to_owned()))
+                });
+                match named {
+                    Some(party) => links.push((id, PartyId(party))),
                     None => {
                         tracing::warn!(tenant = %tenant, party = %r.id, "attached party not in the tenant; not linked");
                         summary.missing_parties += 1;
@@ -552,12 +738,12 @@ async fn insert_message(
                         external_id: None,
                     };
                     summary.leads_created += 1;
+                    summary.created_leads.push(email.clone());
+                    summary.lead_creators.push(summary.results.len());
                     insert_party(txn, tenant, &email, &lead, None).await?
                 }
             };
-            if link(txn, tenant, id, party, stamp).await? {
-                summary.linked += 1;
-            }
+            links.push((id, party));
         }
         Outcome::Quarantine { reason, plugin } => {
             quarantine::Entity::insert(quarantine::ActiveModel {
@@ -593,24 +779,6 @@ async fn insert_message(
         Outcome::KeepUnlinked => {}
     }
     Ok(MessageResult::Inserted(StoredMessageId(id)))
-}
-
-/// The party a reference names, if it is in the tenant with that kind.
-async fn find_party<C: ConnectionTrait>(
-    db: &C,
-    tenant: TenantId,
-    party: &PartyRef,
-) -> Result<Option<PartyId>> {
-    let Ok(id) = party.id.trim().parse::<i64>() else {
-        return Ok(None);
-    };
-    Ok(parties::Entity::find()
-        .filter(parties::Column::TenantId.eq(tenant.0))
-        .filter(parties::Column::Id.eq(id))
-        .filter(parties::Column::Kind.eq(super::parties::kind_name(party.kind)))
-        .one(db)
-        .await?
-        .map(|p| PartyId(p.id)))
 }
 
 /// Links a message to a party; false if it already was.

@@ -384,6 +384,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> MailSource for Pop3Source<S> {
         self.fetch_listed(messages).instrument(span).await
     }
 
+    fn acknowledged_at_close(&self) -> bool {
+        true
+    }
+
     async fn acknowledge(
         &mut self,
         actions: &[(MessageRef, Acknowledge)],

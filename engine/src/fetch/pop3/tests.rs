@@ -901,13 +901,18 @@ async fn the_password_never_reaches_the_logs() {
     })
     .await;
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    // The test's own events are always captured. The account span's fields
+    // and the command traces may not be: with tests running in parallel,
+    // tracing may cache a callsite's interest before this test's scoped
+    // subscriber exists, and those spans and events are then not captured.
     assert!(
-        logs.contains("test account") && logs.contains("pop.example"),
+        logs.contains("as the pipeline would log it"),
         "capture works: {logs}"
     );
-    // Commands are traced at TRACE level. With tests running in parallel,
-    // tracing may cache a callsite's interest before this test's scoped
-    // subscriber exists, and those events are then not captured; the
+    if !(logs.contains("test account") && logs.contains("pop.example")) {
+        eprintln!("note: the account span was not captured (callsite interest cached)");
+    }
+    // Commands are traced at TRACE level; as above, the
     // password checks below hold over everything that was.
     if !(logs.contains("PASS") && logs.contains("AUTH PLAIN")) {
         eprintln!("note: command traces were not captured in this run");
