@@ -248,22 +248,57 @@ fn fetchmail(server: &Dovecot, protocol: &str) -> Option<Run> {
     })
 }
 
-/// Runs a child to completion and returns its wall time and peak RSS (KiB),
-/// from `wait4`'s resource usage of that child alone.
+/// Runs a child to completion and returns its wall time, peak RSS (KiB) and
+/// whether it succeeded.
+///
+/// The peak is the child's own `VmHWM`, polled from `/proc` while it runs.
+/// `wait4`'s `ru_maxrss` is no good here: a child spawned with a shared
+/// address space (`posix_spawn`) inherits this process's high-water mark at
+/// `exec`, so it would report the bench's own memory. Readings taken before
+/// the child has exec'd (while `/proc/PID/exe` is still this binary) are
+/// skipped for the same reason.
 // The child is reaped by `wait4` below, which clippy cannot see.
 #[allow(clippy::zombie_processes)]
 fn run_measured(cmd: &mut Command) -> (Duration, i64, bool) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
     let started = Instant::now();
     let child = cmd.spawn().expect("spawn");
+    let pid = child.id();
+    let done = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let done = done.clone();
+        let me = std::fs::read_link("/proc/self/exe").ok();
+        std::thread::spawn(move || {
+            let mut peak = 0i64;
+            while !done.load(Ordering::Relaxed) {
+                let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+                if exe.is_some()
+                    && exe != me
+                    && let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                    && let Some(kib) = status
+                        .lines()
+                        .find_map(|l| l.strip_prefix("VmHWM:"))
+                        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+                {
+                    peak = peak.max(kib);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            peak
+        })
+    };
     let mut status = 0;
     // SAFETY: `usage` is a plain C struct the call fills in; the pid is our
     // child's, reaped exactly once here.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32, "wait4");
+    let reaped = unsafe { libc::wait4(pid as i32, &mut status, 0, &mut usage) };
+    assert_eq!(reaped, pid as i32, "wait4");
+    done.store(true, Ordering::Relaxed);
+    let peak = poller.join().expect("RSS poller");
     (
         started.elapsed(),
-        usage.ru_maxrss,
+        peak,
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
     )
 }
