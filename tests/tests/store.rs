@@ -35,6 +35,7 @@ on_both_databases!(
     concurrent_commits_create_one_lead,
     cursors_only_move_forward,
     pending_actions_lifecycle,
+    many_actions_complete_at_once,
     quarantine_release_and_drop,
     inbox_filters_and_pages,
     bindings_keep_their_order,
@@ -1510,6 +1511,38 @@ async fn cursors_only_move_forward(db: Db) {
         .unwrap();
     assert_eq!((imported.inserted, imported.duplicates), (1, 1));
     assert_eq!(s.cursors(t, pop).await.unwrap().len(), 1);
+}
+
+/// A POP3 run completes all its actions at the end, in one call; the ids
+/// go in several statements (a 50k-message run would pass more than SQLite
+/// takes in one `IN (…)` list).
+async fn many_actions_complete_at_once(db: Db) {
+    let s = &db.store;
+    let (t, account) = imap_account(&db, "acme", "inbox").await;
+    let messages: Vec<IncomingMessage> = (0..1200)
+        .map(|n| {
+            let mut m = incoming(
+                ServerKey::Pop3 {
+                    uidl: format!("u-{n}"),
+                },
+                Some(&format!("m{n}@x")),
+                "p@x.example",
+                Outcome::KeepUnlinked,
+            );
+            m.action = Some(Acknowledge::Delete);
+            m
+        })
+        .collect();
+    let committed = s.commit_batch(t, account, &batch(messages)).await.unwrap();
+    assert_eq!(committed.queued.len(), 1200);
+    let ids: Vec<_> = committed.queued.iter().map(|q| q.id).collect();
+    s.record_action_failures(t, &ids, "QUIT failed")
+        .await
+        .unwrap();
+    let pending = s.pending_actions(t, account).await.unwrap();
+    assert!(pending.iter().all(|p| p.attempts == 1), "every row marked");
+    assert_eq!(s.complete_actions(t, &ids).await.unwrap(), 1200);
+    assert!(s.pending_actions(t, account).await.unwrap().is_empty());
 }
 
 async fn pending_actions_lifecycle(db: Db) {

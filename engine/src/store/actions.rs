@@ -9,9 +9,9 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 
-use super::batch::ServerKey;
+use super::batch::{ROWS_PER_STATEMENT, ServerKey};
 use super::entity::pending_actions;
 use super::{AccountId, PendingActionId, Result, Store, TenantId, corrupt, not_found};
 use crate::fetch::Acknowledge;
@@ -52,7 +52,7 @@ fn parse_action(text: &str) -> Result<Acknowledge> {
     })
 }
 
-fn key_of(row: &pending_actions::Model) -> Result<ServerKey> {
+pub(super) fn key_of(row: &pending_actions::Model) -> Result<ServerKey> {
     let u32_of = |v: i64, what: &'static str| {
         u32::try_from(v).map_err(|_| corrupt(what, format!("{v} is out of range")))
     };
@@ -98,15 +98,7 @@ impl Store {
 
     /// Deletes actions the server confirmed. Returns how many were deleted.
     pub async fn complete_actions(&self, tenant: TenantId, ids: &[PendingActionId]) -> Result<u64> {
-        if ids.is_empty() {
-            return Ok(0);
-        }
-        let done = pending_actions::Entity::delete_many()
-            .filter(pending_actions::Column::TenantId.eq(tenant.0))
-            .filter(pending_actions::Column::Id.is_in(ids.iter().map(|id| id.0)))
-            .exec(&self.db)
-            .await?;
-        Ok(done.rows_affected)
+        delete_actions(&self.db, tenant, None, ids).await
     }
 
     /// Records a failed try of each of `ids`; they stay queued.
@@ -116,8 +108,20 @@ impl Store {
         ids: &[PendingActionId],
         error: &str,
     ) -> Result<()> {
-        for chunk in ids.chunks(500) {
-            pending_actions::Entity::update_many()
+        self.mark_failed(tenant, ids, error).await.map(drop)
+    }
+
+    /// Adds a failed try and the error to each of `ids`; returns how many
+    /// rows were updated.
+    async fn mark_failed(
+        &self,
+        tenant: TenantId,
+        ids: &[PendingActionId],
+        error: &str,
+    ) -> Result<u64> {
+        let mut updated = 0;
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            updated += pending_actions::Entity::update_many()
                 .col_expr(
                     pending_actions::Column::Attempts,
                     Expr::col(pending_actions::Column::Attempts).add(1),
@@ -126,9 +130,10 @@ impl Store {
                 .filter(pending_actions::Column::TenantId.eq(tenant.0))
                 .filter(pending_actions::Column::Id.is_in(chunk.iter().map(|id| id.0)))
                 .exec(&self.db)
-                .await?;
+                .await?
+                .rows_affected;
         }
-        Ok(())
+        Ok(updated)
     }
 
     /// Records a failed try of an action; it stays queued.
@@ -138,19 +143,30 @@ impl Store {
         id: PendingActionId,
         error: &str,
     ) -> Result<()> {
-        let updated = pending_actions::Entity::update_many()
-            .col_expr(
-                pending_actions::Column::Attempts,
-                Expr::col(pending_actions::Column::Attempts).add(1),
-            )
-            .col_expr(pending_actions::Column::LastError, Expr::value(error))
-            .filter(pending_actions::Column::TenantId.eq(tenant.0))
-            .filter(pending_actions::Column::Id.eq(id.0))
-            .exec(&self.db)
-            .await?;
-        if updated.rows_affected == 0 {
+        if self.mark_failed(tenant, &[id], error).await? == 0 {
             return Err(not_found("pending action", &id.to_string()));
         }
         Ok(())
     }
+}
+
+/// Deletes the tenant's actions `ids` (only `account`'s, when given), in
+/// statements of a few hundred ids; returns how many went.
+pub(super) async fn delete_actions<C: ConnectionTrait>(
+    db: &C,
+    tenant: TenantId,
+    account: Option<AccountId>,
+    ids: &[PendingActionId],
+) -> Result<u64> {
+    let mut deleted = 0;
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let mut query = pending_actions::Entity::delete_many()
+            .filter(pending_actions::Column::TenantId.eq(tenant.0))
+            .filter(pending_actions::Column::Id.is_in(chunk.iter().map(|id| id.0)));
+        if let Some(account) = account {
+            query = query.filter(pending_actions::Column::AccountId.eq(account.0));
+        }
+        deleted += query.exec(db).await?.rows_affected;
+    }
+    Ok(deleted)
 }

@@ -27,11 +27,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{OnConflict, Query};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, QueryTrait, Set, TransactionTrait, TryInsertResult,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, FromQueryResult,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set, TransactionTrait, TryInsertResult,
 };
 use serde::Serialize;
 
+use super::actions::{delete_actions, key_of};
 use super::entity::{
     accounts, discard_log, folder_cursors, message_links, messages, parties, pending_actions,
     pop3_seen, quarantine,
@@ -399,14 +400,7 @@ async fn commit(
         return Err(not_found("account", &account.to_string()));
     }
 
-    for ids in batch.completed_actions.chunks(ROWS_PER_STATEMENT) {
-        pending_actions::Entity::delete_many()
-            .filter(pending_actions::Column::TenantId.eq(tenant.0))
-            .filter(pending_actions::Column::AccountId.eq(account.0))
-            .filter(pending_actions::Column::Id.is_in(ids.iter().map(|id| id.0)))
-            .exec(txn)
-            .await?;
-    }
+    delete_actions(txn, tenant, Some(account), &batch.completed_actions).await?;
 
     let mut summary = CommitSummary::default();
     // (folder, uid_validity) → highest UID, in first-seen order.
@@ -502,9 +496,9 @@ async fn commit(
     Ok(summary)
 }
 
-/// Rows per multi-row insert: well under SQLite's and PostgreSQL's limits
-/// on bound values.
-const ROWS_PER_STATEMENT: usize = 500;
+/// Rows per multi-row insert, and ids per `IN (…)` list: well under
+/// SQLite's and PostgreSQL's limits on bound values.
+pub(super) const ROWS_PER_STATEMENT: usize = 500;
 
 /// The parties the batch's `Attach` outcomes name that are in the tenant
 /// with that kind, in one query per few hundred ids.
@@ -569,33 +563,14 @@ async fn queue_actions(
         }))
         .on_conflict(OnConflict::new().do_nothing().to_owned())
         .into_query();
-    insert.returning(Query::returning().columns([
-        pending_actions::Column::Id,
-        pending_actions::Column::Folder,
-        pending_actions::Column::UidValidity,
-        pending_actions::Column::Uid,
-        pending_actions::Column::Pop3Uidl,
-    ]));
+    insert.returning(Query::returning().all());
     let rows = txn
         .query_all(txn.get_database_backend().build(&insert))
         .await?;
     let mut queued: HashMap<ServerKey, i64> = HashMap::with_capacity(rows.len());
     for row in rows {
-        let id: i64 = row.try_get("", "id")?;
-        let folder: Option<String> = row.try_get("", "folder")?;
-        let uid_validity: Option<i64> = row.try_get("", "uid_validity")?;
-        let uid: Option<i64> = row.try_get("", "uid")?;
-        let uidl: Option<String> = row.try_get("", "pop3_uidl")?;
-        let key = match (folder, uid_validity, uid, uidl) {
-            (Some(folder), Some(v), Some(u), None) => ServerKey::Imap {
-                folder,
-                uid_validity: u32::try_from(v).unwrap_or_default(),
-                uid: u32::try_from(u).unwrap_or_default(),
-            },
-            (None, None, None, Some(uidl)) => ServerKey::Pop3 { uidl },
-            _ => continue,
-        };
-        queued.insert(key, id);
+        let row = pending_actions::Model::from_query_result(&row, "")?;
+        queued.insert(key_of(&row)?, row.id);
     }
     summary.actions_queued += queued.len();
     for (index, key, _) in actions {
