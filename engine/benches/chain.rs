@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use intake::directory::{MemoryDirectory, Party, PartyKind};
+use intake::parse::Origin;
 use intake::parse::{self, Envelope};
-use intake::plugin::bindings::types::Origin;
 use intake::plugin::{Binding, CallContext, Chain, PluginRuntime, RuntimeConfig};
 
 fn plugin(name: &str) -> PathBuf {

@@ -12,6 +12,8 @@
 //! - [`store`]: sea-orm persistence (SQLite default, PostgreSQL).
 //!
 //! [`directory`] is the tenant's contacts and leads as plugins query them,
+//! [`text`] makes outside text (plugin reasons, mail headers) safe to keep
+//! and print,
 //! [`offline`] runs the chain over `.eml` files for `intake plugin test`, and
 //! [`cli`] is the `intake` command line.
 
@@ -23,3 +25,4 @@ pub mod parse;
 pub mod pipeline;
 pub mod plugin;
 pub mod store;
+pub mod text;

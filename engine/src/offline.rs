@@ -12,8 +12,8 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::directory::{MemoryDirectory, Party, PartyKind};
+use crate::parse::Origin;
 use crate::parse::{self, Envelope};
-use crate::plugin::bindings::types::Origin;
 use crate::plugin::{Chain, Decision, Disposition, Step};
 
 /// One message's result, printed as a JSON line.

@@ -18,6 +18,28 @@ pub fn local_part(address: &str) -> Option<&str> {
     (!local.is_empty() && !domain.is_empty()).then_some(local)
 }
 
+/// True if the engine will accept `address` for a new lead: a non-empty
+/// local part and domain around the last `@`, at most 254 bytes, and no
+/// white space or control characters. The engine applies the same rule to
+/// every `create-lead`; a policy that checks first can keep the message
+/// unlinked with a logged reason instead of having it quarantined as
+/// malformed.
+///
+/// ```
+/// use intake_plugin_sdk::address::is_valid;
+/// assert!(is_valid("björn@acme.com"));
+/// assert!(!is_valid("@acme.com"));
+/// assert!(!is_valid("a b@acme.com"));
+/// ```
+pub fn is_valid(address: &str) -> bool {
+    let address = address.trim();
+    address.len() <= 254
+        && address
+            .rsplit_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty())
+        && !address.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
 /// Lower-cases an address and trims white space, for comparisons.
 pub fn normalize(address: &str) -> String {
     address.trim().to_lowercase()

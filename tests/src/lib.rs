@@ -7,8 +7,8 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
 use intake::directory::MemoryDirectory;
+use intake::parse::Origin;
 use intake::parse::{self, Envelope, ParsedMessage};
-use intake::plugin::bindings::types::Origin;
 use intake::plugin::{Binding, LoadedPlugin, PluginRuntime, RuntimeConfig};
 
 pub mod databases;

@@ -181,3 +181,49 @@ async fn roles_are_detected_and_checked() {
     assert!(err.contains("does not export the matcher role"), "{err}");
     assert!(Chain::new(vec![exact.clone()], Some(exact)).is_err());
 }
+
+/// Issue 8: an encoded-word local part was parsed as `@acme.com`; the
+/// unknown-sender policy proposed that as a lead, the host refused it and
+/// the message was quarantined. Now the address survives parsing and the
+/// lead is created.
+#[tokio::test]
+async fn an_encoded_local_part_becomes_a_lead_not_a_quarantine() {
+    let rt = runtime();
+    let chain = default_chain(&rt).await;
+    let m = intake_tests::parse_bytes(
+        "From: =?utf-8?q?Bj=C3=B6rn?= <=?utf-8?q?bj=C3=B6rn?=@acme.com>\r\n\
+         To: sales@ourco.example\r\nSubject: hello\r\nMessage-ID: <bj@acme.com>\r\n\r\nHi\r\n"
+            .to_string(),
+        "t",
+    );
+    let d = chain.run(&m, directory()).await;
+    match &d.disposition {
+        Disposition::CreateLead { lead } => assert_eq!(lead.email, "björn@acme.com"),
+        other => panic!("expected a lead, got {other:?}"),
+    }
+}
+
+/// The SDK's `address::is_valid` and the host's create-lead check are one
+/// rule: a reference plugin that checks first is never refused.
+#[test]
+fn the_sdk_and_the_host_agree_on_lead_addresses() {
+    let cases = [
+        "ann@acme.example",
+        "björn@acme.com",
+        "@acme.com",
+        "ann@",
+        "no-at-sign",
+        "a b@acme.com",
+        "a\u{1b}@acme.com",
+        " padded@acme.com ",
+        "\"quoted@x\"@acme.com",
+        &format!("{}@acme.com", "x".repeat(250)),
+    ];
+    for case in cases {
+        assert_eq!(
+            intake_plugin_sdk::address::is_valid(case),
+            intake::plugin::chain::is_valid_lead_address(case),
+            "{case:?}"
+        );
+    }
+}

@@ -109,10 +109,110 @@ async fn huge_output_is_refused() {
     // Lifting 200,000 records takes a while in an unoptimised test build;
     // the point here is the cap, not the deadline.
     let (r, _) = run_mode_with_deadline(&rt, "huge-output", 10_000).await;
+    // 200,000 records are refused while wasmtime copies them out (the
+    // transfer cap), before the verdict-size check would see them.
     assert!(
-        matches!(r, Err(CallError::OutputTooLarge { cap: 65536, .. })),
+        matches!(
+            r,
+            Err(CallError::TransferTooLarge { .. } | CallError::OutputTooLarge { cap: 65536, .. })
+        ),
         "{r:?}"
     );
+    assert_eq!(r.unwrap_err().kind(), "output-too-large");
+}
+
+/// True when `text` holds nothing a terminal would act on.
+fn inert(text: &str) -> bool {
+    !text
+        .chars()
+        .any(|c| c.is_control() || ('\u{202a}'..='\u{202e}').contains(&c))
+}
+
+#[tokio::test]
+async fn a_huge_error_text_is_refused_while_copied_out_not_kept() {
+    let rt = runtime();
+    // 60 MB of error text, from the role call and from init: refused by the
+    // transfer cap inside wasmtime, classified as the plugin's fault.
+    // (The guest needs room for its 60 MB string twice over.)
+    let p = hostile(&rt, r#"{"mode": "huge-error"}"#, 10_000, 256);
+    let m = simple_message("a@b.example", "t");
+    let r = p
+        .run_matcher(
+            &m.view,
+            &call("t", Arc::new(MemoryDirectory::new()), m.raw.clone()),
+        )
+        .await
+        .map(|_| ());
+    assert!(
+        matches!(r, Err(CallError::TransferTooLarge { .. })),
+        "{r:?}"
+    );
+    assert_eq!(r.as_ref().unwrap_err().kind(), "output-too-large");
+    assert!(r.unwrap_err().to_string().len() < 200);
+
+    let p = hostile(
+        &rt,
+        r#"{"mode": "huge-error", "phase": "init"}"#,
+        10_000,
+        256,
+    );
+    let m = simple_message("a@b.example", "t");
+    let chain = Chain::new(vec![p], None).unwrap();
+    let decision = chain.run(&m, Arc::new(MemoryDirectory::new())).await;
+    match &decision.disposition {
+        Disposition::Quarantine { reason } => {
+            assert!(reason.len() < 300, "{} bytes", reason.len());
+            assert!(reason.contains("more than"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        decision.steps[0].error.as_ref().unwrap().kind,
+        "output-too-large"
+    );
+}
+
+#[tokio::test]
+async fn plugin_text_is_capped_and_inert_in_every_field() {
+    let rt = runtime();
+    // An error under the transfer cap but far over the text cap, with
+    // escapes in front: kept short and neutralized.
+    let (r, _) = run_mode_with_deadline(&rt, "long-error", 5_000).await;
+    match r {
+        Err(CallError::Guest(m)) => {
+            assert!(m.len() < 1_200, "{} bytes", m.len());
+            assert!(m.contains("more bytes cut"), "{m}");
+            assert!(m.starts_with("\\x1b[2J"), "{m}");
+            assert!(inert(&m), "{m:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // A panic message with escapes.
+    let (r, _) = run_mode(&rt, "escape-panic").await;
+    match r {
+        Err(CallError::Trap(m)) => {
+            assert!(m.contains("\\x1b[2J"), "{m}");
+            assert!(inert(&m), "{m:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // A quarantine reason with escapes, through the chain.
+    let p = hostile(&rt, r#"{"mode": "escape-reason"}"#, 1_000, 64);
+    let m = simple_message("a@b.example", "t");
+    let decision = Chain::new(vec![p], None)
+        .unwrap()
+        .run(&m, Arc::new(MemoryDirectory::new()))
+        .await;
+    match &decision.disposition {
+        Disposition::Quarantine { reason } => {
+            assert!(reason.contains("INFO intake: all good"), "{reason}");
+            assert!(inert(reason), "{reason:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Logging escapes is no failure (the host neutralizes the line).
+    let (r, _) = run_mode(&rt, "escape-log").await;
+    assert!(r.is_ok(), "{r:?}");
 }
 
 #[tokio::test]

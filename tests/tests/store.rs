@@ -31,6 +31,7 @@ on_both_databases!(
     commit_batch_stores_every_outcome,
     recommitting_a_batch_stores_nothing_twice,
     message_id_backstop_survives_a_uidvalidity_change,
+    content_key_backstop_covers_mail_without_message_id,
     a_lead_is_created_once,
     concurrent_commits_create_one_lead,
     cursors_only_move_forward,
@@ -135,6 +136,7 @@ fn incoming(
         },
         outcome,
         action: None,
+        decided_by: None,
     }
 }
 
@@ -183,9 +185,10 @@ async fn migrations_are_idempotent(db: Db) {
         again.close().await.unwrap();
     }
     let conn = raw_connection(&db).await;
+    // One row per migration: the initial schema and the content key.
     assert_eq!(
         count(&conn, "SELECT COUNT(*) FROM seaql_migrations").await,
-        1
+        2
     );
     assert_eq!(count(&conn, "SELECT COUNT(*) FROM tenants").await, 1);
     if conn.get_database_backend() == sea_orm::DbBackend::Sqlite {
@@ -237,9 +240,10 @@ async fn migrations_are_idempotent(db: Db) {
                 .unwrap();
         }
     }
+    // One row per migration: the initial schema and the content key.
     assert_eq!(
         count(&conn, "SELECT COUNT(*) FROM seaql_migrations").await,
-        1
+        2
     );
 }
 
@@ -679,6 +683,7 @@ async fn directory_look_ups_match_the_memory_directory(db: Db) {
         (PartyKind::Contact, "ann@other.example"),
         (PartyKind::Contact, "zed@mail.acme.example"),
         (PartyKind::Lead, "ann@acme.example"),
+        (PartyKind::Contact, "Björn@Åre.example"),
     ];
     let mut stored = Vec::new();
     for (kind, email) in people {
@@ -705,6 +710,11 @@ async fn directory_look_ups_match_the_memory_directory(db: Db) {
         ("bob@acme.example", "other.example"),
         ("nobody@acme.example", "example"),
         (" ann@other.example ", "mail.acme.example"),
+        // One normalisation for every directory: a leading `@`, a root dot,
+        // non-ASCII case.
+        ("björn@åre.EXAMPLE", "@acme.example"),
+        ("BJÖRN@Åre.example", "åre.example."),
+        ("Ann@Acme.Example", "@ÅRE.example"),
     ] {
         for limit in [0, 1, 2, 5, 100] {
             let db_page = dir.find_by_address("acme", address, limit).await.unwrap();
@@ -797,11 +807,22 @@ async fn directory_look_ups_match_the_memory_directory(db: Db) {
     )
     .await
     .unwrap();
+    // The memory directory keys links the same way, brackets or not.
+    memory.link_message(
+        "acme",
+        "<thread-1@acme.example>",
+        &[PartyRef {
+            kind: PartyKind::Contact,
+            id: "c1".into(),
+        }],
+    );
     for id in [
         "thread-1@acme.example",
         "<thread-1@acme.example>",
         " <thread-1@acme.example> ",
     ] {
+        let linked = memory.parties_for_message_id("acme", id, 10).await.unwrap();
+        assert_eq!(linked.parties.len(), 1, "{id}");
         let thread = dir.parties_for_message_id("acme", id, 10).await.unwrap();
         assert_eq!(
             emails(&thread.parties),
@@ -1164,6 +1185,81 @@ async fn recommitting_a_batch_stores_nothing_twice(db: Db) {
         left,
         first.queued[2..].iter().map(|q| q.id).collect::<Vec<_>>()
     );
+}
+
+/// Mail without a Message-ID, and mail that does not parse, is recognised
+/// by its bytes: after a UIDVALIDITY reset, after POP3 UIDLs changed, and
+/// when the same file is imported again. Issue 8/9: before, every reset or
+/// re-import stored another copy.
+async fn content_key_backstop_covers_mail_without_message_id(db: Db) {
+    let s = &db.store;
+    let (t, account) = imap_account(&db, "acme", "inbox").await;
+    let (_, other_account) = imap_account(&db, "acme", "other").await;
+    let no_id = |key| incoming(key, None, "x@y.example", Outcome::KeepUnlinked);
+    let garbage = |key| IncomingMessage {
+        key,
+        raw: bytes::Bytes::from_static(b"\x00\x01 not a message at all"),
+        meta: MessageMeta::default(),
+        outcome: Outcome::Quarantine {
+            reason: "unparseable".into(),
+            plugin: None,
+        },
+        action: None,
+        decided_by: None,
+    };
+    let first = s
+        .commit_batch(
+            t,
+            account,
+            &batch(vec![
+                no_id(imap("INBOX", 100, 1)),
+                garbage(imap("INBOX", 100, 2)),
+            ]),
+        )
+        .await
+        .unwrap();
+    assert_eq!((first.inserted, first.quarantined), (2, 1));
+
+    // Three resets and a re-import later: nothing new.
+    for key in [
+        (imap("INBOX", 200, 7), imap("INBOX", 200, 8)),
+        (imap("INBOX", 300, 1), imap("INBOX", 300, 2)),
+        (
+            ServerKey::Pop3 { uidl: "a".into() },
+            ServerKey::Pop3 { uidl: "b".into() },
+        ),
+        (ServerKey::None, ServerKey::None),
+    ] {
+        let again = s
+            .commit_batch(t, account, &batch(vec![no_id(key.0), garbage(key.1)]))
+            .await
+            .unwrap();
+        assert_eq!(
+            (again.inserted, again.duplicates, again.quarantined),
+            (0, 2, 0),
+            "{again:?}"
+        );
+    }
+    let conn = raw_connection(&db).await;
+    assert_eq!(count(&conn, "SELECT COUNT(*) FROM messages").await, 2);
+    assert_eq!(count(&conn, "SELECT COUNT(*) FROM quarantine").await, 1);
+    // The cursor still followed the reset.
+    let cursor = s.cursor(t, account, "INBOX").await.unwrap();
+    assert_eq!((cursor.uid_validity, cursor.last_uid), (Some(300), 2));
+
+    // One byte more is another message; another account keeps its own copy.
+    let mut changed = no_id(ServerKey::None);
+    changed.raw = [changed.raw.as_ref(), b"\r\n"].concat().into();
+    let other = s
+        .commit_batch(t, account, &batch(vec![changed]))
+        .await
+        .unwrap();
+    assert_eq!(other.inserted, 1);
+    let elsewhere = s
+        .commit_batch(t, other_account, &batch(vec![no_id(ServerKey::None)]))
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.inserted, 1);
 }
 
 async fn message_id_backstop_survives_a_uidvalidity_change(db: Db) {

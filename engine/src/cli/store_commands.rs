@@ -1106,7 +1106,7 @@ async fn rerun_chain(
     let envelope = crate::parse::Envelope {
         tenant_id: tenant_name.to_string(),
         account_id: "quarantine".into(),
-        origin: crate::plugin::bindings::types::Origin::File(format!("stored message {id}")),
+        origin: crate::parse::Origin::File(format!("stored message {id}")),
     };
     let parsed = crate::parse::parse(raw.into(), &envelope, crate::parse::DEFAULT_MAX_BODY_BYTES)
         .map_err(|e| anyhow::anyhow!("still unparseable: {e}"))?;

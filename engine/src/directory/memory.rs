@@ -7,7 +7,7 @@ use std::sync::RwLock;
 
 use async_trait::async_trait;
 
-use super::{Directory, DirectoryError, Page, Party, PartyKind, PartyRef};
+use super::{Directory, DirectoryError, Page, Party, PartyKind, PartyRef, normalise};
 
 /// Parties and message links per tenant, in memory.
 #[derive(Debug, Default)]
@@ -67,18 +67,15 @@ impl MemoryDirectory {
             };
             party.id = format!("{prefix}{}", t.parties.len() + 1);
         }
-        party.email = party.email.trim().to_lowercase();
+        party.email = normalise::address(&party.email);
         let id = party.id.clone();
         let position = t.parties.len();
         t.by_address
             .entry(party.email.clone())
             .or_default()
             .push(position);
-        if let Some(domain) = domain_of(&party.email) {
-            t.by_domain
-                .entry(domain.to_string())
-                .or_default()
-                .push(position);
+        if let Some(domain) = normalise::domain_of(&party.email) {
+            t.by_domain.entry(domain).or_default().push(position);
         }
         t.parties.push(party);
         id
@@ -89,8 +86,11 @@ impl MemoryDirectory {
     pub fn link_message(&self, tenant: &str, message_id: &str, parties: &[PartyRef]) {
         let mut tenants = self.tenants.write().expect("directory lock");
         let t = tenants.entry(tenant.to_string()).or_default();
+        let Some(key) = normalise::message_id(message_id) else {
+            return;
+        };
         t.links
-            .entry(message_id.to_string())
+            .entry(key)
             .or_default()
             .extend(parties.iter().cloned());
     }
@@ -213,10 +213,6 @@ impl MemoryDirectory {
     }
 }
 
-fn domain_of(address: &str) -> Option<&str> {
-    address.rsplit_once('@').map(|(_, d)| d)
-}
-
 #[async_trait]
 impl Directory for MemoryDirectory {
     async fn find_by_address(
@@ -225,7 +221,7 @@ impl Directory for MemoryDirectory {
         address: &str,
         limit: usize,
     ) -> Result<Page, DirectoryError> {
-        let key = address.trim().to_lowercase();
+        let key = normalise::address(address);
         Ok(self.lookup(tenant, limit, |t| t.by_address.get(&key)))
     }
 
@@ -235,7 +231,7 @@ impl Directory for MemoryDirectory {
         domain: &str,
         limit: usize,
     ) -> Result<Page, DirectoryError> {
-        let key = domain.trim().to_lowercase();
+        let key = normalise::domain(domain);
         Ok(self.lookup(tenant, limit, |t| t.by_domain.get(&key)))
     }
 
@@ -249,7 +245,10 @@ impl Directory for MemoryDirectory {
         let Some(t) = tenants.get(tenant) else {
             return Ok(Page::default());
         };
-        let refs = t.links.get(message_id).cloned().unwrap_or_default();
+        let Some(key) = normalise::message_id(message_id) else {
+            return Ok(Page::default());
+        };
+        let refs = t.links.get(&key).cloned().unwrap_or_default();
         let mut found: Vec<Party> = Vec::new();
         for r in refs {
             if let Some(p) = t.parties.iter().find(|p| p.kind == r.kind && p.id == r.id)

@@ -7,6 +7,7 @@
 //! `intake plugin test` uses [`MemoryDirectory`], loaded from a CSV file.
 
 mod memory;
+pub mod normalise;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};

@@ -4,10 +4,13 @@
 //! `.eml` file or directory of them. Nothing is ever changed on disk.
 //!
 //! mbox files are split by offsets (`From ` lines after a blank line or at
-//! the start), so fetching a batch reads just those messages; `>From ` lines
-//! are un-escaped one level (mboxrd).
+//! the start) in one streaming pass, so fetching a batch reads just those
+//! messages' own byte ranges; `>From ` lines are un-escaped one level
+//! (mboxrd). File work runs on tokio's blocking pool, never on the async
+//! runtime's workers.
 
-use std::io::{Read, Seek, SeekFrom};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -31,8 +34,13 @@ pub enum FileSet {
 /// Local files as a mail source.
 #[derive(Debug)]
 pub struct FileSource {
+    /// What to read.
     set: FileSet,
+    /// Larger messages are listed as too large, never read.
     max_message_bytes: u64,
+    /// mbox only: each listed message's length by its offset, so a fetch
+    /// reads exactly its range.
+    mbox_lengths: HashMap<u64, u64>,
 }
 
 fn io_error(path: &Path, e: std::io::Error) -> FetchError {
@@ -61,19 +69,28 @@ impl FileSource {
         Ok(FileSource {
             set,
             max_message_bytes,
+            mbox_lengths: HashMap::new(),
         })
     }
+}
 
-    fn maildir_folder(&self, folder: &str) -> PathBuf {
-        let FileSet::Maildir(root) = &self.set else {
-            unreachable!("maildir only")
-        };
-        if folder.eq_ignore_ascii_case("INBOX") {
-            root.clone()
-        } else {
-            root.join(format!(".{folder}"))
-        }
+fn maildir_folder(root: &Path, folder: &str) -> PathBuf {
+    if folder.eq_ignore_ascii_case("INBOX") {
+        root.to_path_buf()
+    } else {
+        root.join(format!(".{folder}"))
     }
+}
+
+/// Runs blocking file work on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, FetchError> + Send + 'static,
+) -> Result<T, FetchError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        FetchError::Net(NetError::Io(std::io::Error::other(format!(
+            "file reader stopped: {e}"
+        ))))
+    })?
 }
 
 /// Regular files below `dir` (recursively), sorted by path, hidden files
@@ -102,27 +119,37 @@ pub fn files_below(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// Byte ranges of the messages in an mbox: `(offset of the body after the
 /// From line, length)`.
 pub fn mbox_ranges(data: &[u8]) -> Vec<(u64, u64)> {
-    let mut starts: Vec<(usize, usize)> = Vec::new(); // (From line start, body start)
-    let mut pos = 0;
+    mbox_ranges_in(data).expect("reading a slice cannot fail")
+}
+
+/// [`mbox_ranges`] over a reader, in one pass, holding one line at a time.
+pub fn mbox_ranges_in(reader: impl BufRead) -> std::io::Result<Vec<(u64, u64)>> {
+    let mut reader = reader;
+    let mut ranges: Vec<(u64, u64)> = Vec::new();
+    // Body start of the message being scanned.
+    let mut open: Option<u64> = None;
+    let mut pos: u64 = 0;
     let mut previous_blank = true;
-    while pos < data.len() {
-        let end = data[pos..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(data.len(), |i| pos + i + 1);
-        let line = &data[pos..end];
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line)?;
+        if n == 0 {
+            break;
+        }
         if previous_blank && line.starts_with(b"From ") {
-            starts.push((pos, end));
+            if let Some(body) = open {
+                ranges.push((body, pos - body));
+            }
+            open = Some(pos + n as u64);
         }
         previous_blank = line == b"\n" || line == b"\r\n";
-        pos = end;
+        pos += n as u64;
     }
-    let mut ranges = Vec::with_capacity(starts.len());
-    for (i, &(_, body)) in starts.iter().enumerate() {
-        let next = starts.get(i + 1).map_or(data.len(), |&(from, _)| from);
-        ranges.push((body as u64, (next - body) as u64));
+    if let Some(body) = open {
+        ranges.push((body, pos - body));
     }
-    ranges
+    Ok(ranges)
 }
 
 /// One mbox message: `>From ` un-escaped one level, the separator's blank
@@ -173,65 +200,14 @@ impl MailSource for FileSource {
     }
 
     async fn list(&mut self, folder: &str, _cursor: &FolderCursor) -> Result<Listing, FetchError> {
+        let set = self.set.clone();
+        let folder_name = folder.to_string();
+        let (items, lengths) = blocking(move || list_files(&set, &folder_name)).await?;
+        self.mbox_lengths = lengths;
         let mut listing = Listing {
             folder: folder.to_string(),
             ..Listing::default()
         };
-        let mut items: Vec<Listed> = Vec::new();
-        match &self.set {
-            FileSet::Maildir(_) => {
-                let dir = self.maildir_folder(folder);
-                for sub in ["cur", "new"] {
-                    let path = dir.join(sub);
-                    if !path.is_dir() {
-                        continue;
-                    }
-                    for file in files_below(&path).map_err(|e| io_error(&path, e))? {
-                        let size = std::fs::metadata(&file)
-                            .map_err(|e| io_error(&file, e))?
-                            .len();
-                        items.push(Listed {
-                            message: MessageRef::File {
-                                path: file.display().to_string(),
-                                offset: 0,
-                            },
-                            size,
-                        });
-                    }
-                }
-            }
-            FileSet::Mbox(path) => {
-                let data = std::fs::read(path).map_err(|e| io_error(path, e))?;
-                for (offset, size) in mbox_ranges(&data) {
-                    items.push(Listed {
-                        message: MessageRef::File {
-                            path: path.display().to_string(),
-                            offset,
-                        },
-                        size,
-                    });
-                }
-            }
-            FileSet::Eml(path) => {
-                let files = if path.is_dir() {
-                    files_below(path).map_err(|e| io_error(path, e))?
-                } else {
-                    vec![path.clone()]
-                };
-                for file in files {
-                    let size = std::fs::metadata(&file)
-                        .map_err(|e| io_error(&file, e))?
-                        .len();
-                    items.push(Listed {
-                        message: MessageRef::File {
-                            path: file.display().to_string(),
-                            offset: 0,
-                        },
-                        size,
-                    });
-                }
-            }
-        }
         for item in items {
             if item.size > self.max_message_bytes {
                 listing.too_large.push(item);
@@ -243,36 +219,33 @@ impl MailSource for FileSource {
     }
 
     async fn fetch(&mut self, messages: &[MessageRef]) -> Result<Vec<Fetched>, FetchError> {
-        let mut out = Vec::with_capacity(messages.len());
+        let mut wanted = Vec::with_capacity(messages.len());
         for m in messages {
             let MessageRef::File { path, offset } = m else {
                 return Err(FetchError::Protocol(format!("not a file message: {m:?}")));
             };
-            let p = Path::new(path);
-            let raw = match &self.set {
-                FileSet::Mbox(_) => {
-                    // Re-split around the offset to find this message's end.
-                    let mut file = std::fs::File::open(p).map_err(|e| io_error(p, e))?;
-                    let mut data = Vec::new();
-                    file.seek(SeekFrom::Start(*offset))
-                        .map_err(|e| io_error(p, e))?;
-                    file.read_to_end(&mut data).map_err(|e| io_error(p, e))?;
-                    let mut wrapped = b"From x\n".to_vec();
-                    wrapped.extend_from_slice(&data);
-                    let (start, len) = mbox_ranges(&wrapped)
-                        .first()
-                        .copied()
-                        .unwrap_or((7, data.len() as u64));
-                    mbox_message(&wrapped[start as usize..(start + len) as usize])
-                }
-                _ => std::fs::read(p).map_err(|e| io_error(p, e))?,
+            let range = match &self.set {
+                FileSet::Mbox(_) => Some((*offset, self.mbox_length(path, *offset)?)),
+                _ => None,
             };
-            out.push(Fetched {
-                message: m.clone(),
-                raw: raw.into(),
-            });
+            wanted.push((m.clone(), PathBuf::from(path), range));
         }
-        Ok(out)
+        blocking(move || {
+            wanted
+                .into_iter()
+                .map(|(message, path, range)| {
+                    let raw = match range {
+                        Some((offset, len)) => mbox_message(&read_range(&path, offset, len)?),
+                        None => std::fs::read(&path).map_err(|e| io_error(&path, e))?,
+                    };
+                    Ok(Fetched {
+                        message,
+                        raw: raw.into(),
+                    })
+                })
+                .collect()
+        })
+        .await
     }
 
     async fn acknowledge(
@@ -286,6 +259,97 @@ impl MailSource for FileSource {
     async fn close(self: Box<Self>) -> Result<(), FetchError> {
         Ok(())
     }
+}
+
+impl FileSource {
+    /// The listed length of the mbox message at `offset`.
+    fn mbox_length(&self, path: &str, offset: u64) -> Result<u64, FetchError> {
+        self.mbox_lengths.get(&offset).copied().ok_or_else(|| {
+            FetchError::Protocol(format!(
+                "{path}: no message listed at offset {offset} (list before fetching)"
+            ))
+        })
+    }
+}
+
+/// Exactly `len` bytes of `path` from `offset`.
+fn read_range(path: &Path, offset: u64, len: u64) -> Result<Vec<u8>, FetchError> {
+    let mut file = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
+    file.seek(SeekFrom::Start(offset))
+        .map_err(|e| io_error(path, e))?;
+    let mut data = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    file.take(len)
+        .read_to_end(&mut data)
+        .map_err(|e| io_error(path, e))?;
+    if (data.len() as u64) < len {
+        return Err(io_error(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the file is shorter than when it was listed",
+            ),
+        ));
+    }
+    Ok(data)
+}
+
+/// The messages of one folder of `set`, and for an mbox each message's
+/// length by offset.
+fn list_files(set: &FileSet, folder: &str) -> Result<(Vec<Listed>, HashMap<u64, u64>), FetchError> {
+    let mut items: Vec<Listed> = Vec::new();
+    let mut lengths = HashMap::new();
+    let file_item = |file: PathBuf| -> Result<Listed, FetchError> {
+        let size = std::fs::metadata(&file)
+            .map_err(|e| io_error(&file, e))?
+            .len();
+        Ok(Listed {
+            message: MessageRef::File {
+                path: file.display().to_string(),
+                offset: 0,
+            },
+            size,
+        })
+    };
+    match set {
+        FileSet::Maildir(root) => {
+            let dir = maildir_folder(root, folder);
+            for sub in ["cur", "new"] {
+                let path = dir.join(sub);
+                if !path.is_dir() {
+                    continue;
+                }
+                for file in files_below(&path).map_err(|e| io_error(&path, e))? {
+                    items.push(file_item(file)?);
+                }
+            }
+        }
+        FileSet::Mbox(path) => {
+            let file = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
+            let ranges = mbox_ranges_in(BufReader::with_capacity(256 << 10, file))
+                .map_err(|e| io_error(path, e))?;
+            for (offset, size) in ranges {
+                lengths.insert(offset, size);
+                items.push(Listed {
+                    message: MessageRef::File {
+                        path: path.display().to_string(),
+                        offset,
+                    },
+                    size,
+                });
+            }
+        }
+        FileSet::Eml(path) => {
+            let files = if path.is_dir() {
+                files_below(path).map_err(|e| io_error(path, e))?
+            } else {
+                vec![path.clone()]
+            };
+            for file in files {
+                items.push(file_item(file)?);
+            }
+        }
+    }
+    Ok((items, lengths))
 }
 
 #[cfg(test)]
@@ -330,6 +394,30 @@ From: c@d.example\nSubject: two\n\nbody two\n";
             .await
             .unwrap();
         assert!(second[0].raw.starts_with(b"From: c@d.example"));
+        // Each message is exactly its own range: the first does not run on
+        // into the second.
+        let first = source
+            .fetch(&[listing.new[0].message.clone()])
+            .await
+            .unwrap();
+        assert_eq!(
+            &first[0].raw[..],
+            b"From: a@b.example\nSubject: one\n\nbody one\nFrom the start\n"
+        );
+    }
+
+    #[test]
+    fn streaming_split_matches_on_every_line_ending() {
+        let crlf: Vec<u8> = MBOX
+            .split(|&b| b == b'\n')
+            .collect::<Vec<_>>()
+            .join(&b"\r\n"[..]);
+        for data in [MBOX, &crlf[..], b"", b"no from line\n"] {
+            // A reader that hands out 3 bytes at a time.
+            let reader = BufReader::with_capacity(3, data);
+            assert_eq!(mbox_ranges_in(reader).unwrap(), mbox_ranges(data));
+        }
+        assert_eq!(mbox_ranges(b"From x\nbody\n"), vec![(7, 5)]);
     }
 
     #[tokio::test]

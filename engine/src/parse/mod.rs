@@ -3,16 +3,17 @@
 //! Parsing never loses a message: a failure (or a panic inside the MIME
 //! parser) is a [`ParseError`] the pipeline turns into a quarantine entry with
 //! the raw bytes. The raw bytes travel beside the view, untouched, so what is
-//! stored is exactly what the server sent.
+//! stored is exactly what the server sent. The view is the engine's own type
+//! ([`view::MessageView`]); the plugin host converts it at the WIT edge.
 
 use std::borrow::Cow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use mail_parser::{Address, HeaderValue, MessageParser, MimeHeaders, PartType};
 
-use crate::plugin::bindings::types::{
-    Attachment, Datetime, Header, Mailbox, Message as MessageView, Origin,
-};
+pub mod view;
+
+pub use view::{Attachment, Datetime, Header, Mailbox, MessageView, Origin};
 
 /// Default cap on each body passed to plugins (64 KiB).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
@@ -77,7 +78,7 @@ fn build_view(raw: &[u8], envelope: &Envelope, max_body: usize) -> Result<Messag
         return Err(ParseError::NoHeaders);
     }
 
-    let headers = message
+    let headers: Vec<Header> = message
         .headers()
         .iter()
         .map(|h| {
@@ -92,6 +93,15 @@ fn build_view(raw: &[u8], envelope: &Envelope, max_body: usize) -> Result<Messag
             }
         })
         .collect();
+    // The raw values of an address header, for repairing what the parser
+    // lost (see `repair_local_part`).
+    let raw_values = |name: &str| -> Vec<&str> {
+        headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value.as_str())
+            .collect()
+    };
 
     let root = message.root_part();
     let content_type = root
@@ -150,11 +160,13 @@ fn build_view(raw: &[u8], envelope: &Envelope, max_body: usize) -> Result<Messag
                 if d.tz_before_gmt { -minutes } else { minutes }
             },
         }),
-        from: mailboxes(message.from()),
-        sender: mailboxes(message.sender()).into_iter().next(),
-        reply_to: mailboxes(message.reply_to()),
-        to: mailboxes(message.to()),
-        cc: mailboxes(message.cc()),
+        from: mailboxes(message.from(), &raw_values("From")),
+        sender: mailboxes(message.sender(), &raw_values("Sender"))
+            .into_iter()
+            .next(),
+        reply_to: mailboxes(message.reply_to(), &raw_values("Reply-To")),
+        to: mailboxes(message.to(), &raw_values("To")),
+        cc: mailboxes(message.cc(), &raw_values("Cc")),
         headers,
         content_type,
         text_body,
@@ -189,7 +201,7 @@ fn text_list(value: &HeaderValue<'_>) -> Vec<String> {
     }
 }
 
-fn mailboxes(address: Option<&Address<'_>>) -> Vec<Mailbox> {
+fn mailboxes(address: Option<&Address<'_>>, raw_values: &[&str]) -> Vec<Mailbox> {
     let Some(address) = address else {
         return Vec::new();
     };
@@ -197,16 +209,112 @@ fn mailboxes(address: Option<&Address<'_>>) -> Vec<Mailbox> {
         .iter()
         .filter_map(|a| {
             let addr = a.address()?.trim();
-            (!addr.is_empty()).then(|| Mailbox {
-                name: a
-                    .name()
-                    .map(str::trim)
-                    .filter(|n| !n.is_empty())
-                    .map(str::to_string),
-                address: addr.to_string(),
+            if addr.is_empty() {
+                return None;
+            }
+            let address = repair_local_part(addr, raw_values);
+            let mut name = a.name().map(str::trim).unwrap_or_default();
+            if address != addr {
+                // The parser that dropped the local part also appended its
+                // decoded text to the display name ("Björnbjörn").
+                let local = address.rsplit_once('@').map_or("", |(l, _)| l);
+                let decoded = decode_words(local).unwrap_or_else(|| local.to_string());
+                if let Some(kept) = name.strip_suffix(decoded.as_str())
+                    && !kept.trim().is_empty()
+                {
+                    name = kept.trim();
+                }
+            }
+            Some(Mailbox {
+                name: (!name.is_empty()).then(|| name.to_string()),
+                address,
             })
         })
         .collect()
+}
+
+/// Some mailers write a non-ASCII local part as an RFC 2047 encoded-word
+/// (`<=?utf-8?q?bj=C3=B6rn?=@acme.com>`), which RFC 2047 forbids there and
+/// mail-parser drops, leaving `@acme.com`. When the parsed local part is
+/// empty or still encoded, the address is found again in the raw header by
+/// its domain: the encoded local part is decoded when the result is a
+/// valid local part (`björn@acme.com`), and kept as written otherwise — an
+/// address is never reduced to its domain.
+fn repair_local_part(parsed: &str, raw_values: &[&str]) -> String {
+    let Some((local, domain)) = parsed.rsplit_once('@') else {
+        return parsed.to_string();
+    };
+    if !local.is_empty() && !local.contains("=?") {
+        return parsed.to_string();
+    }
+    for value in raw_values {
+        for candidate in addr_specs(value) {
+            let Some((written, d)) = candidate.rsplit_once('@') else {
+                continue;
+            };
+            if written.is_empty() || !d.eq_ignore_ascii_case(domain) {
+                continue;
+            }
+            let decoded = decode_words(written);
+            return match decoded {
+                Some(local) if valid_local_part(&local) => format!("{local}@{d}"),
+                _ => candidate.to_string(),
+            };
+        }
+    }
+    parsed.to_string()
+}
+
+/// The address-like tokens of a raw header value: what is inside `<…>`, and
+/// bare words with an `@`.
+fn addr_specs(value: &str) -> Vec<&str> {
+    let mut found = Vec::new();
+    let mut rest = value;
+    while let Some(open) = rest.find('<') {
+        let after = &rest[open + 1..];
+        match after.find('>') {
+            Some(close) => {
+                found.push(after[..close].trim());
+                rest = &after[close + 1..];
+            }
+            None => break,
+        }
+    }
+    if found.is_empty() {
+        found.extend(
+            value
+                .split(|c: char| c.is_whitespace() || c == ',' || c == ';')
+                .map(|w| w.trim_matches(['"', '(', ')']))
+                .filter(|w| w.contains('@')),
+        );
+    }
+    found
+}
+
+/// Decodes RFC 2047 encoded-words with the same decoder the headers use;
+/// `None` when nothing was encoded.
+fn decode_words(text: &str) -> Option<String> {
+    if !text.contains("=?") {
+        return None;
+    }
+    let header = format!("Subject: {text}\r\n\r\n");
+    let decoded = MessageParser::default()
+        .parse(header.as_bytes())?
+        .subject()?
+        .trim()
+        .to_string();
+    (decoded != text).then_some(decoded)
+}
+
+/// A local part a mail system can use as written: no white space, control
+/// or structural characters, at most 64 bytes.
+fn valid_local_part(local: &str) -> bool {
+    !local.is_empty()
+        && local.len() <= 64
+        && !local.contains("=?")
+        && !local
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "@<>\",;:()[]\\".contains(c))
 }
 
 fn join_bodies<'a>(parts: impl Iterator<Item = &'a Cow<'a, str>>) -> Option<String> {
@@ -246,6 +354,41 @@ mod tests {
             account_id: "a".into(),
             origin: Origin::File("x.eml".into()),
         }
+    }
+
+    fn from_and_to(header: &str) -> (Vec<Mailbox>, Vec<Mailbox>) {
+        let raw = format!("{header}Subject: x\r\n\r\nbody\r\n");
+        let m = parse(bytes::Bytes::from(raw), &envelope(), 1024)
+            .unwrap()
+            .view;
+        (m.from, m.to)
+    }
+
+    /// Issue 8: `=?utf-8?q?bj=C3=B6rn?=@acme.com` parsed as `@acme.com`.
+    #[test]
+    fn an_encoded_local_part_is_decoded_not_lost() {
+        let (from, to) = from_and_to(
+            "From: =?utf-8?q?Bj=C3=B6rn?= <=?utf-8?q?bj=C3=B6rn?=@acme.com>\r\n\
+             To: =?utf-8?b?w6VzYQ==?=@x.example, plain@x.example\r\n",
+        );
+        assert_eq!(from[0].address, "björn@acme.com");
+        assert_eq!(from[0].name.as_deref(), Some("Björn"));
+        let to: Vec<&str> = to.iter().map(|m| m.address.as_str()).collect();
+        assert!(to.contains(&"åsa@x.example"), "{to:?}");
+        assert!(to.contains(&"plain@x.example"), "{to:?}");
+    }
+
+    #[test]
+    fn an_undecodable_local_part_is_kept_as_written() {
+        // Decodes to something with a space: not a usable local part.
+        let (from, _) = from_and_to("From: Someone <=?utf-8?q?a_b?=@acme.com>\r\n");
+        assert_eq!(from[0].address, "=?utf-8?q?a_b?=@acme.com");
+        assert_eq!(from[0].name.as_deref(), Some("Someone"));
+        // Raw UTF-8 and plain local parts are untouched.
+        let (from, _) = from_and_to("From: Björn <björn@acme.com>\r\n");
+        assert_eq!(from[0].address, "björn@acme.com");
+        let (from, _) = from_and_to("From: ann@acme.com\r\n");
+        assert_eq!(from[0].address, "ann@acme.com");
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! 1. Nothing is changed on the server before the batch that holds the
 //!    message is committed; the actions are queued in that same transaction.
 //! 2. The store refuses duplicates (IMAP folder + UIDVALIDITY + UID, POP3
-//!    UIDL, and the Message-ID per account), so a batch fetched again after
-//!    a crash between commit and acknowledgement stores nothing twice.
+//!    UIDL, the Message-ID and the content key per account), so a batch
+//!    fetched again after a crash between commit and acknowledgement, a
+//!    re-imported file or a reset mailbox stores nothing twice.
 //! 3. A queued action is marked done only after the session closed cleanly
 //!    (POP3 `DELE` takes effect at `QUIT`); failed ones are retried on the
 //!    next run, never re-ingested.
@@ -26,8 +27,8 @@ use crate::fetch::{
     self, AccountSettings, Acknowledge, FetchError, FolderCursor, Listed, MailSource, MessageRef,
     Protocol,
 };
+use crate::parse::Origin;
 use crate::parse::{self, Envelope};
-use crate::plugin::bindings::types::{ImapOrigin, Origin};
 use crate::plugin::{Chain, LoadError, LoadedPlugin, PluginRuntime, ServerAction};
 use crate::store::{
     self, AccountId, BatchCommit, BindingRole, CursorAdvance, IncomingMessage, MasterKey,
@@ -164,7 +165,7 @@ impl Pipeline {
             .into_iter()
             .filter(|b| b.enabled)
         {
-            let plugin = Arc::new(self.runtime.load(stored.to_binding())?);
+            let plugin = Arc::new(self.runtime.load_async(stored.to_binding()).await?);
             match stored.role {
                 BindingRole::Matcher => matchers.push(plugin),
                 BindingRole::UnknownSender => policy = Some(plugin),
@@ -212,7 +213,7 @@ impl Pipeline {
 
     /// Backfill: runs `source` (local files) through the same pipeline for
     /// `account`. Files carry no server key: duplicates are caught by
-    /// Message-ID.
+    /// Message-ID and content key.
     pub async fn import(
         &self,
         tenant_name: &str,
@@ -542,6 +543,7 @@ impl Pipeline {
                         plugin: None,
                     },
                     action: Some(default_action(ctx.settings)),
+                    decided_by: None,
                 },
                 None,
             ),
@@ -570,6 +572,7 @@ impl Pipeline {
                     meta,
                     outcome: Outcome::from_decision(&decision),
                     action: Some(action),
+                    decided_by: decision.decided_by.clone(),
                 };
                 (incoming, links)
             }
@@ -956,11 +959,11 @@ fn origin(message: &MessageRef) -> Origin {
             folder,
             uid_validity,
             uid,
-        } => Origin::Imap(ImapOrigin {
+        } => Origin::Imap {
             folder: folder.clone(),
             uid_validity: *uid_validity,
             uid: *uid,
-        }),
+        },
         MessageRef::Pop3 { uidl, .. } => Origin::Pop3(uidl.clone()),
         MessageRef::File { path, offset } => Origin::File(if *offset == 0 {
             path.clone()

@@ -15,6 +15,8 @@ use super::error::{CallError, LoadError};
 use super::host::{CallContext, HostState};
 use super::limits::{Limits, MAX_MEMORY_BYTES};
 use super::runtime::EPOCH_TICK;
+use crate::parse::MessageView;
+use crate::text;
 
 /// Where a component's bytes come from.
 #[derive(Debug, Clone)]
@@ -211,6 +213,17 @@ impl LoadedPlugin {
     /// Runs the matcher role on one message in a fresh instance.
     pub async fn run_matcher(
         &self,
+        message: &MessageView,
+        call: &Arc<CallContext>,
+    ) -> Result<matcher::Verdict, CallError> {
+        self.run_matcher_wit(&super::view::to_wit(message), call)
+            .await
+    }
+
+    /// [`Self::run_matcher`] on a message already converted for the
+    /// contract (the chain converts once for all its plugins).
+    pub(crate) async fn run_matcher_wit(
+        &self,
         message: &Message,
         call: &Arc<CallContext>,
     ) -> Result<matcher::Verdict, CallError> {
@@ -228,6 +241,16 @@ impl LoadedPlugin {
 
     /// Runs the unknown-sender role on one message in a fresh instance.
     pub async fn run_policy(
+        &self,
+        message: &MessageView,
+        call: &Arc<CallContext>,
+    ) -> Result<unknown_sender::PolicyVerdict, CallError> {
+        self.run_policy_wit(&super::view::to_wit(message), call)
+            .await
+    }
+
+    /// [`Self::run_policy`] on a message already converted for the contract.
+    pub(crate) async fn run_policy_wit(
         &self,
         message: &Message,
         call: &Arc<CallContext>,
@@ -268,6 +291,11 @@ impl LoadedPlugin {
         let state = HostState::new(self.name.clone(), self.limits.clone(), call.clone());
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| &mut state.limiter);
+        // Whatever the guest hands the host in one transfer (a verdict, an
+        // error text, a log line) is copied into host memory before any
+        // check of ours runs. Hostcall fuel bounds that copy, so a 60 MB
+        // error string is refused inside wasmtime instead of allocated.
+        store.set_hostcall_fuel(transfer_cap(&self.limits));
         // The deadline is a budget of the plugin's own running time, counted
         // in epoch ticks observed while it runs: each callback fires after
         // at least one tick of execution, then yields to the executor (a
@@ -323,12 +351,20 @@ impl LoadedPlugin {
         let outcome =
             tokio::time::timeout(deadline + deadline / 2 + Duration::from_millis(20), run).await;
         let stderr_tail = store.data().flush_stdio();
+        // Text the plugin supplied is bounded and neutralized here, once,
+        // before it can be kept, logged or printed anywhere.
         match outcome {
             Err(_elapsed) => Err(CallError::Timeout(deadline)),
             Ok(Ok(Ok(value))) => Ok(value),
-            Ok(Ok(Err(Failure::Init(m)))) => Err(CallError::Init(m)),
-            Ok(Ok(Err(Failure::Guest(m)))) => Err(CallError::Guest(m)),
-            Ok(Err(error)) => Err(classify(&store, error, deadline, stderr_tail)),
+            Ok(Ok(Err(Failure::Init(m)))) => Err(CallError::Init(text::from_plugin(&m))),
+            Ok(Ok(Err(Failure::Guest(m)))) => Err(CallError::Guest(text::from_plugin(&m))),
+            Ok(Err(error)) => Err(classify(
+                &store,
+                error,
+                deadline,
+                stderr_tail,
+                transfer_cap(&self.limits),
+            )),
         }
     }
 }
@@ -386,12 +422,38 @@ enum Failure {
     Guest(String),
 }
 
+/// The most a guest may hand the host in one transfer (wasmtime's hostcall
+/// fuel): a generous multiple of the verdict cap, and never under 1 MiB so
+/// a long log line is cut by the host rather than refused.
+fn transfer_cap(limits: &Limits) -> usize {
+    limits.max_output_bytes.saturating_mul(16).max(1 << 20)
+}
+
+/// What wasmtime says when a guest tries to copy more than its hostcall
+/// fuel allows (the error type itself is private to wasmtime).
+const FUEL_EXHAUSTED: &str = "too much data is being copied between the host and the guest";
+
+/// What wasmtime says when a guest breaks the canonical ABI while passing a
+/// value: pointers out of bounds or misaligned, bad discriminants, bad UTF-8.
+/// These are the plugin's faults, not the engine's.
+const ABI_VIOLATIONS: &[&str] = &[
+    "out of bounds of memory",
+    "not aligned",
+    "invalid discriminant",
+    "invalid expected discriminant",
+    "invalid option discriminant",
+    "invalid utf-8",
+    "realloc return",
+    "invalid char",
+];
+
 /// Turns a wasmtime error into the typed call error a user can act on.
 fn classify(
     store: &Store<HostState>,
     error: wasmtime::Error,
     deadline: Duration,
     stderr_tail: Option<String>,
+    transfer_cap: usize,
 ) -> CallError {
     if let Some(_size) = store.data().limiter.denied_growth {
         return CallError::MemoryLimit(store.data().limiter.memory_cap);
@@ -400,10 +462,25 @@ fn classify(
         Some(Trap::Interrupt) => CallError::Timeout(deadline),
         Some(trap) => {
             let said = stderr_tail
-                .map(|line| format!(" (plugin said: {line})"))
+                .map(|line| format!(" (plugin said: {})", text::from_plugin(&line)))
                 .unwrap_or_default();
             CallError::Trap(format!("{trap}{said}"))
         }
-        None => CallError::Host(format!("{error:#}")),
+        None => {
+            let message = format!("{error:#}");
+            if message.contains(FUEL_EXHAUSTED) {
+                CallError::TransferTooLarge { cap: transfer_cap }
+            } else if ABI_VIOLATIONS
+                .iter()
+                .any(|v| message.to_ascii_lowercase().contains(v))
+            {
+                CallError::Malformed(format!(
+                    "broke the component ABI: {}",
+                    text::from_plugin(&message)
+                ))
+            } else {
+                CallError::Host(text::from_plugin(&message))
+            }
+        }
     }
 }

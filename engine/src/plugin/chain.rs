@@ -19,8 +19,8 @@ use super::host::CallContext;
 use crate::directory::{Directory, Party, PartyKind, PartyRef};
 use crate::parse::ParsedMessage;
 
-/// Longest reason, name or company a plugin may return (bytes).
-const MAX_TEXT: usize = 1000;
+/// Longest reason, name, company or folder a plugin may return (bytes).
+const MAX_TEXT: usize = crate::text::MAX_PLUGIN_TEXT;
 
 /// What to do with a message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -168,10 +168,12 @@ impl Chain {
             raw: message.raw.clone(),
         });
         let mut steps = Vec::new();
+        // The contract's record, built once for every plugin of the chain.
+        let view = super::view::to_wit(&message.view);
 
         for plugin in &self.matchers {
             let started = Instant::now();
-            let result = match plugin.run_matcher(&message.view, &call).await {
+            let result = match plugin.run_matcher_wit(&view, &call).await {
                 Ok(verdict) => self.check_matcher_verdict(verdict, &call).await,
                 Err(e) => Err(e),
             };
@@ -204,7 +206,7 @@ impl Chain {
             };
         };
         let started = Instant::now();
-        let result = match policy.run_policy(&message.view, &call).await {
+        let result = match policy.run_policy_wit(&view, &call).await {
             Ok(verdict) => check_policy_verdict(verdict),
             Err(e) => Err(e),
         };
@@ -255,7 +257,7 @@ impl Chain {
                             return Err(CallError::Malformed(format!(
                                 "{} {:?} does not exist in tenant {:?}",
                                 kind_name(r.kind),
-                                r.id,
+                                crate::text::bounded(&r.id, 100),
                                 call.tenant_id
                             )));
                         }
@@ -293,15 +295,10 @@ fn check_policy_verdict(
     let disposition = match verdict.decision {
         unknown_sender::Decision::CreateLead(lead) => {
             let email = lead.email.trim().to_lowercase();
-            let valid = email.len() <= 254
-                && email
-                    .rsplit_once('@')
-                    .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty())
-                && !email.chars().any(|c| c.is_whitespace() || c.is_control());
-            if !valid {
+            if !is_valid_lead_address(&email) {
                 return Err(CallError::Malformed(format!(
                     "create-lead with invalid address {:?}",
-                    lead.email
+                    crate::text::bounded(&lead.email, 300)
                 )));
             }
             Disposition::CreateLead {
@@ -323,6 +320,16 @@ fn check_policy_verdict(
     Ok((disposition, action))
 }
 
+/// The rule every `create-lead` address must pass: a non-empty local part
+/// and domain around the last `@`, at most 254 bytes, no white space or
+/// control characters. The SDK's `address::is_valid` states the same rule
+/// for plugins; a test holds the two to it.
+pub fn is_valid_lead_address(address: &str) -> bool {
+    crate::directory::normalise::is_valid_address(address)
+}
+
+/// A text field of a verdict: over the cap it makes the result malformed;
+/// within it, control characters are neutralized before it is kept.
 fn text(value: String, what: &str) -> Result<String, CallError> {
     if value.len() > MAX_TEXT {
         return Err(CallError::Malformed(format!(
@@ -330,7 +337,7 @@ fn text(value: String, what: &str) -> Result<String, CallError> {
             value.len()
         )));
     }
-    Ok(value)
+    Ok(crate::text::neutralize(&value).into_owned())
 }
 
 fn server_action(action: types::ServerAction) -> Result<ServerAction, CallError> {

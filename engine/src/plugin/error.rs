@@ -88,6 +88,13 @@ pub enum CallError {
         /// The cap.
         cap: usize,
     },
+    /// The plugin tried to hand the engine more data in one transfer (a
+    /// result, an error text, a log line) than a call may copy out of it.
+    #[error("tried to pass more than {cap} bytes to the engine in one transfer")]
+    TransferTooLarge {
+        /// The per-transfer cap, in bytes.
+        cap: usize,
+    },
     /// A host-side failure (a bug in the engine, not the plugin).
     #[error("engine error while running the plugin: {0}")]
     Host(String),
@@ -103,7 +110,9 @@ impl CallError {
             CallError::Init(_) => "init",
             CallError::Guest(_) => "guest-error",
             CallError::Malformed(_) => "malformed-result",
-            CallError::OutputTooLarge { .. } => "output-too-large",
+            CallError::OutputTooLarge { .. } | CallError::TransferTooLarge { .. } => {
+                "output-too-large"
+            }
             CallError::Host(_) => "host-error",
         }
     }

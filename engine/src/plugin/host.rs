@@ -101,7 +101,7 @@ impl HostState {
             if text.is_empty() && dropped == 0 {
                 continue;
             }
-            tracing::info!(plugin = %self.plugin, tenant = %self.call.tenant_id, stream, dropped, "{}", text.trim_end());
+            tracing::info!(plugin = %self.plugin, tenant = %self.call.tenant_id, stream, dropped, "{}", crate::text::neutralize(text.trim_end()));
             if stream == "stderr" {
                 let meaningful: Vec<&str> = text
                     .lines()
@@ -232,15 +232,7 @@ impl log::Host for HostState {
             }
             return Ok(());
         }
-        let mut message = message;
-        if message.len() > MAX_LOG_LINE {
-            let mut end = MAX_LOG_LINE;
-            while !message.is_char_boundary(end) {
-                end -= 1;
-            }
-            message.truncate(end);
-            message.push('…');
-        }
+        let message = crate::text::bounded(&message, MAX_LOG_LINE);
         let (plugin, tenant, account) =
             (&*self.plugin, &self.call.tenant_id, &self.call.account_id);
         match level {

@@ -5,6 +5,8 @@
 //! - [`binding`]: a configured plugin, run as a fresh instance per message
 //!   with a memory limiter and a deadline.
 //! - `host`: the imports (directory, raw message, log), tenant-scoped.
+//! - `view`: the engine's message view → the contract's record (the only
+//!   place generated message types are built).
 //! - [`chain`]: matchers, then the unknown-sender policy → a [`Decision`].
 //!
 //! The contract is `wit/v0.1.0/plugin.wit`.
@@ -18,6 +20,7 @@ mod host;
 pub mod limits;
 mod output;
 pub mod runtime;
+mod view;
 
 pub use binding::{Binding, FailurePolicy, LoadedPlugin, Roles, WasmSource};
 pub use chain::{Chain, Decision, Disposition, NewLead, ServerAction, Step};

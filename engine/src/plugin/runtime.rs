@@ -132,6 +132,16 @@ impl PluginRuntime {
         LoadedPlugin::new(binding, pre)
     }
 
+    /// [`Self::load`] on tokio's blocking pool: reading and compiling a
+    /// component takes tens of milliseconds to seconds, which must not stall
+    /// the async workers that carry mail sessions.
+    pub async fn load_async(self: &Arc<Self>, binding: Binding) -> Result<LoadedPlugin, LoadError> {
+        let runtime = self.clone();
+        tokio::task::spawn_blocking(move || runtime.load(binding))
+            .await
+            .map_err(|e| LoadError::Engine(format!("plugin loader stopped: {e}")))?
+    }
+
     /// The wasmtime engine (for benchmarks and diagnostics).
     pub fn engine(&self) -> &Engine {
         &self.engine

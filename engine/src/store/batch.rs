@@ -9,10 +9,13 @@
 //!
 //! **Idempotency.** A message is already ingested when the account has a
 //! message with the same IMAP key (folder, UIDVALIDITY, UID), the same POP3
-//! UIDL, or the same Message-ID. Unique indexes carry all three, and each
-//! message is inserted with `ON CONFLICT DO NOTHING`, so a batch committed
-//! twice (a crash between commit and acknowledge, a UIDVALIDITY reset, the
-//! same message in two folders) stores nothing twice and never fails for it.
+//! UIDL, the same Message-ID, or the same bytes (the content key, a SHA-256:
+//! the backstop for mail without a Message-ID or that does not parse, when
+//! a file is imported again or a mailbox was reset). Unique indexes carry
+//! all four, and each message is inserted with `ON CONFLICT DO NOTHING`, so
+//! a batch committed twice (a crash between commit and acknowledge, a
+//! UIDVALIDITY reset, the same message in two folders, the same file
+//! imported twice) stores nothing twice and never fails for it.
 //! A duplicate's outcome is dropped: it was acted on when first stored. Its
 //! cursor, UIDL and server action are still recorded, since they concern the
 //! copy on the server that was just fetched.
@@ -68,8 +71,8 @@ pub enum ServerKey {
         /// The UIDL.
         uidl: String,
     },
-    /// No server copy (an imported file): only the Message-ID dedupes it,
-    /// and no cursor, UIDL or server action is recorded.
+    /// No server copy (an imported file): its Message-ID or its content key
+    /// dedupes it, and no cursor, UIDL or server action is recorded.
     None,
 }
 
@@ -88,7 +91,7 @@ impl From<&MessageRef> for ServerKey {
             MessageRef::Pop3 { uidl, .. } => ServerKey::Pop3 { uidl: uidl.clone() },
             // A file's path and offset say nothing stable about the message
             // (files move, mboxes are rewritten): imports dedupe by
-            // Message-ID only.
+            // Message-ID and content key.
             MessageRef::File { .. } => ServerKey::None,
         }
     }
@@ -190,6 +193,8 @@ pub struct IncomingMessage {
     /// What to do on the server once committed; `None` and
     /// [`Acknowledge::Leave`] queue nothing.
     pub action: Option<Acknowledge>,
+    /// The plugin that decided, if one did.
+    pub decided_by: Option<String>,
 }
 
 /// A cursor advance not implied by the batch's messages (e.g. past messages
@@ -658,9 +663,11 @@ async fn insert_message(
         raw: Set((!discarded).then(|| message.raw.to_vec())),
         status: Set(status.as_str().to_owned()),
         created_at: Set(stamp),
+        content_sha256: Set(Some(content_key(&message.raw))),
+        decided_by: Set(message.decided_by.clone()),
         ..Default::default()
     })
-    // No target: any of the three idempotency indexes makes it a duplicate.
+    // No target: any of the idempotency indexes makes it a duplicate.
     .on_conflict(OnConflict::new().do_nothing().to_owned())
     .do_nothing()
     .exec(txn)
@@ -754,6 +761,12 @@ async fn insert_message(
         Outcome::KeepUnlinked => {}
     }
     Ok(MessageResult::Inserted(StoredMessageId(id)))
+}
+
+/// The content key of a message: the SHA-256 of its exact bytes, in hex.
+pub fn content_key(raw: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(raw))
 }
 
 /// Links a message to a party; false if it already was.

@@ -15,6 +15,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Se
 use super::entity::{message_links, messages, parties};
 use super::parties::{kind_name, party_from_row};
 use super::{Store, TenantId, normalise_message_id};
+use crate::directory::normalise;
 use crate::directory::{Directory, DirectoryError, Page, Party, PartyRef};
 
 /// The tenant's contacts and leads, read from the store.
@@ -93,7 +94,7 @@ impl Directory for StoreDirectory {
         let Some(tenant) = self.tenant(tenant).await? else {
             return Ok(Page::default());
         };
-        let email = address.trim().to_lowercase();
+        let email = normalise::address(address);
         self.page(
             Self::scoped(tenant).filter(parties::Column::Email.eq(email)),
             limit,
@@ -110,7 +111,7 @@ impl Directory for StoreDirectory {
         let Some(tenant) = self.tenant(tenant).await? else {
             return Ok(Page::default());
         };
-        let domain = domain.trim().trim_start_matches('@').to_lowercase();
+        let domain = normalise::domain(domain);
         self.page(
             Self::scoped(tenant).filter(parties::Column::Domain.eq(domain)),
             limit,

@@ -282,6 +282,13 @@ pub mod messages {
         pub status: String,
         /// When it was committed.
         pub created_at: DateTimeUtc,
+        /// SHA-256 of the raw bytes (hex), unique per account: the backstop
+        /// that recognises a message no other key can (no Message-ID, a
+        /// re-imported file, a reset mailbox). Null on rows stored before
+        /// it existed that duplicate an earlier row.
+        pub content_sha256: Option<String>,
+        /// The plugin that decided, if one did.
+        pub decided_by: Option<String>,
     }
 
     /// No relations are navigated through the ORM.

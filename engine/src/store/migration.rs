@@ -20,7 +20,7 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(Initial)]
+        vec![Box::new(Initial), Box::new(ContentHash)]
     }
 }
 
@@ -468,5 +468,181 @@ impl MigrationTrait for Initial {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// Every message gets a content key: the SHA-256 of its exact bytes, unique
+/// per account. It is the backstop when no other key can recognise a
+/// message again — a file imported twice, a mailbox whose UIDVALIDITY was
+/// reset or whose POP3 UIDLs all changed — for mail without a Message-ID
+/// and for mail that does not parse. The deciding plugin is kept beside the
+/// message too, so every view can say who decided.
+struct ContentHash;
+
+impl MigrationName for ContentHash {
+    fn name(&self) -> &str {
+        "m20261201_000001_content_hash"
+    }
+}
+
+/// Rows hashed per round trip while back-filling.
+const BACKFILL_CHUNK: u64 = 200;
+
+#[allow(elided_lifetimes_in_paths)]
+#[async_trait::async_trait]
+impl MigrationTrait for ContentHash {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for column in ["content_sha256", "decided_by"] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(a("messages"))
+                        .add_column(col(column).text().null())
+                        .to_owned(),
+                )
+                .await?;
+        }
+        backfill_content_hashes(manager.get_connection()).await?;
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "CREATE UNIQUE INDEX IF NOT EXISTS ux_messages_content \
+                 ON messages (account_id, content_sha256) WHERE content_sha256 IS NOT NULL",
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared("DROP INDEX IF EXISTS ux_messages_content")
+            .await?;
+        for column in ["content_sha256", "decided_by"] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(a("messages"))
+                        .drop_column(a(column))
+                        .to_owned(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Hashes the raw bytes already stored, a chunk at a time so memory stays
+/// flat. Rows without bytes (discarded) keep no hash. Where an account
+/// already holds the same bytes twice — the duplicates this key exists to
+/// stop — only the first copy is hashed, so the unique index can be built;
+/// the copies stay as they are.
+async fn backfill_content_hashes<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
+    use sha2::Digest;
+    use std::collections::HashSet;
+
+    let backend = db.get_database_backend();
+    let mut seen: HashSet<(i64, [u8; 32])> = HashSet::new();
+    let mut after: i64 = 0;
+    loop {
+        let select = Query::select()
+            .columns([a("id"), a("account_id"), a("raw")])
+            .from(a("messages"))
+            .and_where(Expr::col(a("id")).gt(after))
+            .and_where(Expr::col(a("raw")).is_not_null())
+            .order_by(a("id"), Order::Asc)
+            .limit(BACKFILL_CHUNK)
+            .to_owned();
+        let rows = db.query_all(backend.build(&select)).await?;
+        let Some(last) = rows.last() else { break };
+        after = last.try_get::<i64>("", "id")?;
+        for row in rows {
+            let id: i64 = row.try_get("", "id")?;
+            let Some(account) = row.try_get::<Option<i64>>("", "account_id")? else {
+                continue;
+            };
+            let raw: Vec<u8> = row.try_get("", "raw")?;
+            let digest: [u8; 32] = sha2::Sha256::digest(&raw).into();
+            if !seen.insert((account, digest)) {
+                continue;
+            }
+            let update = Query::update()
+                .table(a("messages"))
+                .value(a("content_sha256"), hex::encode(digest))
+                .and_where(Expr::col(a("id")).eq(id))
+                .to_owned();
+            db.execute(backend.build(&update)).await?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sea_orm::{ConnectOptions, Database, Statement};
+
+    async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
+        let row = db
+            .query_one(Statement::from_string(DbBackend::Sqlite, sql))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get_by_index::<i64>(0).unwrap()
+    }
+
+    /// A store from before the content key: its rows get hashes, a
+    /// duplicate already there keeps none (so the unique index builds), and
+    /// from then on the same bytes are refused.
+    #[tokio::test]
+    async fn content_keys_are_back_filled_once_per_account() {
+        let mut options = ConnectOptions::new("sqlite::memory:");
+        options.max_connections(1).min_connections(1);
+        let db = Database::connect(options).await.unwrap();
+        Migrator::up(&db, Some(1)).await.unwrap();
+        // Rows only: the accounts they point at do not matter here.
+        db.execute_unprepared("PRAGMA foreign_keys = OFF")
+            .await
+            .unwrap();
+        for (account, raw) in [
+            (1, "X'6f6e65'"), // "one"
+            (1, "X'6f6e65'"), // "one" again: an old duplicate
+            (1, "X'74776f'"), // "two"
+            (2, "X'6f6e65'"), // "one" in another account
+            (1, "NULL"),      // discarded: no bytes
+        ] {
+            db.execute_unprepared(&format!(
+                "INSERT INTO messages (tenant_id, account_id, size, raw, status, created_at) \
+                 VALUES (1, {account}, 3, {raw}, 'stored', '2026-01-01T00:00:00Z')"
+            ))
+            .await
+            .unwrap();
+        }
+        Migrator::up(&db, None).await.unwrap();
+        assert_eq!(
+            count(
+                &db,
+                "SELECT COUNT(*) FROM messages WHERE content_sha256 IS NOT NULL"
+            )
+            .await,
+            3
+        );
+        let one = crate::store::batch::content_key(b"one");
+        assert_eq!(
+            count(
+                &db,
+                &format!("SELECT COUNT(*) FROM messages WHERE content_sha256 = '{one}'")
+            )
+            .await,
+            2
+        );
+        let again = db
+            .execute_unprepared(&format!(
+                "INSERT INTO messages (tenant_id, account_id, size, raw, status, created_at, content_sha256) \
+                 VALUES (1, 1, 3, X'6f6e65', 'stored', '2026-01-01T00:00:00Z', '{one}') ON CONFLICT DO NOTHING"
+            ))
+            .await
+            .unwrap();
+        assert_eq!(again.rows_affected(), 0);
     }
 }

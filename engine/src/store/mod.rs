@@ -60,6 +60,7 @@ pub use key::{KeyError, MASTER_KEY_ENV, MasterKey};
 pub use parties::{ImportSummary, NewParty, Upserted};
 pub use plugins::{BindingRole, NewBinding, StoredBinding};
 
+use crate::directory::normalise;
 use entity::{accounts as account_rows, tenants};
 
 /// The environment variable naming the database.
@@ -421,32 +422,24 @@ fn unique_violation(err: DbErr, what: &'static str, name: &str) -> Error {
     }
 }
 
-/// Lower-cases and checks an address: something `@` something, no blanks.
+/// Normalises and checks an address with the directory's one rule.
 fn normalise_email(address: &str) -> Result<String> {
-    let email = address.trim().to_lowercase();
-    let valid = email.len() <= 254
-        && email
-            .rsplit_once('@')
-            .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty())
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
-    if valid {
+    let email = normalise::address(address);
+    if normalise::is_valid_address(&email) {
         Ok(email)
     } else {
         Err(invalid("e-mail address", format!("{address:?}")))
     }
 }
 
-/// The domain of a normalised address.
-fn domain_of(email: &str) -> &str {
-    email.rsplit_once('@').map_or("", |(_, d)| d)
+/// The domain of a normalised address, as the directory keys it.
+fn domain_of(email: &str) -> String {
+    normalise::domain_of(email).unwrap_or_default()
 }
 
-/// A Message-ID as stored: no blanks, no angle brackets; `None` if empty.
+/// A Message-ID as stored: see [`normalise::message_id`].
 pub fn normalise_message_id(id: &str) -> Option<String> {
-    let id = id.trim();
-    let id = id.strip_prefix('<').unwrap_or(id);
-    let id = id.strip_suffix('>').unwrap_or(id).trim();
-    (!id.is_empty()).then(|| id.to_owned())
+    normalise::message_id(id)
 }
 
 /// The URL without its password, for error messages.

@@ -134,7 +134,7 @@ async fn upsert<C: ConnectionTrait>(
             if external_id.is_some() {
                 // The CRM is the authority for parties it syncs.
                 active.kind = Set(kind.to_owned());
-                active.domain = Set(domain_of(&email).to_owned());
+                active.domain = Set(domain_of(&email));
                 active.email = Set(email);
                 active.name = Set(party.name.clone());
                 active.company = Set(party.company.clone());
@@ -171,7 +171,7 @@ pub(super) async fn insert<C: ConnectionTrait>(
         tenant_id: Set(tenant.0),
         kind: Set(kind_name(party.kind).to_owned()),
         email: Set(email.to_owned()),
-        domain: Set(domain_of(email).to_owned()),
+        domain: Set(domain_of(email)),
         name: Set(party.name.clone()),
         company: Set(party.company.clone()),
         external_id: Set(external_id.map(str::to_owned)),

@@ -8,7 +8,11 @@
 //! prints far past the caps, then no opinion), `guest-error`, `reject`
 //! (init refuses its config), `forged-party` (attaches contact `id`, which
 //! the tenant may not have), `bad-lead` (create-lead with a non-address),
-//! `raw-echo` (quarantines with the raw message's length and first line).
+//! `raw-echo` (quarantines with the raw message's length and first line),
+//! `huge-error` (returns an error of `size` bytes, 60 MB by default),
+//! `long-error` (an error of 200 KB), `escape-reason` (quarantines with a
+//! reason full of terminal escapes), `escape-panic` (panics with them),
+//! `escape-log` (logs them, then no opinion).
 
 use std::hint::black_box;
 
@@ -24,14 +28,29 @@ struct Config {
     mode: String,
     phase: String,
     id: String,
+    size: usize,
 }
+
+/// Clears the screen, homes the cursor and fakes a log line.
+const ESCAPES: &str = "\x1b[2J\x1b[Hreason\r\nINFO intake: all good\u{202e}";
 
 struct Hostile {
     config: Config,
 }
 
-fn misbehave(mode: &str) -> Result<(), Error> {
+fn misbehave(mode: &str, size: usize) -> Result<(), Error> {
     match mode {
+        "huge-error" => Err(Error::new("E".repeat(if size == 0 {
+            60 << 20
+        } else {
+            size
+        }))),
+        "long-error" => Err(Error::new(format!("{ESCAPES}{}", "L".repeat(200 << 10)))),
+        "escape-panic" => panic!("{ESCAPES}"),
+        "escape-log" => {
+            log::warn(ESCAPES);
+            Ok(())
+        }
         "spin" => {
             let mut n: u64 = 0;
             loop {
@@ -75,7 +94,7 @@ impl Plugin for Hostile {
 
     fn new(config: Config) -> Result<Self, Error> {
         if config.phase == "init" {
-            misbehave(&config.mode)?;
+            misbehave(&config.mode, config.size)?;
         }
         Ok(Hostile { config })
     }
@@ -88,7 +107,7 @@ impl Matcher for Hostile {
         _directory: &dyn Directory,
     ) -> Result<Verdict, Error> {
         if self.config.phase != "init" {
-            misbehave(&self.config.mode)?;
+            misbehave(&self.config.mode, self.config.size)?;
         }
         Ok(match self.config.mode.as_str() {
             "huge-output" => Verdict::attach(
@@ -99,6 +118,7 @@ impl Matcher for Hostile {
                     })
                     .collect(),
             ),
+            "escape-reason" => Verdict::quarantine(ESCAPES),
             "forged-party" => Verdict::attach(vec![PartyRef {
                 kind: PartyKind::Contact,
                 id: self.config.id.clone(),
@@ -121,7 +141,7 @@ impl UnknownSenderPolicy for Hostile {
         _directory: &dyn Directory,
     ) -> Result<PolicyVerdict, Error> {
         if self.config.phase != "init" {
-            misbehave(&self.config.mode)?;
+            misbehave(&self.config.mode, self.config.size)?;
         }
         Ok(match self.config.mode.as_str() {
             "bad-lead" => PolicyVerdict::create_lead(NewLead {

@@ -17,7 +17,7 @@
 
 use intake_plugin_sdk::{
     Directory, Error, Message, NewLead, Plugin, PolicyVerdict, ServerAction, UnknownSenderPolicy,
-    address,
+    address, log,
 };
 use serde::Deserialize;
 
@@ -152,6 +152,15 @@ impl UnknownSenderPolicy for UnknownSender {
                 Some(mailbox) if address::is_robot(&mailbox.address) => {
                     PolicyVerdict::keep_unlinked()
                 }
+                // The engine refuses a lead it cannot use, which would
+                // quarantine the message; keep it unlinked and say why.
+                Some(mailbox) if !address::is_valid(&mailbox.address) => {
+                    log::warn(&format!(
+                        "sender address {:?} is not usable for a lead; keeping the message unlinked",
+                        mailbox.address
+                    ));
+                    PolicyVerdict::keep_unlinked()
+                }
                 Some(mailbox) => {
                     let email = address::normalize(&mailbox.address);
                     let domain = address::domain(&email).unwrap_or_default().to_string();
@@ -236,6 +245,17 @@ mod tests {
             run(r#"{"action": "keep"}"#, &m).decision,
             Decision::KeepUnlinked
         );
+    }
+
+    /// Issue 8: a lead the host would refuse quarantined the message.
+    #[test]
+    fn an_unusable_address_is_kept_unlinked_not_proposed() {
+        for spec in ["Björn <@acme.com>", "Odd <a b@acme.com>"] {
+            let m = MessageBuilder::new().from(spec).build();
+            assert_eq!(run("{}", &m).decision, Decision::KeepUnlinked, "{spec}");
+        }
+        let m = MessageBuilder::new().from("Björn <björn@acme.com>").build();
+        assert!(matches!(run("{}", &m).decision, Decision::CreateLead(_)));
     }
 
     #[test]
