@@ -12,8 +12,9 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::directory::{MemoryDirectory, Party, PartyKind};
+use crate::parse::Envelope;
 use crate::parse::Origin;
-use crate::parse::{self, Envelope};
+use crate::pipeline::decide::decide;
 use crate::plugin::{Chain, Decision, Disposition, Step};
 
 /// One message's result, printed as a JSON line.
@@ -60,8 +61,9 @@ pub struct OfflineRun {
 }
 
 impl OfflineRun {
-    /// Runs the chain on one file. Unparseable input is reported as a
-    /// quarantine, like the pipeline would store it.
+    /// Runs the chain on one file, through the pipeline's own
+    /// [`decide`](crate::pipeline::decide::decide). Unparseable input is
+    /// reported as a quarantine, as the pipeline stores it.
     pub async fn run_file(&self, path: &Path) -> std::io::Result<Report> {
         let raw = bytes::Bytes::from(std::fs::read(path)?);
         let envelope = Envelope {
@@ -69,36 +71,25 @@ impl OfflineRun {
             account_id: "offline".into(),
             origin: Origin::File(path.display().to_string()),
         };
-        let file = path.display().to_string();
-        let parsed = match parse::parse(raw, &envelope, self.max_body_bytes) {
-            Ok(parsed) => parsed,
-            Err(e) => {
-                return Ok(Report {
-                    file,
-                    message_id: None,
-                    from: None,
-                    subject: None,
-                    disposition: Disposition::Quarantine {
-                        reason: format!("unparseable: {e}"),
-                    },
-                    server_action: None,
-                    decided_by: None,
-                    steps: Vec::new(),
-                });
-            }
-        };
-        let decision = self.chain.run(&parsed, self.directory.clone()).await;
-        self.learn(parsed.view.message_id.as_deref(), &decision);
-        let view = parsed.view;
+        let decided = decide(
+            &self.chain,
+            self.directory.clone(),
+            &envelope,
+            raw,
+            self.max_body_bytes,
+        )
+        .await;
+        let meta = decided.meta();
+        self.learn(meta.message_id.as_deref(), &decided.decision);
         Ok(Report {
-            file,
-            message_id: view.message_id,
-            from: view.from.first().map(|m| m.address.clone()),
-            subject: view.subject,
-            disposition: decision.disposition,
-            server_action: decision.server_action,
-            decided_by: decision.decided_by,
-            steps: decision.steps,
+            file: path.display().to_string(),
+            message_id: meta.message_id,
+            from: meta.from,
+            subject: meta.subject,
+            disposition: decided.decision.disposition,
+            server_action: decided.decision.server_action,
+            decided_by: decided.decision.decided_by,
+            steps: decided.decision.steps,
         })
     }
 

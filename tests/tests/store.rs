@@ -1425,6 +1425,23 @@ async fn a_lead_is_created_once(db: Db) {
             .len(),
         1
     );
+    // Applying a create-lead outside a batch (quarantine release) links to
+    // the same lead and leaves its name and company as they were.
+    let same = s
+        .lead_for(
+            t,
+            "UNKNOWN@new.example",
+            &Some("Other Name".into()),
+            &Some("Other Co".into()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(same.to_string(), the_lead.id);
+    let kept = s.party(t, same).await.unwrap().unwrap();
+    assert_eq!(
+        (kept.name.as_deref(), kept.company.as_deref()),
+        (Some("New Person"), Some("New Co"))
+    );
     // A contact with that address is not a lead: the policy asked for one.
     contact(&db, t, "known@new.example").await;
     let summary = s

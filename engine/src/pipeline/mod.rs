@@ -15,6 +15,8 @@
 //! Memory is bounded: messages are fetched in batches capped by count and
 //! by listed bytes, and each batch is dropped after its commit.
 
+pub mod decide;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,8 +33,8 @@ use crate::parse::Origin;
 use crate::parse::{self, Envelope};
 use crate::plugin::{Chain, LoadError, LoadedPlugin, PluginRuntime, ServerAction};
 use crate::store::{
-    self, AccountId, BatchCommit, BindingRole, CursorAdvance, IncomingMessage, MasterKey,
-    MessageMeta, Outcome, PendingActionId, ServerKey, Store, TenantId,
+    self, AccountId, BatchCommit, BindingRole, CursorAdvance, IncomingMessage, MasterKey, Outcome,
+    PendingActionId, ServerKey, Store, TenantId,
 };
 
 /// Why a run could not proceed. A failed *message* is never an error here:
@@ -515,10 +517,10 @@ impl Pipeline {
         Ok(decided)
     }
 
-    /// Parses and runs the chain on one message; never fails (a failure is
-    /// a quarantine outcome with the raw bytes). Also returns the message's
-    /// Message-ID and the parties it was attached to, for threading later
-    /// messages of the same run.
+    /// Decides one message with the shared [`decide::decide`], in the
+    /// store's terms: the outcome, the server action (the plugin's
+    /// suggestion capped by the account) and, for threading later messages
+    /// of the same run, its Message-ID and the parties it was attached to.
     async fn decide(
         &self,
         ctx: &Run<'_>,
@@ -531,52 +533,28 @@ impl Pipeline {
             account_id: ctx.settings.name.clone(),
             origin: origin(&message),
         };
-        let key = ServerKey::from(&message);
-        match parse::parse(raw.clone(), &envelope, self.options.max_body_bytes) {
-            Err(e) => (
-                IncomingMessage {
-                    key,
-                    raw,
-                    meta: MessageMeta::default(),
-                    outcome: Outcome::Quarantine {
-                        reason: format!("unparseable: {e}"),
-                        plugin: None,
-                    },
-                    action: Some(default_action(ctx.settings)),
-                    decided_by: None,
-                },
-                None,
-            ),
-            Ok(parsed) => {
-                let decision = ctx.chain.run(&parsed, directory.clone()).await;
-                let view = &parsed.view;
-                let meta = MessageMeta {
-                    message_id: view.message_id.clone(),
-                    subject: view.subject.clone(),
-                    from: view.from.first().map(|m| m.address.clone()),
-                    date: view
-                        .date
-                        .as_ref()
-                        .and_then(|d| chrono::DateTime::from_timestamp(d.unix_seconds, 0)),
-                };
-                let action = capped_action(ctx.settings, decision.server_action.as_ref());
-                let links = match (&view.message_id, &decision.disposition) {
-                    (Some(id), crate::plugin::Disposition::Attach { parties }) => {
-                        Some((id.clone(), parties.clone()))
-                    }
-                    _ => None,
-                };
-                let incoming = IncomingMessage {
-                    key,
-                    raw,
-                    meta,
-                    outcome: Outcome::from_decision(&decision),
-                    action: Some(action),
-                    decided_by: decision.decided_by.clone(),
-                };
-                (incoming, links)
-            }
-        }
+        let decided = decide::decide(
+            ctx.chain,
+            directory.clone(),
+            &envelope,
+            raw.clone(),
+            self.options.max_body_bytes,
+        )
+        .await;
+        let action = match &decided.view {
+            // Unparseable: the account's default, like any stored message.
+            None => default_action(ctx.settings),
+            Some(_) => capped_action(ctx.settings, decided.decision.server_action.as_ref()),
+        };
+        let incoming = IncomingMessage {
+            key: ServerKey::from(&message),
+            raw,
+            meta: decided.meta(),
+            outcome: decided.outcome(),
+            action: Some(action),
+            decided_by: decided.decision.decided_by.clone(),
+        };
+        (incoming, decided.thread_links())
     }
 
     /// Carries out the account's actions queued by earlier runs that

@@ -701,30 +701,12 @@ async fn insert_message(
             name,
             company,
         } => {
-            let email = normalise_email(email)?;
-            let existing = parties::Entity::find()
-                .filter(parties::Column::TenantId.eq(tenant.0))
-                .filter(parties::Column::Kind.eq("lead"))
-                .filter(parties::Column::Email.eq(&email))
-                .order_by_asc(parties::Column::Id)
-                .one(txn)
-                .await?;
-            let party = match existing {
-                Some(lead) => PartyId(lead.id),
-                None => {
-                    let lead = NewParty {
-                        kind: PartyKind::Lead,
-                        email: email.clone(),
-                        name: name.clone(),
-                        company: company.clone(),
-                        external_id: None,
-                    };
-                    summary.leads_created += 1;
-                    summary.created_leads.push(email.clone());
-                    summary.lead_creators.push(summary.results.len());
-                    insert_party(txn, tenant, &email, &lead, None).await?
-                }
-            };
+            let (party, created) = lead_for(txn, tenant, email, name, company).await?;
+            if let Some(email) = created {
+                summary.leads_created += 1;
+                summary.created_leads.push(email);
+                summary.lead_creators.push(summary.results.len());
+            }
             links.push((id, party));
         }
         Outcome::Quarantine { reason, plugin } => {
@@ -761,6 +743,57 @@ async fn insert_message(
         Outcome::KeepUnlinked => {}
     }
     Ok(MessageResult::Inserted(StoredMessageId(id)))
+}
+
+/// The lead a create-lead decision links to: the tenant's existing lead
+/// with that address, left as it is, or a new one. The second value is the
+/// new lead's address when one was created. The pipeline and quarantine
+/// release share it, so a decision does the same wherever it is applied.
+/// Callers on PostgreSQL hold the tenant lock.
+async fn lead_for<C: ConnectionTrait>(
+    db: &C,
+    tenant: TenantId,
+    email: &str,
+    name: &Option<String>,
+    company: &Option<String>,
+) -> Result<(PartyId, Option<String>)> {
+    let email = normalise_email(email)?;
+    let existing = parties::Entity::find()
+        .filter(parties::Column::TenantId.eq(tenant.0))
+        .filter(parties::Column::Kind.eq("lead"))
+        .filter(parties::Column::Email.eq(&email))
+        .order_by_asc(parties::Column::Id)
+        .one(db)
+        .await?;
+    if let Some(lead) = existing {
+        return Ok((PartyId(lead.id), None));
+    }
+    let lead = NewParty {
+        kind: PartyKind::Lead,
+        email: email.clone(),
+        name: name.clone(),
+        company: company.clone(),
+        external_id: None,
+    };
+    let id = insert_party(db, tenant, &email, &lead, None).await?;
+    Ok((id, Some(email)))
+}
+
+impl Store {
+    /// [`lead_for`] in a transaction of its own, under the tenant lock.
+    pub async fn lead_for(
+        &self,
+        tenant: TenantId,
+        email: &str,
+        name: &Option<String>,
+        company: &Option<String>,
+    ) -> Result<PartyId> {
+        let txn = self.db.begin().await?;
+        lock_tenant(&txn, tenant).await?;
+        let (id, _) = lead_for(&txn, tenant, email, name, company).await?;
+        txn.commit().await?;
+        Ok(id)
+    }
 }
 
 /// The content key of a message: the SHA-256 of its exact bytes, in hex.
