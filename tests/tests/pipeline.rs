@@ -264,8 +264,93 @@ Date: Mon, 02 Nov 2026 09:00:0{n} +0000\r\n\r\nHello {n}\r\n"
     assert!(files.iter().all(|(_, seen)| *seen), "{files:?}");
 }
 
+/// A batch is decided on several workers at once; a reply decided on
+/// another worker than its parent, in the same batch, still threads to the
+/// parent's contact instead of becoming a lead of its own.
+async fn replies_thread_to_parents_decided_in_parallel(db: Db) {
+    let server = Dovecot::start();
+    let key = MasterKey::generate().unwrap();
+    let store = &db.store;
+    let tenant = store.ensure_tenant(TENANT).await.unwrap();
+    store
+        .add_credential(tenant, "mailbox", USER, &Secret::new(PASSWORD), &key)
+        .await
+        .unwrap();
+    let settings = server.account(Protocol::Imap, Security::None);
+    let mut config = AccountConfig::new(
+        "sales",
+        Protocol::Imap,
+        "localhost",
+        Security::None,
+        "mailbox",
+    );
+    config.port = settings.port;
+    config.keep_on_server = true;
+    store.add_account(tenant, &config).await.unwrap();
+    store
+        .upsert_party(
+            tenant,
+            &NewParty {
+                kind: PartyKind::Contact,
+                email: "ann@client.example".into(),
+                name: Some("Ann".into()),
+                company: None,
+                external_id: None,
+            },
+        )
+        .await
+        .unwrap();
+    add_plugins(
+        store,
+        tenant,
+        &[
+            ("thread_match", BindingRole::Matcher, "{}"),
+            ("exact_match", BindingRole::Matcher, "{}"),
+            ("unknown_sender", BindingRole::UnknownSender, "{}"),
+        ],
+    )
+    .await;
+    // Four messages, one batch, two workers: [ann's mail, filler] and
+    // [a stranger's reply to ann's mail, filler].
+    let mail = [
+        "From: ann@client.example\r\nMessage-ID: <root@client.example>\r\nSubject: order\r\n\r\nx\r\n",
+        "From: ann@client.example\r\nMessage-ID: <other@client.example>\r\nSubject: more\r\n\r\nx\r\n",
+        "From: colleague@elsewhere.example\r\nMessage-ID: <reply@elsewhere.example>\r\n\
+In-Reply-To: <root@client.example>\r\nSubject: Re: order\r\n\r\nx\r\n",
+        "From: ann@client.example\r\nMessage-ID: <last@client.example>\r\nSubject: last\r\n\r\nx\r\n",
+    ];
+    for raw in mail {
+        server.deliver(USER, "INBOX", raw.as_bytes(), false);
+    }
+    let pipeline = Pipeline::new(
+        store.clone(),
+        Arc::new(runtime()),
+        Options {
+            batch_messages: 4,
+            decide_workers: 2,
+            ..Options::default()
+        },
+    );
+    let s = pipeline
+        .run_account(TENANT, "sales", &key, &Quiet)
+        .await
+        .unwrap();
+    assert_eq!((s.fetched, s.attached, s.new_leads), (4, 4, 0), "{s:?}");
+    let inbox = store
+        .messages(tenant, &MessageQuery::default())
+        .await
+        .unwrap();
+    let reply = inbox
+        .iter()
+        .find(|m| m.subject.as_deref() == Some("Re: order"))
+        .unwrap();
+    let emails: Vec<&str> = reply.parties.iter().map(|p| p.email.as_str()).collect();
+    assert_eq!(emails, ["ann@client.example"]);
+}
+
 on_both_databases!(
     imap_keep_copy,
     pop3_delete_after_commit,
-    a_lead_created_in_the_run_is_found_by_later_batches
+    a_lead_created_in_the_run_is_found_by_later_batches,
+    replies_thread_to_parents_decided_in_parallel
 );

@@ -64,6 +64,9 @@ pub struct Options {
     pub batch_bytes: u64,
     /// Body cap for the plugin view.
     pub max_body_bytes: usize,
+    /// Tasks that decide (parse + chain) the messages of a batch at once;
+    /// by default one per core.
+    pub decide_workers: usize,
 }
 
 impl Default for Options {
@@ -72,6 +75,7 @@ impl Default for Options {
             batch_messages: 100,
             batch_bytes: 16 << 20,
             max_body_bytes: parse::DEFAULT_MAX_BODY_BYTES,
+            decide_workers: std::thread::available_parallelism().map_or(1, usize::from),
         }
     }
 }
@@ -505,56 +509,48 @@ impl Pipeline {
             },
             refs: Vec::with_capacity(fetched.len()),
         };
-        for f in fetched {
-            let (incoming, links) = self.decide(ctx, directory, f.message.clone(), f.raw).await;
-            if let Some((message_id, parties)) = links {
-                overlay.remember(ctx.tenant_name, seq, message_id, parties);
+        let job = Arc::new(DecideJob {
+            chain: ctx.chain.clone(),
+            tenant_name: ctx.tenant_name.to_string(),
+            settings: ctx.settings.clone(),
+            max_body_bytes: self.options.max_body_bytes,
+        });
+        let refs: Vec<MessageRef> = fetched.iter().map(|f| f.message.clone()).collect();
+        let mut results =
+            decide_parallel(&job, directory, fetched, self.options.decide_workers).await;
+        // Threads inside the batch: the first pass decided every message
+        // against the links of earlier batches only. Remember this batch's
+        // links, then decide again, in order, each message that answers
+        // another message of the batch, so a reply threads to a parent
+        // fetched with it exactly as it would one batch later.
+        let in_batch: HashSet<String> = results
+            .iter()
+            .filter_map(|r| r.links.as_ref().map(|(id, _)| id.clone()))
+            .collect();
+        for r in &results {
+            if let Some((message_id, parties)) = &r.links {
+                overlay.remember(ctx.tenant_name, seq, message_id.clone(), parties.clone());
             }
-            decided.commit.messages.push(incoming);
-            decided.refs.push(f.message);
+        }
+        if !in_batch.is_empty() {
+            for (i, message) in refs.iter().enumerate() {
+                if !results[i].parents.iter().any(|p| in_batch.contains(p)) {
+                    continue;
+                }
+                let raw = results[i].incoming.raw.clone();
+                let again = job.decide(directory, message.clone(), raw).await;
+                if let Some((message_id, parties)) = &again.links {
+                    overlay.remember(ctx.tenant_name, seq, message_id.clone(), parties.clone());
+                }
+                results[i] = again;
+            }
+        }
+        for (r, message) in results.into_iter().zip(refs) {
+            decided.commit.messages.push(r.incoming);
+            decided.refs.push(message);
         }
         timings.decide += clock.elapsed();
         Ok(decided)
-    }
-
-    /// Decides one message with the shared [`decide::decide`], in the
-    /// store's terms: the outcome, the server action (the plugin's
-    /// suggestion capped by the account) and, for threading later messages
-    /// of the same run, its Message-ID and the parties it was attached to.
-    async fn decide(
-        &self,
-        ctx: &Run<'_>,
-        directory: &Arc<dyn Directory>,
-        message: MessageRef,
-        raw: bytes::Bytes,
-    ) -> (IncomingMessage, Option<(String, Vec<Party>)>) {
-        let envelope = Envelope {
-            tenant_id: ctx.tenant_name.to_string(),
-            account_id: ctx.settings.name.clone(),
-            origin: origin(&message),
-        };
-        let decided = decide::decide(
-            ctx.chain,
-            directory.clone(),
-            &envelope,
-            raw.clone(),
-            self.options.max_body_bytes,
-        )
-        .await;
-        let action = match &decided.view {
-            // Unparseable: the account's default, like any stored message.
-            None => default_action(ctx.settings),
-            Some(_) => capped_action(ctx.settings, decided.decision.server_action.as_ref()),
-        };
-        let incoming = IncomingMessage {
-            key: ServerKey::from(&message),
-            raw,
-            meta: decided.meta(),
-            outcome: decided.outcome(),
-            action: Some(action),
-            decided_by: decided.decision.decided_by.clone(),
-        };
-        (incoming, decided.thread_links())
     }
 
     /// Carries out the account's actions queued by earlier runs that
@@ -875,6 +871,116 @@ impl Directory for RunDirectory {
 }
 
 /// Per-run context.
+/// What deciding needs, owned, so a batch can be decided on several worker
+/// threads at once.
+struct DecideJob {
+    chain: Chain,
+    tenant_name: String,
+    settings: AccountSettings,
+    max_body_bytes: usize,
+}
+
+/// One message decided, in the store's terms.
+struct DecidedMessage {
+    /// What to commit.
+    incoming: IncomingMessage,
+    /// Its Message-ID and the parties it was attached to, for threading.
+    links: Option<(String, Vec<Party>)>,
+    /// The ids it answers (In-Reply-To, References).
+    parents: Vec<String>,
+}
+
+impl DecideJob {
+    /// Decides one message with the shared [`decide::decide`]: the outcome,
+    /// the server action (the plugin's suggestion capped by the account),
+    /// and what later messages need to thread to it.
+    async fn decide(
+        &self,
+        directory: &Arc<dyn Directory>,
+        message: MessageRef,
+        raw: bytes::Bytes,
+    ) -> DecidedMessage {
+        let envelope = Envelope {
+            tenant_id: self.tenant_name.clone(),
+            account_id: self.settings.name.clone(),
+            origin: origin(&message),
+        };
+        let decided = decide::decide(
+            &self.chain,
+            directory.clone(),
+            &envelope,
+            raw.clone(),
+            self.max_body_bytes,
+        )
+        .await;
+        let action = match &decided.view {
+            // Unparseable: the account's default, like any stored message.
+            None => default_action(&self.settings),
+            Some(_) => capped_action(&self.settings, decided.decision.server_action.as_ref()),
+        };
+        let parents = decided
+            .view
+            .as_ref()
+            .map(|v| v.in_reply_to.iter().chain(&v.references).cloned().collect())
+            .unwrap_or_default();
+        DecidedMessage {
+            incoming: IncomingMessage {
+                key: ServerKey::from(&message),
+                raw,
+                meta: decided.meta(),
+                outcome: decided.outcome(),
+                action: Some(action),
+                decided_by: decided.decision.decided_by.clone(),
+            },
+            links: decided.thread_links(),
+            parents,
+        }
+    }
+}
+
+/// Decides `fetched` on up to `workers` tasks (contiguous chunks, so the
+/// results come back in fetch order).
+async fn decide_parallel(
+    job: &Arc<DecideJob>,
+    directory: &Arc<dyn Directory>,
+    fetched: Vec<fetch::Fetched>,
+    workers: usize,
+) -> Vec<DecidedMessage> {
+    let workers = workers.clamp(1, fetched.len().max(1));
+    if workers == 1 {
+        let mut out = Vec::with_capacity(fetched.len());
+        for f in fetched {
+            out.push(job.decide(directory, f.message, f.raw).await);
+        }
+        return out;
+    }
+    let chunk = fetched.len().div_ceil(workers);
+    let mut fetched = fetched.into_iter();
+    let mut tasks = Vec::with_capacity(workers);
+    loop {
+        let part: Vec<fetch::Fetched> = fetched.by_ref().take(chunk).collect();
+        if part.is_empty() {
+            break;
+        }
+        let (job, directory) = (job.clone(), directory.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::with_capacity(part.len());
+            for f in part {
+                out.push(job.decide(&directory, f.message, f.raw).await);
+            }
+            out
+        }));
+    }
+    let mut out = Vec::new();
+    for task in tasks {
+        match task.await {
+            Ok(part) => out.extend(part),
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+    out
+}
+
 struct Run<'a> {
     tenant: TenantId,
     tenant_name: &'a str,
