@@ -11,11 +11,14 @@
 //! - [`imap`], [`pop3`]: the two protocols.
 //! - [`check`]: the step-by-step "Test settings" check.
 //! - [`files`]: Maildir, mbox and `.eml` files, for backfill imports.
+//! - [`memory`]: an in-memory mailbox with injectable faults, for tests of
+//!   the pipeline.
 
 pub mod account;
 pub mod check;
 pub mod files;
 pub mod imap;
+pub mod memory;
 pub mod net;
 pub mod pop3;
 

@@ -228,6 +228,22 @@ impl Pipeline {
         source: fetch::files::FileSource,
         progress: &dyn Progress,
     ) -> Result<Summary, PipelineError> {
+        self.run_source(tenant_name, account, key, Box::new(source), progress)
+            .await
+    }
+
+    /// One pass of `source` (already open) for `account`: the same list →
+    /// fetch → decide → commit → acknowledge → close as
+    /// [`run_account`](Self::run_account), for any [`MailSource`] — local
+    /// files, or an in-memory mailbox in tests.
+    pub async fn run_source(
+        &self,
+        tenant_name: &str,
+        account: &str,
+        key: &MasterKey,
+        source: Box<dyn MailSource>,
+        progress: &dyn Progress,
+    ) -> Result<Summary, PipelineError> {
         let tenant = self.store.ensure_tenant(tenant_name).await?;
         let account_id = self.store.account_id(tenant, account).await?;
         let settings = self.store.settings(tenant, account, key).await?;
@@ -240,7 +256,7 @@ impl Pipeline {
             chain: &chain,
             first_sync_limit: None,
         };
-        self.ingest(&ctx, Box::new(source), progress).await
+        self.ingest(&ctx, source, progress).await
     }
 
     async fn ingest(
@@ -500,6 +516,19 @@ impl Pipeline {
         let clock = Instant::now();
         let fetched = source.fetch(&refs).await?;
         timings.fetch += clock.elapsed();
+        // A source must hand back exactly what was asked, or fail. A short
+        // or mixed-up batch committed as it is would move the cursor past
+        // messages never stored, so it is refused here as well.
+        let asked: HashSet<&MessageRef> = refs.iter().collect();
+        let got: HashSet<&MessageRef> = fetched.iter().map(|f| &f.message).collect();
+        if fetched.len() != refs.len() || got != asked {
+            return Err(FetchError::Incomplete {
+                during: "fetch",
+                received: got.intersection(&asked).count(),
+                expected: refs.len(),
+            }
+            .into());
+        }
         let clock = Instant::now();
         let mut decided = Decided {
             seq,
