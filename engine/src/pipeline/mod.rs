@@ -259,7 +259,21 @@ impl Pipeline {
         for folder in source.folders() {
             let cursor = cursors.get(&folder).cloned().unwrap_or_default();
             let mut listing = source.list(&folder, &cursor).await?;
-            if listing.uid_validity_changed {
+            // Windowed sources (IMAP) list a bounded window at a time; each
+            // is fetched and committed before the next. A first sync keeps
+            // only the newest N, so there the windows are gathered into a
+            // tail of N + 1 (the extra one is where the cursor skips to).
+            if let (Some(limit), true) = (ctx.first_sync_limit, is_fresh(&cursor)) {
+                while let Some(more) = source.list_more(&folder).await? {
+                    listing.new.extend(more.new);
+                    listing.too_large.extend(more.too_large);
+                    let excess = listing.new.len().saturating_sub(limit as usize + 1);
+                    listing.new.drain(..excess);
+                }
+            }
+            let mut first_window = true;
+            loop {
+            if listing.uid_validity_changed && first_window {
                 summary.uid_validity_changes.push(folder.clone());
             }
             summary.skipped_too_large += listing.too_large.len();
@@ -276,6 +290,7 @@ impl Pipeline {
                 } else {
                     HashMap::new()
                 };
+            if first_window {
             self.retry_queued(
                 ctx,
                 &mut *source,
@@ -285,6 +300,8 @@ impl Pipeline {
                 &mut summary,
             )
             .await?;
+            }
+            first_window = false;
 
             // First sync: only the newest N (IMAP), the rest is skipped by
             // advancing the cursor past it.
@@ -450,6 +467,11 @@ impl Pipeline {
                         },
                     )
                     .await?;
+            }
+            match source.list_more(&folder).await? {
+                Some(next) => listing = next,
+                None => break,
+            }
             }
         }
 
