@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use intake::fetch::{AccountSettings, Protocol, Secret, Security};
-use tokio::io::{AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::TcpListener;
 
 /// What the server does wrong. Exactly one per server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,16 +98,50 @@ Message-ID: <h{n}@hostile.example>\r\n\r\nFirst part of the body, long enough to
 impl Hostile {
     /// Starts a server speaking `protocol` with `script`.
     pub async fn start(protocol: Protocol, script: Script) -> Self {
+        Self::start_with(protocol, script, None).await
+    }
+
+    /// Like [`Self::start`], with implicit TLS presenting `cert` (DER) with
+    /// its `key` (PKCS#8 DER).
+    pub async fn start_tls(protocol: Protocol, script: Script, cert: Vec<u8>, key: Vec<u8>) -> Self {
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![rustls::pki_types::CertificateDer::from(cert)],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.into()),
+        )
+        .expect("server certificate");
+        Self::start_with(
+            protocol,
+            script,
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
+        )
+        .await
+    }
+
+    async fn start_with(
+        protocol: Protocol,
+        script: Script,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().unwrap();
         let script = Arc::new(script);
         let task = tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
                 let script = script.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    let _ = match protocol {
-                        Protocol::Imap => imap_session(sock, &script).await,
-                        Protocol::Pop3 => pop3_session(sock, &script).await,
+                    let _ = match tls {
+                        None => session(protocol, sock, &script).await,
+                        Some(acceptor) => match acceptor.accept(sock).await {
+                            Ok(sock) => session(protocol, sock, &script).await,
+                            Err(_) => Ok(()),
+                        },
                     };
                 });
             }
@@ -149,6 +183,17 @@ impl Hostile {
         a.timeouts.io = io_timeout;
         a.timeouts.connect = Duration::from_secs(2);
         a
+    }
+}
+
+async fn session<S: AsyncRead + AsyncWrite + Unpin>(
+    protocol: Protocol,
+    sock: S,
+    script: &Script,
+) -> std::io::Result<()> {
+    match protocol {
+        Protocol::Imap => imap_session(sock, script).await,
+        Protocol::Pop3 => pop3_session(sock, script).await,
     }
 }
 
@@ -209,8 +254,11 @@ fn in_ranges(ranges: &[(u32, u32)], max: u32) -> impl Iterator<Item = u32> + '_ 
         .flat_map(move |&(a, b)| a.max(1)..=b.min(max))
 }
 
-async fn imap_session(sock: TcpStream, script: &Script) -> std::io::Result<()> {
-    let (r, w) = sock.into_split();
+async fn imap_session<S: AsyncRead + AsyncWrite + Unpin>(
+    sock: S,
+    script: &Script,
+) -> std::io::Result<()> {
+    let (r, w) = tokio::io::split(sock);
     let mut r = BufReader::new(r);
     let mut out = Out {
         w: BufWriter::with_capacity(1 << 16, w),
@@ -423,8 +471,11 @@ fn stuffed(n: u32, script: &Script) -> Vec<u8> {
     out
 }
 
-async fn pop3_session(sock: TcpStream, script: &Script) -> std::io::Result<()> {
-    let (r, w) = sock.into_split();
+async fn pop3_session<S: AsyncRead + AsyncWrite + Unpin>(
+    sock: S,
+    script: &Script,
+) -> std::io::Result<()> {
+    let (r, w) = tokio::io::split(sock);
     let mut r = BufReader::new(r);
     let mut out = Out {
         w: BufWriter::with_capacity(1 << 16, w),
