@@ -630,7 +630,7 @@ mod tests {
         s.send(b"-ERR [SYS/TEMP] too many connections\r\n").await;
         let err = c.greeting().await.unwrap_err();
         assert!(
-            matches!(&err, FetchError::Protocol(m) if m.contains("too many connections")),
+            matches!(&err, FetchError::Busy(m) if m.contains("too many connections")),
             "{err}"
         );
     }
