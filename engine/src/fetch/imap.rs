@@ -298,7 +298,18 @@ fn imap_error(e: async_imap::error::Error, step: &str) -> FetchError {
     match e {
         Error::Io(io) => {
             if let Some(v) = imap_guard::violation(&io) {
-                return FetchError::Protocol(format!("{step}: {v}"));
+                return match v {
+                    // A lost connection, not a protocol breach: the network
+                    // class, and the next run may well succeed.
+                    imap_guard::Violation::CutLiteral { .. } | imap_guard::Violation::CutLine => {
+                        NetError::Io(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            format!("{step}: {v}"),
+                        ))
+                        .into()
+                    }
+                    _ => FetchError::Protocol(format!("{step}: {v}")),
+                };
             }
             let text = io.to_string();
             if text.contains(" during parsing of ") {

@@ -262,6 +262,10 @@ impl Exchange {
     }
 
     fn too_slow(&self, grace: Duration) -> io::Error {
+        if self.received == 0 {
+            // Nothing at all is silence, whichever timer noticed first.
+            return io::Error::new(io::ErrorKind::TimedOut, IdleTimeout(grace));
+        }
         io::Error::new(
             io::ErrorKind::TimedOut,
             TooSlow {
