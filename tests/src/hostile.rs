@@ -91,7 +91,9 @@ fn unstuffed(n: u32) -> Vec<u8> {
 Message-ID: <h{n}@hostile.example>\r\n\r\nFirst part of the body, long enough to matter.\r\n"
     )
     .into_bytes();
-    raw.extend_from_slice(b".\r\n+OK this line is body text, not a reply\r\nSecond part of the body.\r\n");
+    raw.extend_from_slice(
+        b".\r\n+OK this line is body text, not a reply\r\nSecond part of the body.\r\n",
+    );
     raw
 }
 
@@ -103,7 +105,12 @@ impl Hostile {
 
     /// Like [`Self::start`], with implicit TLS presenting `cert` (DER) with
     /// its `key` (PKCS#8 DER).
-    pub async fn start_tls(protocol: Protocol, script: Script, cert: Vec<u8>, key: Vec<u8>) -> Self {
+    pub async fn start_tls(
+        protocol: Protocol,
+        script: Script,
+        cert: Vec<u8>,
+        key: Vec<u8>,
+    ) -> Self {
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
@@ -233,11 +240,7 @@ fn ranges(set: &str, max: u32) -> Vec<(u32, u32)> {
     set.split(',')
         .filter_map(|part| {
             let num = |s: &str| {
-                if s == "*" {
-                    Some(max)
-                } else {
-                    s.parse().ok()
-                }
+                if s == "*" { Some(max) } else { s.parse().ok() }
             };
             let (a, b) = match part.split_once(':') {
                 Some((a, b)) => (num(a)?, num(b)?),
@@ -249,9 +252,7 @@ fn ranges(set: &str, max: u32) -> Vec<(u32, u32)> {
 }
 
 fn in_ranges(ranges: &[(u32, u32)], max: u32) -> impl Iterator<Item = u32> + '_ {
-    ranges
-        .iter()
-        .flat_map(move |&(a, b)| a.max(1)..=b.min(max))
+    ranges.iter().flat_map(move |&(a, b)| a.max(1)..=b.min(max))
 }
 
 async fn imap_session<S: AsyncRead + AsyncWrite + Unpin>(
@@ -319,7 +320,9 @@ async fn imap_session<S: AsyncRead + AsyncWrite + Unpin>(
             // Criteria are ignored except a UID or sequence range: every
             // message is unseen and recent.
             let mut set = None;
-            let mut iter = words.iter().skip(if upper.starts_with("UID") { 2 } else { 1 });
+            let mut iter = words
+                .iter()
+                .skip(if upper.starts_with("UID") { 2 } else { 1 });
             while let Some(w) = iter.next() {
                 if w.eq_ignore_ascii_case("UID") {
                     set = iter.next().map(|s| ranges(s, n));
@@ -427,8 +430,10 @@ async fn imap_bodies<W: AsyncWrite + Unpin>(
         }
         Fault::CutLiteral => {
             let raw = mail(first);
-            out.send(format!("* {first} FETCH (UID {first} BODY[] {{{}}}\r\n", raw.len()).as_bytes())
-                .await?;
+            out.send(
+                format!("* {first} FETCH (UID {first} BODY[] {{{}}}\r\n", raw.len()).as_bytes(),
+            )
+            .await?;
             out.send(&raw[..raw.len() / 2]).await?;
             out.flush().await?;
         }

@@ -22,7 +22,14 @@ async fn fetch_all(server: &Hostile, io: Duration) -> Result<Vec<Vec<u8>>, Fetch
 fn assert_short(e: &FetchError) -> String {
     let text = e.to_string();
     assert!(text.len() < 400, "{} chars: {text}", text.len());
-    for leak in ["Subject", "From:", "hostile.example", "[42, 32", "OtherError", "code:"] {
+    for leak in [
+        "Subject",
+        "From:",
+        "hostile.example",
+        "[42, 32",
+        "OtherError",
+        "code:",
+    ] {
         assert!(!text.contains(leak), "{leak:?} in {text}");
     }
     text
@@ -32,7 +39,9 @@ fn assert_short(e: &FetchError) -> String {
 async fn a_slow_server_is_cut_off_by_the_exchange_deadline() {
     let server = Hostile::imap(Fault::Slow, 3).await;
     let clock = Instant::now();
-    let e = fetch_all(&server, Duration::from_secs(2)).await.unwrap_err();
+    let e = fetch_all(&server, Duration::from_secs(2))
+        .await
+        .unwrap_err();
     let took = clock.elapsed();
     assert!(took < Duration::from_secs(6), "took {took:?}");
     assert!(
@@ -47,16 +56,27 @@ async fn a_slow_server_is_cut_off_by_the_exchange_deadline() {
 async fn an_endless_line_is_refused_before_the_parser_sees_it() {
     let server = Hostile::imap(Fault::EndlessLine, 3).await;
     let clock = Instant::now();
-    let e = fetch_all(&server, Duration::from_secs(5)).await.unwrap_err();
-    assert!(clock.elapsed() < Duration::from_secs(5), "{:?}", clock.elapsed());
+    let e = fetch_all(&server, Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert!(
+        clock.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        clock.elapsed()
+    );
     let text = assert_short(&e);
-    assert!(text.contains("line longer than") && text.contains("UID FETCH"), "{text}");
+    assert!(
+        text.contains("line longer than") && text.contains("UID FETCH"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
 async fn an_oversized_literal_is_a_short_error() {
     let server = Hostile::imap(Fault::HugeLiteral, 3).await;
-    let e = fetch_all(&server, Duration::from_secs(5)).await.unwrap_err();
+    let e = fetch_all(&server, Duration::from_secs(5))
+        .await
+        .unwrap_err();
     let text = assert_short(&e);
     assert!(text.contains("literal of 99999999999 bytes"), "{text}");
 }
@@ -64,17 +84,22 @@ async fn an_oversized_literal_is_a_short_error() {
 #[tokio::test]
 async fn garbage_in_a_fetch_response_is_a_short_error() {
     let server = Hostile::imap(Fault::Garbage, 3).await;
-    let e = fetch_all(&server, Duration::from_secs(2)).await.unwrap_err();
+    let e = fetch_all(&server, Duration::from_secs(2))
+        .await
+        .unwrap_err();
     assert_short(&e);
 }
 
 #[tokio::test]
 async fn a_tagged_no_is_reported_with_the_servers_words() {
     let server = Hostile::imap(Fault::TaggedNo, 3).await;
-    let e = fetch_all(&server, Duration::from_secs(5)).await.unwrap_err();
+    let e = fetch_all(&server, Duration::from_secs(5))
+        .await
+        .unwrap_err();
     let text = assert_short(&e);
     assert!(
-        text.contains("NO [SERVERBUG] Internal error occurred") && !text.contains("connection lost"),
+        text.contains("NO [SERVERBUG] Internal error occurred")
+            && !text.contains("connection lost"),
         "{text}"
     );
     assert!(text.contains("1 of the 3"), "{text}");
@@ -83,9 +108,14 @@ async fn a_tagged_no_is_reported_with_the_servers_words() {
 #[tokio::test]
 async fn answers_for_uids_not_asked_for_are_named() {
     let server = Hostile::imap(Fault::ForeignUids, 3).await;
-    let e = fetch_all(&server, Duration::from_secs(5)).await.unwrap_err();
+    let e = fetch_all(&server, Duration::from_secs(5))
+        .await
+        .unwrap_err();
     let text = assert_short(&e);
-    assert!(text.contains("not asked for") && !text.contains("connection lost"), "{text}");
+    assert!(
+        text.contains("not asked for") && !text.contains("connection lost"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -98,7 +128,9 @@ async fn a_second_copy_of_a_uid_never_replaces_the_first() {
 #[tokio::test]
 async fn a_literal_cut_short_says_so() {
     let server = Hostile::imap(Fault::CutLiteral, 3).await;
-    let e = fetch_all(&server, Duration::from_secs(5)).await.unwrap_err();
+    let e = fetch_all(&server, Duration::from_secs(5))
+        .await
+        .unwrap_err();
     let text = assert_short(&e);
     assert!(
         text.contains("closed") && text.contains("before the end of a message"),
@@ -110,7 +142,9 @@ async fn a_literal_cut_short_says_so() {
 #[tokio::test]
 async fn a_refused_login_is_user_facing_text() {
     let server = Hostile::imap(Fault::LoginRefused, 3).await;
-    let e = open(&server.account(Duration::from_secs(5))).await.unwrap_err();
+    let e = open(&server.account(Duration::from_secs(5)))
+        .await
+        .unwrap_err();
     assert_eq!(
         e.to_string(),
         "authentication failed: [AUTHENTICATIONFAILED] Authentication failed."

@@ -16,7 +16,11 @@ async fn a_slow_server_is_cut_off_by_the_exchange_deadline() {
     let e = open(&server.account(Duration::from_secs(2)))
         .await
         .unwrap_err();
-    assert!(clock.elapsed() < Duration::from_secs(6), "{:?}", clock.elapsed());
+    assert!(
+        clock.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        clock.elapsed()
+    );
     assert!(
         matches!(e, FetchError::Net(NetError::TooSlow { .. })),
         "{e}"
@@ -53,7 +57,10 @@ async fn a_reply_cut_short_by_an_unstuffed_dot_is_never_handed_on() {
     // Message 6 arrives short: the whole batch fails, nothing is returned.
     let e = source.fetch(&refs[5..]).await.unwrap_err();
     let text = e.to_string();
-    assert!(text.contains("LIST announced") && text.contains("message 6"), "{text}");
+    assert!(
+        text.contains("LIST announced") && text.contains("message 6"),
+        "{text}"
+    );
     // The session is out of step: nothing more is sent, so no QUIT, so
     // nothing could be deleted.
     assert!(source.fetch(&refs[6..]).await.is_err());
@@ -62,9 +69,7 @@ async fn a_reply_cut_short_by_an_unstuffed_dot_is_never_handed_on() {
 #[tokio::test]
 async fn a_uidl_list_mismatch_says_which_message() {
     let server = Hostile::pop3(Fault::ListUidlMismatch, 6).await;
-    let mut source = open(&server.account(Duration::from_secs(5)))
-        .await
-        .unwrap();
+    let mut source = open(&server.account(Duration::from_secs(5))).await.unwrap();
     let e = source
         .list("INBOX", &FolderCursor::default())
         .await

@@ -73,8 +73,14 @@ async fn certificates_are_verified_unless_explicitly_skipped() {
         Err(FetchError::Net(NetError::Certificate {
             reason, problem, ..
         })) => {
-            assert_eq!(problem, intake::fetch::net::CertificateProblem::UnknownIssuer);
-            assert!(reason.contains("not issued by a certificate authority"), "{reason}")
+            assert_eq!(
+                problem,
+                intake::fetch::net::CertificateProblem::UnknownIssuer
+            );
+            assert!(
+                reason.contains("not issued by a certificate authority"),
+                "{reason}"
+            )
         }
         other => panic!("private CA must be refused by default: {other:?}"),
     }

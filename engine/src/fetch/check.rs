@@ -143,7 +143,7 @@ pub async fn test_account(settings: &AccountSettings) -> Report {
     }
 
     // connect
-    let stream = match net::connect_tcp(&settings).await {
+    let stream = match net::connect_tcp(settings).await {
         Ok((stream, addr)) => {
             let how = match (&settings.proxy, addr) {
                 (Some(p), _) => format!(
@@ -161,7 +161,7 @@ pub async fn test_account(settings: &AccountSettings) -> Report {
 
     // tls (implicit)
     let (stream, tls) = if settings.security == Security::Tls {
-        match stream.start_tls(&settings).await {
+        match stream.start_tls(settings).await {
             Ok((stream, info)) => {
                 tls_step(&mut report, &info);
                 (stream, Some(info))
@@ -169,7 +169,7 @@ pub async fn test_account(settings: &AccountSettings) -> Report {
             Err(e) => {
                 let mut detail = e.to_string();
                 if matches!(e, NetError::Certificate { .. })
-                    && let Some(info) = net::inspect_certificate(&settings).await
+                    && let Some(info) = net::inspect_certificate(settings).await
                 {
                     detail = format!(
                         "{detail}; the server presented: subject \"{}\", issuer \"{}\", expires {}",
@@ -184,8 +184,8 @@ pub async fn test_account(settings: &AccountSettings) -> Report {
     };
 
     match settings.protocol {
-        Protocol::Imap => check_imap(report, stream, tls, &settings).await,
-        Protocol::Pop3 => check_pop3(report, stream, tls, &settings).await,
+        Protocol::Imap => check_imap(report, stream, tls, settings).await,
+        Protocol::Pop3 => check_pop3(report, stream, tls, settings).await,
     }
 }
 
@@ -236,18 +236,28 @@ async fn check_imap(
     settings: &AccountSettings,
 ) -> Report {
     let had_tls = tls.is_some();
-    let (stream, greeting) =
-        match within(STEP_LIMIT, "capabilities", imap::greet(stream, settings, tls)).await {
-            Ok(ok) => ok,
-            Err(e) => {
-                return report.fail(prelogin_step(&e), e.to_string(), e.hint_for(settings));
-            }
-        };
+    let (stream, greeting) = match within(
+        STEP_LIMIT,
+        "capabilities",
+        imap::greet(stream, settings, tls),
+    )
+    .await
+    {
+        Ok(ok) => ok,
+        Err(e) => {
+            return report.fail(prelogin_step(&e), e.to_string(), e.hint_for(settings));
+        }
+    };
     if !had_tls && let Some(info) = &greeting.tls {
         tls_step(&mut report, info);
     }
     capability_step(&mut report, settings, &greeting.capabilities);
-    let mut source = match within(STEP_LIMIT, "login", imap::login(stream, &greeting, settings)).await
+    let mut source = match within(
+        STEP_LIMIT,
+        "login",
+        imap::login(stream, &greeting, settings),
+    )
+    .await
     {
         Ok(source) => source,
         Err(e) => return report.fail("login", e.to_string(), e.hint_for(settings)),

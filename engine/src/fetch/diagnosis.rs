@@ -225,10 +225,7 @@ mod tests {
         });
         assert_eq!(tls.class(), FailureClass::Tls);
         assert!(tls.hint().contains("STARTTLS"), "{}", tls.hint());
-        assert_eq!(
-            FetchError::Auth("x".into()).class(),
-            FailureClass::Auth
-        );
+        assert_eq!(FetchError::Auth("x".into()).class(), FailureClass::Auth);
         assert_eq!(FetchError::Busy("x".into()).class(), FailureClass::Busy);
         assert_eq!(
             FetchError::Net(NetError::IdleTimeout(Duration::from_secs(1))).class(),

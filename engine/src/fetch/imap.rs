@@ -790,7 +790,8 @@ impl ImapSource {
             // EOF or a tagged NO ends async-imap's stream quietly: never
             // let that pass as a complete batch, and say what the server
             // said.
-            let mut why = format!("the server sent {received} of the {expected} messages asked for");
+            let mut why =
+                format!("the server sent {received} of the {expected} messages asked for");
             if foreign > 0 {
                 why.push_str(&format!(
                     ", and {foreign} answer(s) for UIDs that were not asked for"
@@ -847,7 +848,11 @@ impl MailSource for ImapSource {
             folder: folder.to_string(),
             validity,
             search,
-            after: if self.settings.mode == FetchMode::Unseen { 0 } else { after },
+            after: if self.settings.mode == FetchMode::Unseen {
+                0
+            } else {
+                after
+            },
             next,
             end,
             span: LIST_WINDOW,

@@ -37,7 +37,9 @@ pub enum Violation {
     #[error("the server sent a response line longer than {0} bytes")]
     LineTooLong(usize),
     /// A literal larger than the account accepts.
-    #[error("the server announced a literal of {announced} bytes, more than the {limit} this account accepts")]
+    #[error(
+        "the server announced a literal of {announced} bytes, more than the {limit} this account accepts"
+    )]
     LiteralTooLarge {
         /// Size in the `{n}`.
         announced: u64,
@@ -57,7 +59,8 @@ pub enum Violation {
 
 /// Finds the guard's [`Violation`] inside an I/O error, if it is one.
 pub fn violation(e: &io::Error) -> Option<&Violation> {
-    e.get_ref().and_then(|inner| inner.downcast_ref::<Violation>())
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<Violation>())
 }
 
 /// What the guard saw last, shared with the IMAP module.
@@ -121,7 +124,11 @@ impl<S> Guarded<S> {
                     let take = remaining.min((bytes.len() - i) as u64);
                     i += take as usize;
                     let left = remaining - take;
-                    self.state = if left == 0 { State::Line } else { State::Literal(left) };
+                    self.state = if left == 0 {
+                        State::Line
+                    } else {
+                        State::Literal(left)
+                    };
                 }
                 State::Line => {
                     let rest = &bytes[i..];
@@ -180,7 +187,11 @@ impl<S> Guarded<S> {
             }),
             Some(n) => {
                 self.at_response_start = false;
-                self.state = if n == 0 { State::Line } else { State::Literal(n) };
+                self.state = if n == 0 {
+                    State::Line
+                } else {
+                    State::Literal(n)
+                };
                 Ok(())
             }
             None => {
@@ -267,7 +278,8 @@ mod tests {
     #[test]
     fn literals_are_skipped_and_lines_bounded() {
         let mut g = guard(100);
-        g.scan(b"* 1 FETCH (UID 1 BODY[] {5}\r\nab\r\nc)\r\n").unwrap();
+        g.scan(b"* 1 FETCH (UID 1 BODY[] {5}\r\nab\r\nc)\r\n")
+            .unwrap();
         assert_eq!(g.state, State::Line);
         assert!(g.at_response_start);
         // Split anywhere, including inside the `{n}`.
@@ -294,7 +306,10 @@ mod tests {
     fn huge_literals_and_tagged_lines() {
         assert!(matches!(
             guard(1000).scan(b"* 1 FETCH (BODY[] {99999999999}\r\n"),
-            Err(Violation::LiteralTooLarge { announced: 99999999999, .. })
+            Err(Violation::LiteralTooLarge {
+                announced: 99999999999,
+                ..
+            })
         ));
         assert!(matches!(
             guard(1000).scan(b"* 1 FETCH (BODY[] {99999999999999999999999999}\r\n"),

@@ -36,6 +36,7 @@ use async_trait::async_trait;
 pub use account::{
     AccountSettings, Auth, FetchMode, Protocol, ProxySettings, Secret, Security, Timeouts,
 };
+pub use diagnosis::{FailureClass, hint_line};
 pub use net::NetError;
 
 /// Identifies one message on the server.

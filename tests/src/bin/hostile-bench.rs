@@ -52,7 +52,11 @@ async fn main() {
         "imap-search-1m" | "imap-search-3m" => (
             Protocol::Imap,
             Fault::None,
-            if mode.ends_with("1m") { 1_000_000 } else { 3_000_000 },
+            if mode.ends_with("1m") {
+                1_000_000
+            } else {
+                3_000_000
+            },
             false,
         ),
         "imap-listing-3m" => (Protocol::Imap, Fault::None, 3_000_000, false),
@@ -63,11 +67,7 @@ async fn main() {
         "pop3-in-use-check" => (Protocol::Pop3, Fault::LoginRefused, 3, true),
         other => panic!("unknown mode {other}"),
     };
-    let server = Hostile::start(
-        protocol,
-        intake_tests::hostile::Script { fault, messages },
-    )
-    .await;
+    let server = Hostile::start(protocol, intake_tests::hostile::Script { fault, messages }).await;
     let mut settings = server.account(Duration::from_secs(10));
     if mode.starts_with("imap-search") {
         settings.mode = intake::fetch::FetchMode::Unseen;
