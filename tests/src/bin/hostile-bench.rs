@@ -12,11 +12,15 @@ async fn fetch_all(settings: &intake::fetch::AccountSettings) -> Result<usize, F
     let mut source = open(settings).await?;
     let mut total = 0;
     for folder in source.folders() {
-        let listing = source.list(&folder, &FolderCursor::default()).await?;
-        let refs: Vec<MessageRef> = listing.new.iter().map(|l| l.message.clone()).collect();
-        drop(listing);
-        for chunk in refs.chunks(100) {
-            total += source.fetch(chunk).await?.len();
+        let mut listing = Some(source.list(&folder, &FolderCursor::default()).await?);
+        // Window by window, as the pipeline does.
+        while let Some(window) = listing {
+            let refs: Vec<MessageRef> = window.new.iter().map(|l| l.message.clone()).collect();
+            drop(window);
+            for chunk in refs.chunks(100) {
+                total += source.fetch(chunk).await?.len();
+            }
+            listing = source.list_more(&folder).await?;
         }
     }
     source.close().await?;
