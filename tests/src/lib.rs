@@ -12,6 +12,7 @@ use intake::parse::{self, Envelope, ParsedMessage};
 use intake::plugin::{Binding, LoadedPlugin, PluginRuntime, RuntimeConfig};
 
 pub mod databases;
+pub mod hostile;
 pub mod servers;
 
 /// The repository root.

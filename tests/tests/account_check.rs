@@ -227,3 +227,109 @@ async fn pop3_accounts_are_checked_too() {
     assert_eq!(step, "login");
     assert!(hint.contains("user name or password"), "{hint}");
 }
+
+/// A certificate that is its own CA (what `openssl req -x509` makes), served
+/// by the hostile IMAP server over implicit TLS; returns the server and the
+/// account trusting that certificate as its CA file.
+async fn ca_as_server_certificate(
+    dir: &std::path::Path,
+) -> (intake_tests::hostile::Hostile, AccountSettings) {
+    use intake_tests::hostile::{Fault, Hostile, Script};
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let cert = params.self_signed(&key).unwrap();
+    let pem = dir.join("self-signed.pem");
+    std::fs::write(&pem, cert.pem()).unwrap();
+    let server = Hostile::start_tls(
+        Protocol::Imap,
+        Script {
+            fault: Fault::None,
+            messages: 1,
+        },
+        cert.der().to_vec(),
+        key.serialize_der(),
+    )
+    .await;
+    let mut account = server.account(Duration::from_secs(4));
+    account.host = "localhost".into();
+    account.security = Security::Tls;
+    account.ca_file = Some(pem);
+    (server, account)
+}
+
+/// Log lines written while `work` runs on this thread.
+async fn logs_of<T>(work: impl std::future::Future<Output = T>) -> (T, String) {
+    #[derive(Clone, Default)]
+    struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
+    let out = work.await;
+    drop(guard);
+    let text = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+    (out, text)
+}
+
+#[tokio::test]
+async fn a_ca_certificate_used_as_the_servers_own_is_explained_in_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, account) = ca_as_server_certificate(dir.path()).await;
+    let r = test_account(&account).await;
+    let (step, detail, hint) = failed(&r);
+    assert_eq!(step, "tls");
+    assert!(
+        detail.contains("itself a CA certificate") && !detail.contains("OtherError"),
+        "{detail}"
+    );
+    assert!(
+        hint.contains("CA file") && hint.contains("issued by that CA"),
+        "{hint}"
+    );
+    // fetch says the same.
+    let e = intake::fetch::open(&account).await.unwrap_err();
+    assert!(e.to_string().contains("itself a CA certificate"), "{e}");
+    assert_eq!(e.class(), intake::fetch::FailureClass::Tls);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn no_false_warning_about_verification_when_it_is_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, account) = ca_as_server_certificate(dir.path()).await;
+    // Rejected, so the check looks at the certificate over a second,
+    // unverified connection: that look is not the account's setting.
+    let (r, logs) = logs_of(test_account(&account)).await;
+    assert!(!r.ok());
+    assert!(
+        r.steps
+            .last()
+            .unwrap()
+            .detail
+            .contains("the server presented")
+    );
+    assert!(!logs.contains("verification is switched off"), "{logs}");
+    // The warning is still there when the account really switches it off.
+    let mut off = account.clone();
+    off.verify_certificate = false;
+    let (r, logs) = logs_of(test_account(&off)).await;
+    assert!(r.ok(), "{r:#?}");
+    assert!(logs.contains("verification is switched off"), "{logs}");
+}

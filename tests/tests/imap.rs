@@ -70,8 +70,17 @@ async fn certificates_are_verified_unless_explicitly_skipped() {
     let mut account = server.account(Protocol::Imap, Security::Tls);
     account.ca_file = None;
     match open(&account).await {
-        Err(FetchError::Net(NetError::Certificate { reason, .. })) => {
-            assert!(reason.contains("UnknownIssuer"), "{reason}")
+        Err(FetchError::Net(NetError::Certificate {
+            reason, problem, ..
+        })) => {
+            assert_eq!(
+                problem,
+                intake::fetch::net::CertificateProblem::UnknownIssuer
+            );
+            assert!(
+                reason.contains("not issued by a certificate authority"),
+                "{reason}"
+            )
         }
         other => panic!("private CA must be refused by default: {other:?}"),
     }

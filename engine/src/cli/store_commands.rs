@@ -854,7 +854,7 @@ pub(crate) async fn fetch(
             Ok(summary) => print_summary(out, &summary)?,
             Err(e) => {
                 failed = true;
-                writeln!(out, "{name:<16} FAILED: {e}")?;
+                writeln!(out, "{name:<16} FAILED: {e}{}", crate::fetch::hint_line(&e))?;
             }
         }
     }

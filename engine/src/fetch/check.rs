@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+/// The most any one step may take: a wrong security mode often shows as
+/// silence, and nobody should wait a minute to learn that.
+pub const STEP_LIMIT: Duration = Duration::from_secs(10);
+
 use super::net::{self, NetError, TlsInfo};
 use super::{
     AccountSettings, FetchError, FolderCursor, MailSource, Protocol, Security, imap, pop3,
@@ -88,87 +92,25 @@ fn tls_detail(info: &TlsInfo) -> String {
     )
 }
 
-fn usual_ports(settings: &AccountSettings) -> &'static str {
-    match settings.protocol {
-        Protocol::Imap => "IMAP uses 143 for none/STARTTLS and 993 for TLS",
-        Protocol::Pop3 => "POP3 uses 110 for none/STARTTLS and 995 for TLS",
-    }
-}
-
-/// Hint for a failure at the network or TLS level.
-fn net_hint(settings: &AccountSettings, e: &NetError) -> String {
-    let port = settings.effective_port();
-    match e {
-        NetError::Resolve { .. } => "check the host name (and this machine's DNS)".into(),
-        NetError::Connect { source, .. } if source.kind() == std::io::ErrorKind::ConnectionRefused => {
-            format!("nothing accepts connections on port {port}: check the port ({})", usual_ports(settings))
-        }
-        NetError::Connect { .. } | NetError::ConnectTimeout { .. } => {
-            format!("the server cannot be reached on port {port}: check host, port and firewall, or the network connector")
-        }
-        NetError::Proxy { .. } => "check the network connector (SOCKS5 proxy) address and credentials".into(),
-        NetError::Certificate { reason, .. } if reason.contains("UnknownIssuer") => {
-            "the certificate is self-signed or from a private CA: give the CA file, or (knowingly) skip certificate verification".into()
-        }
-        NetError::Certificate { reason, .. } if reason.contains("Expired") => {
-            "the server's certificate has expired: the provider must renew it".into()
-        }
-        NetError::Certificate { reason, .. } if reason.contains("NotValidForName") => {
-            format!("the certificate does not name {}: use the host name the certificate was issued for", settings.host)
-        }
-        NetError::Certificate { .. } => "the certificate was not accepted: check the CA file or the server's certificate".into(),
-        NetError::Tls { .. } | NetError::TlsTimeout { .. } => format!(
-            "port {port} does not seem to speak TLS from the first byte: use STARTTLS or none on this port, or the TLS port ({})",
-            usual_ports(settings)
-        ),
-        NetError::CaFile { .. } => "give a readable PEM file with the CA certificate(s)".into(),
-        NetError::StartTlsNotOffered { .. } => format!(
-            "the server does not offer STARTTLS on port {port}: use TLS ({}); Intake never falls back to plain text",
-            usual_ports(settings)
-        ),
-        NetError::IdleTimeout(_) => format!(
-            "the server sent nothing: if port {port} expects TLS from the first byte, choose security TLS ({})",
-            usual_ports(settings)
-        ),
-        NetError::Io(_) => "the connection broke: check the port and security mode, and the server's logs".into(),
-    }
-}
-
-fn fetch_hint(settings: &AccountSettings, e: &FetchError) -> String {
-    match e {
-        FetchError::Net(n) => net_hint(settings, n),
-        FetchError::Auth(_) => {
-            "the server refused the user name or password (or the mechanism): check the credential"
-                .into()
-        }
-        FetchError::NoSuchFolder { folder, .. } => {
-            format!(
-                "folder {folder:?} does not exist: check its exact name, including case and hierarchy separator"
-            )
-        }
-        FetchError::Protocol(m) if m.contains("greeting") || m.contains("closed") => format!(
-            "this does not look like a {} server on port {}: check protocol and port ({})",
-            match settings.protocol {
-                Protocol::Imap => "IMAP",
-                Protocol::Pop3 => "POP3",
-            },
-            settings.effective_port(),
-            usual_ports(settings)
-        ),
-        FetchError::Protocol(_) | FetchError::Incomplete { .. } => {
-            "the server answered unexpectedly: see its logs".into()
-        }
-        FetchError::Unsupported(_) => {
-            "the server lacks a feature Intake needs for this account".into()
-        }
+/// Fails a step that does not finish within the limit "Test settings"
+/// promises, however the server trickles its bytes.
+async fn within<T>(
+    limit: Duration,
+    step: &'static str,
+    work: impl std::future::Future<Output = Result<T, FetchError>>,
+) -> Result<T, FetchError> {
+    match tokio::time::timeout(limit, work).await {
+        Ok(result) => result,
+        Err(_) => Err(NetError::StepDeadline { step, after: limit }.into()),
     }
 }
 
 /// Runs the check. Never fails: every problem is a failed step.
 pub async fn test_account(settings: &AccountSettings) -> Report {
     let mut settings = settings.clone();
-    // A wrong security mode often shows as silence; don't wait a minute.
-    settings.timeouts.io = settings.timeouts.io.min(Duration::from_secs(10));
+    settings.timeouts.io = settings.timeouts.io.min(STEP_LIMIT);
+    settings.timeouts.tls = settings.timeouts.tls.min(STEP_LIMIT);
+    let settings = &settings;
     let mut report = Report::default();
     let port = settings.effective_port();
 
@@ -194,12 +136,14 @@ pub async fn test_account(settings: &AccountSettings) -> Report {
                         .join(", ")
                 ),
             ),
-            Err(e) => return report.fail("resolve", e.to_string(), net_hint(&settings, &e)),
+            Err(e) => {
+                return report.fail("resolve", e.to_string(), e_hint(settings, e));
+            }
         },
     }
 
     // connect
-    let stream = match net::connect_tcp(&settings).await {
+    let stream = match net::connect_tcp(settings).await {
         Ok((stream, addr)) => {
             let how = match (&settings.proxy, addr) {
                 (Some(p), _) => format!(
@@ -212,12 +156,12 @@ pub async fn test_account(settings: &AccountSettings) -> Report {
             report.pass("connect", format!("TCP connection to {how}"));
             stream
         }
-        Err(e) => return report.fail("connect", e.to_string(), net_hint(&settings, &e)),
+        Err(e) => return report.fail("connect", e.to_string(), e_hint(settings, e)),
     };
 
     // tls (implicit)
     let (stream, tls) = if settings.security == Security::Tls {
-        match stream.start_tls(&settings).await {
+        match stream.start_tls(settings).await {
             Ok((stream, info)) => {
                 tls_step(&mut report, &info);
                 (stream, Some(info))
@@ -225,14 +169,14 @@ pub async fn test_account(settings: &AccountSettings) -> Report {
             Err(e) => {
                 let mut detail = e.to_string();
                 if matches!(e, NetError::Certificate { .. })
-                    && let Some(info) = net::inspect_certificate(&settings).await
+                    && let Some(info) = net::inspect_certificate(settings).await
                 {
                     detail = format!(
                         "{detail}; the server presented: subject \"{}\", issuer \"{}\", expires {}",
                         info.subject, info.issuer, info.not_after
                     );
                 }
-                return report.fail("tls", detail, net_hint(&settings, &e));
+                return report.fail("tls", detail, e_hint(settings, e));
             }
         }
     } else {
@@ -240,8 +184,27 @@ pub async fn test_account(settings: &AccountSettings) -> Report {
     };
 
     match settings.protocol {
-        Protocol::Imap => check_imap(report, stream, tls, &settings).await,
-        Protocol::Pop3 => check_pop3(report, stream, tls, &settings).await,
+        Protocol::Imap => check_imap(report, stream, tls, settings).await,
+        Protocol::Pop3 => check_pop3(report, stream, tls, settings).await,
+    }
+}
+
+/// The hint for a network-level failure, from the shared [`diagnosis`](super::diagnosis).
+fn e_hint(settings: &AccountSettings, e: NetError) -> String {
+    FetchError::from(e).hint_for(settings)
+}
+
+/// The step a failure before login belongs to: TLS problems are the `tls`
+/// step's, the rest the `capabilities` step's (the greeting comes with it).
+fn prelogin_step(e: &FetchError) -> &'static str {
+    match e {
+        FetchError::Net(
+            NetError::StartTlsNotOffered { .. }
+            | NetError::Certificate { .. }
+            | NetError::Tls { .. }
+            | NetError::TlsTimeout { .. },
+        ) => "tls",
+        _ => "capabilities",
     }
 }
 
@@ -273,35 +236,35 @@ async fn check_imap(
     settings: &AccountSettings,
 ) -> Report {
     let had_tls = tls.is_some();
-    let (stream, greeting) = match imap::greet(stream, settings, tls).await {
+    let (stream, greeting) = match within(
+        STEP_LIMIT,
+        "capabilities",
+        imap::greet(stream, settings, tls),
+    )
+    .await
+    {
         Ok(ok) => ok,
         Err(e) => {
-            let step = if matches!(
-                e,
-                FetchError::Net(
-                    NetError::StartTlsNotOffered { .. }
-                        | NetError::Certificate { .. }
-                        | NetError::Tls { .. }
-                )
-            ) {
-                "tls"
-            } else {
-                "capabilities"
-            };
-            return report.fail(step, e.to_string(), fetch_hint(settings, &e));
+            return report.fail(prelogin_step(&e), e.to_string(), e.hint_for(settings));
         }
     };
     if !had_tls && let Some(info) = &greeting.tls {
         tls_step(&mut report, info);
     }
     capability_step(&mut report, settings, &greeting.capabilities);
-    let mut source = match imap::login(stream, &greeting, settings).await {
+    let mut source = match within(
+        STEP_LIMIT,
+        "login",
+        imap::login(stream, &greeting, settings),
+    )
+    .await
+    {
         Ok(source) => source,
-        Err(e) => return report.fail("login", e.to_string(), fetch_hint(settings, &e)),
+        Err(e) => return report.fail("login", e.to_string(), e.hint_for(settings)),
     };
     report.pass("login", format!("logged in as {}", settings.username));
     for folder in &settings.folders {
-        match source.status(folder).await {
+        match within(STEP_LIMIT, "folder", source.status(folder)).await {
             Ok(status) => report.pass(
                 "folder",
                 format!(
@@ -309,10 +272,10 @@ async fn check_imap(
                     status.messages, status.unseen
                 ),
             ),
-            Err(e) => return report.fail("folder", e.to_string(), fetch_hint(settings, &e)),
+            Err(e) => return report.fail("folder", e.to_string(), e.hint_for(settings)),
         }
     }
-    let _ = Box::new(source).close().await;
+    let _ = tokio::time::timeout(STEP_LIMIT, Box::new(source).close()).await;
     report
 }
 
@@ -322,32 +285,40 @@ async fn check_pop3(
     tls: Option<TlsInfo>,
     settings: &AccountSettings,
 ) -> Report {
-    // The POP3 client greets, (for STARTTLS) secures and logs in as one
-    // step. Plain and implicit-TLS connections are already in their final
-    // state, so the one checked above is reused; STARTTLS reconnects, as the
-    // client does that upgrade itself.
+    // Greeting and capabilities (with STLS for STARTTLS) first, then login,
+    // each its own step, so a refused login is never reported as a
+    // capabilities problem. Plain and implicit-TLS connections are already
+    // in their final state, so the one checked above is reused; STARTTLS
+    // reconnects, as the client does that upgrade itself.
     drop(tls);
-    let opened = match settings.security {
-        Security::Starttls => {
-            drop(stream);
-            pop3::Pop3Source::connect(settings).await
+    let greeted = within(STEP_LIMIT, "capabilities", async {
+        match settings.security {
+            Security::Starttls => {
+                drop(stream);
+                pop3::open_client(settings).await
+            }
+            Security::None | Security::Tls => pop3::greet(stream).await,
         }
-        Security::None | Security::Tls => pop3::Pop3Source::over_stream(stream, settings).await,
+    })
+    .await;
+    let client = match greeted {
+        Ok(client) => client,
+        Err(e) => return report.fail(prelogin_step(&e), e.to_string(), e.hint_for(settings)),
     };
-    let mut source = match opened {
+    let caps = client
+        .capabilities()
+        .map(|c| c.names().collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
+    capability_step(&mut report, settings, &[caps]);
+    let mut source = match within(
+        STEP_LIMIT,
+        "login",
+        pop3::Pop3Source::authenticate(client, settings),
+    )
+    .await
+    {
         Ok(source) => source,
-        Err(e) => {
-            let step = match &e {
-                FetchError::Net(
-                    NetError::StartTlsNotOffered { .. }
-                    | NetError::Certificate { .. }
-                    | NetError::Tls { .. },
-                ) => "tls",
-                FetchError::Auth(_) => "login",
-                _ => "capabilities",
-            };
-            return report.fail(step, e.to_string(), fetch_hint(settings, &e));
-        }
+        Err(e) => return report.fail("login", e.to_string(), e.hint_for(settings)),
     };
     report.pass("login", format!("logged in as {}", settings.username));
     if let Some(folder) = settings
@@ -361,7 +332,13 @@ async fn check_pop3(
             "list only INBOX for POP3 accounts, or use IMAP to read other folders",
         );
     }
-    match source.list("INBOX", &FolderCursor::default()).await {
+    match within(
+        STEP_LIMIT,
+        "folder",
+        source.list("INBOX", &FolderCursor::default()),
+    )
+    .await
+    {
         Ok(listing) => report.pass(
             "folder",
             format!(
@@ -374,8 +351,8 @@ async fn check_pop3(
                 }
             ),
         ),
-        Err(e) => return report.fail("folder", e.to_string(), fetch_hint(settings, &e)),
+        Err(e) => return report.fail("folder", e.to_string(), e.hint_for(settings)),
     }
-    let _ = Box::new(source).close().await;
+    let _ = tokio::time::timeout(STEP_LIMIT, Box::new(source).close()).await;
     report
 }

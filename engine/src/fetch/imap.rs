@@ -9,14 +9,24 @@
 //! or `UID SEARCH UNSEEN`, fetching uses `BODY.PEEK[]` (never sets `\Seen`),
 //! in UID ranges per command. async-imap ends a FETCH stream quietly on EOF
 //! or on a tagged `NO`; this module counts what arrived against what it asked
-//! for, so a connection lost mid-FETCH is an error, never a short batch.
+//! for, so a connection lost mid-FETCH is an error, never a short batch, and
+//! reports the server's own words when it refused.
+//!
+//! Listing comes in windows of at most [`LIST_WINDOW`] messages, so memory
+//! and every response line stay bounded however large the folder (or the
+//! server's claims): mode `new` asks for sizes in UID ranges that widen over
+//! sparse stretches; searches (`UNSEEN`, `SINCE`) run over message-number
+//! ranges, so a `SEARCH` answer never holds more than a window of UIDs.
+//! Everything async-imap parses passes through [`super::imap_guard`] first.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use futures::TryStreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::imap_guard::{self, Guarded, Seen};
 use super::net::{self, MailStream, NetError, TlsInfo};
 use super::{
     AccountSettings, Acknowledge, Auth, FetchError, FetchMode, Fetched, FolderCursor, Listed,
@@ -26,7 +36,11 @@ use super::{
 /// Longest line accepted before login (greeting, capability, STARTTLS).
 const MAX_PRELOGIN_LINE: usize = 16 * 1024;
 
-type Session = async_imap::Session<MailStream>;
+type Session = async_imap::Session<Guarded<MailStream>>;
+
+/// Most messages one listing window holds (and so the most UIDs one
+/// `SEARCH` answer can carry: about 55 KB).
+pub const LIST_WINDOW: u32 = 5_000;
 
 /// What the server said before login.
 #[derive(Debug, Clone, Default)]
@@ -47,6 +61,30 @@ pub struct ImapSource {
     capabilities: Vec<String>,
     /// Currently selected folder and its UIDVALIDITY.
     selected: Option<(String, u32)>,
+    /// What the framing guard saw last (the tagged status line), for errors.
+    seen: Arc<Mutex<Seen>>,
+    /// Where the listing in progress stands, between windows.
+    window: Option<Window>,
+    /// `EXPUNGE`s seen since the last look: they shift message numbers.
+    expunged: u32,
+}
+
+/// A listing in progress.
+#[derive(Debug, Clone)]
+struct Window {
+    folder: String,
+    validity: u32,
+    /// `None`: every UID above `after` (mode `new`). `Some(criteria)`: a
+    /// `SEARCH` over message numbers.
+    search: Option<String>,
+    /// Only UIDs above this are listed.
+    after: u32,
+    /// Next UID (mode `new`) or message number (search) to look at.
+    next: u32,
+    /// Last UID or message number to look at.
+    end: u32,
+    /// UIDs per `UID FETCH` range (mode `new`).
+    span: u32,
 }
 
 impl std::fmt::Debug for ImapSource {
@@ -153,6 +191,12 @@ pub async fn greet(
         Some(("*", rest)) if rest.len() >= 2 && rest[..2].eq_ignore_ascii_case("OK") => {
             rest[2..].trim().to_string()
         }
+        Some(("*", rest)) if rest.to_ascii_uppercase().starts_with("BYE") => {
+            return Err(FetchError::Busy(format!(
+                "the server refused the connection: {}",
+                short(rest[3..].trim())
+            )));
+        }
         Some(("*", rest)) if rest.to_ascii_uppercase().starts_with("PREAUTH") => {
             return Err(FetchError::Protocol(
                 "the server pre-authenticated the connection; Intake always logs in".into(),
@@ -160,7 +204,8 @@ pub async fn greet(
         }
         _ => {
             return Err(FetchError::Protocol(format!(
-                "not an IMAP server greeting: {line:?}"
+                "not an IMAP server greeting: {:?}",
+                short(&line)
             )));
         }
     };
@@ -203,14 +248,98 @@ impl async_imap::Authenticator for PlainAuth<'_> {
     }
 }
 
-fn imap_error(e: async_imap::error::Error) -> FetchError {
+/// At most 200 characters of server text, for messages.
+fn short(text: &str) -> String {
+    const KEEP: usize = 200;
+    if text.chars().count() > KEEP {
+        format!("{}…", text.chars().take(KEEP).collect::<String>())
+    } else {
+        text.to_string()
+    }
+}
+
+/// The server's words from async-imap's `NO`/`BAD` text, which is Rust debug
+/// output (`code: Some(Unavailable), info: Some("…")`).
+fn server_words(raw: &str) -> String {
+    let code = raw
+        .strip_prefix("code: Some(")
+        .and_then(|r| r.split_once("), info:").map(|(c, _)| c))
+        .map(|c| match c.split_once('"') {
+            // `Other("X", None)`: the quoted name.
+            Some((_, rest)) => rest.split('"').next().unwrap_or(rest).to_ascii_uppercase(),
+            None => c.split('(').next().unwrap_or(c).to_ascii_uppercase(),
+        });
+    let info = raw
+        .split_once("info: Some(\"")
+        .map(|(_, rest)| rest.strip_suffix("\")").unwrap_or(rest))
+        .map(|i| i.replace("\\\"", "\""));
+    match (code, info) {
+        (Some(code), Some(info)) => short(&format!("[{code}] {info}")),
+        (None, Some(info)) => short(&info),
+        (Some(code), None) => format!("[{code}]"),
+        (None, None) if raw.starts_with("code: None") => "(no reason given)".into(),
+        (None, None) => short(raw),
+    }
+}
+
+/// True when the server's refusal says "not now" rather than "wrong"
+/// (RFC 5530 codes, and the usual words for connection limits).
+fn is_busy(words: &str) -> bool {
+    let upper = words.to_ascii_uppercase();
+    ["[UNAVAILABLE]", "[INUSE]", "[LIMIT]", "TOO MANY"]
+        .iter()
+        .any(|w| upper.contains(w))
+}
+
+/// async-imap's error for `step`, in words: short, naming the step, and
+/// never quoting message content (its parse errors embed the whole buffer).
+fn imap_error(e: async_imap::error::Error, step: &str) -> FetchError {
     use async_imap::error::Error;
     match e {
-        Error::Io(io) => NetError::from(io).into(),
-        Error::ConnectionLost => FetchError::Protocol("the server closed the connection".into()),
-        Error::No(m) => FetchError::Protocol(format!("NO {m}")),
-        Error::Bad(m) => FetchError::Protocol(format!("BAD {m}")),
-        other => FetchError::Protocol(other.to_string()),
+        Error::Io(io) => {
+            if let Some(v) = imap_guard::violation(&io) {
+                return match v {
+                    // A lost connection, not a protocol breach: the network
+                    // class, and the next run may well succeed.
+                    imap_guard::Violation::CutLiteral { .. } | imap_guard::Violation::CutLine => {
+                        NetError::Io(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            format!("{step}: {v}"),
+                        ))
+                        .into()
+                    }
+                    _ => FetchError::Protocol(format!("{step}: {v}")),
+                };
+            }
+            let text = io.to_string();
+            if text.contains(" during parsing of ") {
+                return FetchError::Protocol(format!(
+                    "{step}: the server sent a response that is not valid IMAP"
+                ));
+            }
+            if text.contains("bytes remaining in stream") {
+                return FetchError::Protocol(format!(
+                    "{step}: the connection closed in the middle of a response"
+                ));
+            }
+            NetError::from(io).into()
+        }
+        Error::ConnectionLost => {
+            FetchError::Protocol(format!("{step}: the server closed the connection"))
+        }
+        Error::No(m) => {
+            let words = server_words(&m);
+            if is_busy(&words) {
+                FetchError::Busy(format!("{step} refused: NO {words}"))
+            } else {
+                FetchError::Protocol(format!("{step} refused: NO {words}"))
+            }
+        }
+        Error::Bad(m) => FetchError::Protocol(format!("{step} refused: BAD {}", server_words(&m))),
+        Error::Parse(_) => FetchError::Protocol(format!(
+            "{step}: the server sent a response Intake cannot parse"
+        )),
+        other => FetchError::Protocol(format!("{step}: {}", short(&other.to_string()))),
     }
 }
 
@@ -225,6 +354,10 @@ pub async fn login(
             "the server disables LOGIN on this connection (LOGINDISABLED): use STARTTLS or TLS, or SASL PLAIN".into(),
         ));
     }
+    let max_literal = settings
+        .max_message_bytes
+        .saturating_add(settings.max_message_bytes / 8 + 64 * 1024);
+    let (stream, seen) = Guarded::new(stream, max_literal);
     let client = async_imap::Client::new(stream);
     let user = settings.username.as_str();
     let password = settings.password.expose();
@@ -238,13 +371,20 @@ pub async fn login(
     };
     let mut session = match result {
         Ok(session) => session,
-        Err((async_imap::error::Error::No(m), _)) => return Err(FetchError::Auth(m)),
-        Err((e, _)) => return Err(imap_error(e)),
+        Err((async_imap::error::Error::No(m), _)) => {
+            let words = server_words(&m);
+            return Err(if is_busy(&words) {
+                FetchError::Busy(format!("login refused: {words}"))
+            } else {
+                FetchError::Auth(words)
+            });
+        }
+        Err((e, _)) => return Err(imap_error(e, "login")),
     };
     let capabilities = session
         .capabilities()
         .await
-        .map_err(imap_error)?
+        .map_err(|e| imap_error(e, "CAPABILITY"))?
         .iter()
         .map(|c| format!("{c:?}"))
         .collect::<Vec<_>>();
@@ -254,6 +394,9 @@ pub async fn login(
         settings: settings.clone(),
         capabilities,
         selected: None,
+        seen,
+        window: None,
+        expunged: 0,
     })
 }
 
@@ -328,9 +471,9 @@ impl ImapSource {
                     async_imap::error::Error::No(detail)
                     | async_imap::error::Error::Bad(detail) => FetchError::NoSuchFolder {
                         folder: folder.into(),
-                        detail,
+                        detail: server_words(&detail),
                     },
-                    other => imap_error(other),
+                    other => imap_error(other, "STATUS"),
                 })?;
         Ok(FolderStatus {
             messages: mailbox.exists,
@@ -338,138 +481,203 @@ impl ImapSource {
         })
     }
 
-    async fn select(&mut self, folder: &str) -> Result<u32, FetchError> {
+    /// Selects `folder` (unless it is selected); returns its UIDVALIDITY and
+    /// message count.
+    async fn select(&mut self, folder: &str) -> Result<(u32, u32), FetchError> {
         if let Some((name, validity)) = &self.selected
             && name == folder
         {
-            return Ok(*validity);
+            return Ok((*validity, 0));
         }
         let mailbox = self.session.select(folder).await.map_err(|e| match e {
             async_imap::error::Error::No(detail) | async_imap::error::Error::Bad(detail) => {
                 FetchError::NoSuchFolder {
                     folder: folder.into(),
-                    detail,
+                    detail: server_words(&detail),
                 }
             }
-            other => imap_error(other),
+            other => imap_error(other, "SELECT"),
         })?;
         let validity = mailbox.uid_validity.ok_or_else(|| {
             FetchError::Protocol(format!("the server gave no UIDVALIDITY for {folder:?}"))
         })?;
         self.drain_unsolicited();
+        self.expunged = 0;
         self.selected = Some((folder.to_string(), validity));
-        Ok(validity)
+        Ok((validity, mailbox.exists))
     }
 
-    /// Unsolicited responses (EXISTS, EXPUNGE…) are not needed: listing asks
-    /// the server afresh. Drop them so the channel never fills.
+    /// Unsolicited responses are not needed (listing asks the server
+    /// afresh), except `EXPUNGE`, which shifts message numbers under a
+    /// search window: count those, drop the rest so the channel never fills.
     fn drain_unsolicited(&mut self) {
-        while self.session.unsolicited_responses.try_recv().is_ok() {}
+        while let Ok(r) = self.session.unsolicited_responses.try_recv() {
+            if matches!(r, async_imap::types::UnsolicitedResponse::Expunge(_)) {
+                self.expunged = self.expunged.saturating_add(1);
+            }
+        }
     }
 
-    /// UID and size of the given UIDs (or a `n:*` range).
+    /// The server's last tagged status line, if it was not `OK`: why a
+    /// command async-imap ended quietly was refused.
+    fn last_refusal(&self) -> Option<String> {
+        let seen = self.seen.lock().ok()?;
+        let line = seen.last_tagged.as_deref()?;
+        let (_, status) = line.split_once(' ')?;
+        let upper = status.to_ascii_uppercase();
+        (upper.starts_with("NO") || upper.starts_with("BAD")).then(|| short(status))
+    }
+
+    /// UIDs and sizes from a `UID FETCH set (UID RFC822.SIZE)`, keeping at
+    /// most `keep` of those within `lo..=hi` and above `after`.
     ///
     /// Each response is dropped as soon as it is read: async-imap gives
     /// every response a buffer of its own (4 KiB at least), so collecting
     /// them would cost memory in proportion to the mailbox.
-    async fn sizes(&mut self, set: &str) -> Result<Vec<(u32, u64)>, FetchError> {
+    async fn sizes_in(
+        &mut self,
+        set: &str,
+        lo: u32,
+        hi: u32,
+        keep: usize,
+    ) -> Result<(Vec<(u32, u64)>, bool), FetchError> {
         let mut out: Vec<(u32, u64)> = Vec::new();
+        let mut full = false;
         {
             let mut fetches = self
                 .session
                 .uid_fetch(set, "(UID RFC822.SIZE)")
                 .await
-                .map_err(imap_error)?;
-            while let Some(f) = fetches.try_next().await.map_err(imap_error)? {
-                if let Some(uid) = f.uid {
-                    out.push((uid, u64::from(f.size.unwrap_or(0))));
+                .map_err(|e| imap_error(e, "UID FETCH (sizes)"))?;
+            while let Some(f) = fetches
+                .try_next()
+                .await
+                .map_err(|e| imap_error(e, "UID FETCH (sizes)"))?
+            {
+                if let Some(uid) = f.uid
+                    && (lo..=hi).contains(&uid)
+                {
+                    if out.len() < keep {
+                        out.push((uid, u64::from(f.size.unwrap_or(0))));
+                    } else {
+                        // Read on (the answer must be consumed) but keep
+                        // nothing more: the next window starts here.
+                        full = true;
+                    }
                 }
             }
         }
         self.drain_unsolicited();
         out.sort_unstable();
         out.dedup_by_key(|(uid, _)| *uid);
-        Ok(out)
+        Ok((out, full))
     }
 
-    /// UIDs and sizes of the messages matching a `UID SEARCH` query.
-    async fn search(&mut self, query: &str) -> Result<Vec<(u32, u64)>, FetchError> {
-        let uids: Vec<u32> = self
-            .session
-            .uid_search(query)
-            .await
-            .map_err(imap_error)?
-            .into_iter()
-            .collect();
-        self.drain_unsolicited();
-        if uids.is_empty() {
-            Ok(Vec::new())
-        } else {
-            self.sizes(&uid_set(&uids)).await
+    /// The UID of the last message, or `None` for an empty folder.
+    async fn highest_uid(&mut self, exists: u32) -> Result<Option<u32>, FetchError> {
+        if exists == 0 {
+            return Ok(None);
         }
-    }
-
-    /// Runs a UID STORE and waits for its completion.
-    async fn store(&mut self, set: &str, flags: &str) -> Result<(), FetchError> {
-        let stream = self
-            .session
-            .uid_store(set, flags)
-            .await
-            .map_err(imap_error)?;
-        let _: Vec<_> = stream.try_collect().await.map_err(imap_error)?;
-        self.drain_unsolicited();
-        Ok(())
-    }
-
-    async fn delete(&mut self, folder: &str, set: &str) -> Result<(), FetchError> {
-        self.store(set, "+FLAGS.SILENT (\\Deleted)").await?;
-        if has(&self.capabilities, "UIDPLUS") {
-            let stream = self.session.uid_expunge(set).await.map_err(imap_error)?;
-            let _: Vec<_> = stream.try_collect().await.map_err(imap_error)?;
-            self.drain_unsolicited();
-        } else {
-            // A plain EXPUNGE would also remove messages other clients
-            // flagged \Deleted; leave them flagged for the server or the
-            // user's client to expunge.
-            tracing::warn!(account = %self.settings.name, folder, "server lacks UIDPLUS: messages are flagged \\Deleted but not expunged");
-        }
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl MailSource for ImapSource {
-    fn folders(&self) -> Vec<String> {
-        self.settings.folders.clone()
-    }
-
-    async fn list(&mut self, folder: &str, cursor: &FolderCursor) -> Result<Listing, FetchError> {
-        self.selected = None; // re-SELECT so the counts and UIDVALIDITY are fresh
-        let validity = self.select(folder).await?;
-        let changed = cursor.uid_validity.is_some_and(|v| v != validity);
-        if changed {
-            tracing::warn!(account = %self.settings.name, folder, old = cursor.uid_validity, new = validity,
-                "UIDVALIDITY changed: re-listing the whole folder (duplicates are caught by Message-ID)");
-        }
-        let after = if changed { 0 } else { cursor.last_uid };
-        // IMAP dates are days: SINCE d-Mon-yyyy (RFC 3501 §6.4.4).
-        let since = self
-            .settings
-            .first_sync_since
-            .map(|d| d.format("%d-%b-%Y").to_string());
-        let fresh = cursor.uid_validity.is_none() && cursor.last_uid == 0 || changed;
-        let found = match (self.settings.mode, since) {
-            (FetchMode::New, Some(day)) if fresh => self.search(&format!("SINCE {day}")).await?,
-            (FetchMode::New, _) => {
-                // `n:*` always includes the highest UID, even below n.
-                let all = self
-                    .sizes(&format!("{}:*", after.saturating_add(1)))
-                    .await?;
-                all.into_iter().filter(|(uid, _)| *uid > after).collect()
+        let mut highest = None;
+        {
+            let mut fetches = self
+                .session
+                .fetch(exists.to_string(), "(UID)")
+                .await
+                .map_err(|e| imap_error(e, "FETCH (UID)"))?;
+            while let Some(f) = fetches
+                .try_next()
+                .await
+                .map_err(|e| imap_error(e, "FETCH (UID)"))?
+            {
+                highest = highest.max(f.uid);
             }
-            (FetchMode::Unseen, Some(day)) => self.search(&format!("UNSEEN SINCE {day}")).await?,
-            (FetchMode::Unseen, None) => self.search("UNSEEN").await?,
+        }
+        self.drain_unsolicited();
+        Ok(highest)
+    }
+
+    /// The next non-empty window of the listing in progress, or `None` when
+    /// it is done.
+    async fn next_window(&mut self) -> Result<Option<Vec<(u32, u64)>>, FetchError> {
+        let Some(mut w) = self.window.take() else {
+            return Ok(None);
         };
+        let keep = LIST_WINDOW as usize;
+        while w.next <= w.end && w.next != 0 {
+            let found = match &w.search {
+                None => {
+                    let hi = w.next.saturating_add(w.span - 1).min(w.end);
+                    let lo = w.next.max(w.after.saturating_add(1));
+                    let (found, full) = self
+                        .sizes_in(&format!("{}:{hi}", w.next), lo, hi, keep)
+                        .await?;
+                    w.next = match (full, found.last()) {
+                        (true, Some((last, _))) => last.saturating_add(1),
+                        _ => hi.saturating_add(1),
+                    };
+                    // Widen over sparse stretches, narrow when a window
+                    // overflowed: round trips stay few, answers bounded.
+                    if full {
+                        w.span = (w.span / 2).max(LIST_WINDOW);
+                    } else if found.len() < keep / 4 {
+                        w.span = w.span.saturating_mul(2).min(1 << 30);
+                    }
+                    found
+                }
+                Some(criteria) => {
+                    let hi = w.next.saturating_add(LIST_WINDOW - 1).min(w.end);
+                    let query = format!("{}:{hi} {criteria}", w.next);
+                    self.expunged = 0;
+                    let uids: Vec<u32> = self
+                        .session
+                        .uid_search(&query)
+                        .await
+                        .map_err(|e| imap_error(e, "UID SEARCH"))?
+                        .into_iter()
+                        .filter(|uid| *uid > w.after)
+                        .collect();
+                    self.drain_unsolicited();
+                    // Messages expunged meanwhile moved the rest down: step
+                    // back as many (UIDs already listed are filtered out).
+                    // (At most half a window, so a server that keeps
+                    // claiming expunges cannot stall the listing.)
+                    let back = self.expunged.min(LIST_WINDOW / 2);
+                    w.next = hi.saturating_add(1).saturating_sub(back).max(1);
+                    w.end = w.end.saturating_sub(self.expunged);
+                    if uids.is_empty() {
+                        Vec::new()
+                    } else {
+                        let (found, _) = self
+                            .sizes_in(&uid_set(&uids), w.after.saturating_add(1), u32::MAX, keep)
+                            .await?;
+                        found
+                    }
+                }
+            };
+            if let Some((last, _)) = found.last()
+                && w.search.is_some()
+            {
+                w.after = w.after.max(*last);
+            }
+            if !found.is_empty() {
+                if w.next <= w.end {
+                    self.window = Some(w);
+                }
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Turns a window's UIDs and sizes into a listing.
+    fn listing(
+        &self,
+        folder: &str,
+        validity: u32,
+        changed: bool,
+        found: Vec<(u32, u64)>,
+    ) -> Listing {
         let mut listing = Listing {
             folder: folder.to_string(),
             uid_validity: Some(validity),
@@ -491,7 +699,187 @@ impl MailSource for ImapSource {
                 listing.new.push(item);
             }
         }
-        Ok(listing)
+        listing
+    }
+
+    /// Runs a UID STORE and waits for its completion.
+    async fn store(&mut self, set: &str, flags: &str) -> Result<(), FetchError> {
+        let stream = self
+            .session
+            .uid_store(set, flags)
+            .await
+            .map_err(|e| imap_error(e, "UID STORE"))?;
+        let _: Vec<_> = stream
+            .try_collect()
+            .await
+            .map_err(|e| imap_error(e, "UID STORE"))?;
+        self.drain_unsolicited();
+        Ok(())
+    }
+
+    async fn delete(&mut self, folder: &str, set: &str) -> Result<(), FetchError> {
+        self.store(set, "+FLAGS.SILENT (\\Deleted)").await?;
+        if has(&self.capabilities, "UIDPLUS") {
+            let stream = self
+                .session
+                .uid_expunge(set)
+                .await
+                .map_err(|e| imap_error(e, "UID EXPUNGE"))?;
+            let _: Vec<_> = stream
+                .try_collect()
+                .await
+                .map_err(|e| imap_error(e, "UID EXPUNGE"))?;
+            self.drain_unsolicited();
+        } else {
+            // A plain EXPUNGE would also remove messages other clients
+            // flagged \Deleted; leave them flagged for the server or the
+            // user's client to expunge.
+            tracing::warn!(account = %self.settings.name, folder, "server lacks UIDPLUS: messages are flagged \\Deleted but not expunged");
+        }
+        Ok(())
+    }
+
+    /// One `UID FETCH … BODY.PEEK[]` for `chunk`, into `bodies`. All or an
+    /// error: a short answer is reported with the server's words.
+    async fn fetch_chunk(
+        &mut self,
+        folder: &str,
+        chunk: &[u32],
+        bodies: &mut HashMap<(String, u32), bytes::Bytes>,
+    ) -> Result<(), FetchError> {
+        const STEP: &str = "UID FETCH (bodies)";
+        let expected = chunk.len();
+        let mut received = 0;
+        let mut foreign = 0usize;
+        let mut conflicting = Vec::new();
+        {
+            let mut stream = self
+                .session
+                .uid_fetch(uid_set(chunk), "(UID BODY.PEEK[])")
+                .await
+                .map_err(|e| imap_error(e, STEP))?;
+            while let Some(fetch) = stream.try_next().await.map_err(|e| imap_error(e, STEP))? {
+                let (Some(uid), Some(body)) = (fetch.uid, fetch.body()) else {
+                    continue;
+                };
+                if !chunk.contains(&uid) {
+                    foreign += 1;
+                    continue;
+                }
+                match bodies.entry((folder.to_string(), uid)) {
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        slot.insert(bytes::Bytes::copy_from_slice(body));
+                        received += 1;
+                    }
+                    // A second copy of one UID: keep the first, never swap
+                    // silently; different bytes are worth a warning.
+                    std::collections::hash_map::Entry::Occupied(first) => {
+                        if first.get().as_ref() != body {
+                            conflicting.push(uid);
+                        }
+                    }
+                }
+            }
+        }
+        self.drain_unsolicited();
+        if !conflicting.is_empty() {
+            tracing::warn!(account = %self.settings.name, folder, uids = ?conflicting,
+                "the server sent two different copies of the same UID in one FETCH; kept the first");
+        }
+        if received < expected {
+            // EOF or a tagged NO ends async-imap's stream quietly: never
+            // let that pass as a complete batch, and say what the server
+            // said.
+            let mut why =
+                format!("the server sent {received} of the {expected} messages asked for");
+            if foreign > 0 {
+                why.push_str(&format!(
+                    ", and {foreign} answer(s) for UIDs that were not asked for"
+                ));
+            }
+            return Err(match self.last_refusal() {
+                Some(refusal) if is_busy(&refusal) => {
+                    FetchError::Busy(format!("{STEP} refused: {refusal} ({why})"))
+                }
+                Some(refusal) => FetchError::Protocol(format!("{STEP} refused: {refusal} ({why})")),
+                None => FetchError::Protocol(format!("{STEP}: {why}")),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl MailSource for ImapSource {
+    fn folders(&self) -> Vec<String> {
+        self.settings.folders.clone()
+    }
+
+    async fn list(&mut self, folder: &str, cursor: &FolderCursor) -> Result<Listing, FetchError> {
+        self.selected = None; // re-SELECT so the counts and UIDVALIDITY are fresh
+        self.window = None;
+        let (validity, exists) = self.select(folder).await?;
+        let changed = cursor.uid_validity.is_some_and(|v| v != validity);
+        if changed {
+            tracing::warn!(account = %self.settings.name, folder, old = cursor.uid_validity, new = validity,
+                "UIDVALIDITY changed: re-listing the whole folder (duplicates are caught by Message-ID)");
+        }
+        let after = if changed { 0 } else { cursor.last_uid };
+        // IMAP dates are days: SINCE d-Mon-yyyy (RFC 3501 §6.4.4).
+        let since = self
+            .settings
+            .first_sync_since
+            .map(|d| d.format("%d-%b-%Y").to_string());
+        let fresh = cursor.uid_validity.is_none() && cursor.last_uid == 0 || changed;
+        let search = match (self.settings.mode, since) {
+            (FetchMode::New, Some(day)) if fresh => Some(format!("SINCE {day}")),
+            (FetchMode::New, _) => None,
+            (FetchMode::Unseen, Some(day)) => Some(format!("UNSEEN SINCE {day}")),
+            (FetchMode::Unseen, None) => Some("UNSEEN".to_string()),
+        };
+        let (next, end) = match &search {
+            Some(_) => (1, exists),
+            None => match self.highest_uid(exists).await? {
+                Some(highest) if highest > after => (after.saturating_add(1), highest),
+                _ => (0, 0),
+            },
+        };
+        self.window = Some(Window {
+            folder: folder.to_string(),
+            validity,
+            search,
+            after: if self.settings.mode == FetchMode::Unseen {
+                0
+            } else {
+                after
+            },
+            next,
+            end,
+            span: LIST_WINDOW,
+        });
+        let found = self.next_window().await?.unwrap_or_default();
+        Ok(self.listing(folder, validity, changed, found))
+    }
+
+    async fn list_more(&mut self, folder: &str) -> Result<Option<Listing>, FetchError> {
+        let Some(w) = &self.window else {
+            return Ok(None);
+        };
+        if w.folder != folder {
+            return Ok(None);
+        }
+        let validity = w.validity;
+        let (now, _) = self.select(folder).await?;
+        if now != validity {
+            self.window = None;
+            return Err(FetchError::Protocol(format!(
+                "UIDVALIDITY of {folder:?} changed while listing ({validity} → {now}); the next run lists again"
+            )));
+        }
+        Ok(self
+            .next_window()
+            .await?
+            .map(|found| self.listing(folder, validity, false, found)))
     }
 
     async fn fetch(&mut self, messages: &[MessageRef]) -> Result<Vec<Fetched>, FetchError> {
@@ -517,43 +905,14 @@ impl MailSource for ImapSource {
         let mut bodies: HashMap<(String, u32), bytes::Bytes> =
             HashMap::with_capacity(messages.len());
         for ((folder, validity), uids) in by_folder {
-            let now = self.select(&folder).await?;
+            let (now, _) = self.select(&folder).await?;
             if now != validity {
                 return Err(FetchError::Protocol(format!(
                     "UIDVALIDITY of {folder:?} changed since listing ({validity} → {now}); list again"
                 )));
             }
             for chunk in uids.chunks(self.settings.batch_size.max(1)) {
-                let expected = chunk.len();
-                let mut received = 0;
-                let mut stream = self
-                    .session
-                    .uid_fetch(uid_set(chunk), "(UID BODY.PEEK[])")
-                    .await
-                    .map_err(imap_error)?;
-                while let Some(fetch) = stream.try_next().await.map_err(imap_error)? {
-                    let (Some(uid), Some(body)) = (fetch.uid, fetch.body()) else {
-                        continue;
-                    };
-                    if chunk.contains(&uid)
-                        && bodies
-                            .insert((folder.clone(), uid), bytes::Bytes::copy_from_slice(body))
-                            .is_none()
-                    {
-                        received += 1;
-                    }
-                }
-                drop(stream);
-                self.drain_unsolicited();
-                if received < expected {
-                    // EOF or a tagged NO ends async-imap's stream quietly:
-                    // never let that pass as a complete batch.
-                    return Err(FetchError::Incomplete {
-                        during: "UID FETCH",
-                        received,
-                        expected,
-                    });
-                }
+                self.fetch_chunk(&folder, chunk, &mut bodies).await?;
             }
         }
         Ok(messages
@@ -597,7 +956,7 @@ impl MailSource for ImapSource {
             if action == Acknowledge::Leave {
                 continue;
             }
-            if self.select(&folder).await? != validity {
+            if self.select(&folder).await?.0 != validity {
                 // The UIDs no longer name the same messages: acting could hit
                 // the wrong mail. The pipeline retries after re-listing.
                 return Err(FetchError::Protocol(format!(
@@ -617,13 +976,13 @@ impl MailSource for ImapSource {
                         self.session
                             .uid_mv(&set, &target)
                             .await
-                            .map_err(imap_error)?;
+                            .map_err(|e| imap_error(e, "UID MOVE"))?;
                         self.drain_unsolicited();
                     } else {
                         self.session
                             .uid_copy(&set, &target)
                             .await
-                            .map_err(imap_error)?;
+                            .map_err(|e| imap_error(e, "UID COPY"))?;
                         self.delete(&folder, &set).await?;
                     }
                 }
@@ -633,7 +992,10 @@ impl MailSource for ImapSource {
     }
 
     async fn close(mut self: Box<Self>) -> Result<(), FetchError> {
-        self.session.logout().await.map_err(imap_error)
+        self.session
+            .logout()
+            .await
+            .map_err(|e| imap_error(e, "LOGOUT"))
     }
 }
 

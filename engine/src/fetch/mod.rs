@@ -9,15 +9,25 @@
 //! - [`account`]: what an account is (host, security, credentials, folders…).
 //! - [`net`]: TCP (direct or through a SOCKS5 proxy), TLS, timeouts.
 //! - [`imap`], [`pop3`]: the two protocols.
+//! - [`imap_guard`]: bounds what async-imap is given to parse.
 //! - [`check`]: the step-by-step "Test settings" check.
+//! - [`diagnosis`]: one classification and one set of hints for failures,
+//!   used by "Test settings" and `intake fetch` alike.
 //! - [`files`]: Maildir, mbox and `.eml` files, for backfill imports.
 //! - [`memory`]: an in-memory mailbox with injectable faults, for tests of
 //!   the pipeline.
+//!
+//! Nothing here trusts the server: every exchange has a deadline
+//! ([`net`]), every line and literal a cap, listings come in bounded windows
+//! ([`MailSource::list_more`]), and a message is only handed on when it is
+//! known to be whole.
 
 pub mod account;
 pub mod check;
+pub mod diagnosis;
 pub mod files;
 pub mod imap;
+pub mod imap_guard;
 pub mod memory;
 pub mod net;
 pub mod pop3;
@@ -29,6 +39,7 @@ use async_trait::async_trait;
 pub use account::{
     AccountSettings, Auth, FetchMode, Protocol, ProxySettings, Secret, Security, Timeouts,
 };
+pub use diagnosis::{FailureClass, hint_line};
 pub use net::NetError;
 
 /// Identifies one message on the server.
@@ -128,6 +139,10 @@ pub enum FetchError {
     /// The server refused the credentials.
     #[error("authentication failed: {0}")]
     Auth(String),
+    /// The server refuses for now, for reasons that are not the account's
+    /// settings: mailbox in use, too many connections, temporary trouble.
+    #[error("the server is busy: {0}")]
+    Busy(String),
     /// The server answered something the protocol does not allow, or
     /// refused a command.
     #[error("server error: {0}")]
@@ -179,6 +194,17 @@ pub trait MailSource: Send + std::fmt::Debug {
     /// done, and its queued action can be forgotten at once.
     fn acknowledged_at_close(&self) -> bool {
         false
+    }
+
+    /// The next window of the listing [`list`](Self::list) began, or `None`
+    /// when it is complete. Sources that list everything at once (POP3,
+    /// files) keep the default. The pipeline processes and commits each
+    /// window before asking for the next, so memory does not grow with the
+    /// folder, and a crash between windows loses nothing: the cursor only
+    /// ever moves past committed messages.
+    async fn list_more(&mut self, folder: &str) -> Result<Option<Listing>, FetchError> {
+        let _ = folder;
+        Ok(None)
     }
 
     /// Applies server actions to committed messages.

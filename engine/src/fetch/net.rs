@@ -5,6 +5,13 @@
 //! Certificates are verified against the system roots, plus an optional CA
 //! file per account. Skipping verification is an explicit account setting and
 //! logs a warning on every connect.
+//!
+//! Time is bounded twice on every connection: an idle timeout (nothing
+//! arrives for `timeouts.io`), and a deadline per exchange — from a command
+//! written to the end of its reply — of `timeouts.io` plus one second per
+//! [`MIN_RATE`] bytes received. A server trickling one byte per second is cut
+//! off as surely as a silent one, while a large message on a slow but honest
+//! line still gets the time its size needs.
 
 use std::fmt;
 use std::io;
@@ -12,7 +19,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
@@ -67,8 +74,10 @@ pub enum NetError {
     Certificate {
         /// Host name checked.
         host: String,
-        /// rustls's reason (unknown issuer, expired, wrong name…).
+        /// What is wrong with it, in words.
         reason: String,
+        /// The same, for choosing a hint.
+        problem: CertificateProblem,
     },
     /// The TLS hand-shake failed for another reason.
     #[error("TLS hand-shake with {host} failed: {reason}")]
@@ -101,25 +110,97 @@ pub enum NetError {
         command: &'static str,
     },
     /// Reading or writing made no progress for too long.
-    #[error("the server sent nothing for {0:?}")]
+    #[error("the server sent nothing for {} s", .0.as_secs())]
     IdleTimeout(Duration),
+    /// An exchange took longer than its deadline: the server sends, but far
+    /// too slowly.
+    #[error(
+        "the server is too slow: {received} bytes in {} s, while Intake allows {} s plus 1 s per {} KiB",
+        .after.as_secs(), .grace.as_secs(), MIN_RATE / 1024
+    )]
+    TooSlow {
+        /// Bytes of the reply received by then.
+        received: u64,
+        /// Time since the exchange began.
+        after: Duration,
+        /// The allowance before the rate counts (the idle timeout).
+        grace: Duration,
+    },
+    /// A step of "Test settings" took longer than it may.
+    #[error("no complete answer for the {step} step within {} s", .after.as_secs())]
+    StepDeadline {
+        /// The step.
+        step: &'static str,
+        /// Its limit.
+        after: Duration,
+    },
     /// The connection broke.
     #[error("connection error: {0}")]
     Io(io::Error),
 }
 
+/// Slowest transfer accepted once an exchange's grace period (the idle
+/// timeout) is used up, in bytes per second: 16 KiB/s lets a 50 MiB message
+/// take 53 minutes, and cuts off a one-byte-per-second server at the end of
+/// the grace period.
+pub const MIN_RATE: u64 = 16 * 1024;
+
+/// What is wrong with a rejected certificate, for the hint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertificateProblem {
+    /// Not issued by a trusted CA (self-signed, private CA, CA file missing).
+    UnknownIssuer,
+    /// A CA certificate presented as the server's own certificate.
+    CaUsedAsEndEntity,
+    /// Expired.
+    Expired,
+    /// Not valid yet.
+    NotYetValid,
+    /// Issued for another name.
+    WrongName,
+    /// Anything else.
+    Other,
+}
+
 impl From<io::Error> for NetError {
     fn from(e: io::Error) -> Self {
         if e.kind() == io::ErrorKind::TimedOut
-            && let Some(d) = e
-                .get_ref()
-                .and_then(|inner| inner.downcast_ref::<IdleTimeout>())
+            && let Some(inner) = e.get_ref()
         {
-            return NetError::IdleTimeout(d.0);
+            if let Some(d) = inner.downcast_ref::<IdleTimeout>() {
+                return NetError::IdleTimeout(d.0);
+            }
+            if let Some(slow) = inner.downcast_ref::<TooSlow>() {
+                return NetError::TooSlow {
+                    received: slow.received,
+                    after: slow.after,
+                    grace: slow.grace,
+                };
+            }
         }
         NetError::Io(e)
     }
 }
+
+/// Marker carried inside the `io::Error` of a missed exchange deadline.
+#[derive(Debug)]
+struct TooSlow {
+    received: u64,
+    after: Duration,
+    grace: Duration,
+}
+
+impl fmt::Display for TooSlow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} bytes in {:?}: slower than {MIN_RATE} bytes/s",
+            self.received, self.after
+        )
+    }
+}
+
+impl std::error::Error for TooSlow {}
 
 /// Marker carried inside the `io::Error` of an idle timeout.
 #[derive(Debug)]
@@ -143,12 +224,57 @@ enum Inner {
 }
 
 /// A connection to a mail server: plain or TLS, direct or proxied, with an
-/// idle timeout on every read and write.
+/// idle timeout on every read and write and a deadline on every exchange.
 pub struct MailStream {
     inner: Inner,
     idle: Duration,
     read_timer: Option<Pin<Box<Sleep>>>,
     write_timer: Option<Pin<Box<Sleep>>>,
+    exchange: Exchange,
+}
+
+/// The current command/response exchange: it begins when a command is
+/// written after a reply was read (or when the connection opens, for the
+/// greeting), and must end by its deadline.
+struct Exchange {
+    started: Instant,
+    /// Bytes read since it began.
+    received: u64,
+    /// The last operation was a read: the next write begins a new exchange.
+    reading: bool,
+    /// Wakes a pending read at the deadline.
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl Exchange {
+    fn new() -> Self {
+        Exchange {
+            started: Instant::now(),
+            received: 0,
+            reading: false,
+            timer: None,
+        }
+    }
+
+    /// Grace plus one second per [`MIN_RATE`] bytes received.
+    fn deadline(&self, grace: Duration) -> Instant {
+        self.started + grace + Duration::from_secs_f64(self.received as f64 / MIN_RATE as f64)
+    }
+
+    fn too_slow(&self, grace: Duration) -> io::Error {
+        if self.received == 0 {
+            // Nothing at all is silence, whichever timer noticed first.
+            return io::Error::new(io::ErrorKind::TimedOut, IdleTimeout(grace));
+        }
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            TooSlow {
+                received: self.received,
+                after: self.started.elapsed(),
+                grace,
+            },
+        )
+    }
 }
 
 impl fmt::Debug for MailStream {
@@ -184,6 +310,7 @@ impl MailStream {
             idle,
             read_timer: None,
             write_timer: None,
+            exchange: Exchange::new(),
         }
     }
 
@@ -195,6 +322,20 @@ impl MailStream {
     /// Upgrades a plain connection to TLS (after STARTTLS / STLS was
     /// accepted, or at once for implicit TLS).
     pub async fn start_tls(
+        self,
+        settings: &AccountSettings,
+    ) -> Result<(MailStream, TlsInfo), NetError> {
+        let (stream, info) = self.start_tls_quietly(settings).await?;
+        if !settings.verify_certificate {
+            tracing::warn!(account = %settings.name, host = %settings.host, "certificate verification is switched off for this account");
+        }
+        Ok((stream, info))
+    }
+
+    /// [`Self::start_tls`] without the warning for switched-off
+    /// verification: for [`inspect_certificate`], whose look at an already
+    /// rejected certificate is not the account's choice.
+    async fn start_tls_quietly(
         self,
         settings: &AccountSettings,
     ) -> Result<(MailStream, TlsInfo), NetError> {
@@ -224,15 +365,13 @@ impl MailStream {
         };
         let mut info = describe(&tls);
         info.verified = settings.verify_certificate;
-        if !settings.verify_certificate {
-            tracing::warn!(account = %settings.name, host = %host, "certificate verification is switched off for this account");
-        }
         Ok((
             MailStream {
                 inner: Inner::Tls(Box::new(tls)),
                 idle,
                 read_timer: None,
                 write_timer: None,
+                exchange: Exchange::new(),
             },
             info,
         ))
@@ -268,12 +407,31 @@ impl AsyncRead for MailStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        let deadline = this.exchange.deadline(this.idle);
+        if Instant::now() >= deadline {
+            return Poll::Ready(Err(this.exchange.too_slow(this.idle)));
+        }
+        let before = buf.filled().len();
         match this.io().poll_read(cx, buf) {
             Poll::Ready(r) => {
                 this.read_timer = None;
+                this.exchange.received += (buf.filled().len() - before) as u64;
+                this.exchange.reading = true;
                 Poll::Ready(r)
             }
-            Poll::Pending => poll_timer(&mut this.read_timer, this.idle, cx).map(Err),
+            Poll::Pending => {
+                let timer = this
+                    .exchange
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline.into())));
+                if timer.deadline() != deadline.into() {
+                    timer.as_mut().reset(deadline.into());
+                }
+                if timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(this.exchange.too_slow(this.idle)));
+                }
+                poll_timer(&mut this.read_timer, this.idle, cx).map(Err)
+            }
         }
     }
 }
@@ -285,6 +443,10 @@ impl AsyncWrite for MailStream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
+        if this.exchange.reading {
+            // A command after a reply: a new exchange, a new deadline.
+            this.exchange = Exchange::new();
+        }
         match this.io().poll_write(cx, buf) {
             Poll::Ready(r) => {
                 this.write_timer = None;
@@ -529,15 +691,65 @@ fn tls_error(host: &str, e: io::Error) -> NetError {
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
     {
-        Some(rustls::Error::InvalidCertificate(cert)) => NetError::Certificate {
-            host: host.into(),
-            reason: format!("{cert:?}"),
-        },
+        Some(rustls::Error::InvalidCertificate(cert)) => {
+            let (problem, reason) = certificate_problem(cert, host);
+            NetError::Certificate {
+                host: host.into(),
+                reason,
+                problem,
+            }
+        }
         _ => NetError::Tls {
             host: host.into(),
             reason,
         },
     }
+}
+
+/// rustls's certificate error in words (its `Debug` text, such as
+/// `Other(OtherError(CaUsedAsEndEntity))`, is for developers).
+fn certificate_problem(
+    cert: &rustls::CertificateError,
+    host: &str,
+) -> (CertificateProblem, String) {
+    use rustls::CertificateError as C;
+    match cert {
+        C::UnknownIssuer => (
+            CertificateProblem::UnknownIssuer,
+            "it is not issued by a certificate authority this machine or the account's CA file trusts".into(),
+        ),
+        C::Expired | C::ExpiredContext { .. } => {
+            (CertificateProblem::Expired, "it has expired".into())
+        }
+        C::NotValidYet | C::NotValidYetContext { .. } => {
+            (CertificateProblem::NotYetValid, "it is not valid yet".into())
+        }
+        C::NotValidForName | C::NotValidForNameContext { .. } => (
+            CertificateProblem::WrongName,
+            format!("it is not issued for the name {host}"),
+        ),
+        C::Revoked => (CertificateProblem::Other, "it has been revoked".into()),
+        C::BadSignature => (
+            CertificateProblem::Other,
+            "its signature is invalid or uses an unsupported algorithm".into(),
+        ),
+        other if format!("{other:?}").contains("CaUsedAsEndEntity") => (
+            CertificateProblem::CaUsedAsEndEntity,
+            "the server's certificate is itself a CA certificate, used as the server's own (end-entity) \
+             certificate; rustls refuses that"
+                .into(),
+        ),
+        other => (
+            CertificateProblem::Other,
+            format!("it is not acceptable ({})", short_debug(other)),
+        ),
+    }
+}
+
+/// A developer-facing name, shortened so it cannot flood a message.
+fn short_debug(value: &impl fmt::Debug) -> String {
+    let text = format!("{value:?}");
+    text.chars().take(80).collect()
 }
 
 fn describe(tls: &TlsStream<Box<dyn Io>>) -> TlsInfo {
@@ -570,7 +782,7 @@ pub async fn inspect_certificate(settings: &AccountSettings) -> Option<TlsInfo> 
     let mut look = settings.clone();
     look.verify_certificate = false;
     let (stream, _) = connect_tcp(&look).await.ok()?;
-    let (_, mut info) = stream.start_tls(&look).await.ok()?;
+    let (_, mut info) = stream.start_tls_quietly(&look).await.ok()?;
     info.verified = false;
     Some(info)
 }

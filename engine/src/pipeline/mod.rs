@@ -279,10 +279,43 @@ impl Pipeline {
         let mut timings = Timings::default();
         let started = Instant::now();
 
-        for folder in source.folders() {
-            let cursor = cursors.get(&folder).cloned().unwrap_or_default();
-            let mut listing = source.list(&folder, &cursor).await?;
-            if listing.uid_validity_changed {
+        // One pass per listing window: windowed sources (IMAP) list a
+        // bounded window at a time, fetched and committed before the next,
+        // so memory does not grow with the folder.
+        let folders = source.folders();
+        let mut next_folder = folders.iter();
+        let mut current: Option<(String, FolderCursor)> = None;
+        loop {
+            let more = match &current {
+                Some((folder, _)) => source.list_more(folder).await?,
+                None => None,
+            };
+            let (folder, cursor, mut listing, first_window) = match (more, &current) {
+                (Some(listing), Some((folder, cursor))) => {
+                    (folder.clone(), cursor.clone(), listing, false)
+                }
+                _ => {
+                    let Some(folder) = next_folder.next().cloned() else {
+                        break;
+                    };
+                    let cursor = cursors.get(&folder).cloned().unwrap_or_default();
+                    let mut listing = source.list(&folder, &cursor).await?;
+                    // A first sync keeps only the newest N: gather the
+                    // windows into a tail of N + 1 (the extra one is where
+                    // the cursor skips to).
+                    if let (Some(limit), true) = (ctx.first_sync_limit, is_fresh(&cursor)) {
+                        while let Some(more) = source.list_more(&folder).await? {
+                            listing.new.extend(more.new);
+                            listing.too_large.extend(more.too_large);
+                            let excess = listing.new.len().saturating_sub(limit as usize + 1);
+                            listing.new.drain(..excess);
+                        }
+                    }
+                    current = Some((folder.clone(), cursor.clone()));
+                    (folder, cursor, listing, true)
+                }
+            };
+            if listing.uid_validity_changed && first_window {
                 summary.uid_validity_changes.push(folder.clone());
             }
             summary.skipped_too_large += listing.too_large.len();
@@ -299,15 +332,17 @@ impl Pipeline {
                 } else {
                     HashMap::new()
                 };
-            self.retry_queued(
-                ctx,
-                &mut *source,
-                &folder,
-                &numbers,
-                &mut done,
-                &mut summary,
-            )
-            .await?;
+            if first_window {
+                self.retry_queued(
+                    ctx,
+                    &mut *source,
+                    &folder,
+                    &numbers,
+                    &mut done,
+                    &mut summary,
+                )
+                .await?;
+            }
 
             // First sync: only the newest N (IMAP), the rest is skipped by
             // advancing the cursor past it.

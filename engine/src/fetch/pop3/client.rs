@@ -127,9 +127,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Pop3Client<S> {
     pub async fn greeting(&mut self) -> Result<Response, FetchError> {
         let reply = self.read_status("the greeting").await?;
         if !reply.is_ok() {
-            return Err(FetchError::Protocol(format!(
-                "the server refused the connection: {reply}"
-            )));
+            let busy = matches!(
+                reply.code,
+                Some(ResponseCode::SysTemp | ResponseCode::InUse | ResponseCode::LoginDelay)
+            ) || reply.text.to_ascii_lowercase().contains("too many");
+            let text = format!("the server refused the connection: {reply}");
+            return Err(if busy {
+                FetchError::Busy(text)
+            } else {
+                FetchError::Protocol(text)
+            });
         }
         Ok(reply)
     }
@@ -349,9 +356,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Pop3Client<S> {
     }
 
     /// `DELE n`: marks the message; the server removes it only at a
-    /// successful `QUIT`.
+    /// successful `QUIT`. Anything after its `+OK` means the session is out
+    /// of step, and then nothing more is sent (so no `QUIT`, so nothing is
+    /// deleted).
     pub async fn dele(&mut self, number: u32) -> Result<(), FetchError> {
-        self.expect_ok(Command::Dele(number)).await.map(drop)
+        self.expect_ok(Command::Dele(number)).await?;
+        self.ensure_drained("DELE")
+    }
+
+    /// Fails, and marks the session broken, if bytes beyond the last reply
+    /// were received: they answer nothing we asked.
+    pub fn ensure_drained(&mut self, during: &str) -> Result<(), FetchError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let extra = self.buf.len();
+        Err(self.fail(FetchError::Protocol(format!(
+            "the server sent {extra} bytes after its reply to {during}, which answer nothing that was asked: the \
+             session is out of step"
+        ))))
     }
 
     /// `NOOP`.
@@ -515,7 +538,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Pop3Client<S> {
     }
 
     /// Marks the session out of step and passes the error on.
-    fn fail(&mut self, error: FetchError) -> FetchError {
+    pub fn fail(&mut self, error: FetchError) -> FetchError {
         self.broken.get_or_insert_with(|| error.to_string());
         error
     }
@@ -534,10 +557,14 @@ fn login_refused(reply: &Response) -> FetchError {
             "the server allows logins only every so often; try again later"
         }
         Some(ResponseCode::SysTemp) => "the server has a temporary problem; try again later",
-        Some(ResponseCode::SysPerm) => "the server has a problem its administrator must fix",
+        Some(ResponseCode::SysPerm) => {
+            return FetchError::Protocol(format!(
+                "login refused: the server has a problem its administrator must fix ({reply})"
+            ));
+        }
         _ => return FetchError::Auth(reply.to_string()),
     };
-    FetchError::Protocol(format!("login refused: {advice} ({reply})"))
+    FetchError::Busy(format!("login refused: {advice} ({reply})"))
 }
 
 fn no_uidl(reply: &Response) -> FetchError {
@@ -603,7 +630,7 @@ mod tests {
         s.send(b"-ERR [SYS/TEMP] too many connections\r\n").await;
         let err = c.greeting().await.unwrap_err();
         assert!(
-            matches!(&err, FetchError::Protocol(m) if m.contains("too many connections")),
+            matches!(&err, FetchError::Busy(m) if m.contains("too many connections")),
             "{err}"
         );
     }

@@ -13,7 +13,11 @@
 //!   message;
 //! - deletes only through `DELE` after the pipeline's commit, which the
 //!   server applies at a clean `QUIT` and only then: a session that breaks,
-//!   or is dropped without [`MailSource::close`], deletes nothing.
+//!   or is dropped without [`MailSource::close`], deletes nothing;
+//! - never hands on a message a desync may have cut short: a body far
+//!   shorter than `LIST` announced, or bytes left over after the last reply
+//!   of a batch, fail the whole batch before anything is committed (an
+//!   unstuffed `.` line ends a body early and leaves its rest on the wire).
 
 pub mod client;
 pub mod proto;
@@ -60,7 +64,7 @@ pub struct Pop3Source<S = MailStream> {
     keep_on_server: bool,
     /// Number → unique-id from the last listing in this session. Numbers are
     /// only meaningful here; every `RETR` and `DELE` is checked against it.
-    listed: BTreeMap<u32, String>,
+    listed: BTreeMap<u32, (String, u64)>,
     /// Numbers the server accepted `DELE` for. They are removed only by a
     /// successful `QUIT`.
     marked_for_deletion: BTreeSet<u32>,
@@ -82,8 +86,18 @@ fn session_span(settings: &AccountSettings) -> tracing::Span {
     tracing::info_span!("pop3", account = %settings.name, host = %settings.host, port = settings.effective_port())
 }
 
+/// How many bytes a `RETR` body may fall short of its `LIST` size before it
+/// counts as cut short: 2 % plus 8 bytes. `LIST` gives the exact size as
+/// sent (RFC 1939 §11); servers storing LF line ends under-count, never
+/// over-count, so a body much shorter than announced means the reply ended
+/// early — typically at a `.` line the server did not stuff.
+fn short_by_too_much(received: usize, listed: u64) -> bool {
+    let tolerance = listed / 50 + 8;
+    (received as u64).saturating_add(tolerance) < listed
+}
+
 /// Reads the greeting and the capabilities.
-async fn greet<S: AsyncRead + AsyncWrite + Unpin + Send>(
+pub async fn greet<S: AsyncRead + AsyncWrite + Unpin + Send>(
     stream: S,
 ) -> Result<Pop3Client<S>, FetchError> {
     let mut client = Pop3Client::new(stream);
@@ -115,27 +129,32 @@ where
     Ok(secured)
 }
 
+/// Connects, secures the connection as `settings.security` says, and
+/// greets: implicit TLS first, or `STLS` after the greeting (refused if the
+/// server does not offer it), or clear text. Not logged in yet.
+pub async fn open_client(settings: &AccountSettings) -> Result<Pop3Client<MailStream>, FetchError> {
+    let (stream, _) = net::connect_tcp(settings).await?;
+    match settings.security {
+        Security::Tls => {
+            let (stream, _) = stream.start_tls(settings).await?;
+            greet(stream).await
+        }
+        Security::Starttls => {
+            starttls(stream, |plain| async move {
+                plain.start_tls(settings).await.map(|(tls, _)| tls)
+            })
+            .await
+        }
+        Security::None => greet(stream).await,
+    }
+}
+
 impl Pop3Source<MailStream> {
-    /// Connects, secures the connection as `settings.security` says, and
-    /// authenticates: implicit TLS first, or `STLS` after the greeting
-    /// (refused if the server does not offer it), or clear text.
+    /// Connects, secures the connection, greets and authenticates.
     pub async fn connect(settings: &AccountSettings) -> Result<Self, FetchError> {
         let span = session_span(settings);
         async {
-            let (stream, _) = net::connect_tcp(settings).await?;
-            let client = match settings.security {
-                Security::Tls => {
-                    let (stream, _) = stream.start_tls(settings).await?;
-                    greet(stream).await?
-                }
-                Security::Starttls => {
-                    starttls(stream, |plain| async move {
-                        plain.start_tls(settings).await.map(|(tls, _)| tls)
-                    })
-                    .await?
-                }
-                Security::None => greet(stream).await?,
-            };
+            let client = open_client(settings).await?;
             Self::login(client, settings, span.clone()).await
         }
         .instrument(span.clone())
@@ -150,6 +169,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Pop3Source<S> {
         let span = session_span(settings);
         async { Self::login(greet(stream).await?, settings, span.clone()).await }
             .instrument(span.clone())
+            .await
+    }
+
+    /// Authenticates a greeted client (from [`greet`] or [`open_client`]).
+    pub async fn authenticate(
+        client: Pop3Client<S>,
+        settings: &AccountSettings,
+    ) -> Result<Self, FetchError> {
+        let span = session_span(settings);
+        Self::login(client, settings, span.clone())
+            .instrument(span)
             .await
     }
 
@@ -204,8 +234,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Pop3Source<S> {
             )));
         };
         match self.listed.get(number) {
-            Some(listed) if listed == uidl => Ok(*number),
-            Some(listed) => Err(FetchError::Protocol(format!(
+            Some((listed, _)) if listed == uidl => Ok(*number),
+            Some((listed, _)) => Err(FetchError::Protocol(format!(
                 "message {number} is {listed:?} in this POP3 session, not {uidl:?}; refusing to act on a stale message number"
             ))),
             None => Err(FetchError::Protocol(format!(
@@ -227,11 +257,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Pop3Source<S> {
         let ids: BTreeMap<u32, String> = ids.into_iter().map(|u| (u.number, u.uidl)).collect();
         // The maildrop is locked for the session, so both listings describe
         // the same messages; if they do not, the server cannot be trusted.
-        if ids.len() != sizes.len() || ids.keys().any(|n| !sizes.contains_key(n)) {
+        if let Some(n) = ids.keys().find(|n| !sizes.contains_key(n)) {
             return Err(FetchError::Protocol(format!(
-                "UIDL lists {} messages and LIST {}, or different message numbers",
+                "UIDL and LIST disagree: UIDL lists message {n}, LIST does not ({} and {} messages)",
                 ids.len(),
                 sizes.len()
+            )));
+        }
+        if let Some(n) = sizes.keys().find(|n| !ids.contains_key(n)) {
+            return Err(FetchError::Protocol(format!(
+                "UIDL and LIST disagree: LIST lists message {n}, UIDL does not ({} and {} messages)",
+                sizes.len(),
+                ids.len()
             )));
         }
         let mut listing = Listing {
@@ -263,7 +300,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Pop3Source<S> {
             too_large = listing.too_large.len(),
             "listed INBOX"
         );
-        self.listed = ids;
+        self.listed = ids
+            .into_iter()
+            .map(|(n, uidl)| {
+                let size = sizes[&n];
+                (n, (uidl, size))
+            })
+            .collect();
         Ok(listing)
     }
 
@@ -297,6 +340,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Pop3Source<S> {
                 expected,
             });
         }
+        for (number, body) in numbers.iter().zip(&bodies) {
+            let listed = self.listed.get(number).map_or(0, |(_, size)| *size);
+            if short_by_too_much(body.len(), listed) {
+                let error = FetchError::Protocol(format!(
+                    "message {number} arrived with {} bytes although LIST announced {listed}: the reply ended early \
+                     (the server probably sent a '.' line without dot-stuffing), so the session is out of step; \
+                     nothing of this batch is stored",
+                    body.len()
+                ));
+                return Err(self.client.fail(error));
+            }
+        }
+        // Bytes beyond the last reply answer nothing we asked: the server
+        // and we disagree on where a reply ended.
+        self.client.ensure_drained("RETR")?;
         Ok(messages
             .iter()
             .zip(bodies)

@@ -208,7 +208,7 @@ async fn a_locked_mailbox_is_not_reported_as_bad_credentials() {
         });
         let err = connect(io, &settings()).await.unwrap_err();
         assert!(
-            matches!(&err, FetchError::Protocol(m) if m.contains("in use")),
+            matches!(&err, FetchError::Busy(m) if m.contains("in use")),
             "{err}"
         );
         server.await.unwrap();
@@ -547,7 +547,8 @@ async fn fetch_returns_the_exact_unstuffed_bytes() {
     within(async {
         let (io, server) = serve(|mut s| async move {
             s.login().await;
-            s.listing(&[("aaa", 160), ("bbb", 10)]).await;
+            s.listing(&[("aaa", TRICKY_MESSAGE.len() as u64), ("bbb", 7)])
+                .await;
             s.reply("RETR 1", TRICKY_ON_WIRE).await;
             s.reply("RETR 2", b"+OK\r\nshort\r\n.\r\n").await;
             s.quit().await;
