@@ -415,9 +415,7 @@ async fn the_views_show_what_an_operator_needs() {
     );
 
     let all = op.ok(&["inbox", "sales", "--limit", "100"]).await;
-    let pdf = op
-        .ok(&["message", "show", &id_of(&all, "Angebot")])
-        .await;
+    let pdf = op.ok(&["message", "show", &id_of(&all, "Angebot")]).await;
     assert!(
         pdf.contains("attachment:  anforderungen.pdf (application/pdf"),
         "{pdf}"
