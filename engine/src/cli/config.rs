@@ -65,15 +65,19 @@ impl Config {
         let master_key = std::env::var(MASTER_KEY_ENV)
             .ok()
             .filter(|k| !k.trim().is_empty());
-        Config::resolve(g, HomeEnv::from_process(g.home.clone()), master_key)
+        Config::resolve(g, HomeEnv::from_process(None), master_key)
     }
 
-    /// [`from_global`](Self::from_global) with the environment given.
+    /// [`from_global`](Self::from_global) with the environment given;
+    /// `--home` wins over it.
     pub(crate) fn resolve(
         g: &Global,
-        env: HomeEnv,
+        mut env: HomeEnv,
         master_key: Option<String>,
     ) -> anyhow::Result<Config> {
+        if g.home.is_some() {
+            env.intake_home.clone_from(&g.home);
+        }
         let explicit_store = g.database_url.as_deref().filter(|u| !u.trim().is_empty());
         // The data directory matters only for what is not given explicitly.
         let home = match env.data_dir() {

@@ -1576,3 +1576,43 @@ pub(crate) async fn quarantine(
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_always_shows_failed_server_actions() {
+        let mut summary = Summary {
+            account: "sales\x1b[2J".into(),
+            actions_done: 3,
+            ..Summary::default()
+        };
+        let mut out = Vec::new();
+        print_summary(&mut out, &summary).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("server actions 3 done, 0 failed"), "{text}");
+        assert!(text.starts_with("sales^[[2J"), "{text}");
+        summary.actions_failed = 2;
+        let mut out = Vec::new();
+        print_summary(&mut out, &summary).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("3 done, 2 failed (retried next run)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn message_details_name_the_sender_and_the_attachments() {
+        let raw = b"From: \"Ann Lee\" <ann@acme.example>\r\nSubject: x\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n\
+--b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"q.pdf\"\r\n\r\n\
+PDFDATA\r\n--b--\r\n";
+        let d = MessageDetails::read(raw);
+        assert_eq!(d.from_name.as_deref(), Some("Ann Lee"));
+        assert_eq!(d.attachments.len(), 1);
+        assert_eq!(d.attachments[0].name, "q.pdf");
+        assert_eq!(d.attachments[0].content_type, "application/pdf");
+    }
+}
