@@ -448,6 +448,23 @@ async fn the_views_show_what_an_operator_needs() {
         5,
         "{bundled}"
     );
+
+    // A bundled plugin can be added again with another configuration.
+    op.ok(&["plugin", "remove", "domain_match"]).await;
+    let added = op
+        .ok(&[
+            "plugin",
+            "add",
+            "--bundled",
+            "domain_match",
+            "--config",
+            r#"{"max_parties": 2}"#,
+        ])
+        .await;
+    assert!(added.contains("added domain_match as matcher"), "{added}");
+    let chain = op.ok(&["plugin", "list"]).await;
+    assert!(chain.contains(r#"{"max_parties": 2}"#), "{chain}");
+    op.fails(&["plugin", "add", "--bundled", "nope"]).await;
 }
 
 #[tokio::test]

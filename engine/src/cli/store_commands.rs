@@ -815,10 +815,15 @@ pub(crate) async fn contact(
 #[derive(Debug, Args)]
 pub(crate) struct PluginAdd {
     /// The component (.wasm).
-    file: PathBuf,
-    /// matcher or unknown-sender.
-    #[arg(long)]
-    role: String,
+    #[arg(required_unless_present = "bundled")]
+    file: Option<PathBuf>,
+    /// A plugin built into intake instead of a file (see `plugin list
+    /// --bundled`), e.g. to add it again with another configuration.
+    #[arg(long, value_name = "NAME", conflicts_with = "file")]
+    bundled: Option<String>,
+    /// matcher or unknown-sender (default for --bundled: its role).
+    #[arg(long, required_unless_present = "bundled")]
+    role: Option<String>,
     /// Name in the chain (default: the file stem).
     #[arg(long)]
     name: Option<String>,
@@ -885,13 +890,34 @@ pub(crate) async fn plugin(
     let (store, tenant) = open(c, mode).await?;
     match cmd {
         PluginCommand::Add(a) => {
-            let wasm = std::fs::read(&a.file)
-                .with_context(|| format!("cannot read {}", a.file.display()))?;
-            let name = a.name.unwrap_or_else(|| {
-                a.file
-                    .file_stem()
-                    .map_or("plugin".into(), |s| s.to_string_lossy().into())
-            });
+            let (wasm, stem, default_role) = match (&a.file, &a.bundled) {
+                (Some(file), _) => (
+                    std::fs::read(file)
+                        .with_context(|| format!("cannot read {}", file.display()))?,
+                    file.file_stem()
+                        .map_or("plugin".into(), |s| s.to_string_lossy().into_owned()),
+                    None,
+                ),
+                (None, Some(wanted)) => {
+                    let (chain, _) = bundled::default_chain(c.plugin_dir.as_deref())?;
+                    let p = chain
+                        .into_iter()
+                        .find(|p| p.name == wanted.as_str())
+                        .with_context(|| {
+                            format!(
+                                "no bundled plugin {wanted:?} (see `intake plugin list --bundled`)"
+                            )
+                        })?;
+                    (p.wasm.into_owned(), p.name.to_owned(), Some(p.role))
+                }
+                (None, None) => bail!("give a FILE or --bundled NAME"),
+            };
+            let role = match (&a.role, default_role) {
+                (Some(text), _) => role(text)?,
+                (None, Some(r)) => r,
+                (None, None) => bail!("give --role matcher or --role unknown-sender"),
+            };
+            let name = a.name.unwrap_or(stem);
             let limits = Limits {
                 deadline: Duration::from_millis(a.deadline_ms),
                 memory_bytes: a.memory_mb << 20,
@@ -899,7 +925,7 @@ pub(crate) async fn plugin(
             };
             let binding = NewBinding {
                 name: name.clone(),
-                role: role(&a.role)?,
+                role,
                 wasm,
                 config: read_config(&a.config)?,
                 limits,
@@ -908,7 +934,11 @@ pub(crate) async fn plugin(
             };
             check_plugin(&binding, &c.tenant).await?;
             store.add_binding(tenant, &binding).await?;
-            writeln!(out, "added {name} as {} at the end of the chain", a.role)?;
+            writeln!(
+                out,
+                "added {name} as {} at the end of the chain",
+                role.as_str()
+            )?;
         }
         PluginCommand::List { .. } => {
             writeln!(
