@@ -146,6 +146,8 @@ async fn store_and_key_live_in_the_data_directory_owner_only() {
     }
     let list = op.ok(&["account", "list"]).await;
     assert!(list.contains("sales"), "{list}");
+    let err = op.fails(&["--tenant", "typo", "account", "list"]).await;
+    assert!(err.contains("no tenant \"typo\""), "{err}");
 
     // A store without accounts needs no key, and says which store it is.
     let other = Operator::new();

@@ -50,10 +50,22 @@ async fn open(c: &Config, mode: OpenMode) -> anyhow::Result<(Store, TenantId)> {
         }
         err
     })?;
-    if mode == OpenMode::Create {
-        eprintln!("store: {}", c.store.display());
-    }
-    let tenant = store.ensure_tenant(&c.tenant).await?;
+    let tenant = match mode {
+        OpenMode::Create => {
+            eprintln!("store: {}", c.store.display());
+            store.ensure_tenant(&c.tenant).await?
+        }
+        // Reading never creates a tenant either: a misspelt --tenant is an
+        // error, not an empty table.
+        OpenMode::Existing => store.tenant(&c.tenant).await?.with_context(|| {
+            format!(
+                "no tenant {:?} in the store {} (a tenant is created by the first command \
+                 that stores something for it)",
+                c.tenant,
+                c.store.display()
+            )
+        })?,
+    };
     Ok((store, tenant))
 }
 
