@@ -12,14 +12,18 @@
 //! - [`store`]: sea-orm persistence (SQLite default, PostgreSQL).
 //!
 //! [`directory`] is the tenant's contacts and leads as plugins query them,
+//! [`home`] the per-user data directory (store and key), [`bundled`] the
+//! reference plugins built into the binary,
 //! [`text`] makes outside text (plugin reasons, mail headers) safe to keep
 //! and print,
 //! [`offline`] runs the chain over `.eml` files for `intake plugin test`, and
 //! [`cli`] is the `intake` command line.
 
+pub mod bundled;
 pub mod cli;
 pub mod directory;
 pub mod fetch;
+pub mod home;
 pub mod offline;
 pub mod parse;
 pub mod pipeline;

@@ -294,7 +294,7 @@ async fn a_failing_plugin_quarantines_and_release_reruns_the_chain() {
     );
     let (_, shown) = intake_store(&db, &key, &["message", "show", &ann]).await;
     assert!(
-        shown.contains("status:     stored") && shown.contains("linked:     contact Ann Lee"),
+        shown.contains("status:      stored") && shown.contains("linked:      contact Ann Lee"),
         "{shown}"
     );
 }

@@ -1,8 +1,12 @@
 //! The `intake` command line: definitions and dispatch. Each command is a thin layer over
 //! the library; errors carry what failed and what to do about it.
+//!
+//! [`config`] resolves flags and environment once; `store_commands` holds the
+//! commands on the store; [`text`] keeps mail and plugin text from driving
+//! the terminal.
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -33,15 +37,30 @@ pub(crate) struct Global {
     /// nothing one tenant does touches another tenant's rows.
     #[arg(long, global = true, default_value = "default", env = "INTAKE_TENANT")]
     pub(crate) tenant: String,
-    /// Database: `sqlite://intake.db?mode=rwc` (the default) or
-    /// `postgres://user@host/db`.
-    #[arg(long, global = true, env = "INTAKE_DATABASE_URL")]
+    /// Data directory holding the store (intake.db) and the master key
+    /// (intake.key). Default: $XDG_DATA_HOME/intake, else
+    /// ~/.local/share/intake.
+    #[arg(long, global = true, env = "INTAKE_HOME", value_name = "DIR")]
+    pub(crate) home: Option<PathBuf>,
+    /// The store: a SQLite file (a plain path, or `sqlite://PATH`) or
+    /// `postgres://user@host/db`. Default: intake.db in the data directory.
+    #[arg(
+        long,
+        global = true,
+        env = "INTAKE_DATABASE_URL",
+        value_name = "PATH|URL"
+    )]
     pub(crate) database_url: Option<String>,
     /// File holding the master key that encrypts stored passwords (base64 of
-    /// 32 bytes). Default: `$INTAKE_MASTER_KEY`, else `./intake.key`
-    /// (created on first use).
-    #[arg(long, global = true, env = "INTAKE_KEY_FILE")]
+    /// 32 bytes; make one with `intake key generate`). Default:
+    /// $INTAKE_MASTER_KEY, else intake.key in the data directory (created
+    /// when the first credential is stored).
+    #[arg(long, global = true, env = "INTAKE_KEY_FILE", value_name = "FILE")]
     pub(crate) key_file: Option<PathBuf>,
+    /// A directory of .wasm files to use instead of the plugins built into
+    /// intake when a tenant's default chain is installed.
+    #[arg(long, global = true, env = "INTAKE_PLUGIN_DIR", value_name = "DIR")]
+    pub(crate) plugin_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -55,6 +74,9 @@ enum Command {
     /// Credentials (stored encrypted, referenced by accounts).
     #[command(subcommand)]
     Credential(store_commands::CredentialCommand),
+    /// The master key that encrypts stored credentials: generate, rotate.
+    #[command(subcommand)]
+    Key(store_commands::KeyCommand),
     /// Contacts and leads.
     #[command(subcommand)]
     Contact(store_commands::ContactCommand),
@@ -199,8 +221,13 @@ pub(crate) enum PluginCommand {
     Test(PluginTest),
     /// Add a component to the tenant's chain (appended at the end).
     Add(store_commands::PluginAdd),
-    /// The tenant's chain, in order.
-    List,
+    /// The tenant's chain, in order; with --bundled, the plugins built
+    /// into intake (name, role, size, SHA-256).
+    List {
+        /// Show the bundled plugins instead of the tenant's chain.
+        #[arg(long)]
+        bundled: bool,
+    },
     /// Remove a plugin from the chain.
     Remove {
         /// Its name.
@@ -252,19 +279,28 @@ pub(crate) struct PluginTest {
 /// The whole `intake` program: logging to stderr, parse arguments, run, and
 /// turn errors into a message and exit status 1. The binary is this call.
 pub async fn main() -> ExitCode {
+    // Colour codes only where a terminal will interpret them; in a log file
+    // or a pipe they are noise.
+    let stderr_is_terminal = std::io::stderr().is_terminal();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("INTAKE_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,intake=info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(stderr_is_terminal)
         .init();
     let args = Cli::parse();
     let mut stdout = std::io::stdout();
-    match run(args, &mut stdout).await {
+    let result = match run(args, &mut stdout).await {
+        Ok(code) => stdout.flush().map(|()| code).map_err(anyhow::Error::from),
+        Err(e) => Err(e),
+    };
+    match result {
         Ok(code) => code,
+        Err(e) if text::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", text::safe(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
@@ -273,31 +309,35 @@ pub async fn main() -> ExitCode {
 /// Runs a parsed command line, writing results to `out` (stdout in the
 /// binary; a buffer in tests). Logs go to `tracing`.
 pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<ExitCode> {
-    let g = cli.global;
+    if let Command::Plugin(PluginCommand::Test(args)) = cli.command {
+        return plugin_test(args, out).await;
+    }
+    let c = Config::from_global(&cli.global)?;
     match cli.command {
-        Command::Plugin(PluginCommand::Test(args)) => plugin_test(args, out).await,
-        Command::Plugin(other) => store_commands::plugin(&g, other, out).await,
+        Command::Plugin(PluginCommand::Test(_)) => unreachable!("handled above"),
+        Command::Plugin(other) => store_commands::plugin(&c, other, out).await,
         Command::Account(store_commands::AccountCommand::Test(args)) => {
-            account_test(&g, args, out).await
+            account_test(&c, args, out).await
         }
-        Command::Account(cmd) => store_commands::account(&g, cmd, out).await,
-        Command::Credential(cmd) => store_commands::credential(&g, cmd, out).await,
-        Command::Contact(cmd) => store_commands::contact(&g, cmd, out).await,
-        Command::Fetch(args) => store_commands::fetch(&g, args, out).await,
-        Command::Import(args) => store_commands::import(&g, args, out).await,
-        Command::Inbox(args) => store_commands::inbox(&g, args, out).await,
-        Command::Message(cmd) => store_commands::message(&g, cmd, out).await,
-        Command::Quarantine(cmd) => store_commands::quarantine(&g, cmd, out).await,
+        Command::Account(cmd) => store_commands::account(&c, cmd, out).await,
+        Command::Credential(cmd) => store_commands::credential(&c, cmd, out).await,
+        Command::Key(cmd) => store_commands::key(&c, cmd, out).await,
+        Command::Contact(cmd) => store_commands::contact(&c, cmd, out).await,
+        Command::Fetch(args) => store_commands::fetch(&c, args, out).await,
+        Command::Import(args) => store_commands::import(&c, args, out).await,
+        Command::Inbox(args) => store_commands::inbox(&c, args, out).await,
+        Command::Message(cmd) => store_commands::message(&c, cmd, out).await,
+        Command::Quarantine(cmd) => store_commands::quarantine(&c, cmd, out).await,
     }
 }
 
 async fn account_test(
-    g: &Global,
+    c: &Config,
     args: AccountTest,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
     let settings = match &args.account_name {
-        Some(name) => store_commands::stored_settings(g, name).await?,
+        Some(name) => store_commands::stored_settings(c, name).await?,
         None => args.account.settings()?,
     };
     let report = check::test_account(&settings).await;
@@ -310,9 +350,14 @@ async fn account_test(
                 (true, true) => "warn",
                 (true, false) => "ok",
             };
-            writeln!(out, "{mark:<4} {:<12} {}", step.name, step.detail)?;
+            writeln!(
+                out,
+                "{mark:<4} {:<12} {}",
+                step.name,
+                text::safe(&step.detail)
+            )?;
             if let Some(hint) = &step.hint {
-                writeln!(out, "     {:<12} hint: {hint}", "")?;
+                writeln!(out, "     {:<12} hint: {}", "", text::safe(hint))?;
             }
         }
         writeln!(
@@ -332,7 +377,11 @@ async fn account_test(
     })
 }
 
+mod config;
 mod store_commands;
+mod text;
+
+use config::Config;
 
 fn parse_configs(specs: &[String]) -> anyhow::Result<HashMap<String, String>> {
     let mut configs = HashMap::new();

@@ -1,7 +1,9 @@
 //! The commands that work on the store: accounts, credentials, contacts,
 //! the tenant's plugin chain, fetch and import, inbox, messages and
-//! quarantine. Each one opens the store at `--database-url` (SQLite
-//! `intake.db` by default) for `--tenant`.
+//! quarantine, and the master key. Each one opens the store of its
+//! [`Config`] (by default `intake.db` in the data directory) for `--tenant`:
+//! a command that changes data may create it, and names it on stderr; a
+//! command that only reads never creates one.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -12,63 +14,106 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
-use super::{Global, PluginCommand, secret_from_env};
+use super::config::KeySource;
+use super::text::{clip, safe, safe_opt};
+use super::{Config, PluginCommand, secret_from_env};
+use crate::bundled;
 use crate::directory::PartyKind;
 use crate::fetch::files::{FileSet, FileSource};
 use crate::fetch::{AccountSettings, Auth, FetchMode, Protocol, Secret, Security};
 use crate::pipeline::{Options, Pipeline, Progress, Quiet, Summary};
 use crate::plugin::{FailurePolicy, Limits, PluginRuntime, RuntimeConfig};
 use crate::store::{
-    AccountConfig, BindingRole, MasterKey, MessageQuery, NewBinding, NewParty, ProxyConfig, Store,
-    StoredMessageId, TenantId,
+    AccountConfig, BindingRole, MasterKey, MessageQuery, NewBinding, NewParty, OpenMode,
+    ProxyConfig, Store, StoredMessageId, TenantId,
 };
 
-/// The reference plugins installed as the default chain on a fresh tenant:
-/// (file stem, role, configuration).
-const DEFAULT_CHAIN: &[(&str, BindingRole, &str)] = &[
-    ("auto_reply_guard", BindingRole::Matcher, "{}"),
-    ("thread_match", BindingRole::Matcher, "{}"),
-    ("exact_match", BindingRole::Matcher, "{}"),
-    ("domain_match", BindingRole::Matcher, "{}"),
-    ("unknown_sender", BindingRole::UnknownSender, "{}"),
-];
-
-async fn open(g: &Global) -> anyhow::Result<(Store, TenantId)> {
-    let url = g.database_url.clone().unwrap_or_else(Store::default_url);
-    let store = Store::connect(&url)
-        .await
-        .with_context(|| format!("cannot open the database {url}"))?;
-    let tenant = store.ensure_tenant(&g.tenant).await?;
+/// Opens the store. With [`OpenMode::Create`] (commands that change data)
+/// a missing SQLite store is created, and the store in use is named on
+/// stderr, so an operator always knows which data a change went to.
+async fn open(c: &Config, mode: OpenMode) -> anyhow::Result<(Store, TenantId)> {
+    let store = Store::open(&c.store, mode).await.map_err(|e| {
+        let mut err = anyhow::Error::from(e);
+        // Earlier versions kept the store in the current directory.
+        let here = Path::new(crate::home::STORE_FILE);
+        if mode == OpenMode::Existing
+            && here.exists()
+            && c.store.display() != here.display().to_string()
+        {
+            err = err.context(format!(
+                "there is an {} in the current directory (where earlier versions kept the store): \
+                 use it with --database-url {}, or move it and intake.key to {}",
+                crate::home::STORE_FILE,
+                crate::home::STORE_FILE,
+                c.home.display()
+            ));
+        }
+        err
+    })?;
+    let tenant = match mode {
+        OpenMode::Create => {
+            eprintln!("store: {}", c.store.display());
+            store.ensure_tenant(&c.tenant).await?
+        }
+        // Reading never creates a tenant either: a misspelt --tenant is an
+        // error, not an empty table.
+        OpenMode::Existing => store.tenant(&c.tenant).await?.with_context(|| {
+            format!(
+                "no tenant {:?} in the store {} (a tenant is created by the first command \
+                 that stores something for it)",
+                c.tenant,
+                c.store.display()
+            )
+        })?,
+    };
     Ok((store, tenant))
 }
 
-/// The master key: `--key-file`, else `$INTAKE_MASTER_KEY`, else
-/// `./intake.key`. With `create`, a missing default key file is generated.
-fn master_key(g: &Global, create: bool) -> anyhow::Result<MasterKey> {
-    if g.key_file.is_some() || std::env::var_os(crate::store::MASTER_KEY_ENV).is_some() {
-        return Ok(MasterKey::from_env_or_file(g.key_file.as_deref())?);
+/// The master key for storing a secret: the configured one, or — when the
+/// default key file does not exist yet — a new key written there (0600).
+fn master_key_for_storing(c: &Config) -> anyhow::Result<MasterKey> {
+    match &c.key {
+        KeySource::File {
+            path,
+            explicit: false,
+        } if !path.exists() => {
+            let key = MasterKey::generate()?;
+            write_private(path, key.to_base64().as_bytes())?;
+            eprintln!(
+                "created the master key file {}: back it up; without it stored passwords cannot be read",
+                path.display()
+            );
+            Ok(key)
+        }
+        _ => c.master_key(),
     }
-    let path = Path::new("intake.key");
-    if path.exists() {
-        return Ok(MasterKey::from_env_or_file(Some(path))?);
-    }
-    if !create {
-        bail!(
-            "no master key: set {} or --key-file (stored passwords were encrypted with it)",
-            crate::store::MASTER_KEY_ENV
-        );
-    }
-    let key = MasterKey::generate()?;
-    write_private(path, key.to_base64().as_bytes())?;
-    eprintln!(
-        "created the master key file {}: back it up; without it stored passwords cannot be read",
-        path.display()
-    );
-    Ok(key)
 }
 
+/// A store error, with where the key came from when the key was wrong.
+fn key_hint(c: &Config, e: crate::store::Error) -> anyhow::Error {
+    match e {
+        crate::store::Error::WrongKey { .. } => anyhow::Error::from(e).context(format!(
+            "the master key in use came from {}",
+            c.key.describe()
+        )),
+        e => e.into(),
+    }
+}
+
+/// Writes a new owner-only file (and its directory, owner-only); refuses to
+/// replace an existing one.
 fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -117,10 +162,14 @@ pub(crate) fn read_config(value: &str) -> anyhow::Result<String> {
 }
 
 /// The settings of a stored account, credentials decrypted.
-pub(crate) async fn stored_settings(g: &Global, name: &str) -> anyhow::Result<AccountSettings> {
-    let (store, tenant) = open(g).await?;
-    let key = master_key(g, false)?;
-    Ok(store.settings(tenant, name, &key).await?)
+pub(crate) async fn stored_settings(c: &Config, name: &str) -> anyhow::Result<AccountSettings> {
+    let (store, tenant) = open(c, OpenMode::Existing).await?;
+    store.account_id(tenant, name).await?;
+    let key = c.master_key()?;
+    store
+        .settings(tenant, name, &key)
+        .await
+        .map_err(|e| key_hint(c, e))
 }
 
 // ---------------------------------------------------------------- accounts
@@ -217,6 +266,53 @@ pub(crate) struct AccountSpec {
 }
 
 impl AccountSpec {
+    /// Whether any setting was given (besides the name).
+    fn changes_anything(&self) -> bool {
+        let AccountSpec {
+            name: _,
+            protocol,
+            host,
+            port,
+            security,
+            credential,
+            auth,
+            ca_file,
+            verify_certificate,
+            keep_on_server,
+            folders,
+            mode,
+            max_message_mb,
+            first_sync_count,
+            first_sync_since,
+            auto_check,
+            interval_secs,
+            enabled,
+            proxy,
+            proxy_credential,
+            batch_size,
+        } = self;
+        protocol.is_some()
+            || host.is_some()
+            || port.is_some()
+            || security.is_some()
+            || credential.is_some()
+            || auth.is_some()
+            || ca_file.is_some()
+            || verify_certificate.is_some()
+            || keep_on_server.is_some()
+            || !folders.is_empty()
+            || mode.is_some()
+            || max_message_mb.is_some()
+            || first_sync_count.is_some()
+            || first_sync_since.is_some()
+            || auto_check.is_some()
+            || interval_secs.is_some()
+            || enabled.is_some()
+            || proxy.is_some()
+            || proxy_credential.is_some()
+            || batch_size.is_some()
+    }
+
     fn apply(&self, c: &mut AccountConfig) -> anyhow::Result<()> {
         if let Some(v) = self.protocol {
             c.protocol = v;
@@ -272,6 +368,16 @@ impl AccountSpec {
         if let Some(v) = self.batch_size {
             c.batch_size = v;
         }
+        if c.protocol == Protocol::Pop3 && !self.folders.is_empty() {
+            bail!(
+                "--folder is for IMAP: a POP3 account has one mailbox and no folders \
+                 (account {} is POP3)",
+                c.name
+            );
+        }
+        if c.protocol == Protocol::Pop3 {
+            c.folders = vec!["INBOX".into()];
+        }
         match self.proxy.as_deref() {
             None => {}
             Some("none") => c.proxy = None,
@@ -289,11 +395,20 @@ impl AccountSpec {
 }
 
 pub(crate) async fn account(
-    g: &Global,
+    c: &Config,
     cmd: AccountCommand,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
-    let (store, tenant) = open(g).await?;
+    let mode = match &cmd {
+        AccountCommand::List | AccountCommand::Show { .. } => OpenMode::Existing,
+        AccountCommand::Edit(spec) if !spec.changes_anything() => bail!(
+            "nothing to change: give the settings to change, e.g. `intake account edit {} --host NEW` \
+             (see `intake account edit --help`)",
+            spec.name
+        ),
+        _ => OpenMode::Create,
+    };
+    let (store, tenant) = open(c, mode).await?;
     match cmd {
         AccountCommand::Add(spec) => {
             let (Some(protocol), Some(host), Some(credential)) =
@@ -319,34 +434,48 @@ pub(crate) async fn account(
             writeln!(out, "added account {}", spec.name)?;
         }
         AccountCommand::Edit(spec) => {
-            let mut config = store.account(tenant, &spec.name).await?.config;
+            let before = store.account(tenant, &spec.name).await?.config;
+            let mut config = before.clone();
             spec.apply(&mut config)?;
-            store.update_account(tenant, &spec.name, &config).await?;
-            writeln!(out, "updated account {}", spec.name)?;
+            if config == before {
+                writeln!(out, "account {}: nothing changed", spec.name)?;
+            } else {
+                store.update_account(tenant, &spec.name, &config).await?;
+                writeln!(out, "updated account {}", spec.name)?;
+            }
         }
         AccountCommand::List => {
             writeln!(
                 out,
-                "{:<16} {:<5} {:<28} {:<9} {:<8} {:<7} FOLDERS",
-                "NAME", "PROTO", "SERVER", "SECURITY", "COPY", "ENABLED"
+                "{:<16} {:<5} {:<28} {:<9} {:<14} {:<7} FOLDERS",
+                "NAME", "PROTO", "SERVER", "SECURITY", "KEEP ON SERVER", "ENABLED"
             )?;
             for a in store.accounts(tenant).await? {
                 let c = &a.config;
-                let server = format!(
-                    "{}:{}",
-                    c.host,
-                    c.port.map_or_else(|| "default".into(), |p| p.to_string())
+                let mut settings = AccountSettings::new(
+                    &c.name,
+                    c.protocol,
+                    &c.host,
+                    c.security,
+                    "",
+                    Secret::new(""),
                 );
+                settings.port = c.port;
+                let server = format!("{}:{}", c.host, settings.effective_port());
+                let folders = match c.protocol {
+                    Protocol::Pop3 => "-".to_owned(),
+                    Protocol::Imap => c.folders.join(","),
+                };
                 writeln!(
                     out,
-                    "{:<16} {:<5} {:<28} {:<9} {:<8} {:<7} {}",
-                    c.name,
+                    "{:<16} {:<5} {:<28} {:<9} {:<14} {:<7} {}",
+                    safe(&c.name),
                     format!("{:?}", c.protocol).to_lowercase(),
-                    server,
+                    safe(&server),
                     format!("{:?}", c.security).to_lowercase(),
-                    if c.keep_on_server { "keep" } else { "delete" },
+                    c.keep_on_server,
                     c.enabled,
-                    c.folders.join(",")
+                    safe(&folders)
                 )?;
             }
         }
@@ -365,6 +494,23 @@ pub(crate) async fn account(
 
 // ------------------------------------------------------------- credentials
 
+/// Where a secret comes from: never an argument (shell history, `ps`).
+#[derive(Debug, Args)]
+pub(crate) struct SecretSource {
+    /// Read the secret from this environment variable.
+    #[arg(long, value_name = "VAR", conflicts_with = "secret_stdin")]
+    secret_env: Option<String>,
+    /// Read the secret from the first line of standard input.
+    #[arg(long)]
+    secret_stdin: bool,
+}
+
+impl SecretSource {
+    fn read(&self) -> anyhow::Result<Secret> {
+        read_secret(self.secret_env.as_deref(), self.secret_stdin, "secret")
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum CredentialCommand {
     /// Store a credential, encrypted with the master key. The secret comes
@@ -375,12 +521,20 @@ pub(crate) enum CredentialCommand {
         /// User name.
         #[arg(long)]
         user: String,
-        /// Read the secret from this environment variable.
-        #[arg(long, value_name = "VAR", conflicts_with = "secret_stdin")]
-        secret_env: Option<String>,
-        /// Read the secret from the first line of standard input.
+        #[command(flatten)]
+        secret: SecretSource,
+    },
+    /// Change a stored credential in place (a password change): the accounts
+    /// that use it use the new secret from their next run. The secret comes
+    /// from --secret-env, --secret-stdin, or a prompt on a terminal.
+    Set {
+        /// Credential name.
+        name: String,
+        /// A new user name (default: keep the current one).
         #[arg(long)]
-        secret_stdin: bool,
+        user: Option<String>,
+        #[command(flatten)]
+        secret: SecretSource,
     },
     /// Names and user names (never secrets).
     List,
@@ -392,39 +546,155 @@ pub(crate) enum CredentialCommand {
 }
 
 pub(crate) async fn credential(
-    g: &Global,
+    c: &Config,
     cmd: CredentialCommand,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
-    let (store, tenant) = open(g).await?;
+    let mode = match cmd {
+        CredentialCommand::List => OpenMode::Existing,
+        _ => OpenMode::Create,
+    };
+    let (store, tenant) = open(c, mode).await?;
     match cmd {
-        CredentialCommand::Add {
-            name,
-            user,
-            secret_env,
-            secret_stdin,
-        } => {
-            let secret = read_secret(secret_env.as_deref(), secret_stdin, "secret")?;
-            let key = master_key(g, true)?;
+        CredentialCommand::Add { name, user, secret } => {
+            let secret = secret.read()?;
+            let key = master_key_for_storing(c)?;
             store
                 .add_credential(tenant, &name, &user, &secret, &key)
-                .await?;
+                .await
+                .map_err(|e| match e {
+                    crate::store::Error::AlreadyExists { .. } => anyhow::Error::from(e).context(
+                        format!("to change its secret, use `intake credential set {name}`"),
+                    ),
+                    e => e.into(),
+                })?;
             writeln!(out, "stored credential {name} (encrypted)")?;
         }
+        CredentialCommand::Set { name, user, secret } => {
+            let current = store
+                .credentials(tenant)
+                .await?
+                .into_iter()
+                .find(|i| i.name == name)
+                .with_context(|| {
+                    format!("no credential {name:?}: add it with `intake credential add {name}`")
+                })?;
+            let secret = secret.read()?;
+            let key = c.master_key()?;
+            let user = user.unwrap_or(current.username);
+            store
+                .update_credential(tenant, &name, &user, &secret, &key)
+                .await?;
+            writeln!(
+                out,
+                "changed credential {name} (encrypted); accounts using it take it from their next run"
+            )?;
+        }
         CredentialCommand::List => {
-            for c in store.credentials(tenant).await? {
+            writeln!(out, "{:<20} {:<30} CREATED", "NAME", "USER")?;
+            for i in store.credentials(tenant).await? {
                 writeln!(
                     out,
                     "{:<20} {:<30} {}",
-                    c.name,
-                    c.username,
-                    c.created_at.format("%Y-%m-%d %H:%M")
+                    safe(&i.name),
+                    safe(&i.username),
+                    i.created_at.format("%Y-%m-%d %H:%M")
                 )?;
             }
         }
         CredentialCommand::Remove { name } => {
             store.remove_credential(tenant, &name).await?;
             writeln!(out, "removed credential {name}")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+// ----------------------------------------------------------- the master key
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeyCommand {
+    /// Write a new random master key (owner-only, 0600) to FILE, default the
+    /// configured key file (--key-file, else intake.key in the data
+    /// directory). Never overwrites a file.
+    Generate {
+        /// Where to write it.
+        file: Option<PathBuf>,
+    },
+    /// Re-encrypt every stored credential (all tenants) with the key in
+    /// NEW_KEY_FILE (make it with `intake key generate NEW_KEY_FILE`), in
+    /// one transaction; then use that file as the key.
+    Rotate {
+        /// The new key file.
+        new_key_file: PathBuf,
+    },
+}
+
+pub(crate) async fn key(
+    c: &Config,
+    cmd: KeyCommand,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<ExitCode> {
+    match cmd {
+        KeyCommand::Generate { file } => {
+            let path = match (file, c.key.path()) {
+                (Some(file), _) => crate::home::absolute(&file)?,
+                (None, Some(path)) => path.to_path_buf(),
+                (None, None) => bail!(
+                    "the master key comes from ${}: name the file to write, \
+                     `intake key generate FILE`",
+                    crate::store::MASTER_KEY_ENV
+                ),
+            };
+            if path.exists() {
+                bail!(
+                    "{} exists: a key is never overwritten (credentials sealed with it would be lost); \
+                     to replace it, generate a new file and run `intake key rotate NEW_FILE`",
+                    path.display()
+                );
+            }
+            let key = MasterKey::generate()?;
+            write_private(&path, key.to_base64().as_bytes())?;
+            writeln!(
+                out,
+                "wrote a new master key to {} (mode 0600): back it up apart from the store",
+                path.display()
+            )?;
+        }
+        KeyCommand::Rotate { new_key_file } => {
+            let new_path = crate::home::absolute(&new_key_file)?;
+            let new = MasterKey::from_env_or_file(Some(&new_path)).with_context(|| {
+                format!(
+                    "make the new key first: `intake key generate {}`",
+                    new_path.display()
+                )
+            })?;
+            let old = c.master_key()?;
+            let (store, _) = open(c, OpenMode::Existing).await?;
+            eprintln!("store: {}", c.store.display());
+            let count = store
+                .rotate_master_key(&old, &new)
+                .await
+                .map_err(|e| key_hint(c, e))?;
+            writeln!(
+                out,
+                "re-encrypted {count} credential(s) with {}",
+                new_path.display()
+            )?;
+            match c.key.path() {
+                Some(old_path) => writeln!(
+                    out,
+                    "now make it the key: mv {} {}  (keep a backup of both until you have checked `intake fetch`)",
+                    new_path.display(),
+                    old_path.display()
+                )?,
+                None => writeln!(
+                    out,
+                    "now set {} to the contents of {}",
+                    crate::store::MASTER_KEY_ENV,
+                    new_path.display()
+                )?,
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -466,11 +736,15 @@ pub(crate) enum ContactCommand {
 }
 
 pub(crate) async fn contact(
-    g: &Global,
+    c: &Config,
     cmd: ContactCommand,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
-    let (store, tenant) = open(g).await?;
+    let mode = match cmd {
+        ContactCommand::List { .. } => OpenMode::Existing,
+        _ => OpenMode::Create,
+    };
+    let (store, tenant) = open(c, mode).await?;
     match cmd {
         ContactCommand::Import { csv } => {
             // The in-memory loader checks every row and reports the line.
@@ -491,10 +765,11 @@ pub(crate) async fn contact(
             let summary = store.import_parties(tenant, &parties).await?;
             writeln!(
                 out,
-                "imported {}: {} created, {} updated",
+                "imported {}: {} created, {} updated, {} unchanged",
                 csv.display(),
                 summary.created,
-                summary.updated
+                summary.updated,
+                summary.unchanged
             )?;
         }
         ContactCommand::Add {
@@ -535,10 +810,10 @@ pub(crate) async fn contact(
                     "{:<8} {:<7} {:<36} {:<24} {:<20} {}",
                     p.id,
                     format!("{:?}", p.kind).to_lowercase(),
-                    p.email,
-                    p.name.unwrap_or_default(),
-                    p.company.unwrap_or_default(),
-                    p.external_id.unwrap_or_default()
+                    safe(&p.email),
+                    safe_opt(p.name.as_deref()),
+                    safe_opt(p.company.as_deref()),
+                    safe_opt(p.external_id.as_deref())
                 )?;
             }
         }
@@ -552,10 +827,15 @@ pub(crate) async fn contact(
 #[derive(Debug, Args)]
 pub(crate) struct PluginAdd {
     /// The component (.wasm).
-    file: PathBuf,
-    /// matcher or unknown-sender.
-    #[arg(long)]
-    role: String,
+    #[arg(required_unless_present = "bundled")]
+    file: Option<PathBuf>,
+    /// A plugin built into intake instead of a file (see `plugin list
+    /// --bundled`), e.g. to add it again with another configuration.
+    #[arg(long, value_name = "NAME", conflicts_with = "file")]
+    bundled: Option<String>,
+    /// matcher or unknown-sender (default for --bundled: its role).
+    #[arg(long, required_unless_present = "bundled")]
+    role: Option<String>,
     /// Name in the chain (default: the file stem).
     #[arg(long)]
     name: Option<String>,
@@ -610,20 +890,46 @@ async fn check_plugin(binding: &NewBinding, tenant: &str) -> anyhow::Result<()> 
 }
 
 pub(crate) async fn plugin(
-    g: &Global,
+    c: &Config,
     cmd: PluginCommand,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
-    let (store, tenant) = open(g).await?;
+    let mode = match cmd {
+        PluginCommand::List { bundled: true } => return bundled_list(c, out),
+        PluginCommand::List { bundled: false } => OpenMode::Existing,
+        _ => OpenMode::Create,
+    };
+    let (store, tenant) = open(c, mode).await?;
     match cmd {
         PluginCommand::Add(a) => {
-            let wasm = std::fs::read(&a.file)
-                .with_context(|| format!("cannot read {}", a.file.display()))?;
-            let name = a.name.unwrap_or_else(|| {
-                a.file
-                    .file_stem()
-                    .map_or("plugin".into(), |s| s.to_string_lossy().into())
-            });
+            let (wasm, stem, default_role) = match (&a.file, &a.bundled) {
+                (Some(file), _) => (
+                    std::fs::read(file)
+                        .with_context(|| format!("cannot read {}", file.display()))?,
+                    file.file_stem()
+                        .map_or("plugin".into(), |s| s.to_string_lossy().into_owned()),
+                    None,
+                ),
+                (None, Some(wanted)) => {
+                    let (chain, _) = bundled::default_chain(c.plugin_dir.as_deref())?;
+                    let p = chain
+                        .into_iter()
+                        .find(|p| p.name == wanted.as_str())
+                        .with_context(|| {
+                            format!(
+                                "no bundled plugin {wanted:?} (see `intake plugin list --bundled`)"
+                            )
+                        })?;
+                    (p.wasm.into_owned(), p.name.to_owned(), Some(p.role))
+                }
+                (None, None) => bail!("give a FILE or --bundled NAME"),
+            };
+            let role = match (&a.role, default_role) {
+                (Some(text), _) => role(text)?,
+                (None, Some(r)) => r,
+                (None, None) => bail!("give --role matcher or --role unknown-sender"),
+            };
+            let name = a.name.unwrap_or(stem);
             let limits = Limits {
                 deadline: Duration::from_millis(a.deadline_ms),
                 memory_bytes: a.memory_mb << 20,
@@ -631,18 +937,22 @@ pub(crate) async fn plugin(
             };
             let binding = NewBinding {
                 name: name.clone(),
-                role: role(&a.role)?,
+                role,
                 wasm,
                 config: read_config(&a.config)?,
                 limits,
                 on_error: a.on_error,
                 enabled: true,
             };
-            check_plugin(&binding, &g.tenant).await?;
+            check_plugin(&binding, &c.tenant).await?;
             store.add_binding(tenant, &binding).await?;
-            writeln!(out, "added {name} as {} at the end of the chain", a.role)?;
+            writeln!(
+                out,
+                "added {name} as {} at the end of the chain",
+                role.as_str()
+            )?;
         }
-        PluginCommand::List => {
+        PluginCommand::List { .. } => {
             writeln!(
                 out,
                 "{:<4} {:<20} {:<15} {:<8} {:<10} {:<10} CONFIG",
@@ -653,12 +963,12 @@ pub(crate) async fn plugin(
                     out,
                     "{:<4} {:<20} {:<15} {:<8} {:<10} {:<10} {}",
                     b.position,
-                    b.name,
+                    safe(&b.name),
                     b.role.as_str(),
                     b.enabled,
                     format!("{} ms", b.limits.deadline.as_millis()),
                     format!("{:?}", b.on_error).to_lowercase(),
-                    b.config
+                    safe(&b.config)
                 )?;
             }
         }
@@ -676,29 +986,32 @@ pub(crate) async fn plugin(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Where the bundled reference plugins are: `$INTAKE_PLUGIN_DIR`, beside the
-/// binary in `plugins/`, or the source tree's build output.
-fn bundled_plugin_dir() -> Option<PathBuf> {
-    let mut candidates = Vec::new();
-    if let Some(dir) = std::env::var_os("INTAKE_PLUGIN_DIR") {
-        candidates.push(PathBuf::from(dir));
+/// `intake plugin list --bundled`: what a fresh tenant's default chain is
+/// made of, with checksums to compare against a trusted build.
+fn bundled_list(c: &Config, out: &mut (dyn Write + Send)) -> anyhow::Result<ExitCode> {
+    let (chain, origin) = bundled::default_chain(c.plugin_dir.as_deref())?;
+    writeln!(out, "bundled plugins ({origin}):")?;
+    writeln!(
+        out,
+        "{:<18} {:<15} {:>10}  SHA-256",
+        "NAME", "ROLE", "BYTES"
+    )?;
+    for p in &chain {
+        writeln!(
+            out,
+            "{:<18} {:<15} {:>10}  {}",
+            p.name,
+            p.role.as_str(),
+            p.wasm.len(),
+            p.sha256()
+        )?;
     }
-    if let Some(exe_dir) = std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(Path::to_path_buf))
-    {
-        candidates.push(exe_dir.join("plugins"));
-    }
-    candidates.push(PathBuf::from("plugins/target/wasm32-wasip2/release"));
-    candidates.into_iter().find(|d| {
-        DEFAULT_CHAIN
-            .iter()
-            .all(|(n, _, _)| d.join(format!("{n}.wasm")).exists())
-    })
+    Ok(ExitCode::SUCCESS)
 }
 
 /// On a tenant without plugins, installs the bundled reference chain.
 async fn ensure_default_chain(
+    c: &Config,
     store: &Store,
     tenant: TenantId,
     out: &mut (dyn Write + Send),
@@ -706,32 +1019,24 @@ async fn ensure_default_chain(
     if store.has_bindings(tenant).await? {
         return Ok(());
     }
-    let Some(dir) = bundled_plugin_dir() else {
-        bail!(
-            "this tenant has no plugins and the bundled ones were not found: add plugins with `intake plugin add`, \
-             or build the bundled ones (./dev plugins) or point INTAKE_PLUGIN_DIR at them"
-        );
-    };
-    let mut chain = Vec::new();
-    for (name, role, config) in DEFAULT_CHAIN {
-        chain.push(NewBinding {
-            name: (*name).into(),
-            role: *role,
-            wasm: std::fs::read(dir.join(format!("{name}.wasm")))?,
-            config: (*config).into(),
+    let (plugins, origin) = bundled::default_chain(c.plugin_dir.as_deref())
+        .context("this tenant has no plugins yet, and the default chain is not available")?;
+    let chain: Vec<NewBinding> = plugins
+        .into_iter()
+        .map(|p| NewBinding {
+            name: p.name.into(),
+            role: p.role,
+            wasm: p.wasm.into_owned(),
+            config: "{}".into(),
             limits: Limits::default(),
             on_error: FailurePolicy::Quarantine,
             enabled: true,
-        });
-    }
+        })
+        .collect();
     if !store.add_bindings(tenant, &chain, true).await? {
         return Ok(()); // another worker installed it first
     }
-    writeln!(
-        out,
-        "installed the default plugin chain from {}",
-        dir.display()
-    )?;
+    writeln!(out, "installed the default plugin chain ({origin})")?;
     Ok(())
 }
 
@@ -783,8 +1088,8 @@ fn progress() -> Box<dyn Progress> {
 fn print_summary(out: &mut (dyn Write + Send), s: &Summary) -> std::io::Result<()> {
     writeln!(
         out,
-        "{:<16} fetched {:>5}  attached {:>5}  new leads {:>4}  quarantined {:>4}  discarded {:>4}  unlinked {:>4}  skipped {:>3}  duplicates {:>3}  server actions {}{}",
-        s.account,
+        "{:<16} fetched {:>5}  attached {:>5}  new leads {:>4}  quarantined {:>4}  discarded {:>4}  unlinked {:>4}  skipped {:>3}  duplicates {:>3}  server actions {} done, {} failed{}",
+        safe(&s.account),
         s.fetched,
         s.attached,
         s.new_leads,
@@ -794,30 +1099,30 @@ fn print_summary(out: &mut (dyn Write + Send), s: &Summary) -> std::io::Result<(
         s.skipped_too_large,
         s.duplicates,
         s.actions_done,
+        s.actions_failed,
         if s.actions_failed > 0 {
-            format!(" ({} failed, retried next run)", s.actions_failed)
+            " (retried next run)"
         } else {
-            String::new()
+            ""
         }
     )?;
     for folder in &s.uid_validity_changes {
         writeln!(
             out,
-            "{:<16} note: UIDVALIDITY of {folder} changed; it was re-listed (duplicates skipped)",
-            s.account
+            "{:<16} note: UIDVALIDITY of {} changed; it was re-listed (duplicates skipped)",
+            safe(&s.account),
+            safe(folder)
         )?;
     }
     Ok(())
 }
 
 pub(crate) async fn fetch(
-    g: &Global,
+    c: &Config,
     args: FetchArgs,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
-    let (store, tenant) = open(g).await?;
-    let key = master_key(g, false)?;
-    ensure_default_chain(&store, tenant, out).await?;
+    let (store, tenant) = open(c, OpenMode::Create).await?;
     let accounts: Vec<String> = match &args.account {
         Some(name) => vec![name.clone()],
         None => store
@@ -830,10 +1135,14 @@ pub(crate) async fn fetch(
     };
     if accounts.is_empty() {
         bail!(
-            "tenant {:?} has no enabled accounts: add one with `intake account add`",
-            g.tenant
+            "tenant {:?} has no enabled accounts in the store {}: add one with `intake account add`",
+            c.tenant,
+            c.store.display()
         );
     }
+    // Only now: a store without accounts needs no key.
+    let key = c.master_key()?;
+    ensure_default_chain(c, &store, tenant, out).await?;
     let runtime = Arc::new(PluginRuntime::new(RuntimeConfig::default())?);
     let pipeline = Pipeline::new(
         store,
@@ -847,14 +1156,26 @@ pub(crate) async fn fetch(
     let mut failed = false;
     for name in accounts {
         match pipeline
-            .run_account(&g.tenant, &name, &key, bar.as_ref())
+            .run_account(&c.tenant, &name, &key, bar.as_ref())
             .await
         {
             Ok(summary) if args.json => writeln!(out, "{}", serde_json::to_string(&summary)?)?,
             Ok(summary) => print_summary(out, &summary)?,
             Err(e) => {
                 failed = true;
-                writeln!(out, "{name:<16} FAILED: {e}{}", crate::fetch::hint_line(&e))?;
+                let key_note = match &e {
+                    crate::pipeline::PipelineError::Store(crate::store::Error::WrongKey {
+                        ..
+                    }) => format!(" (the master key in use came from {})", c.key.describe()),
+                    _ => String::new(),
+                };
+                writeln!(
+                    out,
+                    "{:<16} FAILED: {}{key_note}{}",
+                    safe(&name),
+                    safe(&e.to_string()),
+                    crate::fetch::hint_line(&e)
+                )?;
             }
         }
     }
@@ -884,25 +1205,29 @@ pub(crate) struct ImportArgs {
 }
 
 pub(crate) async fn import(
-    g: &Global,
+    c: &Config,
     args: ImportArgs,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
-    let (store, tenant) = open(g).await?;
-    let key = master_key(g, false)?;
-    ensure_default_chain(&store, tenant, out).await?;
+    let (store, tenant) = open(c, OpenMode::Create).await?;
+    store.account_id(tenant, &args.account).await?;
+    let key = c.master_key()?;
+    ensure_default_chain(c, &store, tenant, out).await?;
     let set = match (args.maildir, args.mbox, args.eml) {
         (Some(p), _, _) => FileSet::Maildir(p),
         (_, Some(p), _) => FileSet::Mbox(p),
         (_, _, Some(p)) => FileSet::Eml(p),
         _ => bail!("say what to import: --maildir DIR, --mbox FILE or --eml PATH"),
     };
-    let settings = store.settings(tenant, &args.account, &key).await?;
+    let settings = store
+        .settings(tenant, &args.account, &key)
+        .await
+        .map_err(|e| key_hint(c, e))?;
     let source = FileSource::new(set, settings.max_message_bytes)?;
     let runtime = Arc::new(PluginRuntime::new(RuntimeConfig::default())?);
     let pipeline = Pipeline::new(store, runtime, Options::default());
     let summary = pipeline
-        .import(&g.tenant, &args.account, &key, source, progress().as_ref())
+        .import(&c.tenant, &args.account, &key, source, progress().as_ref())
         .await?;
     print_summary(out, &summary)?;
     Ok(ExitCode::SUCCESS)
@@ -927,11 +1252,11 @@ pub(crate) struct InboxArgs {
 }
 
 pub(crate) async fn inbox(
-    g: &Global,
+    c: &Config,
     args: InboxArgs,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
-    let (store, tenant) = open(g).await?;
+    let (store, tenant) = open(c, OpenMode::Existing).await?;
     let account = store.account_id(tenant, &args.account).await?;
     if args.quarantined {
         return quarantine_list(&store, tenant, Some(account), out).await;
@@ -958,7 +1283,7 @@ pub(crate) async fn inbox(
             .map(|p| {
                 format!(
                     "{} ({})",
-                    p.name.clone().unwrap_or_else(|| p.email.clone()),
+                    safe(p.name.as_deref().unwrap_or(&p.email)),
                     format!("{:?}", p.kind).to_lowercase()
                 )
             })
@@ -977,14 +1302,6 @@ pub(crate) async fn inbox(
     Ok(ExitCode::SUCCESS)
 }
 
-fn clip(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        format!("{}…", s.chars().take(n - 1).collect::<String>())
-    }
-}
-
 #[derive(Debug, Subcommand)]
 pub(crate) enum MessageCommand {
     /// Headers, status and links of a stored message (or its raw bytes).
@@ -998,16 +1315,16 @@ pub(crate) enum MessageCommand {
 }
 
 pub(crate) async fn message(
-    g: &Global,
+    c: &Config,
     cmd: MessageCommand,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
-    let (store, tenant) = open(g).await?;
+    let (store, tenant) = open(c, OpenMode::Existing).await?;
     let MessageCommand::Show { id, raw } = cmd;
     let m = store
         .message(tenant, StoredMessageId(id))
         .await?
-        .with_context(|| format!("no message {id} in tenant {:?}", g.tenant))?;
+        .with_context(|| format!("no message {id} in tenant {:?}", c.tenant))?;
     if raw {
         out.write_all(
             m.raw
@@ -1017,32 +1334,118 @@ pub(crate) async fn message(
         return Ok(ExitCode::SUCCESS);
     }
     let s = &m.summary;
-    writeln!(out, "id:         {}", s.id)?;
-    writeln!(out, "status:     {}", s.status.as_str())?;
-    writeln!(out, "folder:     {}", s.folder.clone().unwrap_or_default())?;
+    let account = match s.account {
+        Some(account) => store
+            .accounts(tenant)
+            .await?
+            .into_iter()
+            .find(|a| a.id == account)
+            .map_or_else(|| account.to_string(), |a| a.config.name),
+        None => "(removed)".into(),
+    };
+    let details = m
+        .raw
+        .as_deref()
+        .map(MessageDetails::read)
+        .unwrap_or_default();
+    let from = match (&details.from_name, &s.from) {
+        (Some(name), Some(address)) => format!("{} <{}>", safe(name), safe(address)),
+        (_, from) => safe_opt(from.as_deref()).into_owned(),
+    };
+    writeln!(out, "id:          {}", s.id)?;
+    writeln!(out, "account:     {}", safe(&account))?;
+    writeln!(out, "status:      {}", s.status.as_str())?;
+    if let Some((reason, plugin)) = store.quarantine_reason(tenant, s.id).await? {
+        writeln!(out, "reason:      {}", safe(&reason))?;
+        writeln!(
+            out,
+            "decided by:  {}",
+            safe_opt(plugin.as_deref().or(Some("the engine")))
+        )?;
+    }
+    writeln!(out, "folder:      {}", safe_opt(s.folder.as_deref()))?;
+    writeln!(out, "message-id:  {}", safe_opt(s.message_id.as_deref()))?;
+    writeln!(out, "from:        {from}")?;
+    writeln!(out, "subject:     {}", safe_opt(s.subject.as_deref()))?;
     writeln!(
         out,
-        "message-id: {}",
-        s.message_id.clone().unwrap_or_default()
-    )?;
-    writeln!(out, "from:       {}", s.from.clone().unwrap_or_default())?;
-    writeln!(out, "subject:    {}", s.subject.clone().unwrap_or_default())?;
-    writeln!(
-        out,
-        "date:       {}",
+        "date:        {}",
         s.date.map(|d| d.to_rfc3339()).unwrap_or_default()
     )?;
-    writeln!(out, "size:       {} bytes", s.size)?;
+    writeln!(out, "stored:      {}", s.created_at.to_rfc3339())?;
+    writeln!(out, "size:        {} bytes", s.size)?;
+    for a in &details.attachments {
+        writeln!(
+            out,
+            "attachment:  {} ({}, {} bytes)",
+            safe(&a.name),
+            safe(&a.content_type),
+            a.size
+        )?;
+    }
     for p in &s.parties {
         writeln!(
             out,
-            "linked:     {} {} <{}>",
+            "linked:      {} {} <{}>",
             format!("{:?}", p.kind).to_lowercase(),
-            p.name.clone().unwrap_or_default(),
-            p.email
+            safe_opt(p.name.as_deref()),
+            safe(&p.email)
         )?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `message show` reads from the raw bytes that the store keeps no
+/// column for.
+#[derive(Debug, Default)]
+struct MessageDetails {
+    /// The sender's display name.
+    from_name: Option<String>,
+    /// The attachments.
+    attachments: Vec<AttachmentInfo>,
+}
+
+/// One attachment as `message show` lists it.
+#[derive(Debug)]
+struct AttachmentInfo {
+    /// File name, or `(unnamed)`.
+    name: String,
+    /// MIME type.
+    content_type: String,
+    /// Decoded size in bytes.
+    size: usize,
+}
+
+impl MessageDetails {
+    fn read(raw: &[u8]) -> MessageDetails {
+        use mail_parser::MimeHeaders;
+        let Some(message) = mail_parser::MessageParser::default().parse(raw) else {
+            return MessageDetails::default();
+        };
+        let from_name = message
+            .from()
+            .and_then(|from| from.first())
+            .and_then(|a| a.name())
+            .map(str::to_owned);
+        let attachments = message
+            .attachments()
+            .map(|part| AttachmentInfo {
+                name: part.attachment_name().unwrap_or("(unnamed)").to_owned(),
+                content_type: part.content_type().map_or_else(
+                    || "application/octet-stream".to_owned(),
+                    |t| match t.subtype() {
+                        Some(sub) => format!("{}/{sub}", t.ctype()),
+                        None => t.ctype().to_owned(),
+                    },
+                ),
+                size: part.contents().len(),
+            })
+            .collect();
+        MessageDetails {
+            from_name,
+            attachments,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -1117,8 +1520,8 @@ async fn rerun_chain(
     writeln!(
         out,
         "chain decided: {} (by {})",
-        serde_json::to_string(&decision.disposition)?,
-        decision.decided_by.as_deref().unwrap_or("nobody")
+        safe(&serde_json::to_string(&decision.disposition)?),
+        safe(decision.decided_by.as_deref().unwrap_or("nobody"))
     )?;
     Ok(match decision.disposition {
         Disposition::Attach { parties } => parties
@@ -1155,38 +1558,50 @@ async fn quarantine_list(
     account: Option<crate::store::AccountId>,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
+    let accounts = store.accounts(tenant).await?;
     writeln!(
         out,
-        "{:<6} {:<16} {:<30} {:<18} REASON",
-        "ID", "QUARANTINED", "FROM", "PLUGIN"
+        "{:<6} {:<16} {:<16} {:<30} {:<18} REASON",
+        "ID", "QUARANTINED", "ACCOUNT", "FROM", "PLUGIN"
     )?;
     for q in store.quarantined(tenant, account).await? {
+        let account = q.message.account.map_or("(removed)", |id| {
+            accounts
+                .iter()
+                .find(|a| a.id == id)
+                .map_or("(removed)", |a| a.config.name.as_str())
+        });
         writeln!(
             out,
-            "{:<6} {:<16} {:<30} {:<18} {}",
+            "{:<6} {:<16} {:<16} {:<30} {:<18} {}",
             q.message.id,
             q.quarantined_at.format("%Y-%m-%d %H:%M"),
+            clip(account, 16),
             clip(q.message.from.as_deref().unwrap_or(""), 30),
-            q.plugin.clone().unwrap_or_else(|| "-".into()),
-            q.reason
+            clip(q.plugin.as_deref().unwrap_or("-"), 18),
+            safe(&q.reason)
         )?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
 pub(crate) async fn quarantine(
-    g: &Global,
+    c: &Config,
     cmd: QuarantineCommand,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
-    let (store, tenant) = open(g).await?;
+    let mode = match cmd {
+        QuarantineCommand::List => OpenMode::Existing,
+        _ => OpenMode::Create,
+    };
+    let (store, tenant) = open(c, mode).await?;
     match cmd {
         QuarantineCommand::List => return quarantine_list(&store, tenant, None, out).await,
         QuarantineCommand::Release { id, attach, rerun } => {
             let id = StoredMessageId(id);
             let parties = match (attach, rerun) {
-                (Some(email), _) => vec![party_by_email(&store, &g.tenant, &email).await?],
-                (None, true) => rerun_chain(&store, tenant, &g.tenant, id, out).await?,
+                (Some(email), _) => vec![party_by_email(&store, &c.tenant, &email).await?],
+                (None, true) => rerun_chain(&store, tenant, &c.tenant, id, out).await?,
                 (None, false) => Vec::new(),
             };
             store.release_quarantined_to(tenant, id, &parties).await?;
@@ -1203,4 +1618,44 @@ pub(crate) async fn quarantine(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_always_shows_failed_server_actions() {
+        let mut summary = Summary {
+            account: "sales\x1b[2J".into(),
+            actions_done: 3,
+            ..Summary::default()
+        };
+        let mut out = Vec::new();
+        print_summary(&mut out, &summary).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("server actions 3 done, 0 failed"), "{text}");
+        assert!(text.starts_with("sales^[[2J"), "{text}");
+        summary.actions_failed = 2;
+        let mut out = Vec::new();
+        print_summary(&mut out, &summary).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("3 done, 2 failed (retried next run)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn message_details_name_the_sender_and_the_attachments() {
+        let raw = b"From: \"Ann Lee\" <ann@acme.example>\r\nSubject: x\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n\
+--b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"q.pdf\"\r\n\r\n\
+PDFDATA\r\n--b--\r\n";
+        let d = MessageDetails::read(raw);
+        assert_eq!(d.from_name.as_deref(), Some("Ann Lee"));
+        assert_eq!(d.attachments.len(), 1);
+        assert_eq!(d.attachments[0].name, "q.pdf");
+        assert_eq!(d.attachments[0].content_type, "application/pdf");
+    }
 }

@@ -5,7 +5,7 @@
 //! change serves every account that shares the login.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait};
 
 use super::entity::{accounts, credentials};
 use super::key::MasterKey;
@@ -93,6 +93,37 @@ impl Store {
             return Err(not_found("credential", name));
         }
         Ok(())
+    }
+
+    /// Re-seals every credential of every tenant from `old` to `new`, in one
+    /// transaction: either all of them open with the new key afterwards, or
+    /// (a credential that does not open with `old`) none was changed.
+    /// Returns how many were re-sealed.
+    pub async fn rotate_master_key(&self, old: &MasterKey, new: &MasterKey) -> Result<usize> {
+        let txn = self.db.begin().await?;
+        let rows = credentials::Entity::find()
+            .order_by_asc(credentials::Column::Id)
+            .all(&txn)
+            .await?;
+        let count = rows.len();
+        for row in rows {
+            let (id, tenant) = (row.id, TenantId(row.tenant_id));
+            let credential = open(tenant, row, old)?;
+            let sealed = new.seal(
+                credential.secret.expose().as_bytes(),
+                &context(tenant, &credential.name),
+            )?;
+            credentials::Entity::update_many()
+                .set(credentials::ActiveModel {
+                    secret: Set(sealed),
+                    ..Default::default()
+                })
+                .filter(credentials::Column::Id.eq(id))
+                .exec(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(count)
     }
 
     /// The tenant's credentials, by name, without secrets.

@@ -155,7 +155,8 @@ pub struct DiscardEntry {
 const VISIBLE: [&str; 2] = ["stored", "quarantined"];
 
 impl Store {
-    /// Stored and quarantined messages, newest first, with their parties.
+    /// Stored and quarantined messages, newest first (by `Date`, else by
+    /// when they were stored), with their parties.
     pub async fn messages(
         &self,
         tenant: TenantId,
@@ -187,7 +188,10 @@ impl Store {
                 .to_owned();
             select = select.filter(messages::Column::Id.in_subquery(linked));
         }
+        // Newest first by the message's date, or when it was stored if it
+        // has none; the id breaks ties (and orders one batch's messages).
         let rows = select
+            .order_by_desc(Expr::cust("COALESCE(date, created_at)"))
             .order_by_desc(messages::Column::Id)
             .limit(query.limit)
             .into_model::<SummaryRow>()
@@ -227,6 +231,22 @@ impl Store {
         Ok(summaries
             .pop()
             .map(|summary| StoredMessage { summary, raw }))
+    }
+
+    /// Why a message is held, if it is in quarantine and not released:
+    /// the reason and the plugin that decided or failed.
+    pub async fn quarantine_reason(
+        &self,
+        tenant: TenantId,
+        id: StoredMessageId,
+    ) -> Result<Option<(String, Option<String>)>> {
+        Ok(quarantine::Entity::find()
+            .filter(quarantine::Column::TenantId.eq(tenant.0))
+            .filter(quarantine::Column::StoredMessageId.eq(id.0))
+            .filter(quarantine::Column::ReleasedAt.is_null())
+            .one(&self.db)
+            .await?
+            .map(|q| (q.reason, q.plugin)))
     }
 
     /// Messages held in quarantine and not released, newest first.

@@ -10,6 +10,8 @@
 //! takes the tenant and filters by it: nothing one tenant does reads or
 //! touches another's rows.
 //!
+//! - [`location`]: where the store is, created owner-only, never by a
+//!   command that only reads;
 //! - [`key`]: the master key that seals credentials at rest;
 //! - [`credentials`], [`accounts`]: mailbox settings →
 //!   [`AccountSettings`](crate::fetch::AccountSettings);
@@ -30,6 +32,7 @@ mod directory;
 mod entity;
 pub mod inbox;
 pub mod key;
+pub mod location;
 mod migration;
 pub mod parties;
 pub mod plugins;
@@ -57,16 +60,12 @@ pub use inbox::{
     DiscardEntry, MessageQuery, MessageStatus, MessageSummary, QuarantineEntry, StoredMessage,
 };
 pub use key::{KeyError, MASTER_KEY_ENV, MasterKey};
+pub use location::{OpenMode, StoreLocation};
 pub use parties::{ImportSummary, NewParty, Upserted};
 pub use plugins::{BindingRole, NewBinding, StoredBinding};
 
 use crate::directory::normalise;
 use entity::{accounts as account_rows, tenants};
-
-/// The environment variable naming the database.
-pub const DATABASE_URL_ENV: &str = "INTAKE_DATABASE_URL";
-/// The database used when [`DATABASE_URL_ENV`] is not set.
-pub const DEFAULT_DATABASE_URL: &str = "sqlite://intake.db?mode=rwc";
 
 /// How long a SQLite writer waits for another (process or connection) to
 /// finish before giving up with "database is locked".
@@ -124,6 +123,26 @@ pub enum Error {
         /// The driver's error.
         #[source]
         source: DbErr,
+    },
+    /// A command that only reads found no store: it never creates one.
+    #[error(
+        "no store at {}: nothing has been stored here yet (a command that changes data, \
+         such as `intake credential add`, creates it), or give the right one with \
+         --database-url or INTAKE_HOME",
+        path.display()
+    )]
+    NoStore {
+        /// Where it was looked for.
+        path: std::path::PathBuf,
+    },
+    /// The store's file or directory could not be created.
+    #[error("cannot create the store {}: {source}", path.display())]
+    CreateFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
     },
     /// The schema could not be brought up to date.
     #[error("cannot bring the database schema up to date: {0}")]
@@ -207,15 +226,6 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// `$INTAKE_DATABASE_URL`, else [`DEFAULT_DATABASE_URL`] (`intake.db` in
-    /// the working directory).
-    pub fn default_url() -> String {
-        std::env::var(DATABASE_URL_ENV)
-            .ok()
-            .filter(|u| !u.trim().is_empty())
-            .unwrap_or_else(|| DEFAULT_DATABASE_URL.into())
-    }
-
     /// Opens `url` (`sqlite://path?mode=rwc` or `postgres://…`) and brings
     /// the schema up to date.
     pub async fn connect(url: &str) -> Result<Store> {

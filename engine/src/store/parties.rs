@@ -55,8 +55,10 @@ impl Upserted {
 pub struct ImportSummary {
     /// Parties created.
     pub created: usize,
-    /// Parties that existed and were updated.
+    /// Parties that existed and were changed.
     pub updated: usize,
+    /// Parties that existed with exactly these values (nothing written).
+    pub unchanged: usize,
 }
 
 pub(super) fn kind_name(kind: PartyKind) -> &'static str {
@@ -85,11 +87,15 @@ pub(super) fn party_from_row(row: parties::Model) -> Result<Party> {
 /// created before the CRM synced it); failing that, a new party. Without
 /// one: the first party of the same kind and address, whose name and company
 /// are filled in only where given, so a sparse import never erases data.
+///
+/// The flag says whether anything was written: a party that already has
+/// every given value is left alone (its `updated_at` too), so re-importing
+/// an unchanged file reports it unchanged.
 async fn upsert<C: ConnectionTrait>(
     db: &C,
     tenant: TenantId,
     party: &NewParty,
-) -> Result<Upserted> {
+) -> Result<(Upserted, bool)> {
     let email = normalise_email(&party.email)?;
     let kind = kind_name(party.kind);
     let external_id = party
@@ -130,6 +136,19 @@ async fn upsert<C: ConnectionTrait>(
     match existing {
         Some(row) => {
             let id = row.id;
+            let same = if external_id.is_some() {
+                row.kind == kind
+                    && row.email == email
+                    && row.name == party.name
+                    && row.company == party.company
+                    && row.external_id.as_deref() == external_id
+            } else {
+                (party.name.is_none() || row.name == party.name)
+                    && (party.company.is_none() || row.company == party.company)
+            };
+            if same {
+                return Ok((Upserted::Updated(PartyId(id)), false));
+            }
             let mut active: parties::ActiveModel = row.into();
             if external_id.is_some() {
                 // The CRM is the authority for parties it syncs.
@@ -149,11 +168,11 @@ async fn upsert<C: ConnectionTrait>(
             }
             active.updated_at = Set(stamp);
             active.update(db).await?;
-            Ok(Upserted::Updated(PartyId(id)))
+            Ok((Upserted::Updated(PartyId(id)), true))
         }
         None => {
             let id = insert(db, tenant, &email, party, external_id).await?;
-            Ok(Upserted::Created(id))
+            Ok((Upserted::Created(id), true))
         }
     }
 }
@@ -191,7 +210,7 @@ impl Store {
     pub async fn upsert_party(&self, tenant: TenantId, party: &NewParty) -> Result<Upserted> {
         let txn = self.db.begin().await?;
         lock_tenant(&txn, tenant).await?;
-        let done = upsert(&txn, tenant, party).await?;
+        let (done, _) = upsert(&txn, tenant, party).await?;
         txn.commit().await?;
         Ok(done)
     }
@@ -208,8 +227,9 @@ impl Store {
         let mut summary = ImportSummary::default();
         for party in parties {
             match upsert(&txn, tenant, party).await? {
-                Upserted::Created(_) => summary.created += 1,
-                Upserted::Updated(_) => summary.updated += 1,
+                (Upserted::Created(_), _) => summary.created += 1,
+                (Upserted::Updated(_), true) => summary.updated += 1,
+                (Upserted::Updated(_), false) => summary.unchanged += 1,
             }
         }
         txn.commit().await?;

@@ -1,22 +1,40 @@
-//! domain-match: attaches a message to the contacts and leads of the
-//! sender's company, found by e-mail domain. Free-mail domains (gmail.com,
-//! outlook.com, …) never match by domain: they say nothing about a company.
+//! domain-match: attaches a message to the one contact of the sender's
+//! company, found by e-mail domain, when the sender is not in the directory
+//! themselves. Free-mail domains (gmail.com, outlook.com, …) never match by
+//! domain: they say nothing about a company.
+//!
+//! What it does, by default: among the sender's domains (From, Sender,
+//! Reply-To; free-mail and ignored domains left out), it counts the
+//! *contacts* at each domain. When exactly one contact shares a domain, the
+//! message is attached to that contact (a new colleague writing to the
+//! account manager's one contact at a company). With none, or several, it
+//! gives no opinion, and the unknown-sender policy decides — by default it
+//! creates a lead of the sender's own, with the company filled in from the
+//! domain.
+//!
+//! Why contacts only: leads are created by the engine itself as mail
+//! arrives, so counting them would make the outcome depend on the order in
+//! which mail arrives (the first stranger at a company gets a lead, the
+//! next is attached to that lead, the one after to nobody…). Contacts come
+//! from the CRM, so the same mail gets the same links on every run.
 //!
 //! Configuration (all optional):
 //! ```json
 //! { "fields": ["from", "sender", "reply-to"],
+//!   "kinds": ["contact"],
+//!   "max_parties": 1,
 //!   "free_mail_domains": null,
 //!   "extra_free_mail_domains": ["mail.example"],
-//!   "ignore_domains": ["our-company.example"],
-//!   "max_parties": 10 }
+//!   "ignore_domains": ["our-company.example"] }
 //! ```
-//! `free_mail_domains` replaces the SDK's built-in list when given;
-//! `ignore_domains` lists domains never matched (your own company's). When a
-//! domain yields more than `max_parties` parties the plugin gives no opinion:
-//! linking a message to a whole company is noise.
+//! `kinds` says which parties count (`contact`, `lead`); `max_parties` is
+//! how many of them a domain may have for the message to be attached to all
+//! of them (more: no opinion). `free_mail_domains` replaces the SDK's
+//! built-in list when given; `ignore_domains` lists domains never matched
+//! (your own company's).
 
 use intake_plugin_sdk::{
-    Directory, Error, Matcher, Message, PartyRef, Plugin, Verdict, address, log,
+    Directory, Error, Matcher, Message, PartyKind, PartyRef, Plugin, Verdict, address, log,
 };
 use serde::Deserialize;
 
@@ -30,10 +48,28 @@ enum Field {
     Cc,
 }
 
+/// A kind of party that counts, as configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum Kind {
+    Contact,
+    Lead,
+}
+
+impl Kind {
+    fn matches(self, kind: PartyKind) -> bool {
+        matches!(
+            (self, kind),
+            (Kind::Contact, PartyKind::Contact) | (Kind::Lead, PartyKind::Lead)
+        )
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct Config {
     fields: Vec<Field>,
+    kinds: Vec<Kind>,
     free_mail_domains: Option<Vec<String>>,
     extra_free_mail_domains: Vec<String>,
     ignore_domains: Vec<String>,
@@ -44,16 +80,19 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             fields: vec![Field::From, Field::Sender, Field::ReplyTo],
+            kinds: vec![Kind::Contact],
             free_mail_domains: None,
             extra_free_mail_domains: Vec::new(),
             ignore_domains: Vec::new(),
-            max_parties: 10,
+            max_parties: 1,
         }
     }
 }
 
 struct DomainMatch {
     fields: Vec<Field>,
+    /// Which parties count.
+    kinds: Vec<Kind>,
     /// Lower-case domains that never match.
     excluded: Vec<String>,
     max_parties: usize,
@@ -65,6 +104,11 @@ impl Plugin for DomainMatch {
     fn new(config: Config) -> Result<Self, Error> {
         if config.max_parties == 0 {
             return Err(Error::new("`max_parties` must be at least 1"));
+        }
+        if config.kinds.is_empty() {
+            return Err(Error::new(
+                "`kinds` is empty: list `contact`, `lead` or both",
+            ));
         }
         let free = match config.free_mail_domains {
             Some(list) => list,
@@ -81,6 +125,7 @@ impl Plugin for DomainMatch {
             .collect();
         Ok(DomainMatch {
             fields: config.fields,
+            kinds: config.kinds,
             excluded,
             max_parties: config.max_parties,
         })
@@ -114,15 +159,29 @@ impl Matcher for DomainMatch {
         let mut parties: Vec<PartyRef> = Vec::new();
         for domain in &domains {
             let found = directory.find_by_domain(domain)?;
-            if found.truncated || found.parties.len() > self.max_parties {
+            if found.truncated {
                 log::info(&format!(
-                    "domain {domain} has more than {} parties; not matching by domain",
+                    "domain {domain} has too many parties to count; not matching by domain"
+                ));
+                return Ok(Verdict::no_opinion());
+            }
+            let counted: Vec<PartyRef> = found
+                .parties
+                .iter()
+                .filter(|p| self.kinds.iter().any(|k| k.matches(p.kind)))
+                .map(|p| p.to_ref())
+                .collect();
+            if counted.len() > self.max_parties {
+                // Several people at the company: which one the sender
+                // writes about is a guess, so the policy decides.
+                log::info(&format!(
+                    "domain {domain} has {} parties (more than {}); not matching by domain",
+                    counted.len(),
                     self.max_parties
                 ));
-                continue;
+                return Ok(Verdict::no_opinion());
             }
-            for party in &found.parties {
-                let r = party.to_ref();
+            for r in counted {
                 if !parties.contains(&r) {
                     parties.push(r);
                 }
@@ -159,14 +218,39 @@ mod tests {
     }
 
     #[test]
-    fn matches_colleagues_by_domain() {
+    fn attaches_to_the_one_contact_of_a_company() {
         let m = MessageBuilder::new()
             .from("new.person@ACME.example")
             .build();
-        assert_eq!(
-            count(&run_matcher::<DomainMatch>("{}", &m, &directory()).unwrap()),
-            2
-        );
+        // One contact (ann) and one lead (bo): only the contact counts.
+        let v = run_matcher::<DomainMatch>("{}", &m, &directory()).unwrap();
+        assert_eq!(count(&v), 1);
+        // Counting leads too makes two: no opinion, the policy decides.
+        let v = run_matcher::<DomainMatch>(r#"{"kinds": ["contact", "lead"]}"#, &m, &directory())
+            .unwrap();
+        assert_eq!(v.outcome, Outcome::NoOpinion);
+        let v = run_matcher::<DomainMatch>(
+            r#"{"kinds": ["contact", "lead"], "max_parties": 2}"#,
+            &m,
+            &directory(),
+        )
+        .unwrap();
+        assert_eq!(count(&v), 2);
+    }
+
+    #[test]
+    fn several_contacts_or_only_leads_give_no_opinion() {
+        let dir = directory().with_party(PartyKind::Contact, "cy@acme.example", None);
+        let m = MessageBuilder::new().from("x@acme.example").build();
+        let v = run_matcher::<DomainMatch>("{}", &m, &dir).unwrap();
+        assert_eq!(v.outcome, Outcome::NoOpinion);
+        let leads_only = MemoryDirectory::new()
+            .with_party(PartyKind::Lead, "a@soylent.example", None)
+            .with_party(PartyKind::Lead, "b@soylent.example", None);
+        let m = MessageBuilder::new().from("eve@soylent.example").build();
+        let v = run_matcher::<DomainMatch>("{}", &m, &leads_only).unwrap();
+        assert_eq!(v.outcome, Outcome::NoOpinion);
+        assert!(run_matcher::<DomainMatch>(r#"{"kinds": []}"#, &m, &leads_only).is_err());
     }
 
     #[test]
@@ -181,13 +265,11 @@ mod tests {
     }
 
     #[test]
-    fn honours_ignore_and_max() {
+    fn honours_ignore() {
         let m = MessageBuilder::new().from("x@acme.example").build();
         let v =
             run_matcher::<DomainMatch>(r#"{"ignore_domains": ["acme.example"]}"#, &m, &directory())
                 .unwrap();
-        assert_eq!(v.outcome, Outcome::NoOpinion);
-        let v = run_matcher::<DomainMatch>(r#"{"max_parties": 1}"#, &m, &directory()).unwrap();
         assert_eq!(v.outcome, Outcome::NoOpinion);
     }
 
@@ -204,6 +286,6 @@ mod tests {
             Outcome::NoOpinion
         );
         let v = run_matcher::<DomainMatch>(r#"{"fields": ["to"]}"#, &m, &directory()).unwrap();
-        assert_eq!(count(&v), 2);
+        assert_eq!(count(&v), 1);
     }
 }
