@@ -6,10 +6,12 @@
 //! - **Bounded.** [`bounded`] cuts text to a byte cap (on a character
 //!   boundary) and says how much was cut, so a plugin that returns 60 MB of
 //!   text costs the store and the log a few hundred bytes.
-//! - **Inert.** [`neutralize`] replaces control characters (C0, DEL, C1) and
-//!   the Unicode bidirectional overrides with visible escapes (`\x1b`,
-//!   `\u{202e}`), so text cannot clear an operator's screen, move the cursor,
-//!   fake log lines or reorder what a terminal shows.
+//! - **Inert.** [`neutralize`] shows C0 controls (tabs and newlines
+//!   included) in caret notation (`^[` for ESC, `^J` for a newline), DEL as
+//!   `^?`, and C1 controls and the Unicode bidirectional overrides as
+//!   U+FFFD, so text cannot clear an operator's screen, move the cursor,
+//!   fake log lines or reorder what a terminal shows. The command line
+//!   prints every outside field through it too.
 
 use std::borrow::Cow;
 
@@ -19,24 +21,25 @@ pub const MAX_PLUGIN_TEXT: usize = 1000;
 
 /// True for characters that must never reach a terminal or a log raw.
 fn is_hazard(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}')
+    c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
-/// `text` with control characters and bidirectional overrides replaced by
-/// visible escapes; borrowed when there is nothing to replace.
+/// `text` with control characters and bidirectional overrides made
+/// visible; borrowed when there is nothing to replace.
 pub fn neutralize(text: &str) -> Cow<'_, str> {
     if !text.chars().any(is_hazard) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
-        if !is_hazard(c) {
-            out.push(c);
-        } else if (c as u32) < 0x80 {
-            out.push_str(&format!("\\x{:02x}", c as u32));
-        } else {
-            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        match c {
+            '\0'..='\x1f' => {
+                out.push('^');
+                out.push(char::from(c as u8 + 0x40));
+            }
+            '\x7f' => out.push_str("^?"),
+            c if is_hazard(c) => out.push('\u{FFFD}'),
+            c => out.push(c),
         }
     }
     Cow::Owned(out)
@@ -78,7 +81,7 @@ mod tests {
     #[test]
     fn escapes_and_overrides_become_visible() {
         let shown = neutralize("a\x1b[2Jb\r\nc\u{202e}d\u{9b}e\x7f");
-        assert_eq!(shown, "a\\x1b[2Jb\\x0d\\x0ac\\u{202e}d\\u{9b}e\\x7f");
+        assert_eq!(shown, "a^[[2Jb^M^Jc\u{FFFD}d\u{FFFD}e^?");
         assert!(!shown.chars().any(is_hazard));
     }
 
@@ -95,7 +98,7 @@ mod tests {
     fn a_huge_text_stays_small() {
         let huge = "\x1b".repeat(10 << 20);
         let kept = from_plugin(&huge);
-        // Each escape is four bytes, plus the note.
-        assert!(kept.len() < 4 * MAX_PLUGIN_TEXT + 64, "{}", kept.len());
+        // Each escape is two bytes, plus the note.
+        assert!(kept.len() < 2 * MAX_PLUGIN_TEXT + 64, "{}", kept.len());
     }
 }

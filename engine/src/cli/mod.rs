@@ -404,7 +404,7 @@ async fn plugin_test(args: PluginTest, out: &mut (dyn Write + Send)) -> anyhow::
         tracing::info!(contacts = n, file = %csv.display(), "directory loaded");
     }
 
-    let runtime = PluginRuntime::new(RuntimeConfig::default())?;
+    let runtime = Arc::new(PluginRuntime::new(RuntimeConfig::default())?);
     let mut matchers: Vec<Arc<LoadedPlugin>> = Vec::new();
     let mut policy: Option<Arc<LoadedPlugin>> = None;
     for path in &args.plugins {
@@ -415,7 +415,7 @@ async fn plugin_test(args: PluginTest, out: &mut (dyn Write + Send)) -> anyhow::
         if let Some(config) = configs.remove(&binding.name) {
             binding.config = config;
         }
-        let plugin = Arc::new(runtime.load(binding)?);
+        let plugin = Arc::new(runtime.load_async(binding).await?);
         plugin.check_init(&args.tenant, directory.clone()).await?;
         let roles = plugin.roles();
         if roles.matcher {

@@ -863,14 +863,16 @@ fn role(text: &str) -> anyhow::Result<BindingRole> {
 
 /// Checks that a component loads, has the role and accepts its config.
 async fn check_plugin(binding: &NewBinding, tenant: &str) -> anyhow::Result<()> {
-    let runtime = PluginRuntime::new(RuntimeConfig::default())?;
-    let plugin = runtime.load(crate::plugin::Binding {
-        name: binding.name.clone(),
-        wasm: crate::plugin::WasmSource::Bytes(binding.wasm.clone().into()),
-        config: binding.config.clone(),
-        limits: binding.limits.clone(),
-        on_error: binding.on_error,
-    })?;
+    let runtime = Arc::new(PluginRuntime::new(RuntimeConfig::default())?);
+    let plugin = runtime
+        .load_async(crate::plugin::Binding {
+            name: binding.name.clone(),
+            wasm: crate::plugin::WasmSource::Bytes(binding.wasm.clone().into()),
+            config: binding.config.clone(),
+            limits: binding.limits.clone(),
+            on_error: binding.on_error,
+        })
+        .await?;
     let roles = plugin.roles();
     let ok = match binding.role {
         BindingRole::Matcher => roles.matcher,
@@ -1506,17 +1508,19 @@ async fn rerun_chain(
     let raw = message
         .raw
         .context("no raw bytes are kept for this message")?;
-    let envelope = crate::parse::Envelope {
-        tenant_id: tenant_name.to_string(),
-        account_id: "quarantine".into(),
-        origin: crate::parse::Origin::File(format!("stored message {id}")),
-    };
-    let parsed = crate::parse::parse(raw.into(), &envelope, crate::parse::DEFAULT_MAX_BODY_BYTES)
-        .map_err(|e| anyhow::anyhow!("still unparseable: {e}"))?;
     let runtime = Arc::new(PluginRuntime::new(RuntimeConfig::default())?);
     let pipeline = Pipeline::new(store.clone(), runtime, Options::default());
-    let chain = pipeline.chain(tenant, tenant_name).await?;
-    let decision = chain.run(&parsed, Arc::new(store.directory())).await;
+    let decided = pipeline
+        .decide_stored(tenant, tenant_name, id, raw.into())
+        .await?;
+    if decided.view.is_none() {
+        let reason = match &decided.decision.disposition {
+            Disposition::Quarantine { reason } => reason.clone(),
+            _ => String::new(),
+        };
+        bail!("still {}", safe(&reason));
+    }
+    let decision = decided.decision;
     writeln!(
         out,
         "chain decided: {} (by {})",
@@ -1529,20 +1533,14 @@ async fn rerun_chain(
             .map(|p| p.id.parse().map(crate::store::PartyId))
             .collect::<Result<_, _>>()
             .context("party id")?,
+        // The same lead the pipeline would link to: an existing lead with
+        // that address is linked as it is, never renamed.
         Disposition::CreateLead { lead } => {
-            let done = store
-                .upsert_party(
-                    tenant,
-                    &NewParty {
-                        kind: PartyKind::Lead,
-                        email: lead.email,
-                        name: lead.name,
-                        company: lead.company,
-                        external_id: None,
-                    },
-                )
-                .await?;
-            vec![done.id()]
+            vec![
+                store
+                    .lead_for(tenant, &lead.email, &lead.name, &lead.company)
+                    .await?,
+            ]
         }
         Disposition::Quarantine { reason } => bail!("the chain quarantines it again: {reason}"),
         Disposition::Discard { reason } => {

@@ -8,31 +8,11 @@
 
 use std::borrow::Cow;
 
-/// `text` with control characters made visible: C0 controls (tabs and
-/// newlines included) in caret notation (`^[` for ESC), DEL as `^?`, C1
-/// controls and bidirectional overrides as U+FFFD. Everything else,
-/// non-ASCII letters included, is kept.
+/// `text` with control characters made visible: the engine's one rule,
+/// [`crate::text::neutralize`] (caret notation for C0 and DEL, U+FFFD for
+/// C1 controls and bidirectional overrides).
 pub(crate) fn safe(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(unsafe_char) {
-        return Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        match c {
-            '\0'..='\x1f' => {
-                out.push('^');
-                out.push(char::from(c as u8 + 0x40));
-            }
-            '\x7f' => out.push_str("^?"),
-            c if unsafe_char(c) => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
-    Cow::Owned(out)
-}
-
-fn unsafe_char(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    crate::text::neutralize(text)
 }
 
 /// An optional field, made safe; empty when absent.

@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
 use serde::Serialize;
 
 use crate::directory::{Directory, DirectoryError, Page, Party, PartyRef};
@@ -108,6 +109,9 @@ pub struct Summary {
     pub actions_failed: usize,
     /// Folders whose UIDVALIDITY changed (re-listed).
     pub uid_validity_changes: Vec<String>,
+    /// The run was asked to stop before it was through: what was committed
+    /// stays, the rest is left on the server for the next run.
+    pub interrupted: bool,
 }
 
 /// Progress of a run, for a progress bar.
@@ -132,6 +136,10 @@ pub struct Pipeline {
     store: Store,
     runtime: Arc<PluginRuntime>,
     options: Options,
+    /// Cancelled when the process is asked to stop: a run then fetches
+    /// nothing more, finishes the commit in flight, carries out its server
+    /// actions and closes the session (`LOGOUT` / `QUIT`).
+    shutdown: CancellationToken,
     /// Loaded chains per tenant, for the life of the pipeline.
     chains: tokio::sync::Mutex<HashMap<TenantId, Chain>>,
 }
@@ -151,8 +159,19 @@ impl Pipeline {
             store,
             runtime,
             options,
+            shutdown: CancellationToken::new(),
             chains: tokio::sync::Mutex::default(),
         }
+    }
+
+    /// The same pipeline, stopped by `shutdown`: once it is cancelled, a run
+    /// fetches nothing more, finishes the commit in flight, carries out the
+    /// server actions of what was committed, closes the session (`LOGOUT` /
+    /// `QUIT`, which makes POP3 deletions take effect) and returns its
+    /// summary with `interrupted` set.
+    pub fn with_shutdown(mut self, shutdown: CancellationToken) -> Self {
+        self.shutdown = shutdown;
+        self
     }
 
     /// The tenant's chain, loaded from its stored bindings (compiled
@@ -183,6 +202,32 @@ impl Pipeline {
         let chain = Chain::new(matchers, policy)?;
         chains.insert(tenant, chain.clone());
         Ok(chain)
+    }
+
+    /// Decides a stored message again with the tenant's current chain (for
+    /// quarantine release `--rerun`), through the same [`decide::decide`]
+    /// as ingestion.
+    pub async fn decide_stored(
+        &self,
+        tenant: TenantId,
+        tenant_name: &str,
+        id: store::StoredMessageId,
+        raw: bytes::Bytes,
+    ) -> Result<decide::Decided, PipelineError> {
+        let chain = self.chain(tenant, tenant_name).await?;
+        let envelope = Envelope {
+            tenant_id: tenant_name.to_string(),
+            account_id: "quarantine".into(),
+            origin: Origin::File(format!("stored message {id}")),
+        };
+        Ok(decide::decide(
+            &chain,
+            Arc::new(self.store.directory()),
+            &envelope,
+            raw,
+            self.options.max_body_bytes,
+        )
+        .await)
     }
 
     /// One pass over a mail account: connect, retry queued server actions,
@@ -286,6 +331,10 @@ impl Pipeline {
         let mut next_folder = folders.iter();
         let mut current: Option<(String, FolderCursor)> = None;
         loop {
+            if self.shutdown.is_cancelled() {
+                summary.interrupted = true;
+                break;
+            }
             let more = match &current {
                 Some((folder, _)) => source.list_more(folder).await?,
                 None => None,
@@ -404,7 +453,14 @@ impl Pipeline {
             let mut waiting: Option<Decided> = None;
             let mut to_acknowledge: Vec<(PendingActionId, MessageRef, Acknowledge)> = Vec::new();
             loop {
-                let next = batches.next();
+                // Asked to stop: fetch nothing more, but finish the commit
+                // in flight and carry out its server actions.
+                let next = if self.shutdown.is_cancelled() {
+                    summary.interrupted = true;
+                    None
+                } else {
+                    batches.next()
+                };
                 if next.is_none() && waiting.is_none() && to_acknowledge.is_empty() {
                     break;
                 }
