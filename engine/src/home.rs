@@ -46,15 +46,15 @@ pub struct HomeEnv {
 }
 
 impl HomeEnv {
-    /// The process's environment, with an explicit `--home` winning.
-    pub fn from_process(flag: Option<PathBuf>) -> HomeEnv {
+    /// The process's environment.
+    pub fn from_process() -> HomeEnv {
         let var = |name| {
             std::env::var_os(name)
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from)
         };
         HomeEnv {
-            intake_home: flag.or_else(|| var("INTAKE_HOME")),
+            intake_home: var("INTAKE_HOME"),
             xdg_data_home: var("XDG_DATA_HOME"),
             home: var("HOME"),
         }

@@ -149,6 +149,25 @@ async fn store_and_key_live_in_the_data_directory_owner_only() {
     let err = op.fails(&["--tenant", "typo", "account", "list"]).await;
     assert!(err.contains("no tenant \"typo\""), "{err}");
 
+    // A store with credentials never gets a new key silently.
+    std::fs::rename(op.home.join("intake.key"), op.dir().join("moved.key")).unwrap();
+    let err = op
+        .fails(&[
+            "credential",
+            "add",
+            "other",
+            "--user",
+            "u",
+            "--secret-env",
+            "INTAKE_OPERATOR_SECRET",
+        ])
+        .await;
+    assert!(
+        err.contains("no master key") && err.contains("intake.key"),
+        "{err}"
+    );
+    assert!(!op.home.join("intake.key").exists());
+
     // A store without accounts needs no key, and says which store it is.
     let other = Operator::new();
     other.ok(&["contact", "add", "ann@acme.example"]).await;

@@ -65,7 +65,7 @@ impl Config {
         let master_key = std::env::var(MASTER_KEY_ENV)
             .ok()
             .filter(|k| !k.trim().is_empty());
-        Config::resolve(g, HomeEnv::from_process(None), master_key)
+        Config::resolve(g, HomeEnv::from_process(), master_key)
     }
 
     /// [`from_global`](Self::from_global) with the environment given;

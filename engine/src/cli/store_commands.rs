@@ -33,22 +33,19 @@ use crate::store::{
 /// stderr, so an operator always knows which data a change went to.
 async fn open(c: &Config, mode: OpenMode) -> anyhow::Result<(Store, TenantId)> {
     let store = Store::open(&c.store, mode).await.map_err(|e| {
-        let mut err = anyhow::Error::from(e);
         // Earlier versions kept the store in the current directory.
         let here = Path::new(crate::home::STORE_FILE);
-        if mode == OpenMode::Existing
-            && here.exists()
-            && c.store.display() != here.display().to_string()
-        {
-            err = err.context(format!(
-                "there is an {} in the current directory (where earlier versions kept the store): \
-                 use it with --database-url {}, or move it and intake.key to {}",
-                crate::home::STORE_FILE,
-                crate::home::STORE_FILE,
-                c.home.display()
-            ));
+        match e {
+            crate::store::Error::NoStore { .. } if here.is_file() => anyhow::Error::from(e)
+                .context(format!(
+                    "there is an {} in the current directory (where earlier versions kept the \
+                     store): use it with --database-url {}, or move it and intake.key to {}",
+                    crate::home::STORE_FILE,
+                    crate::home::STORE_FILE,
+                    c.home.display()
+                )),
+            e => e.into(),
         }
-        err
     })?;
     let tenant = match mode {
         OpenMode::Create => {
@@ -71,12 +68,16 @@ async fn open(c: &Config, mode: OpenMode) -> anyhow::Result<(Store, TenantId)> {
 
 /// The master key for storing a secret: the configured one, or — when the
 /// default key file does not exist yet — a new key written there (0600).
-fn master_key_for_storing(c: &Config) -> anyhow::Result<MasterKey> {
+///
+/// A store that already holds credentials was used with a key: a new one
+/// would seal this secret differently from the others, so the missing key
+/// is an error instead.
+async fn master_key_for_storing(c: &Config, store: &Store) -> anyhow::Result<MasterKey> {
     match &c.key {
         KeySource::File {
             path,
             explicit: false,
-        } if !path.exists() => {
+        } if !path.exists() && !store.has_credentials().await? => {
             let key = MasterKey::generate()?;
             write_private(path, key.to_base64().as_bytes())?;
             eprintln!(
@@ -558,7 +559,7 @@ pub(crate) async fn credential(
     match cmd {
         CredentialCommand::Add { name, user, secret } => {
             let secret = secret.read()?;
-            let key = master_key_for_storing(c)?;
+            let key = master_key_for_storing(c, &store).await?;
             store
                 .add_credential(tenant, &name, &user, &secret, &key)
                 .await

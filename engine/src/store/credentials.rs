@@ -126,6 +126,12 @@ impl Store {
         Ok(count)
     }
 
+    /// Whether any tenant has a stored credential (so a master key was in
+    /// use).
+    pub async fn has_credentials(&self) -> Result<bool> {
+        Ok(credentials::Entity::find().one(&self.db).await?.is_some())
+    }
+
     /// The tenant's credentials, by name, without secrets.
     pub async fn credentials(&self, tenant: TenantId) -> Result<Vec<CredentialInfo>> {
         let rows = credentials::Entity::find()
