@@ -222,4 +222,72 @@ async fn pop3(db: Db) {
     killed_again_and_again(db, Protocol::Pop3).await
 }
 
-on_both_databases!(imap, pop3);
+/// SIGTERM mid-run (issue 8, "shutdown is a parameter"): `intake fetch`
+/// stops fetching, finishes the commit in flight, deletes what it committed
+/// (POP3 `DELE`, made true by its `QUIT`), and exits cleanly with a
+/// summary. The next run continues from there.
+async fn sigterm_finishes_the_commit_and_quits(db: Db) {
+    let server = Dovecot::start();
+    let key = MasterKey::generate().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("intake.key");
+    std::fs::write(&key_file, key.to_base64()).unwrap();
+    setup(&db, &server, Protocol::Pop3, &key).await;
+    let tenant = db.store.ensure_tenant("default").await.unwrap();
+    let stored = || async {
+        db.store
+            .messages(
+                tenant,
+                &MessageQuery {
+                    limit: 10_000,
+                    ..MessageQuery::default()
+                },
+            )
+            .await
+            .unwrap()
+            .len()
+    };
+
+    let mut child = fetch_command(&db, &key_file)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while stored().await < 50 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be stopped"
+        );
+        assert!(started.elapsed() < Duration::from_secs(120), "no progress");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let signalled = Instant::now();
+    let output = child.wait_with_output().unwrap();
+    println!("exited {:?} after SIGTERM", signalled.elapsed());
+    assert!(
+        output.status.success(),
+        "{:?}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary = String::from_utf8_lossy(&output.stdout);
+    assert!(summary.contains("stopped early"), "{summary}");
+
+    // Everything committed was deleted on the server, nothing else was,
+    // and no action is left pending.
+    let committed = stored().await;
+    assert!(committed < MESSAGES, "it stopped early: {committed}");
+    assert_eq!(server.files(USER, "INBOX").len(), MESSAGES - committed);
+    let account = db.store.account_id(tenant, "sales").await.unwrap();
+    assert!(db.store.pending_actions(tenant, account).await.unwrap().is_empty());
+
+    // The next run picks up exactly the rest.
+    let output = fetch_command(&db, &key_file).output().unwrap();
+    assert!(output.status.success());
+    assert_eq!(stored().await, MESSAGES);
+    assert!(server.files(USER, "INBOX").is_empty());
+}
+
+on_both_databases!(imap, pop3, sigterm_finishes_the_commit_and_quits);

@@ -1109,6 +1109,13 @@ fn print_summary(out: &mut (dyn Write + Send), s: &Summary) -> std::io::Result<(
             ""
         }
     )?;
+    if s.interrupted {
+        writeln!(
+            out,
+            "{:<16} note: stopped early on request; the rest is fetched next run",
+            safe(&s.account)
+        )?;
+    }
     for folder in &s.uid_validity_changes {
         writeln!(
             out,
@@ -1147,6 +1154,7 @@ pub(crate) async fn fetch(
     let key = c.master_key()?;
     ensure_default_chain(c, &store, tenant, out).await?;
     let runtime = Arc::new(PluginRuntime::new(RuntimeConfig::default())?);
+    let shutdown = stop_on_signal();
     let pipeline = Pipeline::new(
         store,
         runtime,
@@ -1154,10 +1162,15 @@ pub(crate) async fn fetch(
             batch_messages: args.batch.max(1),
             ..Options::default()
         },
-    );
+    )
+    .with_shutdown(shutdown.clone());
     let bar = progress();
     let mut failed = false;
     for name in accounts {
+        if shutdown.is_cancelled() {
+            writeln!(out, "{:<16} not checked: stopping", safe(&name))?;
+            continue;
+        }
         match pipeline
             .run_account(&c.tenant, &name, &key, bar.as_ref())
             .await
@@ -1228,12 +1241,61 @@ pub(crate) async fn import(
         .map_err(|e| key_hint(c, e))?;
     let source = FileSource::new(set, settings.max_message_bytes)?;
     let runtime = Arc::new(PluginRuntime::new(RuntimeConfig::default())?);
-    let pipeline = Pipeline::new(store, runtime, Options::default());
+    let pipeline =
+        Pipeline::new(store, runtime, Options::default()).with_shutdown(stop_on_signal());
     let summary = pipeline
         .import(&c.tenant, &args.account, &key, source, progress().as_ref())
         .await?;
     print_summary(out, &summary)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A token cancelled by the first Ctrl-C or SIGTERM: the run then finishes
+/// the commit in flight, carries out its server actions, logs out and
+/// prints its summary. A second signal stops at once (exit 130); what was
+/// committed stays committed, and the rest is fetched again next time.
+fn stop_on_signal() -> tokio_util::sync::CancellationToken {
+    let token = tokio_util::sync::CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let mut signals = 0;
+        loop {
+            wait_for_stop_signal().await;
+            signals += 1;
+            if signals > 1 {
+                eprintln!("intake: stopping now");
+                std::process::exit(130);
+            }
+            eprintln!(
+                "intake: stopping after the batch in flight is committed (press Ctrl-C again to stop at once)"
+            );
+            cancel.cancel();
+        }
+    });
+    token
+}
+
+/// Ctrl-C, or SIGTERM where there is one.
+async fn wait_for_stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 // ----------------------------------------------------- inbox and messages
