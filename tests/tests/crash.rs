@@ -281,7 +281,13 @@ async fn sigterm_finishes_the_commit_and_quits(db: Db) {
     assert!(committed < MESSAGES, "it stopped early: {committed}");
     assert_eq!(server.files(USER, "INBOX").len(), MESSAGES - committed);
     let account = db.store.account_id(tenant, "sales").await.unwrap();
-    assert!(db.store.pending_actions(tenant, account).await.unwrap().is_empty());
+    assert!(
+        db.store
+            .pending_actions(tenant, account)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // The next run picks up exactly the rest.
     let output = fetch_command(&db, &key_file).output().unwrap();

@@ -107,6 +107,16 @@ async fn a_clean_run_stores_each_once(db: Db) {
     let s = run(&p, &key, &mailbox).await.unwrap();
     assert_eq!((s.fetched, s.new_leads, s.duplicates), (10, 10, 0), "{s:?}");
     all_stored_once_and_seen(&db.store, &mailbox).await;
+    // Each stored message says which plugin decided it.
+    let tenant = db.store.ensure_tenant(TENANT).await.unwrap();
+    for m in db
+        .store
+        .messages(tenant, &MessageQuery::default())
+        .await
+        .unwrap()
+    {
+        assert_eq!(m.decided_by.as_deref(), Some("unknown_sender"), "{m:?}");
+    }
     let again = run(&p, &key, &mailbox).await.unwrap();
     assert_eq!(again.fetched, 0, "{again:?}");
 }

@@ -1427,6 +1427,8 @@ pub(crate) async fn message(
             "decided by:  {}",
             safe_opt(plugin.as_deref().or(Some("the engine")))
         )?;
+    } else if let Some(plugin) = &s.decided_by {
+        writeln!(out, "decided by:  {}", safe(plugin))?;
     }
     writeln!(out, "folder:      {}", safe_opt(s.folder.as_deref()))?;
     writeln!(out, "message-id:  {}", safe_opt(s.message_id.as_deref()))?;

@@ -22,8 +22,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use tokio_util::sync::CancellationToken;
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use crate::directory::{Directory, DirectoryError, Page, Party, PartyRef};
 use crate::fetch::{

@@ -84,6 +84,9 @@ pub struct MessageSummary {
     pub status: MessageStatus,
     /// When it was committed.
     pub created_at: DateTime<Utc>,
+    /// The plugin that decided, if one did (unrecorded for messages stored
+    /// before the engine kept it).
+    pub decided_by: Option<String>,
     /// The parties it is linked to.
     pub parties: Vec<Party>,
 }
@@ -226,6 +229,7 @@ impl Store {
             size: row.size,
             status: row.status,
             created_at: row.created_at,
+            decided_by: row.decided_by,
         };
         let mut summaries = self.with_parties(tenant, vec![summary]).await?;
         Ok(summaries
@@ -453,6 +457,7 @@ impl Store {
                     size: u64::try_from(r.size).unwrap_or(0),
                     status: MessageStatus::parse(&r.status)?,
                     created_at: r.created_at,
+                    decided_by: r.decided_by,
                     parties: linked,
                 })
             })
@@ -483,9 +488,11 @@ struct SummaryRow {
     status: String,
     /// `messages.created_at`.
     created_at: DateTime<Utc>,
+    /// `messages.decided_by`.
+    decided_by: Option<String>,
 }
 
-fn summary_columns() -> [messages::Column; 10] {
+fn summary_columns() -> [messages::Column; 11] {
     use messages::Column as C;
     [
         C::Id,
@@ -498,5 +505,6 @@ fn summary_columns() -> [messages::Column; 10] {
         C::Size,
         C::Status,
         C::CreatedAt,
+        C::DecidedBy,
     ]
 }
