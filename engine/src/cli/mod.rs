@@ -1,7 +1,7 @@
 //! The `intake` command line: definitions and dispatch. Each command is a thin layer over
 //! the library; errors carry what failed and what to do about it.
 //!
-//! [`config`] resolves flags and environment once; `store_commands` holds the
+//! [`config`] resolves flags and environment once; `commands` holds the
 //! commands on the store; [`text`] keeps mail and plugin text from driving
 //! the terminal.
 
@@ -70,30 +70,30 @@ enum Command {
     Plugin(PluginCommand),
     /// Mail accounts: add, list, show, edit, remove, test settings.
     #[command(subcommand)]
-    Account(store_commands::AccountCommand),
+    Account(commands::AccountCommand),
     /// Credentials (stored encrypted, referenced by accounts).
     #[command(subcommand)]
-    Credential(store_commands::CredentialCommand),
+    Credential(commands::CredentialCommand),
     /// The master key that encrypts stored credentials: generate, rotate.
     #[command(subcommand)]
-    Key(store_commands::KeyCommand),
+    Key(commands::KeyCommand),
     /// Contacts and leads.
     #[command(subcommand)]
-    Contact(store_commands::ContactCommand),
+    Contact(commands::ContactCommand),
     /// One pass over the tenant's enabled accounts (or one account):
     /// fetch, decide, commit, acknowledge; prints a summary per account.
-    Fetch(store_commands::FetchArgs),
+    Fetch(commands::FetchArgs),
     /// Backfill: ingest a Maildir, an mbox or .eml files into an account
     /// through the same pipeline.
-    Import(store_commands::ImportArgs),
+    Import(commands::ImportArgs),
     /// The "view inbox" of an account: what was ingested, newest first.
-    Inbox(store_commands::InboxArgs),
+    Inbox(commands::InboxArgs),
     /// One stored message.
     #[command(subcommand)]
-    Message(store_commands::MessageCommand),
+    Message(commands::MessageCommand),
     /// Quarantined messages: list, release, drop.
     #[command(subcommand)]
-    Quarantine(store_commands::QuarantineCommand),
+    Quarantine(commands::QuarantineCommand),
 }
 
 /// `intake account test`: a stored account by name, or one given by flags.
@@ -173,7 +173,7 @@ fn secret_from_env(var: &str) -> anyhow::Result<Secret> {
 
 impl AccountArgs {
     fn settings(&self) -> anyhow::Result<AccountSettings> {
-        let password = store_commands::read_secret(
+        let password = commands::read_secret(
             self.password_env.as_deref(),
             self.password_stdin,
             "password",
@@ -220,7 +220,7 @@ pub(crate) enum PluginCommand {
     /// role. Exits non-zero if a plugin fails to load or to initialise.
     Test(PluginTest),
     /// Add a component to the tenant's chain (appended at the end).
-    Add(store_commands::PluginAdd),
+    Add(commands::PluginAdd),
     /// The tenant's chain, in order; with --bundled, the plugins built
     /// into intake (name, role, size, SHA-256).
     List {
@@ -315,19 +315,17 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<ExitC
     let c = Config::from_global(&cli.global)?;
     match cli.command {
         Command::Plugin(PluginCommand::Test(_)) => unreachable!("handled above"),
-        Command::Plugin(other) => store_commands::plugin(&c, other, out).await,
-        Command::Account(store_commands::AccountCommand::Test(args)) => {
-            account_test(&c, args, out).await
-        }
-        Command::Account(cmd) => store_commands::account(&c, cmd, out).await,
-        Command::Credential(cmd) => store_commands::credential(&c, cmd, out).await,
-        Command::Key(cmd) => store_commands::key(&c, cmd, out).await,
-        Command::Contact(cmd) => store_commands::contact(&c, cmd, out).await,
-        Command::Fetch(args) => store_commands::fetch(&c, args, out).await,
-        Command::Import(args) => store_commands::import(&c, args, out).await,
-        Command::Inbox(args) => store_commands::inbox(&c, args, out).await,
-        Command::Message(cmd) => store_commands::message(&c, cmd, out).await,
-        Command::Quarantine(cmd) => store_commands::quarantine(&c, cmd, out).await,
+        Command::Plugin(other) => commands::plugin(&c, other, out).await,
+        Command::Account(commands::AccountCommand::Test(args)) => account_test(&c, args, out).await,
+        Command::Account(cmd) => commands::account(&c, cmd, out).await,
+        Command::Credential(cmd) => commands::credential(&c, cmd, out).await,
+        Command::Key(cmd) => commands::key(&c, cmd, out).await,
+        Command::Contact(cmd) => commands::contact(&c, cmd, out).await,
+        Command::Fetch(args) => commands::fetch(&c, args, out).await,
+        Command::Import(args) => commands::import(&c, args, out).await,
+        Command::Inbox(args) => commands::inbox(&c, args, out).await,
+        Command::Message(cmd) => commands::message(&c, cmd, out).await,
+        Command::Quarantine(cmd) => commands::quarantine(&c, cmd, out).await,
     }
 }
 
@@ -337,7 +335,7 @@ async fn account_test(
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
     let settings = match &args.account_name {
-        Some(name) => store_commands::stored_settings(c, name).await?,
+        Some(name) => commands::stored_settings(c, name).await?,
         None => args.account.settings()?,
     };
     let report = check::test_account(&settings).await;
@@ -377,8 +375,8 @@ async fn account_test(
     })
 }
 
+mod commands;
 mod config;
-mod store_commands;
 mod text;
 
 use config::Config;
@@ -389,8 +387,7 @@ fn parse_configs(specs: &[String]) -> anyhow::Result<HashMap<String, String>> {
         let Some((name, value)) = spec.split_once('=') else {
             bail!("--config {spec:?}: expected NAME=JSON or NAME=@file.json");
         };
-        let json =
-            store_commands::read_config(value).with_context(|| format!("--config {name}"))?;
+        let json = commands::read_config(value).with_context(|| format!("--config {name}"))?;
         configs.insert(name.to_string(), json);
     }
     Ok(configs)

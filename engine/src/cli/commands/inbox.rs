@@ -1,0 +1,236 @@
+//! `intake inbox` and `intake message`: the view inbox and one message in full.
+
+use super::*;
+
+/// `intake inbox`.
+#[derive(Debug, Args)]
+pub(crate) struct InboxArgs {
+    /// Account name.
+    account: String,
+    /// Only messages linked to this contact or lead.
+    #[arg(long)]
+    contact: Option<String>,
+    /// Show the quarantine instead.
+    #[arg(long)]
+    quarantined: bool,
+    /// At most this many.
+    #[arg(long, default_value_t = 50)]
+    limit: u64,
+}
+
+pub(crate) async fn inbox(
+    c: &Config,
+    args: InboxArgs,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<ExitCode> {
+    let (store, tenant) = open(c, OpenMode::Existing).await?;
+    let account = store.account_id(tenant, &args.account).await?;
+    if args.quarantined {
+        return quarantine_list(&store, tenant, Some(account), out).await;
+    }
+    let query = MessageQuery {
+        account: Some(account),
+        party_email: args.contact.clone(),
+        before: None,
+        limit: args.limit,
+    };
+    writeln!(
+        out,
+        "{:<6} {:<16} {:<30} {:<36} {:<11} LINKED TO",
+        "ID", "DATE", "FROM", "SUBJECT", "STATUS"
+    )?;
+    for m in store.messages(tenant, &query).await? {
+        let date = m
+            .date
+            .map(|d| d.format("%Y-%m-%d %H:%M").to_string())
+            .unwrap_or_default();
+        let parties: Vec<String> = m
+            .parties
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} ({})",
+                    safe(p.name.as_deref().unwrap_or(&p.email)),
+                    format!("{:?}", p.kind).to_lowercase()
+                )
+            })
+            .collect();
+        writeln!(
+            out,
+            "{:<6} {:<16} {:<30} {:<36} {:<11} {}",
+            m.id,
+            date,
+            clip(m.from.as_deref().unwrap_or(""), 30),
+            clip(m.subject.as_deref().unwrap_or(""), 36),
+            m.status.as_str(),
+            parties.join(", ")
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum MessageCommand {
+    /// Headers, status and links of a stored message (or its raw bytes).
+    Show {
+        /// The stored message's id (from `intake inbox`).
+        id: i64,
+        /// Write the exact raw bytes instead.
+        #[arg(long)]
+        raw: bool,
+    },
+}
+
+pub(crate) async fn message(
+    c: &Config,
+    cmd: MessageCommand,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<ExitCode> {
+    let (store, tenant) = open(c, OpenMode::Existing).await?;
+    let MessageCommand::Show { id, raw } = cmd;
+    let m = store
+        .message(tenant, StoredMessageId(id))
+        .await?
+        .with_context(|| format!("no message {id} in tenant {:?}", c.tenant))?;
+    if raw {
+        out.write_all(
+            m.raw
+                .as_deref()
+                .context("no raw bytes are kept for this message (discarded or dropped)")?,
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let s = &m.summary;
+    let account = match s.account {
+        Some(account) => store
+            .accounts(tenant)
+            .await?
+            .into_iter()
+            .find(|a| a.id == account)
+            .map_or_else(|| account.to_string(), |a| a.config.name),
+        None => "(removed)".into(),
+    };
+    let details = m
+        .raw
+        .as_deref()
+        .map(MessageDetails::read)
+        .unwrap_or_default();
+    let from = match (&details.from_name, &s.from) {
+        (Some(name), Some(address)) => format!("{} <{}>", safe(name), safe(address)),
+        (_, from) => safe_opt(from.as_deref()).into_owned(),
+    };
+    writeln!(out, "id:          {}", s.id)?;
+    writeln!(out, "account:     {}", safe(&account))?;
+    writeln!(out, "status:      {}", s.status.as_str())?;
+    if let Some((reason, plugin)) = store.quarantine_reason(tenant, s.id).await? {
+        writeln!(out, "reason:      {}", safe(&reason))?;
+        writeln!(
+            out,
+            "decided by:  {}",
+            safe_opt(plugin.as_deref().or(Some("the engine")))
+        )?;
+    } else if let Some(plugin) = &s.decided_by {
+        writeln!(out, "decided by:  {}", safe(plugin))?;
+    }
+    writeln!(out, "folder:      {}", safe_opt(s.folder.as_deref()))?;
+    writeln!(out, "message-id:  {}", safe_opt(s.message_id.as_deref()))?;
+    writeln!(out, "from:        {from}")?;
+    writeln!(out, "subject:     {}", safe_opt(s.subject.as_deref()))?;
+    writeln!(
+        out,
+        "date:        {}",
+        s.date.map(|d| d.to_rfc3339()).unwrap_or_default()
+    )?;
+    writeln!(out, "stored:      {}", s.created_at.to_rfc3339())?;
+    writeln!(out, "size:        {} bytes", s.size)?;
+    for a in &details.attachments {
+        writeln!(
+            out,
+            "attachment:  {} ({}, {} bytes)",
+            safe(&a.name),
+            safe(&a.content_type),
+            a.size
+        )?;
+    }
+    for p in &s.parties {
+        writeln!(
+            out,
+            "linked:      {} {} <{}>",
+            format!("{:?}", p.kind).to_lowercase(),
+            safe_opt(p.name.as_deref()),
+            safe(&p.email)
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `message show` reads from the raw bytes that the store keeps no
+/// column for.
+#[derive(Debug, Default)]
+struct MessageDetails {
+    /// The sender's display name.
+    from_name: Option<String>,
+    /// The attachments.
+    attachments: Vec<AttachmentInfo>,
+}
+
+/// One attachment as `message show` lists it.
+#[derive(Debug)]
+struct AttachmentInfo {
+    /// File name, or `(unnamed)`.
+    name: String,
+    /// MIME type.
+    content_type: String,
+    /// Decoded size in bytes.
+    size: usize,
+}
+
+impl MessageDetails {
+    fn read(raw: &[u8]) -> MessageDetails {
+        use mail_parser::MimeHeaders;
+        let Some(message) = mail_parser::MessageParser::default().parse(raw) else {
+            return MessageDetails::default();
+        };
+        let from_name = message
+            .from()
+            .and_then(|from| from.first())
+            .and_then(|a| a.name())
+            .map(str::to_owned);
+        let attachments = message
+            .attachments()
+            .map(|part| AttachmentInfo {
+                name: part.attachment_name().unwrap_or("(unnamed)").to_owned(),
+                content_type: part.content_type().map_or_else(
+                    || "application/octet-stream".to_owned(),
+                    |t| match t.subtype() {
+                        Some(sub) => format!("{}/{sub}", t.ctype()),
+                        None => t.ctype().to_owned(),
+                    },
+                ),
+                size: part.contents().len(),
+            })
+            .collect();
+        MessageDetails {
+            from_name,
+            attachments,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_details_name_the_sender_and_the_attachments() {
+        let raw = b"From: \"Ann Lee\" <ann@acme.example>\r\nSubject: x\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n\
+--b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"q.pdf\"\r\n\r\n\
+PDFDATA\r\n--b--\r\n";
+        let d = MessageDetails::read(raw);
+        assert_eq!(d.from_name.as_deref(), Some("Ann Lee"));
+        assert_eq!(d.attachments.len(), 1);
+        assert_eq!(d.attachments[0].name, "q.pdf");
+        assert_eq!(d.attachments[0].content_type, "application/pdf");
+    }
+}

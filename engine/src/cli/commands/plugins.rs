@@ -1,0 +1,222 @@
+//! `intake plugin` on the store: add (checked before it is stored), list, order, remove, and the bundled default chain.
+
+use super::*;
+
+/// `intake plugin add`.
+#[derive(Debug, Args)]
+pub(crate) struct PluginAdd {
+    /// The component (.wasm).
+    #[arg(required_unless_present = "bundled")]
+    file: Option<PathBuf>,
+    /// A plugin built into intake instead of a file (see `plugin list
+    /// --bundled`), e.g. to add it again with another configuration.
+    #[arg(long, value_name = "NAME", conflicts_with = "file")]
+    bundled: Option<String>,
+    /// matcher or unknown-sender (default for --bundled: its role).
+    #[arg(long, required_unless_present = "bundled")]
+    role: Option<String>,
+    /// Name in the chain (default: the file stem).
+    #[arg(long)]
+    name: Option<String>,
+    /// Configuration: JSON, or @file.json.
+    #[arg(long, default_value = "{}")]
+    config: String,
+    /// Deadline per message, milliseconds.
+    #[arg(long, default_value_t = 100)]
+    deadline_ms: u64,
+    /// Memory cap, MiB.
+    #[arg(long, default_value_t = 64)]
+    memory_mb: usize,
+    /// quarantine (default) or skip.
+    #[arg(long, default_value = "quarantine")]
+    on_error: FailurePolicy,
+}
+
+fn role(text: &str) -> anyhow::Result<BindingRole> {
+    match text {
+        "matcher" => Ok(BindingRole::Matcher),
+        "unknown-sender" => Ok(BindingRole::UnknownSender),
+        other => bail!("unknown role {other:?} (expected matcher or unknown-sender)"),
+    }
+}
+
+/// Checks that a component loads, has the role and accepts its config.
+async fn check_plugin(binding: &NewBinding, tenant: &str) -> anyhow::Result<()> {
+    let runtime = Arc::new(PluginRuntime::new(RuntimeConfig::default())?);
+    let plugin = runtime
+        .load_async(crate::plugin::Binding {
+            name: binding.name.clone(),
+            wasm: crate::plugin::WasmSource::Bytes(binding.wasm.clone().into()),
+            config: binding.config.clone(),
+            limits: binding.limits.clone(),
+            on_error: binding.on_error,
+        })
+        .await?;
+    let roles = plugin.roles();
+    let ok = match binding.role {
+        BindingRole::Matcher => roles.matcher,
+        BindingRole::UnknownSender => roles.unknown_sender,
+    };
+    if !ok {
+        bail!(
+            "{} does not export the {} role",
+            binding.name,
+            binding.role.as_str()
+        );
+    }
+    plugin
+        .check_init(tenant, Arc::new(crate::directory::MemoryDirectory::new()))
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn plugin(
+    c: &Config,
+    cmd: PluginCommand,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<ExitCode> {
+    let mode = match cmd {
+        PluginCommand::List { bundled: true } => return bundled_list(c, out),
+        PluginCommand::List { bundled: false } => OpenMode::Existing,
+        _ => OpenMode::Create,
+    };
+    let (store, tenant) = open(c, mode).await?;
+    match cmd {
+        PluginCommand::Add(a) => {
+            let (wasm, stem, default_role) = match (&a.file, &a.bundled) {
+                (Some(file), _) => (
+                    std::fs::read(file)
+                        .with_context(|| format!("cannot read {}", file.display()))?,
+                    file.file_stem()
+                        .map_or("plugin".into(), |s| s.to_string_lossy().into_owned()),
+                    None,
+                ),
+                (None, Some(wanted)) => {
+                    let (chain, _) = bundled::default_chain(c.plugin_dir.as_deref())?;
+                    let p = chain
+                        .into_iter()
+                        .find(|p| p.name == wanted.as_str())
+                        .with_context(|| {
+                            format!(
+                                "no bundled plugin {wanted:?} (see `intake plugin list --bundled`)"
+                            )
+                        })?;
+                    (p.wasm.into_owned(), p.name.to_owned(), Some(p.role))
+                }
+                (None, None) => bail!("give a FILE or --bundled NAME"),
+            };
+            let role = match (&a.role, default_role) {
+                (Some(text), _) => role(text)?,
+                (None, Some(r)) => r,
+                (None, None) => bail!("give --role matcher or --role unknown-sender"),
+            };
+            let name = a.name.unwrap_or(stem);
+            let limits = Limits {
+                deadline: Duration::from_millis(a.deadline_ms),
+                memory_bytes: a.memory_mb << 20,
+                ..Limits::default()
+            };
+            let binding = NewBinding {
+                name: name.clone(),
+                role,
+                wasm,
+                config: read_config(&a.config)?,
+                limits,
+                on_error: a.on_error,
+                enabled: true,
+            };
+            check_plugin(&binding, &c.tenant).await?;
+            store.add_binding(tenant, &binding).await?;
+            writeln!(
+                out,
+                "added {name} as {} at the end of the chain",
+                role.as_str()
+            )?;
+        }
+        PluginCommand::List { .. } => {
+            writeln!(
+                out,
+                "{:<4} {:<20} {:<15} {:<8} {:<10} {:<10} CONFIG",
+                "POS", "NAME", "ROLE", "ENABLED", "DEADLINE", "ON ERROR"
+            )?;
+            for b in store.bindings(tenant).await? {
+                writeln!(
+                    out,
+                    "{:<4} {:<20} {:<15} {:<8} {:<10} {:<10} {}",
+                    b.position,
+                    safe(&b.name),
+                    b.role.as_str(),
+                    b.enabled,
+                    format!("{} ms", b.limits.deadline.as_millis()),
+                    format!("{:?}", b.on_error).to_lowercase(),
+                    safe(&b.config)
+                )?;
+            }
+        }
+        PluginCommand::Remove { name } => {
+            store.remove_binding(tenant, &name).await?;
+            writeln!(out, "removed {name}")?;
+        }
+        PluginCommand::Order { names } => {
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            store.order_bindings(tenant, &names).await?;
+            writeln!(out, "chain: {}", names.join(" → "))?;
+        }
+        PluginCommand::Test(_) => unreachable!("dispatched in cli::run"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `intake plugin list --bundled`: what a fresh tenant's default chain is
+/// made of, with checksums to compare against a trusted build.
+fn bundled_list(c: &Config, out: &mut (dyn Write + Send)) -> anyhow::Result<ExitCode> {
+    let (chain, origin) = bundled::default_chain(c.plugin_dir.as_deref())?;
+    writeln!(out, "bundled plugins ({origin}):")?;
+    writeln!(
+        out,
+        "{:<18} {:<15} {:>10}  SHA-256",
+        "NAME", "ROLE", "BYTES"
+    )?;
+    for p in &chain {
+        writeln!(
+            out,
+            "{:<18} {:<15} {:>10}  {}",
+            p.name,
+            p.role.as_str(),
+            p.wasm.len(),
+            p.sha256()
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// On a tenant without plugins, installs the bundled reference chain.
+pub(super) async fn ensure_default_chain(
+    c: &Config,
+    store: &Store,
+    tenant: TenantId,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<()> {
+    if store.has_bindings(tenant).await? {
+        return Ok(());
+    }
+    let (plugins, origin) = bundled::default_chain(c.plugin_dir.as_deref())
+        .context("this tenant has no plugins yet, and the default chain is not available")?;
+    let chain: Vec<NewBinding> = plugins
+        .into_iter()
+        .map(|p| NewBinding {
+            name: p.name.into(),
+            role: p.role,
+            wasm: p.wasm.into_owned(),
+            config: "{}".into(),
+            limits: Limits::default(),
+            on_error: FailurePolicy::Quarantine,
+            enabled: true,
+        })
+        .collect();
+    if !store.add_bindings(tenant, &chain, true).await? {
+        return Ok(()); // another worker installed it first
+    }
+    writeln!(out, "installed the default plugin chain ({origin})")?;
+    Ok(())
+}
