@@ -93,7 +93,9 @@ async fn garbage_in_a_fetch_response_is_a_short_error() {
 #[tokio::test]
 async fn an_unparseable_fetch_response_is_a_short_error_naming_the_step() {
     let server = Hostile::imap(Fault::BadFetch, 3).await;
-    let e = fetch_all(&server, Duration::from_secs(2)).await.unwrap_err();
+    let e = fetch_all(&server, Duration::from_secs(2))
+        .await
+        .unwrap_err();
     let text = assert_short(&e);
     assert!(text.contains("UID FETCH"), "{text}");
 }
