@@ -27,8 +27,11 @@ pub enum Fault {
     EndlessLine,
     /// IMAP: a body FETCH announces a literal of 99 999 999 999 bytes.
     HugeLiteral,
-    /// IMAP: a body FETCH answers with bytes that are not IMAP.
+    /// IMAP: a body FETCH answers with an incomplete response, then waits.
     Garbage,
+    /// IMAP: a body FETCH answers with bytes the parser rejects outright,
+    /// after a message body (which must not end up in the error).
+    BadFetch,
     /// IMAP: a body FETCH ends with a tagged `NO` and the server's reason.
     TaggedNo,
     /// IMAP: a body FETCH answers for UIDs nobody asked for.
@@ -400,6 +403,12 @@ async fn imap_bodies<W: AsyncWrite + Unpin>(
         Fault::Garbage => {
             out.send(&literal(first, &mail(first))).await?;
             out.send(b"* 2 FETCH (UID \x01\x02 garbage ((( BODY[] 12 Subject: secret\r\n")
+                .await?;
+            out.line(&format!("{tag} OK done")).await?;
+        }
+        Fault::BadFetch => {
+            out.send(&literal(first, &mail(first))).await?;
+            out.send(b"* 2 FETCH (UID 2 BODY[] {12}\r\nSubject: sec ((( ]]] garbage\r\n")
                 .await?;
             out.line(&format!("{tag} OK done")).await?;
         }

@@ -298,3 +298,58 @@ async fn a_failing_plugin_quarantines_and_release_reruns_the_chain() {
         "{shown}"
     );
 }
+
+/// Issue 14: a failed account in `intake fetch` comes with the same hint
+/// Test settings gives (here: TLS on a port that speaks plain IMAP).
+#[tokio::test]
+async fn a_failed_fetch_prints_the_hint_test_settings_gives() {
+    use intake_tests::hostile::{Fault, Hostile};
+    let server = Hostile::imap(Fault::None, 1).await;
+    let port = server.addr().port().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("intake.db").display()
+    );
+    let key = dir.path().join("intake.key");
+    std::fs::write(&key, "nZ8y6b1Ttxv3Lkz1yE6P6k2m8D3mQ0b5Xw7cJ4hR2aU=").unwrap();
+    let exact = path(&plugin("exact_match"));
+    unsafe { std::env::set_var("INTAKE_CLI_TEST_HINT_SECRET", "s3cret") };
+    for args in [
+        vec![
+            "credential",
+            "add",
+            "box",
+            "--user",
+            "u",
+            "--secret-env",
+            "INTAKE_CLI_TEST_HINT_SECRET",
+        ],
+        vec![
+            "account",
+            "add",
+            "sales",
+            "--protocol",
+            "imap",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--security",
+            "tls",
+            "--credential",
+            "box",
+        ],
+        vec!["plugin", "add", &exact, "--role", "matcher"],
+    ] {
+        let (ok, out) = intake_store(&db, &key, &args).await;
+        assert!(ok, "{args:?}: {out}");
+    }
+    let (ok, out) = intake_store(&db, &key, &["fetch"]).await;
+    assert!(!ok, "{out}");
+    assert!(out.contains("FAILED:") && out.contains("TLS"), "{out}");
+    assert!(
+        out.contains("hint:") && out.contains("does not seem to speak TLS"),
+        "{out}"
+    );
+}

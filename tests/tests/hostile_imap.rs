@@ -91,6 +91,16 @@ async fn garbage_in_a_fetch_response_is_a_short_error() {
 }
 
 #[tokio::test]
+async fn an_unparseable_fetch_response_is_a_short_error_naming_the_step() {
+    let server = Hostile::imap(Fault::BadFetch, 3).await;
+    let e = fetch_all(&server, Duration::from_secs(2))
+        .await
+        .unwrap_err();
+    let text = assert_short(&e);
+    assert!(text.contains("UID FETCH"), "{text}");
+}
+
+#[tokio::test]
 async fn a_tagged_no_is_reported_with_the_servers_words() {
     let server = Hostile::imap(Fault::TaggedNo, 3).await;
     let e = fetch_all(&server, Duration::from_secs(5))
@@ -197,4 +207,57 @@ async fn a_large_folder_is_listed_in_bounded_windows_in_both_modes() {
         }
         source.close().await.unwrap();
     }
+}
+
+/// The pipeline over more than one listing window: every window is fetched
+/// and committed, the cursor ends at the last UID, and a second run (against
+/// the same, now well-behaved server) fetches nothing twice.
+#[tokio::test]
+async fn the_pipeline_commits_every_window_and_a_rerun_fetches_nothing() {
+    use std::sync::Arc;
+
+    use intake::fetch::{Protocol, Secret, Security};
+    use intake::pipeline::{Options, Pipeline, Quiet};
+    use intake::store::{AccountConfig, BindingRole, MasterKey};
+    use intake_tests::databases::{Backend, with_database};
+
+    let n = LIST_WINDOW + 40;
+    let server = Hostile::imap(Fault::None, n).await;
+    with_database(Backend::Sqlite, |db| async move {
+        let key = MasterKey::generate().unwrap();
+        let tenant = db.store.ensure_tenant("acme").await.unwrap();
+        db.store
+            .add_credential(tenant, "box", "alice", &Secret::new("pw"), &key)
+            .await
+            .unwrap();
+        let mut config =
+            AccountConfig::new("big", Protocol::Imap, "127.0.0.1", Security::None, "box");
+        config.port = Some(server.addr().port());
+        db.store.add_account(tenant, &config).await.unwrap();
+        intake_tests::add_plugins(
+            &db.store,
+            tenant,
+            &[("exact_match", BindingRole::Matcher, "{}")],
+        )
+        .await;
+        let pipeline = Pipeline::new(
+            db.store.clone(),
+            Arc::new(intake_tests::runtime()),
+            Options {
+                batch_messages: 500,
+                ..Options::default()
+            },
+        );
+        let first = pipeline
+            .run_account("acme", "big", &key, &Quiet)
+            .await
+            .unwrap();
+        assert_eq!(first.fetched, n as usize, "{first:?}");
+        let again = pipeline
+            .run_account("acme", "big", &key, &Quiet)
+            .await
+            .unwrap();
+        assert_eq!(again.fetched, 0, "{again:?}");
+    })
+    .await;
 }

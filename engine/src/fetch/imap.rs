@@ -482,7 +482,8 @@ impl ImapSource {
     }
 
     /// Selects `folder` (unless it is selected); returns its UIDVALIDITY and
-    /// message count.
+    /// message count (0 when it was selected already: callers that need the
+    /// count re-select).
     async fn select(&mut self, folder: &str) -> Result<(u32, u32), FetchError> {
         if let Some((name, validity)) = &self.selected
             && name == folder

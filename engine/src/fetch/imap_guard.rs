@@ -220,8 +220,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
-                let read = &buf.filled()[before..];
-                if read.is_empty() {
+                if buf.filled().len() == before {
                     let cut = match this.state {
                         State::Literal(missing) => Some(Violation::CutLiteral { missing }),
                         State::Line if this.len > 0 || !this.at_response_start => {
@@ -234,8 +233,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
                         None => Ok(()),
                     });
                 }
-                let read = read.to_vec();
-                match this.scan(&read) {
+                match this.scan(&buf.filled()[before..]) {
                     Ok(()) => Poll::Ready(Ok(())),
                     Err(v) => {
                         // Nothing of the offending read reaches the parser.

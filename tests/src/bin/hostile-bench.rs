@@ -49,6 +49,7 @@ async fn main() {
         "imap-listing-1m" => (Protocol::Imap, Fault::None, 1_000_000, false),
         "imap-huge-literal" => (Protocol::Imap, Fault::HugeLiteral, 3, false),
         "imap-garbage" => (Protocol::Imap, Fault::Garbage, 3, false),
+        "imap-bad-fetch" => (Protocol::Imap, Fault::BadFetch, 3, false),
         "imap-tagged-no" => (Protocol::Imap, Fault::TaggedNo, 3, false),
         "imap-foreign-uids" => (Protocol::Imap, Fault::ForeignUids, 3, false),
         "imap-duplicate-uid" => (Protocol::Imap, Fault::DuplicateUid, 3, false),
