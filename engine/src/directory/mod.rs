@@ -8,11 +8,13 @@
 
 mod memory;
 pub mod normalise;
+mod run;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub use memory::MemoryDirectory;
+pub use run::RunDirectory;
 
 /// A CRM party kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

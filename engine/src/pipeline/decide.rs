@@ -6,9 +6,12 @@
 use std::sync::Arc;
 
 use crate::directory::{Directory, Party};
-use crate::parse::{self, Envelope, MessageView};
+use crate::fetch::{self, AccountSettings, MessageRef};
+use crate::parse::{self, Envelope, MessageView, Origin};
 use crate::plugin::{Chain, Decision, Disposition};
-use crate::store::{MessageMeta, Outcome};
+use crate::store::{IncomingMessage, MessageMeta, Outcome, ServerKey};
+
+use super::actions::{capped_action, default_action};
 
 /// What the chain made of one message.
 #[derive(Debug, Clone)]
@@ -82,5 +85,136 @@ pub async fn decide(
                 decision,
             }
         }
+    }
+}
+
+/// What deciding needs, owned, so a batch can be decided on several worker
+/// threads at once.
+pub(super) struct DecideJob {
+    pub(super) chain: Chain,
+    pub(super) tenant_name: String,
+    pub(super) settings: AccountSettings,
+    pub(super) max_body_bytes: usize,
+}
+
+/// One message decided, in the store's terms.
+pub(super) struct DecidedMessage {
+    /// What to commit.
+    pub(super) incoming: IncomingMessage,
+    /// Its Message-ID and the parties it was attached to, for threading.
+    pub(super) links: Option<(String, Vec<Party>)>,
+    /// The ids it answers (In-Reply-To, References).
+    pub(super) parents: Vec<String>,
+}
+
+impl DecideJob {
+    /// Decides one message with the shared [`decide::decide`]: the outcome,
+    /// the server action (the plugin's suggestion capped by the account),
+    /// and what later messages need to thread to it.
+    pub(super) async fn decide(
+        &self,
+        directory: &Arc<dyn Directory>,
+        message: MessageRef,
+        raw: bytes::Bytes,
+    ) -> DecidedMessage {
+        let envelope = Envelope {
+            tenant_id: self.tenant_name.clone(),
+            account_id: self.settings.name.clone(),
+            origin: origin(&message),
+        };
+        let decided = decide(
+            &self.chain,
+            directory.clone(),
+            &envelope,
+            raw.clone(),
+            self.max_body_bytes,
+        )
+        .await;
+        let action = match &decided.view {
+            // Unparseable: the account's default, like any stored message.
+            None => default_action(&self.settings),
+            Some(_) => capped_action(&self.settings, decided.decision.server_action.as_ref()),
+        };
+        let parents = decided
+            .view
+            .as_ref()
+            .map(|v| v.in_reply_to.iter().chain(&v.references).cloned().collect())
+            .unwrap_or_default();
+        DecidedMessage {
+            incoming: IncomingMessage {
+                key: ServerKey::from(&message),
+                raw,
+                meta: decided.meta(),
+                outcome: decided.outcome(),
+                action: Some(action),
+                decided_by: decided.decision.decided_by.clone(),
+            },
+            links: decided.thread_links(),
+            parents,
+        }
+    }
+}
+
+/// Decides `fetched` on up to `workers` tasks (contiguous chunks, so the
+/// results come back in fetch order).
+pub(super) async fn decide_parallel(
+    job: &Arc<DecideJob>,
+    directory: &Arc<dyn Directory>,
+    fetched: Vec<fetch::Fetched>,
+    workers: usize,
+) -> Vec<DecidedMessage> {
+    let workers = workers.clamp(1, fetched.len().max(1));
+    if workers == 1 {
+        let mut out = Vec::with_capacity(fetched.len());
+        for f in fetched {
+            out.push(job.decide(directory, f.message, f.raw).await);
+        }
+        return out;
+    }
+    let chunk = fetched.len().div_ceil(workers);
+    let mut fetched = fetched.into_iter();
+    let mut tasks = Vec::with_capacity(workers);
+    loop {
+        let part: Vec<fetch::Fetched> = fetched.by_ref().take(chunk).collect();
+        if part.is_empty() {
+            break;
+        }
+        let (job, directory) = (job.clone(), directory.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::with_capacity(part.len());
+            for f in part {
+                out.push(job.decide(&directory, f.message, f.raw).await);
+            }
+            out
+        }));
+    }
+    let mut out = Vec::new();
+    for task in tasks {
+        match task.await {
+            Ok(part) => out.extend(part),
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+    out
+}
+
+/// Where a message came from, in the view's terms.
+fn origin(message: &MessageRef) -> Origin {
+    match message {
+        MessageRef::Imap {
+            folder,
+            uid_validity,
+            uid,
+        } => Origin::Imap {
+            folder: folder.clone(),
+            uid_validity: *uid_validity,
+            uid: *uid,
+        },
+        MessageRef::Pop3 { uidl, .. } => Origin::Pop3(uidl.clone()),
+        MessageRef::File { path, offset } => Origin::File(if *offset == 0 {
+            path.clone()
+        } else {
+            format!("{path}@{offset}")
+        }),
     }
 }

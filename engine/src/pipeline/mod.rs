@@ -15,27 +15,30 @@
 //! Memory is bounded: messages are fetched in batches capped by count and
 //! by listed bytes, and each batch is dropped after its commit.
 
+mod actions;
 pub mod decide;
 
+use actions::{Done, pop3_numbers};
+use decide::{DecideJob, decide_parallel};
+
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::directory::{Directory, DirectoryError, Page, Party, PartyRef};
+use crate::directory::{Directory, RunDirectory};
 use crate::fetch::{
     self, AccountSettings, Acknowledge, FetchError, FolderCursor, Listed, MailSource, MessageRef,
     Protocol,
 };
 use crate::parse::Origin;
 use crate::parse::{self, Envelope};
-use crate::plugin::{Chain, LoadError, LoadedPlugin, PluginRuntime, ServerAction};
+use crate::plugin::{Chain, LoadError, LoadedPlugin, PluginRuntime};
 use crate::store::{
-    self, AccountId, BatchCommit, BindingRole, CursorAdvance, IncomingMessage, MasterKey, Outcome,
-    PendingActionId, ServerKey, Store, TenantId,
+    self, AccountId, BatchCommit, BindingRole, CursorAdvance, MasterKey, Outcome, PendingActionId,
+    Store, TenantId,
 };
 
 /// Why a run could not proceed. A failed *message* is never an error here:
@@ -672,84 +675,6 @@ impl Pipeline {
         timings.decide += clock.elapsed();
         Ok(decided)
     }
-
-    /// Carries out the account's actions queued by earlier runs that
-    /// belong to `folder` (they failed, or the run ended before them).
-    async fn retry_queued(
-        &self,
-        ctx: &Run<'_>,
-        source: &mut dyn MailSource,
-        folder: &str,
-        pop3_numbers: &HashMap<String, u32>,
-        done: &mut Done,
-        summary: &mut Summary,
-    ) -> Result<(), PipelineError> {
-        let pending = self
-            .store
-            .pending_actions(ctx.tenant, ctx.account_id)
-            .await?;
-        let mut todo: Vec<(PendingActionId, MessageRef, Acknowledge)> = Vec::new();
-        for p in pending {
-            let message = match &p.key {
-                ServerKey::Imap {
-                    folder: f,
-                    uid_validity,
-                    uid,
-                } if f == folder => MessageRef::Imap {
-                    folder: f.clone(),
-                    uid_validity: *uid_validity,
-                    uid: *uid,
-                },
-                ServerKey::Pop3 { uidl } => match pop3_numbers.get(uidl) {
-                    Some(&number) => MessageRef::Pop3 {
-                        uidl: uidl.clone(),
-                        number,
-                    },
-                    // Not on the server any more (deleted elsewhere): done.
-                    None if !pop3_numbers.is_empty() => {
-                        done.confirmed.push(p.id);
-                        continue;
-                    }
-                    None => continue,
-                },
-                _ => continue,
-            };
-            todo.push((p.id, message, p.action));
-        }
-        self.carry_out(ctx, source, todo, done, summary).await
-    }
-
-    /// Carries out committed actions. Successes go to `done` (forgotten
-    /// with the next commit, or after a clean close where the protocol
-    /// makes them true only then); failures are recorded for the next run.
-    async fn carry_out(
-        &self,
-        ctx: &Run<'_>,
-        source: &mut dyn MailSource,
-        todo: Vec<(PendingActionId, MessageRef, Acknowledge)>,
-        done: &mut Done,
-        summary: &mut Summary,
-    ) -> Result<(), PipelineError> {
-        if todo.is_empty() {
-            return Ok(());
-        }
-        let (ids, actions): (Vec<PendingActionId>, Vec<(MessageRef, Acknowledge)>) =
-            todo.into_iter().map(|(id, m, a)| (id, (m, a))).unzip();
-        match source.acknowledge(&actions).await {
-            Ok(()) => {
-                summary.actions_done += ids.len();
-                done.acknowledged(ids);
-            }
-            Err(e) => {
-                summary.actions_failed += ids.len();
-                tracing::warn!(account = %ctx.settings.name, error = %e, "server actions failed; they are retried on the next run");
-                self.store
-                    .record_action_failures(ctx.tenant, &ids, &e.to_string())
-                    .await?;
-            }
-        }
-        Ok(())
-    }
 }
 
 /// Time spent per stage of a run, for the debug log.
@@ -770,337 +695,7 @@ struct Decided {
     refs: Vec<MessageRef>,
 }
 
-/// Server actions carried out in this run, until their queue rows go.
-#[derive(Default)]
-struct Done {
-    /// Whether the source makes them true only at a clean close.
-    at_close: bool,
-    /// True on the server now: forgotten with the next commit.
-    confirmed: Vec<PendingActionId>,
-    /// True on the server after a clean close (POP3).
-    at_close_ids: Vec<PendingActionId>,
-}
-
-impl Done {
-    fn acknowledged(&mut self, ids: Vec<PendingActionId>) {
-        if self.at_close {
-            self.at_close_ids.extend(ids);
-        } else {
-            self.confirmed.extend(ids);
-        }
-    }
-
-    fn take_confirmed(&mut self) -> Vec<PendingActionId> {
-        std::mem::take(&mut self.confirmed)
-    }
-}
-
-/// The store's directory as one run sees it: the links decided in batches
-/// not yet committed, so a reply threads to a message whose commit is still
-/// on its way, and a short-lived cache of look-ups.
-///
-/// The cache keeps a run from asking the database the same question for
-/// every message (the mailbox owner's address is in each one). The
-/// look-ups a lead created by the run's own commits would answer are
-/// dropped when that commit returns; everything is dropped after
-/// [`LOOKUP_TTL`], so contacts added by others during a long run are seen
-/// within that time; it holds at most [`LOOKUP_CACHE_PARTIES`] parties.
-struct RunDirectory {
-    inner: Arc<dyn Directory>,
-    links: Mutex<PendingLinks>,
-    cache: Mutex<LookupCache>,
-}
-
-/// (tenant, Message-ID) → (batch, parties), for batches not yet committed.
-type PendingLinks = HashMap<(String, String), (usize, Vec<Party>)>;
-
-/// An address or domain as the store compares them.
-fn normal(text: &str) -> String {
-    text.trim().to_lowercase()
-}
-
-/// How long a cached look-up is trusted.
-const LOOKUP_TTL: Duration = Duration::from_secs(30);
-/// Most parties the look-up cache holds before it starts over.
-const LOOKUP_CACHE_PARTIES: usize = 20_000;
-
-#[derive(Hash, PartialEq, Eq)]
-enum Lookup {
-    Address(String, String, usize),
-    Domain(String, String, usize),
-    Party(String, PartyRef),
-}
-
-#[derive(Clone)]
-enum Answer {
-    Page(Page),
-    Party(Option<Party>),
-}
-
-struct LookupCache {
-    since: Instant,
-    parties: usize,
-    answers: HashMap<Lookup, Answer>,
-}
-
-impl Default for LookupCache {
-    fn default() -> Self {
-        LookupCache {
-            since: Instant::now(),
-            parties: 0,
-            answers: HashMap::new(),
-        }
-    }
-}
-
-impl RunDirectory {
-    fn new(inner: Arc<dyn Directory>) -> Self {
-        RunDirectory {
-            inner,
-            links: Mutex::default(),
-            cache: Mutex::default(),
-        }
-    }
-
-    fn remember(&self, tenant: &str, batch: usize, message_id: String, parties: Vec<Party>) {
-        self.links
-            .lock()
-            .expect("links lock")
-            .insert((tenant.to_string(), message_id), (batch, parties));
-    }
-
-    /// Drops the links of a committed batch.
-    fn forget(&self, batch: usize) {
-        self.links
-            .lock()
-            .expect("links lock")
-            .retain(|_, (b, _)| *b != batch);
-    }
-
-    /// Forgets the cached look-ups that parties with these addresses
-    /// (just created) would now answer.
-    fn parties_added(&self, addresses: &[String]) {
-        if addresses.is_empty() {
-            return;
-        }
-        let addresses: HashSet<String> = addresses.iter().map(|a| normal(a)).collect();
-        let domains: HashSet<&str> = addresses
-            .iter()
-            .filter_map(|a| a.rsplit_once('@').map(|(_, d)| d))
-            .collect();
-        let mut cache = self.cache.lock().expect("cache lock");
-        cache.answers.retain(|key, _| match key {
-            Lookup::Address(_, address, _) => !addresses.contains(&normal(address)),
-            Lookup::Domain(_, domain, _) => {
-                !domains.contains(normal(domain).trim_start_matches('@'))
-            }
-            Lookup::Party(..) => true,
-        });
-    }
-
-    fn cached(&self, key: &Lookup) -> Option<Answer> {
-        let mut cache = self.cache.lock().expect("cache lock");
-        if cache.since.elapsed() > LOOKUP_TTL {
-            *cache = LookupCache::default();
-        }
-        cache.answers.get(key).cloned()
-    }
-
-    fn store(&self, key: Lookup, answer: Answer) {
-        let size = match &answer {
-            Answer::Page(page) => page.parties.len().max(1),
-            Answer::Party(_) => 1,
-        };
-        let mut cache = self.cache.lock().expect("cache lock");
-        if cache.parties + size > LOOKUP_CACHE_PARTIES {
-            *cache = LookupCache::default();
-        }
-        cache.parties += size;
-        cache.answers.insert(key, answer);
-    }
-
-    async fn page(
-        &self,
-        key: Lookup,
-        ask: impl std::future::Future<Output = Result<Page, DirectoryError>>,
-    ) -> Result<Page, DirectoryError> {
-        if let Some(Answer::Page(page)) = self.cached(&key) {
-            return Ok(page);
-        }
-        let page = ask.await?;
-        self.store(key, Answer::Page(page.clone()));
-        Ok(page)
-    }
-}
-
-#[async_trait]
-impl Directory for RunDirectory {
-    async fn find_by_address(
-        &self,
-        tenant: &str,
-        address: &str,
-        limit: usize,
-    ) -> Result<Page, DirectoryError> {
-        let key = Lookup::Address(tenant.into(), address.into(), limit);
-        self.page(key, self.inner.find_by_address(tenant, address, limit))
-            .await
-    }
-
-    async fn find_by_domain(
-        &self,
-        tenant: &str,
-        domain: &str,
-        limit: usize,
-    ) -> Result<Page, DirectoryError> {
-        let key = Lookup::Domain(tenant.into(), domain.into(), limit);
-        self.page(key, self.inner.find_by_domain(tenant, domain, limit))
-            .await
-    }
-
-    async fn parties_for_message_id(
-        &self,
-        tenant: &str,
-        message_id: &str,
-        limit: usize,
-    ) -> Result<Page, DirectoryError> {
-        let pending = self
-            .links
-            .lock()
-            .expect("links lock")
-            .get(&(tenant.to_string(), message_id.to_string()))
-            .map(|(_, parties)| parties.clone());
-        match pending {
-            Some(parties) => Ok(Page::capped(parties, limit)),
-            None => {
-                self.inner
-                    .parties_for_message_id(tenant, message_id, limit)
-                    .await
-            }
-        }
-    }
-
-    async fn get(&self, tenant: &str, party: &PartyRef) -> Result<Option<Party>, DirectoryError> {
-        let key = Lookup::Party(tenant.into(), party.clone());
-        if let Some(Answer::Party(found)) = self.cached(&key) {
-            return Ok(found);
-        }
-        let found = self.inner.get(tenant, party).await?;
-        self.store(key, Answer::Party(found.clone()));
-        Ok(found)
-    }
-}
-
 /// Per-run context.
-/// What deciding needs, owned, so a batch can be decided on several worker
-/// threads at once.
-struct DecideJob {
-    chain: Chain,
-    tenant_name: String,
-    settings: AccountSettings,
-    max_body_bytes: usize,
-}
-
-/// One message decided, in the store's terms.
-struct DecidedMessage {
-    /// What to commit.
-    incoming: IncomingMessage,
-    /// Its Message-ID and the parties it was attached to, for threading.
-    links: Option<(String, Vec<Party>)>,
-    /// The ids it answers (In-Reply-To, References).
-    parents: Vec<String>,
-}
-
-impl DecideJob {
-    /// Decides one message with the shared [`decide::decide`]: the outcome,
-    /// the server action (the plugin's suggestion capped by the account),
-    /// and what later messages need to thread to it.
-    async fn decide(
-        &self,
-        directory: &Arc<dyn Directory>,
-        message: MessageRef,
-        raw: bytes::Bytes,
-    ) -> DecidedMessage {
-        let envelope = Envelope {
-            tenant_id: self.tenant_name.clone(),
-            account_id: self.settings.name.clone(),
-            origin: origin(&message),
-        };
-        let decided = decide::decide(
-            &self.chain,
-            directory.clone(),
-            &envelope,
-            raw.clone(),
-            self.max_body_bytes,
-        )
-        .await;
-        let action = match &decided.view {
-            // Unparseable: the account's default, like any stored message.
-            None => default_action(&self.settings),
-            Some(_) => capped_action(&self.settings, decided.decision.server_action.as_ref()),
-        };
-        let parents = decided
-            .view
-            .as_ref()
-            .map(|v| v.in_reply_to.iter().chain(&v.references).cloned().collect())
-            .unwrap_or_default();
-        DecidedMessage {
-            incoming: IncomingMessage {
-                key: ServerKey::from(&message),
-                raw,
-                meta: decided.meta(),
-                outcome: decided.outcome(),
-                action: Some(action),
-                decided_by: decided.decision.decided_by.clone(),
-            },
-            links: decided.thread_links(),
-            parents,
-        }
-    }
-}
-
-/// Decides `fetched` on up to `workers` tasks (contiguous chunks, so the
-/// results come back in fetch order).
-async fn decide_parallel(
-    job: &Arc<DecideJob>,
-    directory: &Arc<dyn Directory>,
-    fetched: Vec<fetch::Fetched>,
-    workers: usize,
-) -> Vec<DecidedMessage> {
-    let workers = workers.clamp(1, fetched.len().max(1));
-    if workers == 1 {
-        let mut out = Vec::with_capacity(fetched.len());
-        for f in fetched {
-            out.push(job.decide(directory, f.message, f.raw).await);
-        }
-        return out;
-    }
-    let chunk = fetched.len().div_ceil(workers);
-    let mut fetched = fetched.into_iter();
-    let mut tasks = Vec::with_capacity(workers);
-    loop {
-        let part: Vec<fetch::Fetched> = fetched.by_ref().take(chunk).collect();
-        if part.is_empty() {
-            break;
-        }
-        let (job, directory) = (job.clone(), directory.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut out = Vec::with_capacity(part.len());
-            for f in part {
-                out.push(job.decide(&directory, f.message, f.raw).await);
-            }
-            out
-        }));
-    }
-    let mut out = Vec::new();
-    for task in tasks {
-        match task.await {
-            Ok(part) => out.extend(part),
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        }
-    }
-    out
-}
-
 struct Run<'a> {
     tenant: TenantId,
     tenant_name: &'a str,
@@ -1118,23 +713,6 @@ fn folder_is_files(listed: &[Listed]) -> bool {
     listed
         .first()
         .is_some_and(|l| matches!(l.message, MessageRef::File { .. }))
-}
-
-/// UIDL → message number in this POP3 session.
-async fn pop3_numbers(
-    source: &mut dyn MailSource,
-    folder: &str,
-) -> Result<HashMap<String, u32>, FetchError> {
-    let all = source.list(folder, &FolderCursor::default()).await?;
-    Ok(all
-        .new
-        .iter()
-        .chain(all.too_large.iter())
-        .filter_map(|l| match &l.message {
-            MessageRef::Pop3 { uidl, number } => Some((uidl.clone(), *number)),
-            _ => None,
-        })
-        .collect())
 }
 
 /// Splits listed messages into batches of at most `max` messages and about
@@ -1155,52 +733,6 @@ fn batches(listed: Vec<Listed>, max: usize, max_bytes: u64) -> Vec<Vec<Listed>> 
         out.push(current);
     }
     out
-}
-
-fn origin(message: &MessageRef) -> Origin {
-    match message {
-        MessageRef::Imap {
-            folder,
-            uid_validity,
-            uid,
-        } => Origin::Imap {
-            folder: folder.clone(),
-            uid_validity: *uid_validity,
-            uid: *uid,
-        },
-        MessageRef::Pop3 { uidl, .. } => Origin::Pop3(uidl.clone()),
-        MessageRef::File { path, offset } => Origin::File(if *offset == 0 {
-            path.clone()
-        } else {
-            format!("{path}@{offset}")
-        }),
-    }
-}
-
-/// What the account does with a message once it is stored: keep a copy →
-/// mark it seen; otherwise delete it. Imports never touch their files.
-fn default_action(settings: &AccountSettings) -> Acknowledge {
-    if settings.keep_on_server {
-        Acknowledge::MarkSeen
-    } else {
-        Acknowledge::Delete
-    }
-}
-
-/// A plugin's suggestion, capped by the account: an account that keeps
-/// copies never deletes; POP3 cannot move.
-fn capped_action(settings: &AccountSettings, suggested: Option<&ServerAction>) -> Acknowledge {
-    match suggested {
-        None => default_action(settings),
-        Some(ServerAction::Leave) => Acknowledge::Leave,
-        Some(ServerAction::MarkSeen) => Acknowledge::MarkSeen,
-        Some(ServerAction::Delete) if settings.keep_on_server => Acknowledge::MarkSeen,
-        Some(ServerAction::Delete) => Acknowledge::Delete,
-        Some(ServerAction::MoveTo(_)) if settings.protocol == Protocol::Pop3 => {
-            default_action(settings)
-        }
-        Some(ServerAction::MoveTo(folder)) => Acknowledge::MoveTo(folder.clone()),
-    }
 }
 
 /// Counts a stored message by its outcome; `created_lead` says whether a
@@ -1232,134 +764,6 @@ mod tests {
         }
     }
 
-    fn lead(email: &str) -> Party {
-        Party {
-            kind: crate::directory::PartyKind::Lead,
-            id: String::new(),
-            email: email.into(),
-            name: None,
-            company: None,
-            external_id: None,
-        }
-    }
-
-    #[tokio::test]
-    async fn the_run_directory_caches_and_forgets_what_new_leads_answer() {
-        let inner = Arc::new(crate::directory::MemoryDirectory::new());
-        inner.insert("t", lead("known@a.example"));
-        let run = RunDirectory::new(inner.clone());
-        let found = |page: Page| {
-            page.parties
-                .iter()
-                .map(|p| p.email.clone())
-                .collect::<Vec<_>>()
-        };
-        assert!(
-            run.find_by_address("t", "pat@b.example", 10)
-                .await
-                .unwrap()
-                .parties
-                .is_empty()
-        );
-        assert!(
-            run.find_by_domain("t", "b.example", 10)
-                .await
-                .unwrap()
-                .parties
-                .is_empty()
-        );
-        assert_eq!(
-            found(
-                run.find_by_address("t", "known@a.example", 10)
-                    .await
-                    .unwrap()
-            ),
-            ["known@a.example"]
-        );
-        // Added behind the cache's back: the cached answers still stand.
-        inner.insert("t", lead("pat@b.example"));
-        inner.insert("t", lead("other@a.example"));
-        assert!(
-            run.find_by_address("t", "pat@b.example", 10)
-                .await
-                .unwrap()
-                .parties
-                .is_empty()
-        );
-        // The run's own commit created the lead: what it answers is asked
-        // afresh, and nothing else is.
-        run.parties_added(&["Pat@B.example".to_string()]);
-        assert_eq!(
-            found(
-                run.find_by_address("t", " PAT@b.example", 10)
-                    .await
-                    .unwrap()
-            ),
-            ["pat@b.example"],
-            "an uncached spelling asks the directory"
-        );
-        assert_eq!(
-            found(run.find_by_address("t", "pat@b.example", 10).await.unwrap()),
-            ["pat@b.example"]
-        );
-        assert_eq!(
-            found(run.find_by_domain("t", "b.example", 10).await.unwrap()),
-            ["pat@b.example"]
-        );
-        assert_eq!(
-            found(run.find_by_domain("t", "a.example", 10).await.unwrap()),
-            ["known@a.example", "other@a.example"],
-            "never asked before"
-        );
-        // A look-up is per tenant.
-        assert!(
-            run.find_by_address("u", "pat@b.example", 10)
-                .await
-                .unwrap()
-                .parties
-                .is_empty()
-        );
-    }
-
-    #[tokio::test]
-    async fn the_run_directory_answers_for_batches_not_yet_committed() {
-        let inner = Arc::new(crate::directory::MemoryDirectory::new());
-        let run = RunDirectory::new(inner);
-        run.remember("t", 0, "a@x".into(), vec![lead("pat@b.example")]);
-        run.remember("t", 1, "b@x".into(), vec![lead("ann@b.example")]);
-        assert_eq!(
-            run.parties_for_message_id("t", "a@x", 5)
-                .await
-                .unwrap()
-                .parties
-                .len(),
-            1
-        );
-        run.forget(0);
-        assert!(
-            run.parties_for_message_id("t", "a@x", 5)
-                .await
-                .unwrap()
-                .parties
-                .is_empty()
-        );
-        assert_eq!(
-            run.parties_for_message_id("t", "b@x", 5)
-                .await
-                .unwrap()
-                .parties
-                .len(),
-            1
-        );
-        assert!(
-            run.parties_for_message_id("u", "b@x", 5)
-                .await
-                .unwrap()
-                .parties
-                .is_empty()
-        );
-    }
-
     #[test]
     fn batches_respect_count_and_bytes() {
         let items: Vec<Listed> = (1..=7).map(|u| listed(u, 10)).collect();
@@ -1375,35 +779,6 @@ mod tests {
             batches(big, 100, 100).len(),
             2,
             "a large message gets a batch of its own"
-        );
-    }
-
-    #[test]
-    fn plugin_suggestions_are_capped_by_the_account() {
-        let mut a = AccountSettings::new(
-            "a",
-            Protocol::Imap,
-            "h",
-            fetch::Security::Tls,
-            "u",
-            fetch::Secret::new("p"),
-        );
-        a.keep_on_server = true;
-        assert_eq!(
-            capped_action(&a, Some(&ServerAction::Delete)),
-            Acknowledge::MarkSeen
-        );
-        assert_eq!(capped_action(&a, None), Acknowledge::MarkSeen);
-        a.keep_on_server = false;
-        assert_eq!(capped_action(&a, None), Acknowledge::Delete);
-        assert_eq!(
-            capped_action(&a, Some(&ServerAction::MoveTo("X".into()))),
-            Acknowledge::MoveTo("X".into())
-        );
-        a.protocol = Protocol::Pop3;
-        assert_eq!(
-            capped_action(&a, Some(&ServerAction::MoveTo("X".into()))),
-            Acknowledge::Delete
         );
     }
 }
