@@ -7,10 +7,12 @@
 //! others also write what they fetch, as they always do — see the notes the
 //! bench prints.
 //!
-//! Then the full pipeline: the real `intake fetch` (parse, two plugins —
-//! exact-match and unknown-sender —, a durable SQLite commit per batch, mark
-//! seen after commit) over plain and TLS IMAP, with its peak RSS, on a fresh
-//! copy of the unseen mailbox each time.
+//! Then the full pipeline: the real `intake fetch` (parse, the default
+//! five-plugin chain, a durable commit per batch, mark seen after commit)
+//! over plain and TLS IMAP into SQLite, and over plain IMAP into
+//! PostgreSQL, with its peak RSS, on a fresh copy of the unseen mailbox
+//! each time. Rows marked `w1` decide one message at a time (as before
+//! deciding ran on every core), the others use the default.
 //!
 //! The mailbox is a mix like a sales inbox: 60% from the tenant's 400
 //! contacts, 20% from returning strangers at prospect companies (a lead the
@@ -121,15 +123,19 @@ async fn intake(
     let account = server.account(protocol, security);
     let started = Instant::now();
     let mut source = open(&account).await?;
-    let listing = source.list("INBOX", &FolderCursor::default()).await?;
-    let refs: Vec<MessageRef> = listing.new.iter().map(|l| l.message.clone()).collect();
+    let mut listing = Some(source.list("INBOX", &FolderCursor::default()).await?);
     let mut bytes = 0u64;
     let mut count = 0usize;
-    for batch in refs.chunks(200) {
-        for fetched in source.fetch(batch).await? {
-            bytes += fetched.raw.len() as u64;
-            count += 1;
+    // IMAP lists in windows; each is fetched before the next is asked for.
+    while let Some(window) = listing {
+        let refs: Vec<MessageRef> = window.new.iter().map(|l| l.message.clone()).collect();
+        for batch in refs.chunks(200) {
+            for fetched in source.fetch(batch).await? {
+                bytes += fetched.raw.len() as u64;
+                count += 1;
+            }
         }
+        listing = source.list_more("INBOX").await?;
     }
     source.close().await?;
     Ok(Run {
@@ -303,15 +309,50 @@ fn run_measured(cmd: &mut Command) -> (Duration, i64, bool) {
     )
 }
 
-/// The full pipeline through the real binary into a fresh SQLite store.
-async fn intake_pipeline(server: &Dovecot, tls: bool, n: usize) -> Run {
+/// Where a pipeline row stores: a fresh SQLite file, or a fresh database
+/// on the machine's PostgreSQL.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// The full pipeline through the real binary into a fresh store, with the
+/// default five-plugin chain; `workers` sets how many messages of a batch
+/// are decided at once (`None`: the default, one per core).
+async fn intake_pipeline(
+    server: &Dovecot,
+    tls: bool,
+    n: usize,
+    db: Db,
+    workers: Option<usize>,
+) -> Run {
     use intake::directory::PartyKind;
     use intake::store::{AccountConfig, BindingRole, MasterKey, NewParty, Store};
     let dir = tempfile::tempdir().unwrap();
-    let url = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("intake.db").display()
-    );
+    let url = match db {
+        Db::Sqlite => format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("intake.db").display()
+        ),
+        Db::Postgres => {
+            use sea_orm::ConnectionTrait;
+            let base = intake_tests::databases::postgres_base();
+            let admin = sea_orm::Database::connect(format!("{base}/postgres"))
+                .await
+                .unwrap();
+            let name = format!("intake_bench_{}", std::process::id());
+            admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\""))
+                .await
+                .unwrap();
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                .await
+                .unwrap();
+            format!("{base}/{name}")
+        }
+    };
     let store = Store::connect(&url).await.unwrap();
     let tenant = store.ensure_tenant("default").await.unwrap();
     let key = MasterKey::generate().unwrap();
@@ -338,7 +379,10 @@ async fn intake_pipeline(server: &Dovecot, tls: bool, n: usize) -> Run {
         &store,
         tenant,
         &[
+            ("auto_reply_guard", BindingRole::Matcher, "{}"),
+            ("thread_match", BindingRole::Matcher, "{}"),
             ("exact_match", BindingRole::Matcher, "{}"),
+            ("domain_match", BindingRole::Matcher, "{}"),
             ("unknown_sender", BindingRole::UnknownSender, "{}"),
         ],
     )
@@ -368,6 +412,9 @@ async fn intake_pipeline(server: &Dovecot, tls: bool, n: usize) -> Run {
         }
         None => Command::new(binary),
     };
+    if let Some(workers) = workers {
+        command.env("INTAKE_DECIDE_WORKERS", workers.to_string());
+    }
     let (wall, rss_kib, ok) = run_measured(
         command
             .args(["fetch", "--batch", "200"])
@@ -385,12 +432,22 @@ async fn intake_pipeline(server: &Dovecot, tls: bool, n: usize) -> Run {
         .map(|m| m.len())
         .unwrap_or(0);
     Run {
-        name: format!("intake fetch imap {}", if tls { "tls" } else { "none" }),
+        name: format!(
+            "intake fetch imap {}{}{}",
+            if tls { "tls" } else { "none" },
+            if db == Db::Postgres { " pg" } else { "" },
+            workers.map_or(String::new(), |w| format!(" w{w}"))
+        ),
         messages: n,
         bytes: db_bytes,
         wall,
         note: format!(
-            "full pipeline, SQLite FULL sync, mark seen; peak RSS {} MiB{}",
+            "full pipeline, 5 plugins, {}, mark seen; peak RSS {} MiB{}",
+            if db == Db::Postgres {
+                "PostgreSQL"
+            } else {
+                "SQLite FULL sync"
+            },
             rss_kib / 1024,
             if ok { "" } else { "; FAILED" }
         ),
@@ -442,12 +499,15 @@ async fn main() {
     let mut warm = open(&server.account(Protocol::Imap, Security::None))
         .await
         .unwrap();
-    let listed = warm
+    let mut listed = warm
         .list("INBOX", &FolderCursor::default())
         .await
         .unwrap()
         .new
         .len();
+    while let Some(more) = warm.list_more("INBOX").await.unwrap() {
+        listed += more.new.len();
+    }
     warm.close().await.unwrap();
     assert_eq!(listed, n);
 
@@ -480,9 +540,17 @@ async fn main() {
             print(&run);
         }
     }
-    for tls in [false, true] {
+    // Sequential decide (w1, as before decide ran on every core), then the
+    // default; TLS; and PostgreSQL.
+    for (tls, db, workers) in [
+        (false, Db::Sqlite, Some(1)),
+        (false, Db::Sqlite, None),
+        (true, Db::Sqlite, None),
+        (false, Db::Postgres, Some(1)),
+        (false, Db::Postgres, None),
+    ] {
         reset_seen(&server);
-        print(&intake_pipeline(&server, tls, n).await);
+        print(&intake_pipeline(&server, tls, n, db, workers).await);
     }
     println!("(for the intake fetch rows, the size column is the SQLite file it wrote)");
 }

@@ -816,6 +816,7 @@ impl MailSource for ImapSource {
         self.settings.folders.clone()
     }
 
+    #[tracing::instrument(name = "imap.list", skip_all, fields(account = %self.settings.name, host = %self.settings.host, folder = %folder))]
     async fn list(&mut self, folder: &str, cursor: &FolderCursor) -> Result<Listing, FetchError> {
         self.selected = None; // re-SELECT so the counts and UIDVALIDITY are fresh
         self.window = None;
@@ -862,6 +863,7 @@ impl MailSource for ImapSource {
         Ok(self.listing(folder, validity, changed, found))
     }
 
+    #[tracing::instrument(name = "imap.list_more", skip_all, fields(account = %self.settings.name, host = %self.settings.host, folder = %folder))]
     async fn list_more(&mut self, folder: &str) -> Result<Option<Listing>, FetchError> {
         let Some(w) = &self.window else {
             return Ok(None);
@@ -883,6 +885,7 @@ impl MailSource for ImapSource {
             .map(|found| self.listing(folder, validity, false, found)))
     }
 
+    #[tracing::instrument(name = "imap.fetch", skip_all, fields(account = %self.settings.name, host = %self.settings.host, messages = messages.len()))]
     async fn fetch(&mut self, messages: &[MessageRef]) -> Result<Vec<Fetched>, FetchError> {
         // Group by folder, keeping the caller's order within each.
         let mut by_folder: BTreeMap<(String, u32), Vec<u32>> = BTreeMap::new();
@@ -931,6 +934,7 @@ impl MailSource for ImapSource {
             .collect())
     }
 
+    #[tracing::instrument(name = "imap.acknowledge", skip_all, fields(account = %self.settings.name, host = %self.settings.host, actions = actions.len()))]
     async fn acknowledge(
         &mut self,
         actions: &[(MessageRef, Acknowledge)],
@@ -992,6 +996,7 @@ impl MailSource for ImapSource {
         Ok(())
     }
 
+    #[tracing::instrument(name = "imap.close", skip_all, fields(account = %self.settings.name, host = %self.settings.host))]
     async fn close(mut self: Box<Self>) -> Result<(), FetchError> {
         self.session
             .logout()

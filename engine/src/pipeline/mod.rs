@@ -235,6 +235,7 @@ impl Pipeline {
 
     /// One pass over a mail account: connect, retry queued server actions,
     /// list, fetch, decide, commit, acknowledge, close.
+    #[tracing::instrument(name = "pipeline.run", skip_all, fields(tenant = %tenant_name, account = %account))]
     pub async fn run_account(
         &self,
         tenant_name: &str,
@@ -284,6 +285,7 @@ impl Pipeline {
     /// fetch → decide → commit → acknowledge → close as
     /// [`run_account`](Self::run_account), for any [`MailSource`] — local
     /// files, or an in-memory mailbox in tests.
+    #[tracing::instrument(name = "pipeline.run", skip_all, fields(tenant = %tenant_name, account = %account))]
     pub async fn run_source(
         &self,
         tenant_name: &str,

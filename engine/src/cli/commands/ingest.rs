@@ -11,6 +11,10 @@ pub(crate) struct FetchArgs {
     /// Messages per batch (one transaction each).
     #[arg(long, default_value_t = 100)]
     batch: usize,
+    /// Messages of a batch decided (parsed and run through the plugin
+    /// chain) at once. Default: one per core.
+    #[arg(long, env = "INTAKE_DECIDE_WORKERS")]
+    decide_workers: Option<usize>,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -117,6 +121,10 @@ pub(crate) async fn fetch(
         runtime,
         Options {
             batch_messages: args.batch.max(1),
+            decide_workers: args
+                .decide_workers
+                .unwrap_or(Options::default().decide_workers)
+                .max(1),
             ..Options::default()
         },
     )
