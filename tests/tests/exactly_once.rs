@@ -206,7 +206,62 @@ async fn a_uidvalidity_reset_stores_nothing_twice(db: Db) {
     all_stored_once_and_seen(&db.store, &mailbox).await;
 }
 
+/// A message over the size limit in the middle of the listing, and a run
+/// that fails after its first batch was committed: the cursor must not have
+/// jumped past the smaller messages listed beside the large one, which the
+/// next run then fetches. (Before, the skip was committed with the first
+/// batch, and those messages were never fetched.)
+async fn a_skipped_large_message_never_moves_the_cursor_past_unstored_mail(db: Db) {
+    let key = MasterKey::generate().unwrap();
+    setup(&db.store, &key).await;
+    let mailbox = MemoryMailbox::new(7);
+    for n in 0..10 {
+        let padding = if n == 5 {
+            "x".repeat(10_000)
+        } else {
+            String::new()
+        };
+        mailbox.deliver(format!(
+            "From: person{n}@prospect.example\r\nSubject: m{n}\r\n\r\nbody {n}{padding}\r\n"
+        ));
+    }
+    mailbox.set_size_limit(5_000);
+    // Batches of three: [m0 m1 m2] is committed, [m3 m4 m6] comes back
+    // short and the run fails; m5 is the large one.
+    mailbox.set_faults(Faults {
+        fetches_before_short: 1,
+        short_fetches: 1,
+        ..Faults::default()
+    });
+    assert!(run(&pipeline(&db.store), &key, &mailbox).await.is_err());
+    let s = run(&pipeline(&db.store), &key, &mailbox).await.unwrap();
+    assert_eq!(s.skipped_too_large, 1, "{s:?}");
+    let tenant = db.store.ensure_tenant(TENANT).await.unwrap();
+    let mut subjects: Vec<String> = db
+        .store
+        .messages(tenant, &MessageQuery::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| m.subject)
+        .collect();
+    subjects.sort();
+    let expected: Vec<String> = [0, 1, 2, 3, 4, 6, 7, 8, 9]
+        .iter()
+        .map(|n| format!("m{n}"))
+        .collect();
+    assert_eq!(subjects, expected);
+    // And once everything is stored, the cursor is past the large one.
+    let again = run(&pipeline(&db.store), &key, &mailbox).await.unwrap();
+    assert_eq!(
+        (again.fetched, again.skipped_too_large),
+        (0, 0),
+        "{again:?}"
+    );
+}
+
 on_both_databases!(
+    a_skipped_large_message_never_moves_the_cursor_past_unstored_mail,
     a_clean_run_stores_each_once,
     a_short_batch_is_never_committed,
     a_refused_acknowledgement_is_retried_not_reingested,

@@ -23,6 +23,8 @@ pub struct Faults {
     /// The next fetches return one message fewer than asked, without an
     /// error (a broken source): the pipeline must not commit such a batch.
     pub short_fetches: u32,
+    /// Fetches that go through before `short_fetches` start.
+    pub fetches_before_short: u32,
     /// The next acknowledgements fail (a server refusing `STORE`).
     pub failed_acknowledgements: u32,
     /// The next acknowledgements panic, like a process killed after its
@@ -38,6 +40,9 @@ struct Message {
 
 #[derive(Debug, Default)]
 struct State {
+    /// Larger messages are listed as too large, as an account's size limit
+    /// makes them.
+    max_message_bytes: Option<u64>,
     uid_validity: u32,
     next_uid: u32,
     messages: BTreeMap<u32, Message>,
@@ -96,6 +101,11 @@ impl MemoryMailbox {
             s.next_uid += 1;
             s.messages.insert(uid, m);
         }
+    }
+
+    /// Lists messages over `bytes` as too large (an account's size limit).
+    pub fn set_size_limit(&self, bytes: u64) {
+        self.state().max_message_bytes = Some(bytes);
     }
 
     /// Sets the faults to inject.
@@ -164,23 +174,25 @@ impl MailSource for MemorySource {
         } else {
             0
         };
+        let limit = s.max_message_bytes.unwrap_or(u64::MAX);
+        let (new, too_large): (Vec<Listed>, Vec<Listed>) = s
+            .messages
+            .range(after + 1..)
+            .map(|(uid, m)| Listed {
+                message: MessageRef::Imap {
+                    folder: FOLDER.into(),
+                    uid_validity: s.uid_validity,
+                    uid: *uid,
+                },
+                size: m.raw.len() as u64,
+            })
+            .partition(|l| l.size <= limit);
         Ok(Listing {
             folder: FOLDER.into(),
             uid_validity: Some(s.uid_validity),
             uid_validity_changed: changed,
-            new: s
-                .messages
-                .range(after + 1..)
-                .map(|(uid, m)| Listed {
-                    message: MessageRef::Imap {
-                        folder: FOLDER.into(),
-                        uid_validity: s.uid_validity,
-                        uid: *uid,
-                    },
-                    size: m.raw.len() as u64,
-                })
-                .collect(),
-            too_large: Vec::new(),
+            new,
+            too_large,
         })
     }
 
@@ -200,7 +212,9 @@ impl MailSource for MemorySource {
             }
         }
         s.commands.push(format!("FETCH {}", uids.join(",")));
-        if s.faults.short_fetches > 0 && !out.is_empty() {
+        if s.faults.fetches_before_short > 0 {
+            s.faults.fetches_before_short -= 1;
+        } else if s.faults.short_fetches > 0 && !out.is_empty() {
             s.faults.short_fetches -= 1;
             out.pop();
         }

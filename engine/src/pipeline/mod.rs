@@ -423,7 +423,11 @@ impl Pipeline {
                     });
                 }
             }
-            // Past messages skipped as too large, too.
+            // Past messages skipped as too large, too — but only once every
+            // message listed with them is committed: committed with the first
+            // batch, it would move the cursor past smaller messages of the
+            // same listing that a crash then leaves unfetched for good.
+            let mut after_all = Vec::new();
             if let Some(Listed {
                 message:
                     MessageRef::Imap {
@@ -436,7 +440,7 @@ impl Pipeline {
                 MessageRef::Imap { uid, .. } => uid,
                 _ => 0,
             }) {
-                advances.push(CursorAdvance {
+                after_all.push(CursorAdvance {
                     folder: folder.clone(),
                     uid_validity: *uid_validity,
                     last_uid: *uid,
@@ -556,6 +560,11 @@ impl Pipeline {
                     summary.fetched += batch.refs.len();
                     waiting = Some(batch);
                 }
+            }
+            // Every batch of this listing is committed, unless the run was
+            // asked to stop: only then may the cursor pass the skipped ones.
+            if !summary.interrupted {
+                advances.append(&mut after_all);
             }
             if !advances.is_empty() {
                 self.store
