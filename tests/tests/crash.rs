@@ -100,6 +100,21 @@ fn fetch_command(db: &Db, key_file: &std::path::Path) -> Command {
     cmd
 }
 
+/// How many messages the tenant has stored.
+async fn stored_count(db: &Db, tenant: intake::store::TenantId) -> usize {
+    db.store
+        .messages(
+            tenant,
+            &MessageQuery {
+                limit: 10_000,
+                ..MessageQuery::default()
+            },
+        )
+        .await
+        .unwrap()
+        .len()
+}
+
 async fn killed_again_and_again(db: Db, protocol: Protocol) {
     let server = Dovecot::start();
     let key = MasterKey::generate().unwrap();
@@ -115,19 +130,7 @@ async fn killed_again_and_again(db: Db, protocol: Protocol) {
     println!("seed {seed}");
     let mut rng = Lcg(seed);
     let tenant = db.store.ensure_tenant("default").await.unwrap();
-    let stored = || async {
-        db.store
-            .messages(
-                tenant,
-                &MessageQuery {
-                    limit: 10_000,
-                    ..MessageQuery::default()
-                },
-            )
-            .await
-            .unwrap()
-            .len()
-    };
+    let stored = || stored_count(&db, tenant);
     let mut interrupted = 0;
     for round in 0..40 {
         if interrupted >= KILLS {
@@ -234,19 +237,7 @@ async fn sigterm_finishes_the_commit_and_quits(db: Db) {
     std::fs::write(&key_file, key.to_base64()).unwrap();
     setup(&db, &server, Protocol::Pop3, &key).await;
     let tenant = db.store.ensure_tenant("default").await.unwrap();
-    let stored = || async {
-        db.store
-            .messages(
-                tenant,
-                &MessageQuery {
-                    limit: 10_000,
-                    ..MessageQuery::default()
-                },
-            )
-            .await
-            .unwrap()
-            .len()
-    };
+    let stored = || stored_count(&db, tenant);
 
     let mut child = fetch_command(&db, &key_file)
         .stdout(Stdio::piped())

@@ -190,16 +190,16 @@ async fn pop3_delete_after_commit(db: Db) {
     assert_eq!(again.fetched, 0);
 }
 
-/// Mail from one stranger over several batches, some decided while the
-/// batch that creates the lead is still committing: one lead, every message
-/// linked to it, and each counted once.
-async fn a_lead_created_in_the_run_is_found_by_later_batches(db: Db) {
-    let server = Dovecot::start();
-    let key = MasterKey::generate().unwrap();
-    let store = &db.store;
+/// Tenant `TENANT` with an IMAP account "sales" on `server` (no TLS, keeps
+/// copies), its password sealed with `key`.
+async fn plain_imap_account(
+    store: &Store,
+    key: &MasterKey,
+    server: &Dovecot,
+) -> intake::store::TenantId {
     let tenant = store.ensure_tenant(TENANT).await.unwrap();
     store
-        .add_credential(tenant, "mailbox", USER, &Secret::new(PASSWORD), &key)
+        .add_credential(tenant, "mailbox", USER, &Secret::new(PASSWORD), key)
         .await
         .unwrap();
     let settings = server.account(Protocol::Imap, Security::None);
@@ -213,6 +213,17 @@ async fn a_lead_created_in_the_run_is_found_by_later_batches(db: Db) {
     config.port = settings.port;
     config.keep_on_server = true;
     store.add_account(tenant, &config).await.unwrap();
+    tenant
+}
+
+/// Mail from one stranger over several batches, some decided while the
+/// batch that creates the lead is still committing: one lead, every message
+/// linked to it, and each counted once.
+async fn a_lead_created_in_the_run_is_found_by_later_batches(db: Db) {
+    let server = Dovecot::start();
+    let key = MasterKey::generate().unwrap();
+    let store = &db.store;
+    let tenant = plain_imap_account(store, &key, &server).await;
     add_plugins(
         store,
         tenant,
@@ -273,22 +284,7 @@ async fn replies_thread_to_parents_decided_in_parallel(db: Db) {
     let server = Dovecot::start();
     let key = MasterKey::generate().unwrap();
     let store = &db.store;
-    let tenant = store.ensure_tenant(TENANT).await.unwrap();
-    store
-        .add_credential(tenant, "mailbox", USER, &Secret::new(PASSWORD), &key)
-        .await
-        .unwrap();
-    let settings = server.account(Protocol::Imap, Security::None);
-    let mut config = AccountConfig::new(
-        "sales",
-        Protocol::Imap,
-        "localhost",
-        Security::None,
-        "mailbox",
-    );
-    config.port = settings.port;
-    config.keep_on_server = true;
-    store.add_account(tenant, &config).await.unwrap();
+    let tenant = plain_imap_account(store, &key, &server).await;
     store
         .upsert_party(
             tenant,

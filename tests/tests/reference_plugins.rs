@@ -228,7 +228,7 @@ fn the_sdk_and_the_host_agree_on_lead_addresses() {
     for case in cases {
         assert_eq!(
             intake_plugin_sdk::address::is_valid(case),
-            intake::plugin::chain::is_valid_lead_address(case),
+            intake::directory::normalise::is_valid_address(case),
             "{case:?}"
         );
     }

@@ -295,7 +295,7 @@ fn check_policy_verdict(
     let disposition = match verdict.decision {
         unknown_sender::Decision::CreateLead(lead) => {
             let email = lead.email.trim().to_lowercase();
-            if !is_valid_lead_address(&email) {
+            if !crate::directory::normalise::is_valid_address(&email) {
                 return Err(CallError::Malformed(format!(
                     "create-lead with invalid address {:?}",
                     crate::text::bounded(&lead.email, 300)
@@ -318,14 +318,6 @@ fn check_policy_verdict(
         unknown_sender::Decision::KeepUnlinked => Disposition::KeepUnlinked,
     };
     Ok((disposition, action))
-}
-
-/// The rule every `create-lead` address must pass: a non-empty local part
-/// and domain around the last `@`, at most 254 bytes, no white space or
-/// control characters. The SDK's `address::is_valid` states the same rule
-/// for plugins; a test holds the two to it.
-pub fn is_valid_lead_address(address: &str) -> bool {
-    crate::directory::normalise::is_valid_address(address)
 }
 
 /// A text field of a verdict: over the cap it makes the result malformed;
