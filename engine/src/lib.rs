@@ -11,6 +11,10 @@
 //! - [`pipeline`]: batches, one transaction each, then the server actions;
 //! - [`store`]: sea-orm persistence (SQLite default, PostgreSQL).
 //!
+//! [`service`] is the one layer the command line and `intake serve` call to
+//! work on accounts (a check, its lease, the account's state), and
+//! [`serve`] runs the engine by itself: scheduler, IDLE, metrics.
+//!
 //! [`directory`] is the tenant's contacts and leads as plugins query them,
 //! [`home`] the per-user data directory (store and key), [`bundled`] the
 //! reference plugins built into the binary,
@@ -28,5 +32,7 @@ pub mod offline;
 pub mod parse;
 pub mod pipeline;
 pub mod plugin;
+pub mod serve;
+pub mod service;
 pub mod store;
 pub mod text;

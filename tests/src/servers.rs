@@ -182,13 +182,27 @@ pub struct DovecotOptions {
     /// Offer TLS (STARTTLS and the implicit-TLS ports). Without it, STARTTLS
     /// is not advertised, for the refusal test.
     pub tls: bool,
+    /// Advertise IDLE (Dovecot does by default).
+    pub idle: bool,
+    /// Users `user0` … `user{n-1}` (password `pw`), besides alice and bob.
+    pub extra_users: usize,
+    /// Dovecot's `mail_max_userip_connections` (its default is 10).
+    pub max_userip_connections: u32,
 }
 
 impl Default for DovecotOptions {
     fn default() -> Self {
-        DovecotOptions { tls: true }
+        DovecotOptions {
+            tls: true,
+            idle: true,
+            extra_users: 0,
+            max_userip_connections: 10,
+        }
     }
 }
+
+/// The password of the extra users.
+pub const EXTRA_PASSWORD: &str = "pw";
 
 /// A private Dovecot on loopback.
 pub struct Dovecot {
@@ -232,13 +246,16 @@ impl Dovecot {
         for sub in ["mail", "home", &format!("home/{USER}"), "home/bob"] {
             make_owned_dir(&root.join(sub), owner);
         }
+        for n in 0..options.extra_users {
+            make_owned_dir(&root.join(format!("home/user{n}")), owner);
+        }
         let certs = TestCertificates::generate(root);
         let mut attempt = 0;
-        std::fs::write(
-            root.join("users"),
-            format!("{USER}:{{PLAIN}}{PASSWORD}::::::\nbob:{{PLAIN}}bobpw::::::\n"),
-        )
-        .unwrap();
+        let mut users = format!("{USER}:{{PLAIN}}{PASSWORD}::::::\nbob:{{PLAIN}}bobpw::::::\n");
+        for n in 0..options.extra_users {
+            users.push_str(&format!("user{n}:{{PLAIN}}{EXTRA_PASSWORD}::::::\n"));
+        }
+        std::fs::write(root.join("users"), users).unwrap();
         let (child, imap_port, imaps_port, pop3_port, pop3s_port) = loop {
             attempt += 1;
             let (imap_port, imaps_port, pop3_port, pop3s_port) =
@@ -259,8 +276,18 @@ impl Dovecot {
                     String::new()
                 }
             };
+            // Dovecot's own list, without IDLE, for the polling test.
+            let capability = if options.idle {
+                String::new()
+            } else {
+                "imap_capability = IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE LITERAL+ \
+                 UIDPLUS MOVE NAMESPACE UNSELECT CHILDREN CONDSTORE\n"
+                    .to_string()
+            };
             let config = format!(
                 "protocols = imap pop3\n\
+                 {capability}\
+                 mail_max_userip_connections = {max_userip}\n\
                  listen = 127.0.0.1\n\
                  base_dir = {root}/run\n\
                  state_dir = {root}/state\n\
@@ -282,6 +309,7 @@ impl Dovecot {
                 uid = owner.0,
                 gid = owner.1,
                 imaps = tls_listeners("imaps", imaps_port),
+                max_userip = options.max_userip_connections,
                 pop3s = tls_listeners("pop3s", pop3s_port),
             );
             let conf = root.join("dovecot.conf");

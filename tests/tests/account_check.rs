@@ -134,7 +134,10 @@ async fn each_mistake_fails_at_its_step_with_a_hint() {
 
 #[tokio::test]
 async fn starttls_not_offered_fails_the_tls_step() {
-    let server = Dovecot::start_with(DovecotOptions { tls: false });
+    let server = Dovecot::start_with(DovecotOptions {
+        tls: false,
+        ..DovecotOptions::default()
+    });
     let r = test_account(&quick(server.account(Protocol::Imap, Security::Starttls))).await;
     let (step, _, hint) = failed(&r);
     assert_eq!(step, "tls");

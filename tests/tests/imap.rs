@@ -102,7 +102,10 @@ async fn certificates_are_verified_unless_explicitly_skipped() {
 
 #[tokio::test]
 async fn starttls_not_offered_is_refused() {
-    let server = Dovecot::start_with(DovecotOptions { tls: false });
+    let server = Dovecot::start_with(DovecotOptions {
+        tls: false,
+        ..DovecotOptions::default()
+    });
     let account = server.account(Protocol::Imap, Security::Starttls);
     match open(&account).await {
         Err(FetchError::Net(NetError::StartTlsNotOffered { command })) => {

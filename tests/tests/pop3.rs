@@ -65,7 +65,10 @@ async fn wrong_password_and_missing_stls() {
     account.password = Secret::new("wrong");
     assert!(matches!(open(&account).await, Err(FetchError::Auth(_))));
 
-    let plain_only = Dovecot::start_with(DovecotOptions { tls: false });
+    let plain_only = Dovecot::start_with(DovecotOptions {
+        tls: false,
+        ..DovecotOptions::default()
+    });
     let account = plain_only.account(Protocol::Pop3, Security::Starttls);
     match open(&account).await {
         Err(FetchError::Net(NetError::StartTlsNotOffered { command })) => {

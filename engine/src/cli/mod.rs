@@ -57,10 +57,28 @@ pub(crate) struct Global {
     /// when the first credential is stored).
     #[arg(long, global = true, env = "INTAKE_KEY_FILE", value_name = "FILE")]
     pub(crate) key_file: Option<PathBuf>,
+    /// Log lines as text (default) or as JSON objects, one per line.
+    #[arg(
+        long,
+        global = true,
+        env = "INTAKE_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub(crate) log_format: LogFormat,
     /// A directory of .wasm files to use instead of the plugins built into
     /// intake when a tenant's default chain is installed.
     #[arg(long, global = true, env = "INTAKE_PLUGIN_DIR", value_name = "DIR")]
     pub(crate) plugin_dir: Option<PathBuf>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, spans with their fields (tenant, account).
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,6 +101,10 @@ enum Command {
     /// One pass over the tenant's enabled accounts (or one account):
     /// fetch, decide, commit, acknowledge; prints a summary per account.
     Fetch(commands::FetchArgs),
+    /// Run the engine by itself until stopped: check every tenant's enabled
+    /// accounts at their interval (and through IMAP IDLE), back off and
+    /// disable failing ones, and serve /metrics, /healthz and /readyz.
+    Serve(commands::ServeArgs),
     /// Backfill: ingest a Maildir, an mbox or .eml files into an account
     /// through the same pipeline.
     Import(commands::ImportArgs),
@@ -279,18 +301,26 @@ pub(crate) struct PluginTest {
 /// The whole `intake` program: logging to stderr, parse arguments, run, and
 /// turn errors into a message and exit status 1. The binary is this call.
 pub async fn main() -> ExitCode {
+    let args = Cli::parse();
     // Colour codes only where a terminal will interpret them; in a log file
     // or a pipe they are noise.
     let stderr_is_terminal = std::io::stderr().is_terminal();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("INTAKE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,intake=info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(stderr_is_terminal)
-        .init();
-    let args = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("INTAKE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,intake=info"));
+    match args.global.log_format {
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(stderr_is_terminal)
+            .init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init(),
+    }
     let mut stdout = std::io::stdout();
     let result = match run(args, &mut stdout).await {
         Ok(code) => stdout.flush().map(|()| code).map_err(anyhow::Error::from),
@@ -323,6 +353,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<ExitC
         Command::Contact(cmd) => commands::contact(&c, cmd, out).await,
         Command::Fetch(args) => commands::fetch(&c, args, out).await,
         Command::Import(args) => commands::import(&c, args, out).await,
+        Command::Serve(args) => commands::serve(&c, args, out).await,
         Command::Inbox(args) => commands::inbox(&c, args, out).await,
         Command::Message(cmd) => commands::message(&c, cmd, out).await,
         Command::Quarantine(cmd) => commands::quarantine(&c, cmd, out).await,

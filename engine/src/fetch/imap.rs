@@ -36,7 +36,7 @@ use super::{
 /// Longest line accepted before login (greeting, capability, STARTTLS).
 const MAX_PRELOGIN_LINE: usize = 16 * 1024;
 
-type Session = async_imap::Session<Guarded<MailStream>>;
+pub(crate) type Session = async_imap::Session<Guarded<MailStream>>;
 
 /// Most messages one listing window holds (and so the most UIDs one
 /// `SEARCH` answer can carry: about 55 KB).
@@ -293,7 +293,7 @@ fn is_busy(words: &str) -> bool {
 
 /// async-imap's error for `step`, in words: short, naming the step, and
 /// never quoting message content (its parse errors embed the whole buffer).
-fn imap_error(e: async_imap::error::Error, step: &str) -> FetchError {
+pub(crate) fn imap_error(e: async_imap::error::Error, step: &str) -> FetchError {
     use async_imap::error::Error;
     match e {
         Error::Io(io) => {
@@ -459,6 +459,21 @@ impl ImapSource {
     /// Capabilities after login.
     pub fn capabilities(&self) -> &[String] {
         &self.capabilities
+    }
+
+    /// Selects `folder` and hands over the session, for a watch on it
+    /// ([`super::watch`]): `None` when the server does not offer IDLE.
+    pub(crate) async fn into_idle_session(
+        mut self,
+        folder: &str,
+    ) -> Result<Option<Session>, FetchError> {
+        if !has(&self.capabilities, "IDLE") {
+            let _ = self.session.logout().await;
+            return Ok(None);
+        }
+        self.select(folder).await?;
+        self.drain_unsolicited();
+        Ok(Some(self.session))
     }
 
     /// Message and unseen counts (`STATUS`), without selecting.

@@ -115,6 +115,11 @@ impl<S> Guarded<S> {
         )
     }
 
+    /// The wrapped stream.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
     /// Checks `bytes` (just read) and updates the framing state.
     fn scan(&mut self, bytes: &[u8]) -> Result<(), Violation> {
         let mut i = 0;

@@ -16,6 +16,7 @@
 //! - [`files`]: Maildir, mbox and `.eml` files, for backfill imports.
 //! - [`memory`]: an in-memory mailbox with injectable faults, for tests of
 //!   the pipeline.
+//! - [`watch`]: IMAP IDLE on a folder, so the service hears of new mail.
 //!
 //! Nothing here trusts the server: every exchange has a deadline
 //! ([`net`]), every line and literal a cap, listings come in bounded windows
@@ -31,6 +32,7 @@ pub mod imap_guard;
 pub mod memory;
 pub mod net;
 pub mod pop3;
+pub mod watch;
 
 use std::collections::BTreeSet;
 

@@ -231,6 +231,10 @@ pub struct MailStream {
     read_timer: Option<Pin<Box<Sleep>>>,
     write_timer: Option<Pin<Box<Sleep>>>,
     exchange: Exchange,
+    /// Set while the server may rightly stay silent longer than `idle`
+    /// (IMAP IDLE): the read timeout and the exchange's grace until the
+    /// next command.
+    quiet: Option<Duration>,
 }
 
 /// The current command/response exchange: it begins when a command is
@@ -311,7 +315,19 @@ impl MailStream {
             read_timer: None,
             write_timer: None,
             exchange: Exchange::new(),
+            quiet: None,
         }
+    }
+
+    /// From now until the next command is written, the server may stay
+    /// silent for up to `silence` (IMAP IDLE waits for the server to speak
+    /// first). The usual timeouts come back with the next command, so a
+    /// dead link is still found when the wait is renewed.
+    pub fn allow_silence(&mut self, silence: Duration) {
+        self.quiet = Some(silence);
+        self.read_timer = None;
+        self.exchange = Exchange::new();
+        self.exchange.reading = true;
     }
 
     /// True once TLS is established.
@@ -372,6 +388,7 @@ impl MailStream {
                 read_timer: None,
                 write_timer: None,
                 exchange: Exchange::new(),
+                quiet: None,
             },
             info,
         ))
@@ -407,9 +424,10 @@ impl AsyncRead for MailStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        let deadline = this.exchange.deadline(this.idle);
+        let grace = this.quiet.unwrap_or(this.idle);
+        let deadline = this.exchange.deadline(grace);
         if Instant::now() >= deadline {
-            return Poll::Ready(Err(this.exchange.too_slow(this.idle)));
+            return Poll::Ready(Err(this.exchange.too_slow(grace)));
         }
         let before = buf.filled().len();
         match this.io().poll_read(cx, buf) {
@@ -428,9 +446,9 @@ impl AsyncRead for MailStream {
                     timer.as_mut().reset(deadline.into());
                 }
                 if timer.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Err(this.exchange.too_slow(this.idle)));
+                    return Poll::Ready(Err(this.exchange.too_slow(grace)));
                 }
-                poll_timer(&mut this.read_timer, this.idle, cx).map(Err)
+                poll_timer(&mut this.read_timer, grace, cx).map(Err)
             }
         }
     }
@@ -446,6 +464,7 @@ impl AsyncWrite for MailStream {
         if this.exchange.reading {
             // A command after a reply: a new exchange, a new deadline.
             this.exchange = Exchange::new();
+            this.quiet = None;
         }
         match this.io().poll_write(cx, buf) {
             Poll::Ready(r) => {

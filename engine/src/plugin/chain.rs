@@ -362,6 +362,13 @@ fn step(
     error: Option<StepError>,
     micros: u64,
 ) -> Step {
+    // A no-op unless a recorder is installed (`intake serve`).
+    metrics::histogram!(
+        "intake_plugin_call_seconds",
+        "plugin" => plugin.name().to_string(),
+        "role" => role,
+    )
+    .record(micros as f64 / 1e6);
     Step {
         plugin: plugin.name().to_string(),
         role,

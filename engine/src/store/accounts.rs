@@ -229,7 +229,10 @@ impl Store {
         if updated.rows_affected == 0 {
             return Err(not_found("account", name));
         }
-        Ok(())
+        // New settings deserve a fresh try: a disablement or a backoff
+        // earned with the old ones is cleared.
+        let id = self.account_id(tenant, config.name.trim()).await?;
+        self.reset_health(tenant, id).await
     }
 
     /// Removes an account with its cursors, seen UIDLs and pending actions.

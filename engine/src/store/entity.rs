@@ -487,3 +487,83 @@ pub mod pending_actions {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod account_health {
+    //! `account_health`: what the service knows of an account's checks.
+    use sea_orm::entity::prelude::*;
+
+    /// One account's state, last and next check, and lease.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "account_health")]
+    pub struct Model {
+        /// The account.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub account_id: i64,
+        /// Its tenant.
+        pub tenant_id: i64,
+        /// `ok`, `backing-off` or `disabled`.
+        pub state: String,
+        /// Failures since the last success.
+        pub consecutive_failures: i32,
+        /// Backing off until then.
+        pub retry_at: Option<DateTimeUtc>,
+        /// Why it was disabled.
+        pub disabled_reason: Option<String>,
+        /// When it was disabled.
+        pub disabled_at: Option<DateTimeUtc>,
+        /// Last check, successful or not.
+        pub last_check_at: Option<DateTimeUtc>,
+        /// Last successful check.
+        pub last_success_at: Option<DateTimeUtc>,
+        /// Class of the last error.
+        pub last_error_class: Option<String>,
+        /// The last error, as a user reads it.
+        pub last_error: Option<String>,
+        /// Messages ingested by the last successful check.
+        pub last_ingested: Option<i64>,
+        /// When the next scheduled check is due.
+        pub next_check_at: Option<DateTimeUtc>,
+        /// A person asked for a check at this time.
+        pub check_requested_at: Option<DateTimeUtc>,
+        /// The worker working the account.
+        pub lease_owner: Option<String>,
+        /// Until when the lease holds unless renewed.
+        pub lease_until: Option<DateTimeUtc>,
+    }
+
+    /// No relations are navigated through the ORM.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod workers {
+    //! `workers`: the `intake serve` processes on this store.
+    use sea_orm::entity::prelude::*;
+
+    /// A worker process.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "workers")]
+    pub struct Model {
+        /// `host:pid:random`.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        /// Host name.
+        pub host: String,
+        /// Process id.
+        pub pid: i64,
+        /// Start time.
+        pub started_at: DateTimeUtc,
+        /// Last sign of life.
+        pub heartbeat_at: DateTimeUtc,
+        /// Clean stop time.
+        pub stopped_at: Option<DateTimeUtc>,
+    }
+
+    /// No relations are navigated through the ORM.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

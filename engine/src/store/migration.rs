@@ -20,7 +20,11 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(Initial), Box::new(ContentHash)]
+        vec![
+            Box::new(Initial),
+            Box::new(ContentHash),
+            Box::new(AccountHealth),
+        ]
     }
 }
 
@@ -526,6 +530,83 @@ impl MigrationTrait for ContentHash {
                         .drop_column(a(column))
                         .to_owned(),
                 )
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// What `intake serve` keeps per account — state (ok, backing off,
+/// disabled), the last check and its error, the next one, a check asked for
+/// by a person, and the lease that lets one worker at a time work the
+/// account — and the workers that are running, with their heartbeat.
+struct AccountHealth;
+
+impl MigrationName for AccountHealth {
+    fn name(&self) -> &str {
+        "m20261202_000001_account_health"
+    }
+}
+
+#[allow(elided_lifetimes_in_paths)]
+#[async_trait::async_trait]
+impl MigrationTrait for AccountHealth {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let mut t = Table::create();
+        t.table(a("account_health"))
+            .if_not_exists()
+            .col(col("account_id").big_integer().not_null().primary_key());
+        tenant_col(&mut t, "account_health");
+        fk(
+            &mut t,
+            "account_health",
+            "account_id",
+            "accounts",
+            ForeignKeyAction::Cascade,
+        );
+        t.col(col("state").text().not_null())
+            .col(col("consecutive_failures").integer().not_null())
+            .col(col("retry_at").timestamp_with_time_zone().null())
+            .col(col("disabled_reason").text().null())
+            .col(col("disabled_at").timestamp_with_time_zone().null())
+            .col(col("last_check_at").timestamp_with_time_zone().null())
+            .col(col("last_success_at").timestamp_with_time_zone().null())
+            .col(col("last_error_class").text().null())
+            .col(col("last_error").text().null())
+            .col(col("last_ingested").big_integer().null())
+            .col(col("next_check_at").timestamp_with_time_zone().null())
+            .col(col("check_requested_at").timestamp_with_time_zone().null())
+            .col(col("lease_owner").text().null())
+            .col(col("lease_until").timestamp_with_time_zone().null());
+        manager.create_table(t.to_owned()).await?;
+        manager
+            .create_index(
+                index(
+                    "ix_account_health_next",
+                    "account_health",
+                    &["next_check_at"],
+                )
+                .to_owned(),
+            )
+            .await?;
+
+        let mut t = Table::create();
+        t.table(a("workers"))
+            .if_not_exists()
+            .col(col("id").text().not_null().primary_key())
+            .col(col("host").text().not_null())
+            .col(col("pid").big_integer().not_null())
+            .col(col("started_at").timestamp_with_time_zone().not_null())
+            .col(col("heartbeat_at").timestamp_with_time_zone().not_null())
+            .col(col("stopped_at").timestamp_with_time_zone().null());
+        manager.create_table(t.to_owned()).await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for name in ["workers", "account_health"] {
+            manager
+                .drop_table(Table::drop().table(a(name)).if_exists().to_owned())
                 .await?;
         }
         Ok(())

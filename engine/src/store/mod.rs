@@ -21,6 +21,8 @@
 //!   stores messages with their outcome, advances cursors and queues server
 //!   actions, skipping anything already ingested;
 //! - [`actions`]: server actions waiting for the server;
+//! - [`health`]: each account's state for `intake serve` (ok, backing off,
+//!   disabled), its checks, its lease, and the running workers;
 //! - [`inbox`]: what was stored, quarantined or discarded;
 //! - [`plugins`]: the tenant's plugin chain, components included.
 
@@ -30,6 +32,7 @@ pub mod batch;
 pub mod credentials;
 mod directory;
 mod entity;
+pub mod health;
 pub mod inbox;
 pub mod key;
 pub mod location;
@@ -56,6 +59,7 @@ pub use batch::{
 };
 pub use credentials::{Credential, CredentialInfo};
 pub use directory::StoreDirectory;
+pub use health::{AccountHealth, DueAccount, HealthState, WorkerInfo};
 pub use inbox::{
     DiscardEntry, MessageQuery, MessageStatus, MessageSummary, QuarantineEntry, StoredMessage,
 };
@@ -283,6 +287,11 @@ impl Store {
         Ok(Store { db })
     }
 
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        Ok(self.db.ping().await?)
+    }
+
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(self) -> Result<()> {
         Ok(self.db.close().await?)
@@ -310,6 +319,16 @@ impl Store {
         self.tenant(name)
             .await?
             .ok_or_else(|| not_found("tenant", name))
+    }
+
+    /// Every tenant, with its name.
+    pub async fn tenants(&self) -> Result<Vec<(TenantId, String)>> {
+        Ok(tenants::Entity::find()
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|t| (TenantId(t.id), t.name))
+            .collect())
     }
 
     /// The tenant named `name`, if it exists.

@@ -1,6 +1,9 @@
-//! `intake account`: add, list, show, edit, enable, remove (Test settings is in `cli`).
+//! `intake account`: add, list, show, edit, remove, enable, check now
+//! (Test settings is in `cli`). State, enable and check go through the
+//! service layer, as the service itself does.
 
 use super::*;
+use crate::service::{AccountStatus, Service};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum AccountCommand {
@@ -19,6 +22,22 @@ pub(crate) enum AccountCommand {
     Remove {
         /// Account name.
         name: String,
+    },
+    /// Switch an account on and clear a disablement (after too many
+    /// authentication or certificate failures) or a backoff: it is checked
+    /// again at once.
+    Enable {
+        /// Account name.
+        name: String,
+    },
+    /// Check now: ask the running `intake serve` to check the account
+    /// soon, wait for it, and show the result.
+    Check {
+        /// Account name.
+        name: String,
+        /// Give up waiting after this many seconds.
+        #[arg(long, default_value_t = 120)]
+        wait_secs: u64,
     },
     /// Test settings: resolve, connect, TLS, capabilities, login and
     /// folders, one line per step; on failure, the step that failed and what
@@ -228,7 +247,9 @@ pub(crate) async fn account(
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
     let mode = match &cmd {
-        AccountCommand::List | AccountCommand::Show { .. } => OpenMode::Existing,
+        AccountCommand::List | AccountCommand::Show { .. } | AccountCommand::Check { .. } => {
+            OpenMode::Existing
+        }
         AccountCommand::Edit(spec) if !spec.changes_anything() => bail!(
             "nothing to change: give the settings to change, e.g. `intake account edit {} --host NEW` \
              (see `intake account edit --help`)",
@@ -273,11 +294,25 @@ pub(crate) async fn account(
             }
         }
         AccountCommand::List => {
+            let service = Service::admin(store.clone());
             writeln!(
                 out,
-                "{:<16} {:<5} {:<28} {:<9} {:<14} {:<7} FOLDERS",
-                "NAME", "PROTO", "SERVER", "SECURITY", "KEEP ON SERVER", "ENABLED"
+                "{:<16} {:<5} {:<28} {:<9} {:<14} {:<7} {:<20} {:<16} STATE",
+                "NAME",
+                "PROTO",
+                "SERVER",
+                "SECURITY",
+                "KEEP ON SERVER",
+                "ENABLED",
+                "FOLDERS",
+                "LAST CHECK"
             )?;
+            let statuses: std::collections::HashMap<String, AccountStatus> = service
+                .account_statuses(tenant)
+                .await?
+                .into_iter()
+                .map(|s| (s.name.clone(), s))
+                .collect();
             for a in store.accounts(tenant).await? {
                 let c = &a.config;
                 let mut settings = AccountSettings::new(
@@ -294,22 +329,57 @@ pub(crate) async fn account(
                     Protocol::Pop3 => "-".to_owned(),
                     Protocol::Imap => c.folders.join(","),
                 };
+                let (last, state) = match statuses.get(&c.name) {
+                    Some(s) => (
+                        s.health
+                            .last_check_at
+                            .map(|t| t.format("%m-%d %H:%M:%S").to_string())
+                            .unwrap_or_else(|| "never".into()),
+                        s.state_line(),
+                    ),
+                    None => ("never".into(), "ok".into()),
+                };
                 writeln!(
                     out,
-                    "{:<16} {:<5} {:<28} {:<9} {:<14} {:<7} {}",
+                    "{:<16} {:<5} {:<28} {:<9} {:<14} {:<7} {:<20} {:<16} {}",
                     safe(&c.name),
                     format!("{:?}", c.protocol).to_lowercase(),
                     safe(&server),
                     format!("{:?}", c.security).to_lowercase(),
                     c.keep_on_server,
                     c.enabled,
-                    safe(&folders)
+                    safe(&folders),
+                    last,
+                    safe(&state)
                 )?;
             }
         }
         AccountCommand::Show { name } => {
             let account = store.account(tenant, &name).await?;
-            writeln!(out, "{}", serde_json::to_string_pretty(&account.config)?)?;
+            let status = Service::admin(store.clone())
+                .account_status(tenant, &name)
+                .await?;
+            // The settings as before, with the service's view beside them.
+            let mut shown = serde_json::to_value(&account.config)?;
+            if let Some(object) = shown.as_object_mut() {
+                object.insert("state".into(), status.state_line().into());
+                object.insert("health".into(), serde_json::to_value(&status.health)?);
+            }
+            writeln!(out, "{}", serde_json::to_string_pretty(&shown)?)?;
+        }
+        AccountCommand::Enable { name } => {
+            let status = Service::admin(store.clone())
+                .enable_account(tenant, &name)
+                .await?;
+            writeln!(
+                out,
+                "account {}: enabled, state {}; the service checks it at its next tick",
+                safe(&name),
+                safe(&status.state_line())
+            )?;
+        }
+        AccountCommand::Check { name, wait_secs } => {
+            return check_now(&store, tenant, &name, Duration::from_secs(wait_secs), out).await;
         }
         AccountCommand::Remove { name } => {
             store.remove_account(tenant, &name).await?;
@@ -318,4 +388,72 @@ pub(crate) async fn account(
         AccountCommand::Test(_) => unreachable!("dispatched in cli::run"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How recent a worker's heartbeat must be for it to count as running.
+const LIVE_WORKER: Duration = Duration::from_secs(35);
+
+/// `intake account check`: a request the running service picks up at its
+/// next tick; the result is read back from the account's state.
+async fn check_now(
+    store: &Store,
+    tenant: TenantId,
+    name: &str,
+    wait: Duration,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<ExitCode> {
+    let service = Service::admin(store.clone());
+    if service.live_workers(LIVE_WORKER).await?.is_empty() {
+        bail!(
+            "no `intake serve` is running on this store (none gave a sign of life in the last {} s); \
+             start one, or check once from here with `intake fetch --account {name}`",
+            LIVE_WORKER.as_secs()
+        );
+    }
+    let requested = service.request_check(tenant, name).await?;
+    eprintln!(
+        "asked the service to check {name}; waiting (at most {} s)",
+        wait.as_secs()
+    );
+    let deadline = tokio::time::Instant::now() + wait;
+    let status = loop {
+        if let Some(status) = service.check_result(tenant, name, requested).await? {
+            break status;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!(
+                "the service has not checked {name} within {} s (it may be busy: the check stays \
+                 queued); see `intake account show {name}` later",
+                wait.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    print_check(out, &status)?;
+    Ok(if status.health.last_error.is_some() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_check(out: &mut (dyn Write + Send), s: &AccountStatus) -> std::io::Result<()> {
+    let h = &s.health;
+    writeln!(out, "account     {}", safe(&s.name))?;
+    writeln!(out, "state       {}", safe(&s.state_line()))?;
+    let at = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+            .unwrap_or_else(|| "-".into())
+    };
+    writeln!(out, "last check  {}", at(h.last_check_at))?;
+    writeln!(out, "last ok     {}", at(h.last_success_at))?;
+    match (&h.last_error_class, &h.last_error) {
+        (Some(class), Some(error)) => writeln!(out, "error       {class}: {}", safe(error))?,
+        _ => writeln!(
+            out,
+            "ingested    {} message(s)",
+            h.last_ingested.unwrap_or(0)
+        )?,
+    }
+    writeln!(out, "next check  {}", at(h.next_check_at))
 }

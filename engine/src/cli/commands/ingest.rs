@@ -219,7 +219,7 @@ pub(crate) async fn import(
 /// the commit in flight, carries out its server actions, logs out and
 /// prints its summary. A second signal stops at once (exit 130); what was
 /// committed stays committed, and the rest is fetched again next time.
-fn stop_on_signal() -> tokio_util::sync::CancellationToken {
+pub(super) fn stop_on_signal() -> tokio_util::sync::CancellationToken {
     let token = tokio_util::sync::CancellationToken::new();
     let cancel = token.clone();
     tokio::spawn(async move {

@@ -1,5 +1,5 @@
 //! The commands that work on the store: accounts, credentials, contacts,
-//! the tenant's plugin chain, fetch and import, inbox, messages and
+//! the tenant's plugin chain, fetch and import, serve, inbox, messages and
 //! quarantine, and the master key. Each one opens the store of its
 //! [`Config`] (by default `intake.db` in the data directory) for `--tenant`:
 //! a command that changes data may create it, and names it on stderr; a
@@ -16,6 +16,7 @@ mod ingest;
 mod key;
 mod plugins;
 mod quarantine;
+mod serve;
 
 pub(crate) use accounts::*;
 pub(crate) use contacts::*;
@@ -25,6 +26,7 @@ pub(crate) use ingest::*;
 pub(crate) use key::*;
 pub(crate) use plugins::*;
 pub(crate) use quarantine::*;
+pub(crate) use serve::*;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,141 @@
+//! `intake serve`: the engine checking every tenant's accounts by itself
+//! until it is stopped, with `/metrics`, `/healthz` and `/readyz`.
+
+use super::*;
+use crate::serve::scheduler::Limits;
+use crate::serve::{self, ServeConfig};
+use crate::service::{RetryPolicy, Service, ServiceOptions};
+
+/// `intake serve`. Every flag has an `INTAKE_*` variable; flags win.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address for /metrics, /healthz and /readyz, or `none`.
+    #[arg(long, env = "INTAKE_LISTEN", default_value = "127.0.0.1:9465")]
+    listen: String,
+    /// Account checks running at once, over all tenants.
+    #[arg(long, env = "INTAKE_CONCURRENCY", default_value_t = 32)]
+    concurrency: usize,
+    /// Connections at once to one mail server host (servers limit logins
+    /// per address; Dovecot's default is 10 per user and address).
+    #[arg(long, env = "INTAKE_PER_HOST", default_value_t = 8)]
+    per_host: usize,
+    /// Keep an IMAP IDLE connection per folder for new mail (where the
+    /// server offers IDLE; every account is also checked at its interval).
+    #[arg(long, env = "INTAKE_IDLE", default_value_t = true, action = clap::ArgAction::Set)]
+    idle: bool,
+    /// Renew each IDLE command at least this often, seconds.
+    #[arg(long, env = "INTAKE_IDLE_RENEW_SECS", default_value_t = 300)]
+    idle_renew_secs: u64,
+    /// On SIGTERM / Ctrl-C, wait at most this long for the checks in
+    /// flight to commit and log out, seconds.
+    #[arg(long, env = "INTAKE_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    grace_secs: u64,
+    /// Authentication or certificate failures in a row that disable an
+    /// account (transient failures only back off, never disable).
+    #[arg(long, env = "INTAKE_DISABLE_AFTER", default_value_t = 3)]
+    disable_after: u32,
+    /// First wait after a failure, seconds; it doubles up to --backoff-max-secs.
+    #[arg(long, env = "INTAKE_BACKOFF_SECS", default_value_t = 60)]
+    backoff_secs: u64,
+    /// Longest wait between attempts of a failing account, seconds.
+    #[arg(long, env = "INTAKE_BACKOFF_MAX_SECS", default_value_t = 3600)]
+    backoff_max_secs: u64,
+    /// How long an account stays with a worker that stopped answering,
+    /// seconds (renewed every third of it while a check runs).
+    #[arg(long, env = "INTAKE_LEASE_SECS", default_value_t = 60)]
+    lease_secs: u64,
+    /// How often the store is asked which accounts are due, milliseconds.
+    #[arg(long, env = "INTAKE_TICK_MS", default_value_t = 1000)]
+    tick_ms: u64,
+    /// Messages of a batch decided at once. Default: one per core.
+    #[arg(long, env = "INTAKE_DECIDE_WORKERS")]
+    decide_workers: Option<usize>,
+}
+
+impl ServeArgs {
+    fn config(&self) -> anyhow::Result<ServeConfig> {
+        let listen = match self.listen.trim() {
+            "" | "none" => None,
+            addr => Some(addr.parse().with_context(|| {
+                format!("--listen {addr:?}: expected ADDRESS:PORT such as 127.0.0.1:9465, or none")
+            })?),
+        };
+        let config = ServeConfig {
+            listen,
+            limits: Limits {
+                concurrent: self.concurrency,
+                per_host: self.per_host,
+                tick: Duration::from_millis(self.tick_ms),
+            },
+            idle: self.idle,
+            idle_renew: Duration::from_secs(self.idle_renew_secs),
+            grace: Duration::from_secs(self.grace_secs),
+            heartbeat: Duration::from_secs(10),
+        };
+        config.validate().map_err(anyhow::Error::msg)?;
+        if self.backoff_secs == 0 || self.backoff_max_secs < self.backoff_secs {
+            bail!("--backoff-secs must be positive and at most --backoff-max-secs");
+        }
+        if self.lease_secs < 3 {
+            bail!("--lease-secs must be at least 3");
+        }
+        Ok(config)
+    }
+}
+
+pub(crate) async fn serve(
+    c: &Config,
+    args: ServeArgs,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<ExitCode> {
+    let config = args.config()?;
+    let (store, _) = open(c, OpenMode::Create).await?;
+    // A store with credentials needs its key now, not at the first check.
+    let key = match c.master_key() {
+        Ok(key) => Some(key),
+        Err(e) if store.has_credentials().await? => return Err(e),
+        Err(_) => None,
+    };
+    for (tenant, _) in store.tenants().await? {
+        if !store.accounts(tenant).await?.is_empty() {
+            ensure_default_chain(c, &store, tenant, out).await?;
+        }
+    }
+    let shutdown = stop_on_signal();
+    let runtime = Arc::new(PluginRuntime::new(RuntimeConfig::default())?);
+    let pipeline = Pipeline::new(
+        store.clone(),
+        runtime,
+        Options {
+            decide_workers: args
+                .decide_workers
+                .unwrap_or(Options::default().decide_workers)
+                .max(1),
+            ..Options::default()
+        },
+    )
+    .with_shutdown(shutdown.clone());
+    let service = Arc::new(Service::new(
+        store,
+        Arc::new(pipeline),
+        key.clone(),
+        ServiceOptions {
+            worker_id: serve::worker_id(),
+            lease: Duration::from_secs(args.lease_secs),
+            retry: RetryPolicy {
+                first_backoff: Duration::from_secs(args.backoff_secs),
+                max_backoff: Duration::from_secs(args.backoff_max_secs),
+                disable_after: args.disable_after.max(1),
+            },
+        },
+    ));
+    serve::run(config, service, key, shutdown, |addr| {
+        if let Some(addr) = addr {
+            eprintln!("intake serve: http://{addr}/metrics, /healthz, /readyz");
+        }
+        eprintln!("intake serve: running; stop with Ctrl-C or SIGTERM");
+    })
+    .await?;
+    writeln!(out, "intake serve: stopped")?;
+    Ok(ExitCode::SUCCESS)
+}

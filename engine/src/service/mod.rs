@@ -1,0 +1,381 @@
+//! The service layer: what the command line, the scheduler of
+//! `intake serve` (and, next, the HTTP API and the console) call to work on
+//! accounts. It owns the rules around a check — one worker at a time per
+//! account (a lease in the store), the outcome recorded as the account's
+//! state, backoff and disabling ([`policy`]) — so every caller gets the same
+//! behaviour.
+//!
+//! A check is the unit of work: lease the account, run the pipeline over
+//! it, record what happened, give the lease back. The lease is renewed while
+//! the run lasts; a worker that dies stops renewing, and its accounts are
+//! free again when the lease runs out.
+
+pub mod policy;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::pipeline::{Pipeline, PipelineError, Quiet, Summary};
+use crate::store::{
+    self, Account, AccountHealth, AccountId, HealthState, MasterKey, Store, TenantId,
+};
+pub use policy::{CheckOutcome, ErrorClass, RetryPolicy};
+
+/// Why a service call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    /// No master key was given, and a check needs one to open credentials.
+    #[error(
+        "no master key: the service cannot open stored credentials (set INTAKE_MASTER_KEY or --key-file)"
+    )]
+    NoKey,
+    /// The account is disabled.
+    #[error("account {0:?} is disabled; fix what disabled it, then `intake account enable {0}`")]
+    Disabled(String),
+}
+
+/// `Result` with [`ServiceError`].
+pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
+
+/// An account as the list and show views present it: its settings and how
+/// its checks are going.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountStatus {
+    /// The account's name.
+    pub name: String,
+    /// Switched on by its settings.
+    pub enabled: bool,
+    /// Checked on a schedule.
+    pub auto_check: bool,
+    /// What the service knows of its checks.
+    pub health: AccountHealth,
+}
+
+impl AccountStatus {
+    /// The state in words: `ok`, `backing off (until …)`, `disabled: why
+    /// (since …)`, or `off` for an account switched off in its settings.
+    pub fn state_line(&self) -> String {
+        if !self.enabled {
+            return "off (disabled in its settings)".into();
+        }
+        let h = &self.health;
+        match h.state {
+            HealthState::Ok => "ok".into(),
+            HealthState::BackingOff => match h.retry_at {
+                Some(at) => format!("backing off (until {})", at.format("%Y-%m-%d %H:%M:%S UTC")),
+                None => "backing off".into(),
+            },
+            HealthState::Disabled => format!(
+                "disabled: {} (since {})",
+                h.disabled_reason.as_deref().unwrap_or("unknown reason"),
+                h.disabled_at
+                    .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                    .unwrap_or_else(|| "?".into())
+            ),
+        }
+    }
+}
+
+/// What one check did.
+#[derive(Debug, Clone)]
+pub struct CheckReport {
+    /// The account.
+    pub account: String,
+    /// How it ended.
+    pub outcome: CheckOutcome,
+    /// The run's summary, when it went through.
+    pub summary: Option<Summary>,
+    /// The account's health afterwards.
+    pub health: AccountHealth,
+    /// When it started.
+    pub started: DateTime<Utc>,
+}
+
+/// Settings of the service layer.
+#[derive(Debug, Clone)]
+pub struct ServiceOptions {
+    /// This process's worker id (lease owner).
+    pub worker_id: String,
+    /// How long a lease holds without renewal; renewed every third of it.
+    pub lease: Duration,
+    /// Backoff and disabling.
+    pub retry: RetryPolicy,
+}
+
+/// The service layer over one store and pipeline.
+pub struct Service {
+    store: Store,
+    /// `None` for a service that only reads and administers accounts (the
+    /// command line's list, show, enable, check-now requests).
+    pipeline: Option<Arc<Pipeline>>,
+    key: Option<MasterKey>,
+    options: ServiceOptions,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A random number in [0, 1), for jitter.
+pub(crate) fn unit_random() -> f64 {
+    let mut bytes = [0u8; 8];
+    if getrandom::getrandom(&mut bytes).is_err() {
+        return 0.5;
+    }
+    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn chrono_duration(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+impl Service {
+    /// A service over `store` and `pipeline`; `key` opens credentials.
+    pub fn new(
+        store: Store,
+        pipeline: Arc<Pipeline>,
+        key: Option<MasterKey>,
+        options: ServiceOptions,
+    ) -> Self {
+        Service {
+            store,
+            pipeline: Some(pipeline),
+            key,
+            options,
+        }
+    }
+
+    /// A service that reads and administers accounts but runs no checks.
+    pub fn admin(store: Store) -> Self {
+        Service {
+            store,
+            pipeline: None,
+            key: None,
+            options: ServiceOptions {
+                worker_id: String::new(),
+                lease: Duration::from_secs(60),
+                retry: RetryPolicy::default(),
+            },
+        }
+    }
+
+    /// The store (for the scheduler's queries).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The options.
+    pub fn options(&self) -> &ServiceOptions {
+        &self.options
+    }
+
+    /// Checks one account now, unless another worker holds it (then
+    /// `Ok(None)`). The outcome is recorded as the account's state.
+    #[tracing::instrument(name = "service.check", skip_all, fields(tenant = %tenant_name, account = %name))]
+    pub async fn check_account(
+        &self,
+        tenant: TenantId,
+        tenant_name: &str,
+        account: AccountId,
+        name: &str,
+    ) -> Result<Option<CheckReport>> {
+        let owner = self.options.worker_id.as_str();
+        let lease = chrono_duration(self.options.lease);
+        if !self
+            .store
+            .try_lease(tenant, account, owner, Utc::now() + lease)
+            .await?
+        {
+            tracing::debug!("held by another worker");
+            return Ok(None);
+        }
+        let previous = self.store.health(account).await?;
+        let started = Utc::now();
+        let renewer = {
+            let store = self.store.clone();
+            let owner = owner.to_string();
+            let every = self.options.lease / 3;
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    match store.renew_lease(account, &owner, Utc::now() + lease).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::warn!(%account, "lost the lease on the account");
+                            return;
+                        }
+                        Err(e) => tracing::warn!(%account, "cannot renew the lease: {e}"),
+                    }
+                }
+            })
+        };
+        let result = match (&self.pipeline, &self.key) {
+            (Some(pipeline), Some(key)) => {
+                pipeline.run_account(tenant_name, name, key, &Quiet).await
+            }
+            _ => Err(PipelineError::Store(store::Error::Invalid {
+                what: "master key",
+                reason: ServiceError::NoKey.to_string(),
+            })),
+        };
+        renewer.abort();
+        let interval = match self.store.account(tenant, name).await {
+            Ok(a) => Duration::from_secs(u64::from(a.config.check_interval_secs.max(1))),
+            Err(_) => Duration::from_secs(300),
+        };
+        let (outcome, summary) = match result {
+            Ok(summary) => {
+                record_summary(&summary);
+                let ingested = (summary.attached
+                    + summary.new_leads
+                    + summary.quarantined
+                    + summary.discarded
+                    + summary.unlinked) as u64;
+                (
+                    CheckOutcome::Succeeded {
+                        ingested,
+                        interrupted: summary.interrupted,
+                    },
+                    Some(summary),
+                )
+            }
+            Err(e) => {
+                let class = ErrorClass::of(&e);
+                metrics::counter!("intake_fetch_errors_total", "class" => class.as_str())
+                    .increment(1);
+                let hint = crate::fetch::diagnosis::hint_in_chain(&e)
+                    .map(|h| format!(" — hint: {h}"))
+                    .unwrap_or_default();
+                let message = format!("{e}{hint}");
+                tracing::warn!(class = class.as_str(), "check failed: {e}");
+                (CheckOutcome::Failed { class, message }, None)
+            }
+        };
+        let health = policy::after_check(
+            &previous,
+            &outcome,
+            started,
+            Utc::now(),
+            interval,
+            &self.options.retry,
+            unit_random(),
+        );
+        if health.state == HealthState::Disabled && previous.state != HealthState::Disabled {
+            tracing::warn!(
+                reason = health.disabled_reason.as_deref().unwrap_or(""),
+                "account disabled"
+            );
+        }
+        self.store.finish_check(account, owner, &health).await?;
+        Ok(Some(CheckReport {
+            account: name.to_string(),
+            outcome,
+            summary,
+            health,
+            started,
+        }))
+    }
+
+    /// The tenant's accounts with their state, by name.
+    pub async fn account_statuses(&self, tenant: TenantId) -> Result<Vec<AccountStatus>> {
+        let accounts = self.store.accounts(tenant).await?;
+        let mut health = self.store.health_of_tenant(tenant).await?;
+        Ok(accounts
+            .into_iter()
+            .map(|a| status(a.clone(), health.remove(&a.id).unwrap_or_default()))
+            .collect())
+    }
+
+    /// One account with its state.
+    pub async fn account_status(&self, tenant: TenantId, name: &str) -> Result<AccountStatus> {
+        let account = self.store.account(tenant, name).await?;
+        let health = self.store.health(account.id).await?;
+        Ok(status(account, health))
+    }
+
+    /// Clears a disablement (and any backoff), switches the account on, and
+    /// makes it due at once.
+    pub async fn enable_account(&self, tenant: TenantId, name: &str) -> Result<AccountStatus> {
+        let mut account = self.store.account(tenant, name).await?;
+        if !account.config.enabled {
+            account.config.enabled = true;
+            // Changing the settings clears the health too.
+            self.store
+                .update_account(tenant, name, &account.config)
+                .await?;
+        } else {
+            self.store.reset_health(tenant, account.id).await?;
+        }
+        self.account_status(tenant, name).await
+    }
+
+    /// Asks the running service to check `name` soon. Returns the time of
+    /// the request; [`check_result`](Self::check_result) says when it ran.
+    pub async fn request_check(&self, tenant: TenantId, name: &str) -> Result<DateTime<Utc>> {
+        let status = self.account_status(tenant, name).await?;
+        if status.health.state == HealthState::Disabled {
+            return Err(ServiceError::Disabled(name.to_string()));
+        }
+        Ok(self.store.request_check(tenant, name).await?)
+    }
+
+    /// The account's status once a check that started at or after
+    /// `requested` has finished; `None` while it has not.
+    pub async fn check_result(
+        &self,
+        tenant: TenantId,
+        name: &str,
+        requested: DateTime<Utc>,
+    ) -> Result<Option<AccountStatus>> {
+        let status = self.account_status(tenant, name).await?;
+        let h = &status.health;
+        let ran = h.last_check_at.is_some_and(|t| t >= requested)
+            && h.check_requested_at.is_none()
+            && !h.is_leased(Utc::now());
+        Ok(ran.then_some(status))
+    }
+
+    /// Workers that gave a heartbeat within `within`.
+    pub async fn live_workers(&self, within: Duration) -> Result<Vec<store::WorkerInfo>> {
+        Ok(self
+            .store
+            .live_workers(Utc::now() - chrono_duration(within))
+            .await?)
+    }
+}
+
+fn status(account: Account, health: AccountHealth) -> AccountStatus {
+    AccountStatus {
+        name: account.config.name,
+        enabled: account.config.enabled,
+        auto_check: account.config.auto_check,
+        health,
+    }
+}
+
+/// Counts a run's messages by disposition.
+fn record_summary(s: &Summary) {
+    for (disposition, n) in [
+        ("attached", s.attached),
+        ("create-lead", s.new_leads),
+        ("quarantined", s.quarantined),
+        ("discarded", s.discarded),
+        ("unlinked", s.unlinked),
+        ("duplicate", s.duplicates),
+    ] {
+        if n > 0 {
+            metrics::counter!("intake_messages_total", "disposition" => disposition)
+                .increment(n as u64);
+        }
+    }
+}
