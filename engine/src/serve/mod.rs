@@ -15,6 +15,7 @@
 //! session (`LOGOUT` / `QUIT`); IDLE connections send `DONE` and `LOGOUT`.
 //! The supervisor waits for all of it at most [`ServeConfig::grace`].
 
+pub mod graphile;
 pub mod http;
 pub mod scheduler;
 pub mod watch;
@@ -33,9 +34,21 @@ use crate::service::Service;
 use crate::store::MasterKey;
 use scheduler::{Limits, LocalScheduler, Scheduler};
 
+/// Which scheduler decides when accounts are checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchedulerKind {
+    /// In this process only (SQLite, or a single engine).
+    Local,
+    /// graphile_worker on the PostgreSQL at this URL, shared by every
+    /// engine on it.
+    Graphile(String),
+}
+
 /// How the service runs: one struct, validated once at start.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
+    /// The scheduler.
+    pub scheduler: SchedulerKind,
     /// Where `/metrics`, `/healthz` and `/readyz` are served; `None`: not
     /// at all.
     pub listen: Option<SocketAddr>,
@@ -193,7 +206,15 @@ pub async fn run(
     }
     drop(wake_tx);
 
-    let scheduler = LocalScheduler::new(config.limits);
+    let scheduler: Box<dyn Scheduler> = match &config.scheduler {
+        SchedulerKind::Local => Box::new(LocalScheduler::new(config.limits)),
+        SchedulerKind::Graphile(url) => Box::new(graphile::GraphileScheduler::new(
+            url,
+            config.limits,
+            service.options().lease,
+            config.grace,
+        )),
+    };
     {
         let service = service.clone();
         let stop = shutdown.clone();

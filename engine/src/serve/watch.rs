@@ -22,6 +22,10 @@ use crate::fetch::{FailureClass, FetchError, Protocol};
 use crate::service::Service;
 use crate::store::{AccountId, DueAccount, HealthState, MasterKey};
 
+/// How recent a worker's heartbeat must be for it to get a share of the
+/// watches.
+const LIVE_WORKER: Duration = Duration::from_secs(35);
+
 /// The longest pause between attempts of a failing watch.
 const MAX_RETRY: Duration = Duration::from_secs(30 * 60);
 
@@ -70,6 +74,30 @@ impl Watches {
             return Ok(());
         };
         let store = self.service.store();
+        // With several workers, each watches its share: account ids spread
+        // over the live workers in id order. When one dies, the others
+        // take its share once its heartbeat is stale.
+        let me = &self.service.options().worker_id;
+        let mut live: Vec<String> = self
+            .service
+            .live_workers(LIVE_WORKER)
+            .await
+            .map_err(|e| match e {
+                crate::service::ServiceError::Store(e) => e,
+                other => crate::store::Error::Invalid {
+                    what: "workers",
+                    reason: other.to_string(),
+                },
+            })?
+            .into_iter()
+            .map(|w| w.id)
+            .collect();
+        if !live.contains(me) {
+            live.push(me.clone());
+        }
+        live.sort();
+        let share = (live.len(), live.iter().position(|w| w == me).unwrap_or(0));
+        let mine = |id: AccountId| id.0.rem_euclid(share.0 as i64) as usize == share.1;
         let mut wanted: HashMap<(AccountId, String), DueAccount> = HashMap::new();
         for tenant in store.tenants().await? {
             let health = store.health_of_tenant(tenant.0).await?;
@@ -78,7 +106,12 @@ impl Watches {
                 let healthy = health
                     .get(&account.id)
                     .is_none_or(|h| h.state == HealthState::Ok);
-                if !(c.enabled && c.auto_check && c.protocol == Protocol::Imap && healthy) {
+                if !(c.enabled
+                    && c.auto_check
+                    && c.protocol == Protocol::Imap
+                    && healthy
+                    && mine(account.id))
+                {
                     continue;
                 }
                 for folder in &c.folders {

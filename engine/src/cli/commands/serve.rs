@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::serve::scheduler::Limits;
-use crate::serve::{self, ServeConfig};
+use crate::serve::{self, SchedulerKind, ServeConfig};
 use crate::service::{RetryPolicy, Service, ServiceOptions};
 
 /// `intake serve`. Every flag has an `INTAKE_*` variable; flags win.
@@ -47,13 +47,34 @@ pub(crate) struct ServeArgs {
     /// How often the store is asked which accounts are due, milliseconds.
     #[arg(long, env = "INTAKE_TICK_MS", default_value_t = 1000)]
     tick_ms: u64,
+    /// Who decides when accounts are checked: `local` (this process), or
+    /// `graphile` (graphile_worker on the PostgreSQL store, shared by every
+    /// engine on it). Default: graphile on PostgreSQL, else local.
+    #[arg(long, env = "INTAKE_SCHEDULER", default_value = "auto")]
+    scheduler: String,
     /// Messages of a batch decided at once. Default: one per core.
     #[arg(long, env = "INTAKE_DECIDE_WORKERS")]
     decide_workers: Option<usize>,
 }
 
 impl ServeArgs {
-    fn config(&self) -> anyhow::Result<ServeConfig> {
+    fn config(&self, store: &crate::store::StoreLocation) -> anyhow::Result<ServeConfig> {
+        let postgres = match store {
+            crate::store::StoreLocation::Url(url)
+                if url.starts_with("postgres://") || url.starts_with("postgresql://") =>
+            {
+                Some(url.clone())
+            }
+            _ => None,
+        };
+        let scheduler = match (self.scheduler.as_str(), postgres) {
+            ("local", _) | ("auto", None) => SchedulerKind::Local,
+            ("graphile" | "auto", Some(url)) => SchedulerKind::Graphile(url),
+            ("graphile", None) => {
+                bail!("--scheduler graphile needs a PostgreSQL store (--database-url postgres://…)")
+            }
+            (other, _) => bail!("--scheduler {other:?}: expected auto, local or graphile"),
+        };
         let listen = match self.listen.trim() {
             "" | "none" => None,
             addr => Some(addr.parse().with_context(|| {
@@ -61,6 +82,7 @@ impl ServeArgs {
             })?),
         };
         let config = ServeConfig {
+            scheduler,
             listen,
             limits: Limits {
                 concurrent: self.concurrency,
@@ -88,7 +110,7 @@ pub(crate) async fn serve(
     args: ServeArgs,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
-    let config = args.config()?;
+    let config = args.config(&c.store)?;
     let (store, _) = open(c, OpenMode::Create).await?;
     // A store with credentials needs its key now, not at the first check.
     let key = match c.master_key() {
