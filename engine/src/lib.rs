@@ -11,6 +11,8 @@
 //! - [`pipeline`]: batches, one transaction each, then the server actions;
 //! - [`store`]: sea-orm persistence (SQLite default, PostgreSQL).
 //!
+//! [`domain`] holds the types these stages share (account settings, a
+//! message's identity and cursor, the decision as stored),
 //! [`directory`] is the tenant's contacts and leads as plugins query them,
 //! [`home`] the per-user data directory (store and key), [`bundled`] the
 //! reference plugins built into the binary,
@@ -22,6 +24,7 @@
 pub mod bundled;
 pub mod cli;
 pub mod directory;
+pub mod domain;
 pub mod fetch;
 pub mod home;
 pub mod offline;

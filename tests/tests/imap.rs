@@ -3,7 +3,7 @@
 //! connection cut mid-FETCH, size limits, server actions and the proxy path.
 
 use intake::fetch::{
-    Acknowledge, FetchError, FetchMode, FolderCursor, MessageRef, NetError, Protocol, Security,
+    Acknowledge, FetchError, FetchMode, FolderCursor, MessageKey, NetError, Protocol, Security,
     open,
 };
 use intake_tests::servers::{CuttingRelay, Dovecot, DovecotOptions, Socks5, USER, message};
@@ -13,7 +13,7 @@ fn uids(listing: &intake::fetch::Listing) -> Vec<u32> {
         .new
         .iter()
         .map(|l| match l.message {
-            MessageRef::Imap { uid, .. } => uid,
+            MessageKey::Imap { uid, .. } => uid,
             _ => unreachable!(),
         })
         .collect()
@@ -37,7 +37,7 @@ async fn fetches_in_every_security_mode_without_changing_flags() {
             .unwrap();
         assert_eq!(listing.new.len(), 3, "{security:?}");
         assert!(listing.uid_validity.is_some());
-        let refs: Vec<MessageRef> = listing.new.iter().map(|l| l.message.clone()).collect();
+        let refs: Vec<MessageKey> = listing.new.iter().map(|l| l.message.clone()).collect();
         let fetched = source.fetch(&refs).await.unwrap();
         let mut got: Vec<Vec<u8>> = fetched.iter().map(|f| f.raw.to_vec()).collect();
         let mut want = sent.clone();
@@ -182,7 +182,7 @@ async fn uid_validity_change_is_detected_and_the_folder_relisted() {
     assert_eq!(again.uid_validity, Some(new_validity));
     assert_eq!(again.new.len(), 3, "the whole folder is listed again");
     // Acting on UIDs of the old validity is refused, never misapplied.
-    let stale = MessageRef::Imap {
+    let stale = MessageKey::Imap {
         folder: "INBOX".into(),
         uid_validity: first.uid_validity.unwrap(),
         uid: 1,
@@ -213,7 +213,7 @@ async fn connection_lost_mid_fetch_is_an_error_and_nothing_is_acknowledged() {
         .await
         .unwrap();
     assert_eq!(listing.new.len(), 6);
-    let refs: Vec<MessageRef> = listing.new.iter().map(|l| l.message.clone()).collect();
+    let refs: Vec<MessageKey> = listing.new.iter().map(|l| l.message.clone()).collect();
     match source.fetch(&refs).await {
         Err(FetchError::Incomplete {
             received,
@@ -275,7 +275,7 @@ async fn server_actions_mark_seen_move_and_delete() {
         .list("INBOX", &FolderCursor::default())
         .await
         .unwrap();
-    let r: Vec<MessageRef> = listing.new.iter().map(|l| l.message.clone()).collect();
+    let r: Vec<MessageKey> = listing.new.iter().map(|l| l.message.clone()).collect();
     source
         .acknowledge(&[
             (r[0].clone(), Acknowledge::MarkSeen),
