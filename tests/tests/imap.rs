@@ -3,8 +3,8 @@
 //! connection cut mid-FETCH, size limits, server actions and the proxy path.
 
 use intake::fetch::{
-    Acknowledge, FetchError, FetchMode, FolderCursor, MessageKey, NetError, Protocol, Security,
-    open,
+    Acknowledge, CursorAdvance, FetchError, FetchMode, FolderCursor, MessageKey, NetError,
+    Protocol, Security, open,
 };
 use intake_tests::servers::{CuttingRelay, Dovecot, DovecotOptions, Socks5, USER, message};
 
@@ -248,6 +248,52 @@ async fn oversized_messages_are_listed_as_skipped() {
     assert_eq!(listing.new.len(), 1);
     assert_eq!(listing.too_large.len(), 1);
     assert!(listing.too_large[0].size > 200_000);
+    // Once the smaller one is committed, the cursor may pass the large one.
+    assert_eq!(
+        listing.skip_to,
+        Some(CursorAdvance {
+            folder: "INBOX".into(),
+            uid_validity: listing.uid_validity.unwrap(),
+            last_uid: 2,
+        })
+    );
+    source.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn first_sync_count_keeps_the_newest_and_skips_past_the_rest() {
+    let server = Dovecot::start();
+    for n in 1..=5 {
+        server.deliver(USER, "INBOX", &message(n, 300), false);
+    }
+    let mut account = server.account(Protocol::Imap, Security::None);
+    account.first_sync_max_messages = Some(2);
+    let mut source = open(&account).await.unwrap();
+    let first = source
+        .list("INBOX", &FolderCursor::default())
+        .await
+        .unwrap();
+    assert_eq!(uids(&first), [4, 5], "only the newest two");
+    let validity = first.uid_validity.unwrap();
+    assert_eq!(
+        first.skip_to,
+        Some(CursorAdvance {
+            folder: "INBOX".into(),
+            uid_validity: validity,
+            last_uid: 3,
+        }),
+        "past the older three"
+    );
+    assert!(source.list_more("INBOX").await.unwrap().is_none());
+    // After the first sync the count no longer applies.
+    let cursor = FolderCursor {
+        uid_validity: Some(validity),
+        last_uid: 1,
+        ..FolderCursor::default()
+    };
+    let later = source.list("INBOX", &cursor).await.unwrap();
+    assert_eq!(uids(&later), [2, 3, 4, 5]);
+    assert_eq!(later.skip_to, None);
     source.close().await.unwrap();
 }
 
