@@ -586,17 +586,17 @@ impl Pipeline {
             }
         }
         if !in_batch.is_empty() {
-            for i in 0..results.len() {
-                if !results[i].parents.iter().any(|p| in_batch.contains(p)) {
+            for result in &mut results {
+                if !result.parents.iter().any(|p| in_batch.contains(p)) {
                     continue;
                 }
-                let message = results[i].incoming.key.clone();
-                let raw = results[i].incoming.raw.clone();
+                let message = result.incoming.key.clone();
+                let raw = result.incoming.raw.clone();
                 let again = job.decide(directory, message, raw).await;
                 if let Some((message_id, parties)) = &again.links {
                     overlay.remember(ctx.tenant_name, seq, message_id.clone(), parties.clone());
                 }
-                results[i] = again;
+                *result = again;
             }
         }
         let decided = Decided {
