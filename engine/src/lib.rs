@@ -15,6 +15,8 @@
 //! work on accounts (a check, its lease, the account's state), and
 //! [`serve`] runs the engine by itself: scheduler, IDLE, metrics.
 //!
+//! [`domain`] holds the types these stages share (account settings, a
+//! message's identity and cursor, the decision as stored),
 //! [`directory`] is the tenant's contacts and leads as plugins query them,
 //! [`home`] the per-user data directory (store and key), [`bundled`] the
 //! reference plugins built into the binary,
@@ -26,6 +28,7 @@
 pub mod bundled;
 pub mod cli;
 pub mod directory;
+pub mod domain;
 pub mod fetch;
 pub mod home;
 pub mod offline;

@@ -27,7 +27,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use intake::fetch::{FetchError, FolderCursor, MessageRef, Protocol, Security, open};
+use intake::fetch::{FetchError, FolderCursor, MessageKey, Protocol, Security, open};
 use intake_tests::servers::{Dovecot, PASSWORD, USER};
 
 /// Contacts seeded into the store for the pipeline runs.
@@ -128,7 +128,7 @@ async fn intake(
     let mut count = 0usize;
     // IMAP lists in windows; each is fetched before the next is asked for.
     while let Some(window) = listing {
-        let refs: Vec<MessageRef> = window.new.iter().map(|l| l.message.clone()).collect();
+        let refs: Vec<MessageKey> = window.new.iter().map(|l| l.message.clone()).collect();
         for batch in refs.chunks(200) {
             for fetched in source.fetch(batch).await? {
                 bytes += fetched.raw.len() as u64;

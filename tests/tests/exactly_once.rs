@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use intake::fetch::files::{FileSet, FileSource};
 use intake::fetch::memory::{Faults, MemoryMailbox};
 use intake::fetch::{Protocol, Secret, Security};
 use intake::pipeline::{Options, Pipeline, PipelineError, Quiet, Summary};
@@ -260,7 +261,66 @@ async fn a_skipped_large_message_never_moves_the_cursor_past_unstored_mail(db: D
     );
 }
 
+/// Server actions queued for the mailbox wait for a session on it: an
+/// import into the same account (a file source, folder `INBOX` too) can
+/// carry none of them out, so it must leave them queued, not count them
+/// done.
+async fn an_import_leaves_the_mailbox_s_queued_actions_queued(db: Db) {
+    let key = MasterKey::generate().unwrap();
+    setup(&db.store, &key).await;
+    let (p, mailbox) = (pipeline(&db.store), mailbox());
+    mailbox.set_faults(Faults {
+        failed_acknowledgements: 1,
+        ..Faults::default()
+    });
+    run(&p, &key, &mailbox).await.unwrap();
+    let tenant = db.store.ensure_tenant(TENANT).await.unwrap();
+    let account = db.store.account_id(tenant, "sales").await.unwrap();
+    let queued = db.store.pending_actions(tenant, account).await.unwrap();
+    assert_eq!(queued.len(), 3, "the first batch's acknowledgement failed");
+
+    let dir = tempfile::tempdir().unwrap();
+    let eml = dir.path().join("one.eml");
+    std::fs::write(
+        &eml,
+        "From: someone@else.example\r\nSubject: imported\r\n\r\nhello\r\n",
+    )
+    .unwrap();
+    let files = FileSource::new(FileSet::Eml(eml), 1 << 20).unwrap();
+    let imported = p
+        .import(TENANT, "sales", &key, files, &Quiet)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            imported.fetched,
+            imported.actions_done,
+            imported.actions_failed
+        ),
+        (1, 0, 0),
+        "{imported:?}"
+    );
+    assert_eq!(
+        db.store.pending_actions(tenant, account).await.unwrap(),
+        queued,
+        "untouched by the import"
+    );
+
+    // The next session on the mailbox carries them out.
+    let again = run(&p, &key, &mailbox).await.unwrap();
+    assert_eq!((again.fetched, again.actions_done), (0, 3), "{again:?}");
+    assert!(
+        db.store
+            .pending_actions(tenant, account)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(mailbox.messages().iter().all(|(_, seen)| *seen));
+}
+
 on_both_databases!(
+    an_import_leaves_the_mailbox_s_queued_actions_queued,
     a_skipped_large_message_never_moves_the_cursor_past_unstored_mail,
     a_clean_run_stores_each_once,
     a_short_batch_is_never_committed,

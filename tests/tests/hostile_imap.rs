@@ -6,14 +6,14 @@ use std::time::{Duration, Instant};
 
 use intake::fetch::diagnosis::FailureClass;
 use intake::fetch::imap::LIST_WINDOW;
-use intake::fetch::{FetchError, FetchMode, FolderCursor, MailSource, MessageRef, NetError, open};
+use intake::fetch::{FetchError, FetchMode, FolderCursor, MailSource, MessageKey, NetError, open};
 use intake_tests::hostile::{Fault, Hostile, mail};
 
 /// Opens, lists INBOX and fetches everything listed in one batch.
 async fn fetch_all(server: &Hostile, io: Duration) -> Result<Vec<Vec<u8>>, FetchError> {
     let mut source = open(&server.account(io)).await?;
     let listing = source.list("INBOX", &FolderCursor::default()).await?;
-    let refs: Vec<MessageRef> = listing.new.iter().map(|l| l.message.clone()).collect();
+    let refs: Vec<MessageKey> = listing.new.iter().map(|l| l.message.clone()).collect();
     let fetched = source.fetch(&refs).await?;
     Ok(fetched.into_iter().map(|f| f.raw.to_vec()).collect())
 }
@@ -175,7 +175,7 @@ async fn list_windows(source: &mut Box<dyn MailSource>) -> (Vec<u32>, usize) {
     while let Some(l) = listing {
         largest = largest.max(l.new.len());
         uids.extend(l.new.iter().map(|m| match m.message {
-            MessageRef::Imap { uid, .. } => uid,
+            MessageKey::Imap { uid, .. } => uid,
             _ => unreachable!(),
         }));
         listing = source.list_more("INBOX").await.unwrap();

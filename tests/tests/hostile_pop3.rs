@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use intake::fetch::check::test_account;
 use intake::fetch::diagnosis::FailureClass;
-use intake::fetch::{FetchError, FolderCursor, MessageRef, NetError, open};
+use intake::fetch::{FetchError, FolderCursor, MessageKey, NetError, open};
 use intake_tests::hostile::{Fault, Hostile, mail};
 
 #[tokio::test]
@@ -50,7 +50,7 @@ async fn a_reply_cut_short_by_an_unstuffed_dot_is_never_handed_on() {
         .list("INBOX", &FolderCursor::default())
         .await
         .unwrap();
-    let refs: Vec<MessageRef> = listing.new.iter().map(|l| l.message.clone()).collect();
+    let refs: Vec<MessageKey> = listing.new.iter().map(|l| l.message.clone()).collect();
     // Messages 1-5 are fine on their own.
     let first = source.fetch(&refs[..5]).await.unwrap();
     assert_eq!(first[4].raw.as_ref(), mail(5).as_slice());

@@ -3,8 +3,8 @@
 //! connection cut mid-FETCH, size limits, server actions and the proxy path.
 
 use intake::fetch::{
-    Acknowledge, FetchError, FetchMode, FolderCursor, MessageRef, NetError, Protocol, Security,
-    open,
+    Acknowledge, CursorAdvance, FetchError, FetchMode, FolderCursor, MessageKey, NetError,
+    Protocol, Security, open,
 };
 use intake_tests::servers::{CuttingRelay, Dovecot, DovecotOptions, Socks5, USER, message};
 
@@ -13,7 +13,7 @@ fn uids(listing: &intake::fetch::Listing) -> Vec<u32> {
         .new
         .iter()
         .map(|l| match l.message {
-            MessageRef::Imap { uid, .. } => uid,
+            MessageKey::Imap { uid, .. } => uid,
             _ => unreachable!(),
         })
         .collect()
@@ -37,7 +37,7 @@ async fn fetches_in_every_security_mode_without_changing_flags() {
             .unwrap();
         assert_eq!(listing.new.len(), 3, "{security:?}");
         assert!(listing.uid_validity.is_some());
-        let refs: Vec<MessageRef> = listing.new.iter().map(|l| l.message.clone()).collect();
+        let refs: Vec<MessageKey> = listing.new.iter().map(|l| l.message.clone()).collect();
         let fetched = source.fetch(&refs).await.unwrap();
         let mut got: Vec<Vec<u8>> = fetched.iter().map(|f| f.raw.to_vec()).collect();
         let mut want = sent.clone();
@@ -185,7 +185,7 @@ async fn uid_validity_change_is_detected_and_the_folder_relisted() {
     assert_eq!(again.uid_validity, Some(new_validity));
     assert_eq!(again.new.len(), 3, "the whole folder is listed again");
     // Acting on UIDs of the old validity is refused, never misapplied.
-    let stale = MessageRef::Imap {
+    let stale = MessageKey::Imap {
         folder: "INBOX".into(),
         uid_validity: first.uid_validity.unwrap(),
         uid: 1,
@@ -216,7 +216,7 @@ async fn connection_lost_mid_fetch_is_an_error_and_nothing_is_acknowledged() {
         .await
         .unwrap();
     assert_eq!(listing.new.len(), 6);
-    let refs: Vec<MessageRef> = listing.new.iter().map(|l| l.message.clone()).collect();
+    let refs: Vec<MessageKey> = listing.new.iter().map(|l| l.message.clone()).collect();
     match source.fetch(&refs).await {
         Err(FetchError::Incomplete {
             received,
@@ -251,6 +251,52 @@ async fn oversized_messages_are_listed_as_skipped() {
     assert_eq!(listing.new.len(), 1);
     assert_eq!(listing.too_large.len(), 1);
     assert!(listing.too_large[0].size > 200_000);
+    // Once the smaller one is committed, the cursor may pass the large one.
+    assert_eq!(
+        listing.skip_to,
+        Some(CursorAdvance {
+            folder: "INBOX".into(),
+            uid_validity: listing.uid_validity.unwrap(),
+            last_uid: 2,
+        })
+    );
+    source.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn first_sync_count_keeps_the_newest_and_skips_past_the_rest() {
+    let server = Dovecot::start();
+    for n in 1..=5 {
+        server.deliver(USER, "INBOX", &message(n, 300), false);
+    }
+    let mut account = server.account(Protocol::Imap, Security::None);
+    account.first_sync_max_messages = Some(2);
+    let mut source = open(&account).await.unwrap();
+    let first = source
+        .list("INBOX", &FolderCursor::default())
+        .await
+        .unwrap();
+    assert_eq!(uids(&first), [4, 5], "only the newest two");
+    let validity = first.uid_validity.unwrap();
+    assert_eq!(
+        first.skip_to,
+        Some(CursorAdvance {
+            folder: "INBOX".into(),
+            uid_validity: validity,
+            last_uid: 3,
+        }),
+        "past the older three"
+    );
+    assert!(source.list_more("INBOX").await.unwrap().is_none());
+    // After the first sync the count no longer applies.
+    let cursor = FolderCursor {
+        uid_validity: Some(validity),
+        last_uid: 1,
+        ..FolderCursor::default()
+    };
+    let later = source.list("INBOX", &cursor).await.unwrap();
+    assert_eq!(uids(&later), [2, 3, 4, 5]);
+    assert_eq!(later.skip_to, None);
     source.close().await.unwrap();
 }
 
@@ -278,7 +324,7 @@ async fn server_actions_mark_seen_move_and_delete() {
         .list("INBOX", &FolderCursor::default())
         .await
         .unwrap();
-    let r: Vec<MessageRef> = listing.new.iter().map(|l| l.message.clone()).collect();
+    let r: Vec<MessageKey> = listing.new.iter().map(|l| l.message.clone()).collect();
     source
         .acknowledge(&[
             (r[0].clone(), Acknowledge::MarkSeen),

@@ -7,10 +7,12 @@
 use std::sync::Arc;
 
 use intake::directory::PartyKind;
-use intake::fetch::{Protocol, Secret, Security};
+use intake::domain::{Acknowledge, FolderCursor, Outcome};
+use intake::fetch::{Protocol, Secret, Security, open};
 use intake::pipeline::{Options, Pipeline, Quiet};
 use intake::store::{
-    AccountConfig, BindingRole, MasterKey, MessageQuery, MessageStatus, NewParty, Store,
+    AccountConfig, BatchCommit, BindingRole, IncomingMessage, MasterKey, MessageMeta, MessageQuery,
+    MessageStatus, NewParty, Store,
 };
 use intake_tests::databases::Db;
 use intake_tests::on_both_databases;
@@ -190,6 +192,129 @@ async fn pop3_delete_after_commit(db: Db) {
     assert_eq!(again.fetched, 0);
 }
 
+/// A deletion queued by an earlier run (committed, then the run ended
+/// before `DELE`) names the message by its UIDL only: the next session's
+/// source finds its number there and deletes it at `QUIT`.
+async fn pop3_deletion_queued_by_an_earlier_run_is_done_in_a_later_session(db: Db) {
+    let server = Dovecot::start();
+    let key = MasterKey::generate().unwrap();
+    setup(&db.store, &key, &server, Protocol::Pop3, false).await;
+    // The fifth message's UIDL, from a session of our own.
+    let mut session = open(&server.account(Protocol::Pop3, Security::Tls))
+        .await
+        .unwrap();
+    let listing = session
+        .list("INBOX", &FolderCursor::default())
+        .await
+        .unwrap();
+    assert_eq!(listing.new.len(), 13);
+    let earlier = listing.new[4].message.clone();
+    session.close().await.unwrap();
+    let raw = server.files(USER, "INBOX").len();
+    assert_eq!(raw, 13);
+
+    // What an earlier run committed for it: the message and its deletion.
+    let tenant = db.store.ensure_tenant(TENANT).await.unwrap();
+    let account = db.store.account_id(tenant, "sales").await.unwrap();
+    let committed = db
+        .store
+        .commit_batch(
+            tenant,
+            account,
+            &BatchCommit {
+                messages: vec![IncomingMessage {
+                    key: earlier.clone(),
+                    raw: bytes::Bytes::from_static(b"Subject: earlier\r\n\r\nbody\r\n"),
+                    meta: MessageMeta::default(),
+                    outcome: Outcome::KeepUnlinked,
+                    action: Some(Acknowledge::Delete),
+                    decided_by: None,
+                }],
+                ..BatchCommit::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(committed.actions_queued, 1);
+
+    let pipeline = Pipeline::new(db.store.clone(), Arc::new(runtime()), Options::default());
+    let s = pipeline
+        .run_account(TENANT, "sales", &key, &Quiet)
+        .await
+        .unwrap();
+    assert_eq!(
+        (s.fetched, s.actions_done, s.actions_failed),
+        (12, 13, 0),
+        "the twelve others fetched, all thirteen deleted: {s:?}"
+    );
+    assert!(server.files(USER, "INBOX").is_empty(), "deleted at QUIT");
+    assert!(
+        db.store
+            .pending_actions(tenant, account)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// A first sync limited to the newest two: the IMAP listing keeps those and
+/// moves the cursor past the rest, which the pipeline commits, so the next
+/// run finds nothing new and later mail is fetched whatever the count.
+async fn first_sync_count_ingests_the_newest_and_moves_past_the_rest(db: Db) {
+    let server = Dovecot::start();
+    let key = MasterKey::generate().unwrap();
+    let store = &db.store;
+    let tenant = plain_imap_account(store, &key, &server).await;
+    let mut config = store.account(tenant, "sales").await.unwrap().config;
+    config.first_sync.max_messages = Some(2);
+    store
+        .update_account(tenant, "sales", &config)
+        .await
+        .unwrap();
+    add_plugins(
+        store,
+        tenant,
+        &[("unknown_sender", BindingRole::UnknownSender, "{}")],
+    )
+    .await;
+    let deliver = |n: u32| {
+        let raw = format!("From: p{n}@prospect.example\r\nSubject: m{n}\r\n\r\nbody {n}\r\n");
+        server.deliver(USER, "INBOX", raw.as_bytes(), false);
+    };
+    for n in 1..=5 {
+        deliver(n);
+    }
+    let pipeline = Pipeline::new(store.clone(), Arc::new(runtime()), Options::default());
+    let first = pipeline
+        .run_account(TENANT, "sales", &key, &Quiet)
+        .await
+        .unwrap();
+    assert_eq!(first.fetched, 2, "{first:?}");
+    let account = store.account_id(tenant, "sales").await.unwrap();
+    let cursor = store.cursor(tenant, account, "INBOX").await.unwrap();
+    assert_eq!(cursor.last_uid, 5);
+    let again = pipeline
+        .run_account(TENANT, "sales", &key, &Quiet)
+        .await
+        .unwrap();
+    assert_eq!(again.fetched, 0, "{again:?}");
+    deliver(6);
+    let later = pipeline
+        .run_account(TENANT, "sales", &key, &Quiet)
+        .await
+        .unwrap();
+    assert_eq!(later.fetched, 1, "{later:?}");
+    let mut subjects: Vec<String> = store
+        .messages(tenant, &MessageQuery::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| m.subject)
+        .collect();
+    subjects.sort();
+    assert_eq!(subjects, ["m4", "m5", "m6"]);
+}
+
 /// Tenant `TENANT` with an IMAP account "sales" on `server` (no TLS, keeps
 /// copies), its password sealed with `key`.
 async fn plain_imap_account(
@@ -349,6 +474,8 @@ In-Reply-To: <root@client.example>\r\nSubject: Re: order\r\n\r\nx\r\n",
 on_both_databases!(
     imap_keep_copy,
     pop3_delete_after_commit,
+    pop3_deletion_queued_by_an_earlier_run_is_done_in_a_later_session,
+    first_sync_count_ingests_the_newest_and_moves_past_the_rest,
     a_lead_created_in_the_run_is_found_by_later_batches,
     replies_thread_to_parents_decided_in_parallel
 );

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use intake::fetch::{
-    Acknowledge, FetchError, FolderCursor, MessageRef, NetError, Protocol, Secret, Security, open,
+    Acknowledge, FetchError, FolderCursor, MessageKey, NetError, Protocol, Secret, Security, open,
 };
 use intake_tests::servers::{CuttingRelay, Dovecot, DovecotOptions, Socks5, USER, message};
 
@@ -15,7 +15,7 @@ fn uidls(listing: &intake::fetch::Listing) -> BTreeSet<String> {
         .new
         .iter()
         .map(|l| match &l.message {
-            MessageRef::Pop3 { uidl, .. } => uidl.clone(),
+            MessageKey::Pop3 { uidl, .. } => uidl.clone(),
             other => panic!("{other:?}"),
         })
         .collect()
@@ -39,7 +39,7 @@ async fn fetches_exact_bytes_in_every_security_mode() {
             .await
             .unwrap();
         assert_eq!(listing.new.len(), 3, "{security:?}");
-        let refs: Vec<MessageRef> = listing.new.iter().map(|l| l.message.clone()).collect();
+        let refs: Vec<MessageKey> = listing.new.iter().map(|l| l.message.clone()).collect();
         let fetched = source.fetch(&refs).await.unwrap();
         let mut got: Vec<Vec<u8>> = fetched.iter().map(|f| f.raw.to_vec()).collect();
         let mut want = sent.clone();
@@ -192,7 +192,7 @@ async fn connection_lost_mid_retr_is_an_error_and_nothing_is_deleted() {
         .list("INBOX", &FolderCursor::default())
         .await
         .unwrap();
-    let refs: Vec<MessageRef> = listing.new.iter().map(|l| l.message.clone()).collect();
+    let refs: Vec<MessageKey> = listing.new.iter().map(|l| l.message.clone()).collect();
     match source.fetch(&refs).await {
         Ok(batch) => panic!(
             "a cut connection returned {} messages as if complete",

@@ -10,12 +10,14 @@ use std::collections::BTreeSet;
 
 use chrono::{TimeZone, Utc};
 use intake::directory::{Directory, MemoryDirectory, Party, PartyKind, PartyRef};
-use intake::fetch::{Acknowledge, Auth, FetchMode, Protocol, Secret, Security};
+use intake::domain::{
+    Acknowledge, Auth, CursorAdvance, FetchMode, MessageKey, Outcome, Protocol, Secret, Security,
+};
 use intake::plugin::{FailurePolicy, Limits, WasmSource};
 use intake::store::{
-    AccountConfig, AccountId, BatchCommit, BindingRole, CursorAdvance, Error, FirstSync,
-    IncomingMessage, KeyError, MasterKey, MessageMeta, MessageQuery, MessageResult, MessageStatus,
-    NewBinding, NewParty, Outcome, ProxyConfig, ServerKey, Store, TenantId, Upserted,
+    AccountConfig, AccountId, BatchCommit, BindingRole, Error, FirstSync, IncomingMessage,
+    KeyError, MasterKey, MessageMeta, MessageQuery, MessageResult, MessageStatus, NewBinding,
+    NewParty, ProxyConfig, Store, TenantId, Upserted,
 };
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 
@@ -100,8 +102,16 @@ async fn party(db: &Db, tenant: TenantId, kind: PartyKind, email: &str) -> Party
     db.store.party(tenant, id).await.unwrap().unwrap()
 }
 
-fn imap(folder: &str, uid_validity: u32, uid: u32) -> ServerKey {
-    ServerKey::Imap {
+/// A message from an imported file: no server key.
+fn file() -> MessageKey {
+    MessageKey::File {
+        path: "a.eml".into(),
+        offset: 0,
+    }
+}
+
+fn imap(folder: &str, uid_validity: u32, uid: u32) -> MessageKey {
+    MessageKey::Imap {
         folder: folder.into(),
         uid_validity,
         uid,
@@ -119,7 +129,7 @@ fn raw(message_id: Option<&str>, from: &str, subject: &str) -> bytes::Bytes {
 }
 
 fn incoming(
-    key: ServerKey,
+    key: MessageKey,
     message_id: Option<&str>,
     from: &str,
     outcome: Outcome,
@@ -188,7 +198,7 @@ async fn migrations_are_idempotent(db: Db) {
     // One row per migration: the initial schema and the content key.
     assert_eq!(
         count(&conn, "SELECT COUNT(*) FROM seaql_migrations").await,
-        2
+        3
     );
     assert_eq!(count(&conn, "SELECT COUNT(*) FROM tenants").await, 1);
     if conn.get_database_backend() == sea_orm::DbBackend::Sqlite {
@@ -243,7 +253,7 @@ async fn migrations_are_idempotent(db: Db) {
     // One row per migration: the initial schema and the content key.
     assert_eq!(
         count(&conn, "SELECT COUNT(*) FROM seaql_migrations").await,
-        2
+        3
     );
 }
 
@@ -499,7 +509,7 @@ async fn accounts_round_trip_to_settings(db: Db) {
         t,
         id,
         &batch(vec![incoming(
-            ServerKey::Pop3 { uidl: "u1".into() },
+            MessageKey::Pop3 { uidl: "u1".into() },
             Some("kept@x"),
             "a@b.example",
             Outcome::KeepUnlinked,
@@ -1063,13 +1073,13 @@ async fn recommitting_a_batch_stores_nothing_twice(db: Db) {
     }
     let pop3 = batch(vec![
         incoming(
-            ServerKey::Pop3 { uidl: "u-1".into() },
+            MessageKey::Pop3 { uidl: "u-1".into() },
             Some("p1@x"),
             "p@x.example",
             Outcome::KeepUnlinked,
         ),
         incoming(
-            ServerKey::Pop3 { uidl: "u-2".into() },
+            MessageKey::Pop3 { uidl: "u-2".into() },
             None,
             "p@x.example",
             Outcome::Discard {
@@ -1225,10 +1235,10 @@ async fn content_key_backstop_covers_mail_without_message_id(db: Db) {
         (imap("INBOX", 200, 7), imap("INBOX", 200, 8)),
         (imap("INBOX", 300, 1), imap("INBOX", 300, 2)),
         (
-            ServerKey::Pop3 { uidl: "a".into() },
-            ServerKey::Pop3 { uidl: "b".into() },
+            MessageKey::Pop3 { uidl: "a".into() },
+            MessageKey::Pop3 { uidl: "b".into() },
         ),
-        (ServerKey::None, ServerKey::None),
+        (file(), file()),
     ] {
         let again = s
             .commit_batch(t, account, &batch(vec![no_id(key.0), garbage(key.1)]))
@@ -1248,7 +1258,7 @@ async fn content_key_backstop_covers_mail_without_message_id(db: Db) {
     assert_eq!((cursor.uid_validity, cursor.last_uid), (Some(300), 2));
 
     // One byte more is another message; another account keeps its own copy.
-    let mut changed = no_id(ServerKey::None);
+    let mut changed = no_id(file());
     changed.raw = [changed.raw.as_ref(), b"\r\n"].concat().into();
     let other = s
         .commit_batch(t, account, &batch(vec![changed]))
@@ -1256,7 +1266,7 @@ async fn content_key_backstop_covers_mail_without_message_id(db: Db) {
         .unwrap();
     assert_eq!(other.inserted, 1);
     let elsewhere = s
-        .commit_batch(t, other_account, &batch(vec![no_id(ServerKey::None)]))
+        .commit_batch(t, other_account, &batch(vec![no_id(file())]))
         .await
         .unwrap();
     assert_eq!(elsewhere.inserted, 1);
@@ -1598,8 +1608,8 @@ async fn cursors_only_move_forward(db: Db) {
         t,
         pop,
         &batch(vec![
-            keep(ServerKey::Pop3 { uidl: "b".into() }, "pb@x"),
-            keep(ServerKey::Pop3 { uidl: "a".into() }, "pa@x"),
+            keep(MessageKey::Pop3 { uidl: "b".into() }, "pb@x"),
+            keep(MessageKey::Pop3 { uidl: "a".into() }, "pa@x"),
         ]),
     )
     .await
@@ -1615,10 +1625,7 @@ async fn cursors_only_move_forward(db: Db) {
         .commit_batch(
             t,
             pop,
-            &batch(vec![
-                keep(ServerKey::None, "imported@x"),
-                keep(ServerKey::None, "imported@x"),
-            ]),
+            &batch(vec![keep(file(), "imported@x"), keep(file(), "imported@x")]),
         )
         .await
         .unwrap();
@@ -1635,7 +1642,7 @@ async fn many_actions_complete_at_once(db: Db) {
     let messages: Vec<IncomingMessage> = (0..1200)
         .map(|n| {
             let mut m = incoming(
-                ServerKey::Pop3 {
+                MessageKey::Pop3 {
                     uidl: format!("u-{n}"),
                 },
                 Some(&format!("m{n}@x")),
@@ -1670,7 +1677,7 @@ async fn pending_actions_lifecycle(db: Db) {
     );
     a.action = Some(Acknowledge::Delete);
     let mut b = incoming(
-        ServerKey::Pop3 { uidl: "U2".into() },
+        MessageKey::Pop3 { uidl: "U2".into() },
         Some("2@x"),
         "a@b.example",
         Outcome::KeepUnlinked,
@@ -1684,7 +1691,7 @@ async fn pending_actions_lifecycle(db: Db) {
     assert_eq!(pending.len(), 2);
     assert_eq!(pending[0].key, imap("INBOX", 1, 1));
     assert_eq!(pending[0].action, Acknowledge::Delete);
-    assert_eq!(pending[1].key, ServerKey::Pop3 { uidl: "U2".into() });
+    assert_eq!(pending[1].key, MessageKey::Pop3 { uidl: "U2".into() });
     assert_eq!(pending[1].action, Acknowledge::MoveTo("Done".into()));
     assert_eq!(
         (pending[0].attempts, pending[0].last_error.as_deref()),
@@ -2150,70 +2157,4 @@ async fn parties_upsert_and_import(db: Db) {
             .as_deref(),
         Some("Ann B.")
     );
-}
-
-#[test]
-fn outcomes_follow_chain_decisions() {
-    use intake::plugin::{Decision, Disposition, NewLead};
-    let decided = |disposition| Decision {
-        disposition,
-        server_action: None,
-        decided_by: Some("unknown-sender".into()),
-        steps: Vec::new(),
-    };
-    let ann = Party {
-        kind: PartyKind::Contact,
-        id: "7".into(),
-        email: "ann@acme.example".into(),
-        name: None,
-        company: None,
-        external_id: None,
-    };
-    assert_eq!(
-        Outcome::from_decision(&decided(Disposition::Attach {
-            parties: vec![ann.clone()]
-        })),
-        Outcome::Attach(vec![ann.to_ref()])
-    );
-    assert_eq!(
-        Outcome::from_decision(&decided(Disposition::CreateLead {
-            lead: NewLead {
-                email: "new@x.example".into(),
-                name: Some("N".into()),
-                company: None,
-            },
-        })),
-        lead_with("new@x.example", Some("N"), None)
-    );
-    assert_eq!(
-        Outcome::from_decision(&decided(Disposition::Quarantine { reason: "r".into() })),
-        Outcome::Quarantine {
-            reason: "r".into(),
-            plugin: Some("unknown-sender".into())
-        }
-    );
-    assert_eq!(
-        Outcome::from_decision(&decided(Disposition::Discard { reason: "d".into() })),
-        Outcome::Discard {
-            reason: "d".into(),
-            plugin: Some("unknown-sender".into())
-        }
-    );
-    assert_eq!(
-        Outcome::from_decision(&decided(Disposition::KeepUnlinked)),
-        Outcome::KeepUnlinked
-    );
-    let pop3 = intake::fetch::MessageRef::Pop3 {
-        uidl: "U".into(),
-        number: 3,
-    };
-    assert_eq!(ServerKey::from(&pop3), ServerKey::Pop3 { uidl: "U".into() });
-}
-
-fn lead_with(email: &str, name: Option<&str>, company: Option<&str>) -> Outcome {
-    Outcome::CreateLead {
-        email: email.into(),
-        name: name.map(Into::into),
-        company: company.map(Into::into),
-    }
 }

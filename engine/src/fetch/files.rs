@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 
 use super::{
-    Acknowledge, FetchError, Fetched, FolderCursor, Listed, Listing, MailSource, MessageRef,
+    Acknowledge, FetchError, Fetched, FolderCursor, Listed, Listing, MailSource, MessageKey,
     NetError,
 };
 
@@ -218,10 +218,10 @@ impl MailSource for FileSource {
         Ok(listing)
     }
 
-    async fn fetch(&mut self, messages: &[MessageRef]) -> Result<Vec<Fetched>, FetchError> {
+    async fn fetch(&mut self, messages: &[MessageKey]) -> Result<Vec<Fetched>, FetchError> {
         let mut wanted = Vec::with_capacity(messages.len());
         for m in messages {
-            let MessageRef::File { path, offset } = m else {
+            let MessageKey::File { path, offset } = m else {
                 return Err(FetchError::Protocol(format!("not a file message: {m:?}")));
             };
             let range = match &self.set {
@@ -248,9 +248,14 @@ impl MailSource for FileSource {
         .await
     }
 
+    fn can_act_on(&self, _message: &MessageKey) -> bool {
+        // Imports never change the files, nor anything on a server.
+        false
+    }
+
     async fn acknowledge(
         &mut self,
-        _actions: &[(MessageRef, Acknowledge)],
+        _actions: &[(MessageKey, Acknowledge)],
     ) -> Result<(), FetchError> {
         // Imports never change the files.
         Ok(())
@@ -303,7 +308,7 @@ fn list_files(set: &FileSet, folder: &str) -> Result<(Vec<Listed>, HashMap<u64, 
             .map_err(|e| io_error(&file, e))?
             .len();
         Ok(Listed {
-            message: MessageRef::File {
+            message: MessageKey::File {
                 path: file.display().to_string(),
                 offset: 0,
             },
@@ -330,7 +335,7 @@ fn list_files(set: &FileSet, folder: &str) -> Result<(Vec<Listed>, HashMap<u64, 
             for (offset, size) in ranges {
                 lengths.insert(offset, size);
                 items.push(Listed {
-                    message: MessageRef::File {
+                    message: MessageKey::File {
                         path: path.display().to_string(),
                         offset,
                     },

@@ -29,8 +29,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::imap_guard::{self, Guarded, Seen};
 use super::net::{self, MailStream, NetError, TlsInfo};
 use super::{
-    AccountSettings, Acknowledge, Auth, FetchError, FetchMode, Fetched, FolderCursor, Listed,
-    Listing, MailSource, MessageRef, Security,
+    AccountSettings, Acknowledge, Auth, CursorAdvance, FetchError, FetchMode, Fetched,
+    FolderCursor, Listed, Listing, MailSource, MessageKey, Security,
 };
 
 /// Longest line accepted before login (greeting, capability, STARTTLS).
@@ -686,7 +686,8 @@ impl ImapSource {
         Ok(None)
     }
 
-    /// Turns a window's UIDs and sizes into a listing.
+    /// Turns a window's UIDs and sizes into a listing; the cursor may skip
+    /// past its messages over the size limit once the rest is committed.
     fn listing(
         &self,
         folder: &str,
@@ -702,7 +703,7 @@ impl ImapSource {
         };
         for (uid, size) in found {
             let item = Listed {
-                message: MessageRef::Imap {
+                message: MessageKey::Imap {
                     folder: folder.to_string(),
                     uid_validity: validity,
                     uid,
@@ -715,7 +716,30 @@ impl ImapSource {
                 listing.new.push(item);
             }
         }
+        listing.skip_to = skip_past(folder, validity, &listing.too_large);
         listing
+    }
+
+    /// A first sync keeps only the newest `limit` messages: gathers every
+    /// window into `listing` (holding a tail of `limit + 1`), drops the
+    /// older ones and lets the cursor skip past them.
+    async fn keep_newest(
+        &mut self,
+        folder: &str,
+        validity: u32,
+        listing: &mut Listing,
+        limit: u32,
+    ) -> Result<(), FetchError> {
+        while let Some(more) = self.list_more(folder).await? {
+            listing.new.extend(more.new);
+            listing.too_large.extend(more.too_large);
+            let excess = listing.new.len().saturating_sub(limit as usize + 1);
+            listing.new.drain(..excess);
+        }
+        let cut = listing.new.len().saturating_sub(limit as usize);
+        let older: Vec<Listed> = listing.new.drain(..cut).collect();
+        listing.skip_to = skip_past(folder, validity, older.iter().chain(&listing.too_large));
+        Ok(())
     }
 
     /// Runs a UID STORE and waits for its completion.
@@ -825,6 +849,27 @@ impl ImapSource {
     }
 }
 
+/// The cursor move past `skipped` (listed, not to be fetched): to the
+/// highest UID among them.
+fn skip_past<'a>(
+    folder: &str,
+    validity: u32,
+    skipped: impl IntoIterator<Item = &'a Listed>,
+) -> Option<CursorAdvance> {
+    skipped
+        .into_iter()
+        .filter_map(|l| match l.message {
+            MessageKey::Imap { uid, .. } => Some(uid),
+            _ => None,
+        })
+        .max()
+        .map(|uid| CursorAdvance {
+            folder: folder.to_string(),
+            uid_validity: validity,
+            last_uid: uid,
+        })
+}
+
 #[async_trait]
 impl MailSource for ImapSource {
     fn folders(&self) -> Vec<String> {
@@ -875,7 +920,14 @@ impl MailSource for ImapSource {
             span: LIST_WINDOW,
         });
         let found = self.next_window().await?.unwrap_or_default();
-        Ok(self.listing(folder, validity, changed, found))
+        let mut listing = self.listing(folder, validity, changed, found);
+        if let Some(limit) = self.settings.first_sync_max_messages
+            && cursor.is_fresh()
+        {
+            self.keep_newest(folder, validity, &mut listing, limit)
+                .await?;
+        }
+        Ok(listing)
     }
 
     #[tracing::instrument(name = "imap.list_more", skip_all, fields(account = %self.settings.name, host = %self.settings.host, folder = %folder))]
@@ -901,12 +953,12 @@ impl MailSource for ImapSource {
     }
 
     #[tracing::instrument(name = "imap.fetch", skip_all, fields(account = %self.settings.name, host = %self.settings.host, messages = messages.len()))]
-    async fn fetch(&mut self, messages: &[MessageRef]) -> Result<Vec<Fetched>, FetchError> {
+    async fn fetch(&mut self, messages: &[MessageKey]) -> Result<Vec<Fetched>, FetchError> {
         // Group by folder, keeping the caller's order within each.
         let mut by_folder: BTreeMap<(String, u32), Vec<u32>> = BTreeMap::new();
         for m in messages {
             match m {
-                MessageRef::Imap {
+                MessageKey::Imap {
                     folder,
                     uid_validity,
                     uid,
@@ -937,7 +989,7 @@ impl MailSource for ImapSource {
         Ok(messages
             .iter()
             .map(|m| {
-                let MessageRef::Imap { folder, uid, .. } = m else {
+                let MessageKey::Imap { folder, uid, .. } = m else {
                     unreachable!("checked above")
                 };
                 let raw = bodies.remove(&(folder.clone(), *uid)).unwrap_or_default();
@@ -949,15 +1001,19 @@ impl MailSource for ImapSource {
             .collect())
     }
 
+    fn can_act_on(&self, message: &MessageKey) -> bool {
+        matches!(message, MessageKey::Imap { .. })
+    }
+
     #[tracing::instrument(name = "imap.acknowledge", skip_all, fields(account = %self.settings.name, host = %self.settings.host, actions = actions.len()))]
     async fn acknowledge(
         &mut self,
-        actions: &[(MessageRef, Acknowledge)],
+        actions: &[(MessageKey, Acknowledge)],
     ) -> Result<(), FetchError> {
         // Group by (folder, validity, action) so each becomes one command.
         let mut groups: BTreeMap<(String, u32, String), (Acknowledge, Vec<u32>)> = BTreeMap::new();
         for (m, action) in actions {
-            let MessageRef::Imap {
+            let MessageKey::Imap {
                 folder,
                 uid_validity,
                 uid,

@@ -11,11 +11,12 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use super::{
-    Acknowledge, FetchError, Fetched, FolderCursor, Listed, Listing, MailSource, MessageRef,
+    Acknowledge, CursorAdvance, FetchError, Fetched, FolderCursor, Listed, Listing, MailSource,
+    MessageKey,
 };
 
 /// The one folder a memory mailbox has.
-pub const FOLDER: &str = "INBOX";
+pub const FOLDER: &str = crate::domain::INBOX;
 
 /// Faults to inject, each counted down as it fires.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -141,9 +142,9 @@ struct MemorySource {
     mailbox: MemoryMailbox,
 }
 
-fn uid_of(message: &MessageRef, uid_validity: u32) -> Result<u32, FetchError> {
+fn uid_of(message: &MessageKey, uid_validity: u32) -> Result<u32, FetchError> {
     match message {
-        MessageRef::Imap {
+        MessageKey::Imap {
             folder,
             uid_validity: v,
             uid,
@@ -179,7 +180,7 @@ impl MailSource for MemorySource {
             .messages
             .range(after + 1..)
             .map(|(uid, m)| Listed {
-                message: MessageRef::Imap {
+                message: MessageKey::Imap {
                     folder: FOLDER.into(),
                     uid_validity: s.uid_validity,
                     uid: *uid,
@@ -187,16 +188,29 @@ impl MailSource for MemorySource {
                 size: m.raw.len() as u64,
             })
             .partition(|l| l.size <= limit);
+        // Past the messages too large to fetch, as an IMAP listing does.
+        let skip_to = too_large
+            .last()
+            .and_then(|l| match l.message {
+                MessageKey::Imap { uid, .. } => Some(uid),
+                _ => None,
+            })
+            .map(|uid| CursorAdvance {
+                folder: FOLDER.into(),
+                uid_validity: s.uid_validity,
+                last_uid: uid,
+            });
         Ok(Listing {
             folder: FOLDER.into(),
             uid_validity: Some(s.uid_validity),
             uid_validity_changed: changed,
             new,
             too_large,
+            skip_to,
         })
     }
 
-    async fn fetch(&mut self, messages: &[MessageRef]) -> Result<Vec<Fetched>, FetchError> {
+    async fn fetch(&mut self, messages: &[MessageKey]) -> Result<Vec<Fetched>, FetchError> {
         let mut s = self.mailbox.state();
         let uid_validity = s.uid_validity;
         let mut out = Vec::with_capacity(messages.len());
@@ -221,9 +235,13 @@ impl MailSource for MemorySource {
         Ok(out)
     }
 
+    fn can_act_on(&self, message: &MessageKey) -> bool {
+        matches!(message, MessageKey::Imap { folder, .. } if folder == FOLDER)
+    }
+
     async fn acknowledge(
         &mut self,
-        actions: &[(MessageRef, Acknowledge)],
+        actions: &[(MessageKey, Acknowledge)],
     ) -> Result<(), FetchError> {
         let mut s = self.mailbox.state();
         if s.faults.crashes_before_acknowledge > 0 {

@@ -6,7 +6,11 @@
 //! A source never changes anything on the server by itself: listing and
 //! fetching are read-only (`BODY.PEEK[]`, POP3 `RETR` without `DELE`).
 //!
-//! - [`account`]: what an account is (host, security, credentials, folders…).
+//! What an account is, a message's identity and where a folder was left
+//! are [`crate::domain`] types, shared with the store; each source maps them
+//! to its own session (POP3 UIDLs to this session's message numbers) and
+//! moves cursors past what its listing skips (first sync, too large).
+//!
 //! - [`net`]: TCP (direct or through a SOCKS5 proxy), TLS, timeouts.
 //! - [`imap`], [`pop3`]: the two protocols.
 //! - [`imap_guard`]: bounds what async-imap is given to parse.
@@ -23,7 +27,6 @@
 //! ([`MailSource::list_more`]), and a message is only handed on when it is
 //! known to be whole.
 
-pub mod account;
 pub mod check;
 pub mod diagnosis;
 pub mod files;
@@ -34,63 +37,22 @@ pub mod net;
 pub mod pop3;
 pub mod watch;
 
-use std::collections::BTreeSet;
-
 use async_trait::async_trait;
 
-pub use account::{
-    AccountSettings, Auth, FetchMode, Protocol, ProxySettings, Secret, Security, Timeouts,
+pub use crate::domain::{
+    AccountSettings, Acknowledge, Auth, CursorAdvance, FetchMode, FolderCursor, MessageKey,
+    Protocol, ProxySettings, Secret, Security, Timeouts,
 };
 pub use diagnosis::{FailureClass, hint_line};
 pub use net::NetError;
-
-/// Identifies one message on the server.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum MessageRef {
-    /// An IMAP message: folder, UIDVALIDITY and UID.
-    Imap {
-        /// Folder name.
-        folder: String,
-        /// UIDVALIDITY of the folder when listed.
-        uid_validity: u32,
-        /// UID.
-        uid: u32,
-    },
-    /// A POP3 message: its UIDL and its message number in this session.
-    Pop3 {
-        /// The server's unique id (stable across sessions).
-        uidl: String,
-        /// Message number, valid only in the session that listed it.
-        number: u32,
-    },
-    /// A message in a local file being imported (backfill): a `.eml` or
-    /// Maildir file (offset 0), or one message of an mbox at `offset`.
-    File {
-        /// The file.
-        path: String,
-        /// Byte offset of the message in the file.
-        offset: u64,
-    },
-}
 
 /// A message listed as new, with its size as the server reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {
     /// Which message.
-    pub message: MessageRef,
+    pub message: MessageKey,
     /// Size in bytes (RFC822.SIZE, POP3 LIST).
     pub size: u64,
-}
-
-/// Where a folder was left: what has been ingested already.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FolderCursor {
-    /// IMAP: the UIDVALIDITY the cursor belongs to.
-    pub uid_validity: Option<u32>,
-    /// IMAP: the highest UID ingested.
-    pub last_uid: u32,
-    /// POP3 with keep-copy: UIDLs already ingested.
-    pub seen_uidls: BTreeSet<String>,
 }
 
 /// What a listing found in one folder.
@@ -107,29 +69,21 @@ pub struct Listing {
     pub new: Vec<Listed>,
     /// Messages over the account's size limit: listed, not fetched.
     pub too_large: Vec<Listed>,
+    /// Where the cursor moves once every message of `new` is committed:
+    /// past the messages this listing skipped (over the size limit, or
+    /// older than a first sync keeps). Not before: committed with an early
+    /// batch, it would move the cursor past messages listed beside them
+    /// that a crash then leaves unfetched for good.
+    pub skip_to: Option<CursorAdvance>,
 }
 
 /// A fetched message: exactly the bytes the server sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fetched {
     /// Which message.
-    pub message: MessageRef,
+    pub message: MessageKey,
     /// The raw RFC 5322 bytes.
     pub raw: bytes::Bytes,
-}
-
-/// What to do on the server with a committed message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Acknowledge {
-    /// Leave it as it is.
-    Leave,
-    /// Set `\Seen` (IMAP; POP3 has no flags and leaves it).
-    MarkSeen,
-    /// Delete it (IMAP: `\Deleted` + `UID EXPUNGE`; POP3: `DELE`, effective
-    /// at `QUIT`).
-    Delete,
-    /// Move it to a folder (IMAP `MOVE`, else `COPY` + delete).
-    MoveTo(String),
 }
 
 /// Why retrieval failed. Each says which step, so a user can act on it.
@@ -182,13 +136,15 @@ pub trait MailSource: Send + std::fmt::Debug {
     /// The folders this source reads (`INBOX` for POP3).
     fn folders(&self) -> Vec<String>;
 
-    /// Lists what is new in `folder` since `cursor`, read-only.
+    /// Lists what is new in `folder` since `cursor`, read-only. On a first
+    /// sync (a fresh cursor) with `first_sync_max_messages` set, only the
+    /// newest that many, with [`Listing::skip_to`] past the rest.
     async fn list(&mut self, folder: &str, cursor: &FolderCursor) -> Result<Listing, FetchError>;
 
     /// Fetches the raw bytes of `messages` (one round trip per batch where
     /// the protocol allows), read-only. All or an error: a connection lost
     /// midway is [`FetchError::Incomplete`], never a short result.
-    async fn fetch(&mut self, messages: &[MessageRef]) -> Result<Vec<Fetched>, FetchError>;
+    async fn fetch(&mut self, messages: &[MessageKey]) -> Result<Vec<Fetched>, FetchError>;
 
     /// Whether what [`acknowledge`](Self::acknowledge) did becomes true on
     /// the server only at a clean [`close`](Self::close) (POP3 `DELE` at
@@ -209,10 +165,17 @@ pub trait MailSource: Send + std::fmt::Debug {
         Ok(None)
     }
 
-    /// Applies server actions to committed messages.
+    /// Whether this source can carry out a server action queued for
+    /// `message`, by this run or an earlier one: the message is of its kind
+    /// (an import cannot act on an IMAP account's mail). What it cannot do
+    /// stays queued for a session that can.
+    fn can_act_on(&self, message: &MessageKey) -> bool;
+
+    /// Applies server actions to committed messages. A message no longer
+    /// on the server needs nothing more done and is not an error.
     async fn acknowledge(
         &mut self,
-        actions: &[(MessageRef, Acknowledge)],
+        actions: &[(MessageKey, Acknowledge)],
     ) -> Result<(), FetchError>;
 
     /// Ends the session cleanly (POP3: `QUIT`, which makes `DELE` effective).

@@ -32,7 +32,7 @@ use tokio::time::{Sleep, timeout};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use super::account::{AccountSettings, ProxySettings};
+use crate::domain::{AccountSettings, ProxySettings};
 
 /// A network-level failure, naming the step and, where possible, the fix.
 #[derive(Debug, thiserror::Error)]

@@ -4,6 +4,8 @@
 //! ours: a new contract version changes only the conversion at the plugin
 //! edge (`plugin::view`), never this type or its users.
 
+use crate::domain::MessageKey;
+
 /// A display name and address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mailbox {
@@ -29,6 +31,28 @@ pub enum Origin {
     Pop3(String),
     /// Read from a file (import, offline plugin test); names the file.
     File(String),
+}
+
+impl From<&MessageKey> for Origin {
+    fn from(message: &MessageKey) -> Self {
+        match message {
+            MessageKey::Imap {
+                folder,
+                uid_validity,
+                uid,
+            } => Origin::Imap {
+                folder: folder.clone(),
+                uid_validity: *uid_validity,
+                uid: *uid,
+            },
+            MessageKey::Pop3 { uidl } => Origin::Pop3(uidl.clone()),
+            MessageKey::File { path, offset } => Origin::File(if *offset == 0 {
+                path.clone()
+            } else {
+                format!("{path}@{offset}")
+            }),
+        }
+    }
 }
 
 /// A `Date:` header.

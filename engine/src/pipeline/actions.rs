@@ -1,16 +1,13 @@
-//! Server actions: what a committed message's acknowledgement is (the
-//! account's default, or the deciding plugin's suggestion capped by the
-//! account), carrying them out after the commit, and retrying the ones an
-//! earlier run left queued.
-
-use std::collections::HashMap;
+//! Server actions: carrying them out after the commit, and retrying the
+//! ones an earlier run left queued. What an action is (the account's
+//! default, or the deciding plugin's suggestion capped by the account) is
+//! [`crate::domain::capped_action`]; how it is done on the server, the
+//! source's business.
 
 use super::{Pipeline, PipelineError, Run, Summary};
-use crate::fetch::{
-    AccountSettings, Acknowledge, FetchError, FolderCursor, MailSource, MessageRef, Protocol,
-};
-use crate::plugin::ServerAction;
-use crate::store::{PendingActionId, ServerKey};
+use crate::domain::{Acknowledge, MessageKey};
+use crate::fetch::MailSource;
+use crate::store::PendingActionId;
 
 /// Server actions carried out in this run, until their queue rows go.
 #[derive(Default)]
@@ -19,7 +16,8 @@ pub(super) struct Done {
     pub(super) at_close: bool,
     /// True on the server now: forgotten with the next commit.
     pub(super) confirmed: Vec<PendingActionId>,
-    /// True on the server after a clean close (POP3).
+    /// True on the server after a clean close (see
+    /// [`MailSource::acknowledged_at_close`]).
     pub(super) at_close_ids: Vec<PendingActionId>,
 }
 
@@ -39,13 +37,15 @@ impl Done {
 
 impl Pipeline {
     /// Carries out the account's actions queued by earlier runs that
-    /// belong to `folder` (they failed, or the run ended before them).
+    /// belong to `folder` (they failed, or the run ended before them). The
+    /// source maps each message to its session itself; one it no longer
+    /// finds on the server needs nothing more. Actions this source cannot
+    /// carry out (an import's source, for mail on a server) stay queued.
     pub(super) async fn retry_queued(
         &self,
         ctx: &Run<'_>,
         source: &mut dyn MailSource,
         folder: &str,
-        pop3_numbers: &HashMap<String, u32>,
         done: &mut Done,
         summary: &mut Summary,
     ) -> Result<(), PipelineError> {
@@ -53,34 +53,11 @@ impl Pipeline {
             .store
             .pending_actions(ctx.tenant, ctx.account_id)
             .await?;
-        let mut todo: Vec<(PendingActionId, MessageRef, Acknowledge)> = Vec::new();
-        for p in pending {
-            let message = match &p.key {
-                ServerKey::Imap {
-                    folder: f,
-                    uid_validity,
-                    uid,
-                } if f == folder => MessageRef::Imap {
-                    folder: f.clone(),
-                    uid_validity: *uid_validity,
-                    uid: *uid,
-                },
-                ServerKey::Pop3 { uidl } => match pop3_numbers.get(uidl) {
-                    Some(&number) => MessageRef::Pop3 {
-                        uidl: uidl.clone(),
-                        number,
-                    },
-                    // Not on the server any more (deleted elsewhere): done.
-                    None if !pop3_numbers.is_empty() => {
-                        done.confirmed.push(p.id);
-                        continue;
-                    }
-                    None => continue,
-                },
-                _ => continue,
-            };
-            todo.push((p.id, message, p.action));
-        }
+        let todo: Vec<(PendingActionId, MessageKey, Acknowledge)> = pending
+            .into_iter()
+            .filter(|p| p.key.folder() == Some(folder) && source.can_act_on(&p.key))
+            .map(|p| (p.id, p.key, p.action))
+            .collect();
         self.carry_out(ctx, source, todo, done, summary).await
     }
 
@@ -91,14 +68,14 @@ impl Pipeline {
         &self,
         ctx: &Run<'_>,
         source: &mut dyn MailSource,
-        todo: Vec<(PendingActionId, MessageRef, Acknowledge)>,
+        todo: Vec<(PendingActionId, MessageKey, Acknowledge)>,
         done: &mut Done,
         summary: &mut Summary,
     ) -> Result<(), PipelineError> {
         if todo.is_empty() {
             return Ok(());
         }
-        let (ids, actions): (Vec<PendingActionId>, Vec<(MessageRef, Acknowledge)>) =
+        let (ids, actions): (Vec<PendingActionId>, Vec<(MessageKey, Acknowledge)>) =
             todo.into_iter().map(|(id, m, a)| (id, (m, a))).unzip();
         match source.acknowledge(&actions).await {
             Ok(()) => {
@@ -114,86 +91,5 @@ impl Pipeline {
             }
         }
         Ok(())
-    }
-}
-
-/// UIDL → message number in this POP3 session.
-pub(super) async fn pop3_numbers(
-    source: &mut dyn MailSource,
-    folder: &str,
-) -> Result<HashMap<String, u32>, FetchError> {
-    let all = source.list(folder, &FolderCursor::default()).await?;
-    Ok(all
-        .new
-        .iter()
-        .chain(all.too_large.iter())
-        .filter_map(|l| match &l.message {
-            MessageRef::Pop3 { uidl, number } => Some((uidl.clone(), *number)),
-            _ => None,
-        })
-        .collect())
-}
-
-/// What the account does with a message once it is stored: keep a copy →
-/// mark it seen; otherwise delete it. Imports never touch their files.
-pub(super) fn default_action(settings: &AccountSettings) -> Acknowledge {
-    if settings.keep_on_server {
-        Acknowledge::MarkSeen
-    } else {
-        Acknowledge::Delete
-    }
-}
-
-/// A plugin's suggestion, capped by the account: an account that keeps
-/// copies never deletes; POP3 cannot move.
-pub(super) fn capped_action(
-    settings: &AccountSettings,
-    suggested: Option<&ServerAction>,
-) -> Acknowledge {
-    match suggested {
-        None => default_action(settings),
-        Some(ServerAction::Leave) => Acknowledge::Leave,
-        Some(ServerAction::MarkSeen) => Acknowledge::MarkSeen,
-        Some(ServerAction::Delete) if settings.keep_on_server => Acknowledge::MarkSeen,
-        Some(ServerAction::Delete) => Acknowledge::Delete,
-        Some(ServerAction::MoveTo(_)) if settings.protocol == Protocol::Pop3 => {
-            default_action(settings)
-        }
-        Some(ServerAction::MoveTo(folder)) => Acknowledge::MoveTo(folder.clone()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::fetch;
-
-    #[test]
-    fn plugin_suggestions_are_capped_by_the_account() {
-        let mut a = AccountSettings::new(
-            "a",
-            Protocol::Imap,
-            "h",
-            fetch::Security::Tls,
-            "u",
-            fetch::Secret::new("p"),
-        );
-        a.keep_on_server = true;
-        assert_eq!(
-            capped_action(&a, Some(&ServerAction::Delete)),
-            Acknowledge::MarkSeen
-        );
-        assert_eq!(capped_action(&a, None), Acknowledge::MarkSeen);
-        a.keep_on_server = false;
-        assert_eq!(capped_action(&a, None), Acknowledge::Delete);
-        assert_eq!(
-            capped_action(&a, Some(&ServerAction::MoveTo("X".into()))),
-            Acknowledge::MoveTo("X".into())
-        );
-        a.protocol = Protocol::Pop3;
-        assert_eq!(
-            capped_action(&a, Some(&ServerAction::MoveTo("X".into()))),
-            Acknowledge::Delete
-        );
     }
 }

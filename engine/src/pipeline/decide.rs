@@ -6,12 +6,11 @@
 use std::sync::Arc;
 
 use crate::directory::{Directory, Party};
-use crate::fetch::{self, AccountSettings, MessageRef};
+use crate::domain::{AccountSettings, MessageKey, Outcome, capped_action, default_action};
+use crate::fetch;
 use crate::parse::{self, Envelope, MessageView, Origin};
 use crate::plugin::{Chain, Decision, Disposition};
-use crate::store::{IncomingMessage, MessageMeta, Outcome, ServerKey};
-
-use super::actions::{capped_action, default_action};
+use crate::store::{IncomingMessage, MessageMeta};
 
 /// What the chain made of one message.
 #[derive(Debug, Clone)]
@@ -40,9 +39,29 @@ impl Decided {
         }
     }
 
-    /// The decision in the store's terms.
+    /// The decision in the store's terms (the deciding plugin's name goes
+    /// with a quarantine or discard).
     pub fn outcome(&self) -> Outcome {
-        Outcome::from_decision(&self.decision)
+        let plugin = self.decision.decided_by.clone();
+        match &self.decision.disposition {
+            Disposition::Attach { parties } => {
+                Outcome::Attach(parties.iter().map(|p| p.to_ref()).collect())
+            }
+            Disposition::CreateLead { lead } => Outcome::CreateLead {
+                email: lead.email.clone(),
+                name: lead.name.clone(),
+                company: lead.company.clone(),
+            },
+            Disposition::Quarantine { reason } => Outcome::Quarantine {
+                reason: reason.clone(),
+                plugin,
+            },
+            Disposition::Discard { reason } => Outcome::Discard {
+                reason: reason.clone(),
+                plugin,
+            },
+            Disposition::KeepUnlinked => Outcome::KeepUnlinked,
+        }
     }
 
     /// The Message-ID and the parties it was attached to, for threading
@@ -114,13 +133,13 @@ impl DecideJob {
     pub(super) async fn decide(
         &self,
         directory: &Arc<dyn Directory>,
-        message: MessageRef,
+        message: MessageKey,
         raw: bytes::Bytes,
     ) -> DecidedMessage {
         let envelope = Envelope {
             tenant_id: self.tenant_name.clone(),
             account_id: self.settings.name.clone(),
-            origin: origin(&message),
+            origin: Origin::from(&message),
         };
         let decided = decide(
             &self.chain,
@@ -142,7 +161,7 @@ impl DecideJob {
             .unwrap_or_default();
         DecidedMessage {
             incoming: IncomingMessage {
-                key: ServerKey::from(&message),
+                key: message,
                 raw,
                 meta: decided.meta(),
                 outcome: decided.outcome(),
@@ -198,23 +217,73 @@ pub(super) async fn decide_parallel(
     out
 }
 
-/// Where a message came from, in the view's terms.
-fn origin(message: &MessageRef) -> Origin {
-    match message {
-        MessageRef::Imap {
-            folder,
-            uid_validity,
-            uid,
-        } => Origin::Imap {
-            folder: folder.clone(),
-            uid_validity: *uid_validity,
-            uid: *uid,
-        },
-        MessageRef::Pop3 { uidl, .. } => Origin::Pop3(uidl.clone()),
-        MessageRef::File { path, offset } => Origin::File(if *offset == 0 {
-            path.clone()
-        } else {
-            format!("{path}@{offset}")
-        }),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(decision: Decision) -> Outcome {
+        Decided {
+            view: None,
+            decision,
+        }
+        .outcome()
+    }
+
+    #[test]
+    fn outcomes_follow_chain_decisions() {
+        use crate::directory::PartyKind;
+        use crate::plugin::NewLead;
+        let decided = |disposition| Decision {
+            disposition,
+            server_action: None,
+            decided_by: Some("unknown-sender".into()),
+            steps: Vec::new(),
+        };
+        let ann = Party {
+            kind: PartyKind::Contact,
+            id: "7".into(),
+            email: "ann@acme.example".into(),
+            name: None,
+            company: None,
+            external_id: None,
+        };
+        assert_eq!(
+            outcome(decided(Disposition::Attach {
+                parties: vec![ann.clone()]
+            })),
+            Outcome::Attach(vec![ann.to_ref()])
+        );
+        assert_eq!(
+            outcome(decided(Disposition::CreateLead {
+                lead: NewLead {
+                    email: "new@x.example".into(),
+                    name: Some("N".into()),
+                    company: None,
+                },
+            })),
+            Outcome::CreateLead {
+                email: "new@x.example".into(),
+                name: Some("N".into()),
+                company: None,
+            }
+        );
+        assert_eq!(
+            outcome(decided(Disposition::Quarantine { reason: "r".into() })),
+            Outcome::Quarantine {
+                reason: "r".into(),
+                plugin: Some("unknown-sender".into())
+            }
+        );
+        assert_eq!(
+            outcome(decided(Disposition::Discard { reason: "d".into() })),
+            Outcome::Discard {
+                reason: "d".into(),
+                plugin: Some("unknown-sender".into())
+            }
+        );
+        assert_eq!(
+            outcome(decided(Disposition::KeepUnlinked)),
+            Outcome::KeepUnlinked
+        );
     }
 }

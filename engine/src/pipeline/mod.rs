@@ -4,13 +4,13 @@
 //! Exactly-once rests on three rules:
 //! 1. Nothing is changed on the server before the batch that holds the
 //!    message is committed; the actions are queued in that same transaction.
-//! 2. The store refuses duplicates (IMAP folder + UIDVALIDITY + UID, POP3
-//!    UIDL, the Message-ID and the content key per account), so a batch
+//! 2. The store refuses duplicates (the message's server key, the
+//!    Message-ID and the content key per account), so a batch
 //!    fetched again after a crash between commit and acknowledgement, a
 //!    re-imported file or a reset mailbox stores nothing twice.
-//! 3. A queued action is marked done only after the session closed cleanly
-//!    (POP3 `DELE` takes effect at `QUIT`); failed ones are retried on the
-//!    next run, never re-ingested.
+//! 3. A queued action is marked done only once the server made it true (at
+//!    a clean close, for sources whose actions take effect only then);
+//!    failed ones are retried on the next run, never re-ingested.
 //!
 //! Memory is bounded: messages are fetched in batches capped by count and
 //! by listed bytes, and each batch is dropped after its commit.
@@ -18,7 +18,7 @@
 mod actions;
 pub mod decide;
 
-use actions::{Done, pop3_numbers};
+use actions::Done;
 use decide::{DecideJob, decide_parallel};
 
 use std::collections::{HashMap, HashSet};
@@ -29,16 +29,14 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::directory::{Directory, RunDirectory};
-use crate::fetch::{
-    self, AccountSettings, Acknowledge, FetchError, FolderCursor, Listed, MailSource, MessageRef,
-    Protocol,
-};
+use crate::domain::{AccountSettings, Acknowledge, FolderCursor, MessageKey, Outcome};
+use crate::fetch::{self, FetchError, Listed, Listing, MailSource};
 use crate::parse::Origin;
 use crate::parse::{self, Envelope};
 use crate::plugin::{Chain, LoadError, LoadedPlugin, PluginRuntime};
 use crate::store::{
-    self, AccountId, BatchCommit, BindingRole, CursorAdvance, MasterKey, Outcome, PendingActionId,
-    Store, TenantId,
+    self, AccountId, BatchCommit, BindingRole, CommitSummary, MasterKey, PendingActionId, Store,
+    TenantId,
 };
 
 /// Why a run could not proceed. A failed *message* is never an error here:
@@ -246,13 +244,6 @@ impl Pipeline {
         let tenant = self.store.ensure_tenant(tenant_name).await?;
         let account_id = self.store.account_id(tenant, account).await?;
         let settings = self.store.settings(tenant, account, key).await?;
-        let first_sync_limit = self
-            .store
-            .account(tenant, account)
-            .await?
-            .config
-            .first_sync
-            .max_messages;
         let chain = self.chain(tenant, tenant_name).await?;
         let source = fetch::open(&settings).await?;
         let ctx = Run {
@@ -261,7 +252,6 @@ impl Pipeline {
             account_id,
             settings: &settings,
             chain: &chain,
-            first_sync_limit,
         };
         self.ingest(&ctx, source, progress).await
     }
@@ -304,292 +294,46 @@ impl Pipeline {
             account_id,
             settings: &settings,
             chain: &chain,
-            first_sync_limit: None,
         };
         self.ingest(&ctx, source, progress).await
     }
 
+    /// The run over an open source: each folder in turn, then the close
+    /// that makes what was acknowledged true on the server.
     async fn ingest(
         &self,
         ctx: &Run<'_>,
         mut source: Box<dyn MailSource>,
         progress: &dyn Progress,
     ) -> Result<Summary, PipelineError> {
-        let mut summary = Summary {
-            account: ctx.settings.name.clone(),
-            ..Summary::default()
-        };
-        let cursors = self.store.cursors(ctx.tenant, ctx.account_id).await?;
         let overlay = Arc::new(RunDirectory::new(Arc::new(self.store.directory())));
-        let directory: Arc<dyn Directory> = overlay.clone();
-        let mut done = Done {
-            at_close: source.acknowledged_at_close(),
-            ..Done::default()
+        let mut state = RunState {
+            summary: Summary {
+                account: ctx.settings.name.clone(),
+                ..Summary::default()
+            },
+            done: Done {
+                at_close: source.acknowledged_at_close(),
+                ..Done::default()
+            },
+            timings: Timings::default(),
+            directory: overlay.clone(),
+            overlay,
         };
-        let mut timings = Timings::default();
         let started = Instant::now();
-
-        // One pass per listing window: windowed sources (IMAP) list a
-        // bounded window at a time, fetched and committed before the next,
-        // so memory does not grow with the folder.
-        let folders = source.folders();
-        let mut next_folder = folders.iter();
-        let mut current: Option<(String, FolderCursor)> = None;
-        loop {
-            if self.shutdown.is_cancelled() {
-                summary.interrupted = true;
+        let mut cursors = self.store.cursors(ctx.tenant, ctx.account_id).await?;
+        for folder in source.folders() {
+            if self.stopping(&mut state.summary) {
                 break;
             }
-            let more = match &current {
-                Some((folder, _)) => source.list_more(folder).await?,
-                None => None,
-            };
-            let (folder, cursor, mut listing, first_window) = match (more, &current) {
-                (Some(listing), Some((folder, cursor))) => {
-                    (folder.clone(), cursor.clone(), listing, false)
-                }
-                _ => {
-                    let Some(folder) = next_folder.next().cloned() else {
-                        break;
-                    };
-                    let cursor = cursors.get(&folder).cloned().unwrap_or_default();
-                    let mut listing = source.list(&folder, &cursor).await?;
-                    // A first sync keeps only the newest N: gather the
-                    // windows into a tail of N + 1 (the extra one is where
-                    // the cursor skips to).
-                    if let (Some(limit), true) = (ctx.first_sync_limit, is_fresh(&cursor)) {
-                        while let Some(more) = source.list_more(&folder).await? {
-                            listing.new.extend(more.new);
-                            listing.too_large.extend(more.too_large);
-                            let excess = listing.new.len().saturating_sub(limit as usize + 1);
-                            listing.new.drain(..excess);
-                        }
-                    }
-                    current = Some((folder.clone(), cursor.clone()));
-                    (folder, cursor, listing, true)
-                }
-            };
-            if listing.uid_validity_changed && first_window {
-                summary.uid_validity_changes.push(folder.clone());
-            }
-            summary.skipped_too_large += listing.too_large.len();
-            for skipped in &listing.too_large {
-                tracing::warn!(account = %ctx.settings.name, folder, message = ?skipped.message, size = skipped.size,
-                    "message over the account's size limit: left on the server, not ingested");
-            }
-
-            // Queued actions from earlier runs first (for POP3, message
-            // numbers change per session: map them through a full listing).
-            let numbers =
-                if ctx.settings.protocol == Protocol::Pop3 && !folder_is_files(&listing.new) {
-                    pop3_numbers(&mut *source, &folder).await?
-                } else {
-                    HashMap::new()
-                };
-            if first_window {
-                self.retry_queued(
-                    ctx,
-                    &mut *source,
-                    &folder,
-                    &numbers,
-                    &mut done,
-                    &mut summary,
-                )
+            let cursor = cursors.remove(&folder).unwrap_or_default();
+            self.ingest_folder(ctx, &mut *source, &folder, &cursor, &mut state, progress)
                 .await?;
-            }
-
-            // First sync: only the newest N (IMAP), the rest is skipped by
-            // advancing the cursor past it.
-            let mut advances = Vec::new();
-            if let (Some(limit), true) = (ctx.first_sync_limit, is_fresh(&cursor))
-                && listing.new.len() > limit as usize
-            {
-                let cut = listing.new.len() - limit as usize;
-                let older: Vec<Listed> = listing.new.drain(..cut).collect();
-                if let Some(Listed {
-                    message:
-                        MessageRef::Imap {
-                            folder,
-                            uid_validity,
-                            uid,
-                        },
-                    ..
-                }) = older.last()
-                {
-                    advances.push(CursorAdvance {
-                        folder: folder.clone(),
-                        uid_validity: *uid_validity,
-                        last_uid: *uid,
-                    });
-                }
-            }
-            // Past messages skipped as too large, too — but only once every
-            // message listed with them is committed: committed with the first
-            // batch, it would move the cursor past smaller messages of the
-            // same listing that a crash then leaves unfetched for good.
-            let mut after_all = Vec::new();
-            if let Some(Listed {
-                message:
-                    MessageRef::Imap {
-                        folder,
-                        uid_validity,
-                        uid,
-                    },
-                ..
-            }) = listing.too_large.iter().max_by_key(|l| match l.message {
-                MessageRef::Imap { uid, .. } => uid,
-                _ => 0,
-            }) {
-                after_all.push(CursorAdvance {
-                    folder: folder.clone(),
-                    uid_validity: *uid_validity,
-                    last_uid: *uid,
-                });
-            }
-
-            progress.listed(&ctx.settings.name, &folder, listing.new.len());
-            let mut batches = batches(
-                listing.new,
-                self.options.batch_messages,
-                self.options.batch_bytes,
-            )
-            .into_iter()
-            .enumerate();
-            // Three batches in flight: while batch k commits (on a task of
-            // its own, so its statements go on while this one works), the
-            // server actions of batch k-1 (committed already) are carried
-            // out and batch k+1 is fetched and decided.
-            let mut waiting: Option<Decided> = None;
-            let mut to_acknowledge: Vec<(PendingActionId, MessageRef, Acknowledge)> = Vec::new();
-            loop {
-                // Asked to stop: fetch nothing more, but finish the commit
-                // in flight and carry out its server actions.
-                let next = if self.shutdown.is_cancelled() {
-                    summary.interrupted = true;
-                    None
-                } else {
-                    batches.next()
-                };
-                if next.is_none() && waiting.is_none() && to_acknowledge.is_empty() {
-                    break;
-                }
-                let committing = waiting.take().map(|mut batch| {
-                    batch.commit.completed_actions = done.take_confirmed();
-                    let store = self.store.clone();
-                    let (tenant, account) = (ctx.tenant, ctx.account_id);
-                    tokio::spawn(async move {
-                        let clock = Instant::now();
-                        let result = store.commit_batch(tenant, account, &batch.commit).await;
-                        (batch, result, clock.elapsed())
-                    })
-                });
-                let clock = Instant::now();
-                let acknowledged = self
-                    .carry_out(
-                        ctx,
-                        &mut *source,
-                        std::mem::take(&mut to_acknowledge),
-                        &mut done,
-                        &mut summary,
-                    )
-                    .await;
-                timings.acknowledge += clock.elapsed();
-                let decided = match (acknowledged, next) {
-                    (Err(e), _) => Err(e),
-                    (Ok(()), None) => Ok(None),
-                    (Ok(()), Some((seq, batch))) => {
-                        let first_advances = if seq == 0 {
-                            std::mem::take(&mut advances)
-                        } else {
-                            Vec::new()
-                        };
-                        self.fetch_and_decide(
-                            ctx,
-                            &mut *source,
-                            &directory,
-                            &overlay,
-                            seq,
-                            batch,
-                            first_advances,
-                            &mut timings,
-                        )
-                        .await
-                        .map(Some)
-                    }
-                };
-                // Always wait for the commit, even when the server side
-                // failed: the run ends with the store in a known state.
-                let committed = match committing {
-                    None => None,
-                    Some(task) => match task.await {
-                        Ok((batch, result, time)) => Some((batch, result?, time)),
-                        Err(e) => std::panic::resume_unwind(e.into_panic()),
-                    },
-                };
-                if let Some((batch, result, commit_time)) = committed {
-                    timings.commit += commit_time;
-                    // Its links are in the store now, with any new leads.
-                    overlay.forget(batch.seq);
-                    overlay.parties_added(&result.created_leads);
-                    // Count what was stored now, not what was fetched again.
-                    for (i, (m, r)) in batch
-                        .commit
-                        .messages
-                        .iter()
-                        .zip(&result.results)
-                        .enumerate()
-                    {
-                        if matches!(r, store::MessageResult::Inserted(_)) {
-                            count(&mut summary, &m.outcome, result.lead_creators.contains(&i));
-                        }
-                    }
-                    summary.duplicates += result.duplicates;
-                    summary.new_leads += result.leads_created;
-                    progress.committed(batch.commit.messages.len());
-                    to_acknowledge = result
-                        .queued
-                        .iter()
-                        .filter_map(|q| {
-                            let message = batch.commit.messages.get(q.message)?;
-                            let action = message.action.clone()?;
-                            Some((q.id, batch.refs.get(q.message)?.clone(), action))
-                        })
-                        .collect();
-                }
-                if let Some(batch) = decided? {
-                    summary.fetched += batch.refs.len();
-                    waiting = Some(batch);
-                }
-            }
-            // Every batch of this listing is committed, unless the run was
-            // asked to stop: only then may the cursor pass the skipped ones.
-            if !summary.interrupted {
-                advances.append(&mut after_all);
-            }
-            if !advances.is_empty() {
-                self.store
-                    .commit_batch(
-                        ctx.tenant,
-                        ctx.account_id,
-                        &BatchCommit {
-                            cursor_advances: advances,
-                            completed_actions: done.take_confirmed(),
-                            ..BatchCommit::default()
-                        },
-                    )
-                    .await?;
-            }
         }
-
-        source.close().await?;
-        // The session ended cleanly: what was acknowledged is now true on
-        // the server (POP3 deletions happen at QUIT).
-        let finished: Vec<PendingActionId> = done
-            .take_confirmed()
-            .into_iter()
-            .chain(std::mem::take(&mut done.at_close_ids))
-            .collect();
-        self.store.complete_actions(ctx.tenant, &finished).await?;
+        self.close(ctx, source, &mut state.done).await?;
+        let RunState {
+            summary, timings, ..
+        } = state;
         tracing::debug!(
             account = %ctx.settings.name,
             messages = summary.fetched,
@@ -603,53 +347,228 @@ impl Pipeline {
         Ok(summary)
     }
 
+    /// Whether the run was asked to stop; notes it in the summary.
+    fn stopping(&self, summary: &mut Summary) -> bool {
+        if self.shutdown.is_cancelled() {
+            summary.interrupted = true;
+        }
+        summary.interrupted
+    }
+
+    /// One folder: list against its cursor, carry out the actions earlier
+    /// runs left queued for it, then each listing window in turn. Windowed
+    /// sources list a bounded window at a time, fetched and
+    /// committed before the next, so memory does not grow with the folder.
+    async fn ingest_folder(
+        &self,
+        ctx: &Run<'_>,
+        source: &mut dyn MailSource,
+        folder: &str,
+        cursor: &FolderCursor,
+        state: &mut RunState,
+        progress: &dyn Progress,
+    ) -> Result<(), PipelineError> {
+        let mut listing = source.list(folder, cursor).await?;
+        if listing.uid_validity_changed {
+            state.summary.uid_validity_changes.push(folder.to_string());
+        }
+        self.retry_queued(ctx, source, folder, &mut state.done, &mut state.summary)
+            .await?;
+        loop {
+            self.ingest_window(ctx, source, listing, state, progress)
+                .await?;
+            if self.stopping(&mut state.summary) {
+                return Ok(());
+            }
+            match source.list_more(folder).await? {
+                Some(more) => listing = more,
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// One listing window: its messages in batches, then — once every one
+    /// of them is committed — the cursor past what the listing skipped.
+    async fn ingest_window(
+        &self,
+        ctx: &Run<'_>,
+        source: &mut dyn MailSource,
+        listing: Listing,
+        state: &mut RunState,
+        progress: &dyn Progress,
+    ) -> Result<(), PipelineError> {
+        state.summary.skipped_too_large += listing.too_large.len();
+        for skipped in &listing.too_large {
+            tracing::warn!(account = %ctx.settings.name, folder = %listing.folder, message = ?skipped.message, size = skipped.size,
+                "message over the account's size limit: left on the server, not ingested");
+        }
+        progress.listed(&ctx.settings.name, &listing.folder, listing.new.len());
+        let batches = batches(
+            listing.new,
+            self.options.batch_messages,
+            self.options.batch_bytes,
+        );
+        self.ingest_batches(ctx, source, batches, state, progress)
+            .await?;
+        // Committed with an earlier batch, the skip would move the cursor
+        // past messages of the same listing that a crash then leaves
+        // unfetched for good; and a run asked to stop has not committed
+        // them all.
+        if let Some(skip) = listing.skip_to
+            && !state.summary.interrupted
+        {
+            self.store
+                .commit_batch(
+                    ctx.tenant,
+                    ctx.account_id,
+                    &BatchCommit {
+                        cursor_advances: vec![skip],
+                        completed_actions: state.done.take_confirmed(),
+                        ..BatchCommit::default()
+                    },
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Fetches, decides, commits and acknowledges `batches` with three in
+    /// flight: while batch k commits (on a task of its own, so its
+    /// statements go on while this one works), the server actions of batch
+    /// k-1 (committed already) are carried out and batch k+1 is fetched and
+    /// decided. Asked to stop, it fetches nothing more but finishes the
+    /// commit in flight and carries out its server actions.
+    async fn ingest_batches(
+        &self,
+        ctx: &Run<'_>,
+        source: &mut dyn MailSource,
+        batches: Vec<Vec<Listed>>,
+        state: &mut RunState,
+        progress: &dyn Progress,
+    ) -> Result<(), PipelineError> {
+        let mut batches = batches.into_iter().enumerate();
+        let mut waiting: Option<Decided> = None;
+        let mut to_acknowledge: Vec<(PendingActionId, MessageKey, Acknowledge)> = Vec::new();
+        loop {
+            let next = if self.stopping(&mut state.summary) {
+                None
+            } else {
+                batches.next()
+            };
+            if next.is_none() && waiting.is_none() && to_acknowledge.is_empty() {
+                return Ok(());
+            }
+            let committing = waiting
+                .take()
+                .map(|batch| self.start_commit(ctx, batch, &mut state.done));
+            let clock = Instant::now();
+            let acknowledged = self
+                .carry_out(
+                    ctx,
+                    source,
+                    std::mem::take(&mut to_acknowledge),
+                    &mut state.done,
+                    &mut state.summary,
+                )
+                .await;
+            state.timings.acknowledge += clock.elapsed();
+            let decided = match (acknowledged, next) {
+                (Err(e), _) => Err(e),
+                (Ok(()), None) => Ok(None),
+                (Ok(()), Some((seq, batch))) => self
+                    .fetch_and_decide(ctx, source, state, seq, batch)
+                    .await
+                    .map(Some),
+            };
+            // Always wait for the commit, even when the server side
+            // failed: the run ends with the store in a known state.
+            if let Some(task) = committing {
+                let (batch, result, time) = match task.await {
+                    Ok(committed) => committed,
+                    Err(e) => std::panic::resume_unwind(e.into_panic()),
+                };
+                state.timings.commit += time;
+                to_acknowledge = record_commit(state, &batch, &result?, progress);
+            }
+            if let Some(batch) = decided? {
+                state.summary.fetched += batch.commit.messages.len();
+                waiting = Some(batch);
+            }
+        }
+    }
+
+    /// Commits a decided batch on a task of its own, with the queued
+    /// actions the server has confirmed since the last commit.
+    fn start_commit(
+        &self,
+        ctx: &Run<'_>,
+        mut batch: Decided,
+        done: &mut Done,
+    ) -> tokio::task::JoinHandle<(Decided, Result<CommitSummary, store::Error>, Duration)> {
+        batch.commit.completed_actions = done.take_confirmed();
+        let store = self.store.clone();
+        let (tenant, account) = (ctx.tenant, ctx.account_id);
+        tokio::spawn(async move {
+            let clock = Instant::now();
+            let result = store.commit_batch(tenant, account, &batch.commit).await;
+            (batch, result, clock.elapsed())
+        })
+    }
+
+    /// Ends the session cleanly; only then is what was acknowledged true on
+    /// the server (for sources whose actions take effect only at a clean
+    /// close), and its queue rows go.
+    async fn close(
+        &self,
+        ctx: &Run<'_>,
+        source: Box<dyn MailSource>,
+        done: &mut Done,
+    ) -> Result<(), PipelineError> {
+        source.close().await?;
+        let finished: Vec<PendingActionId> = done
+            .take_confirmed()
+            .into_iter()
+            .chain(std::mem::take(&mut done.at_close_ids))
+            .collect();
+        self.store.complete_actions(ctx.tenant, &finished).await?;
+        Ok(())
+    }
+
     /// Fetches a batch and decides each message (parse, chain); the links
     /// decided are remembered for the batches after it.
-    #[allow(clippy::too_many_arguments)]
     async fn fetch_and_decide(
         &self,
         ctx: &Run<'_>,
         source: &mut dyn MailSource,
-        directory: &Arc<dyn Directory>,
-        overlay: &RunDirectory,
+        state: &mut RunState,
         seq: usize,
         batch: Vec<Listed>,
-        cursor_advances: Vec<CursorAdvance>,
-        timings: &mut Timings,
     ) -> Result<Decided, PipelineError> {
-        let refs: Vec<MessageRef> = batch.into_iter().map(|l| l.message).collect();
+        let keys: Vec<MessageKey> = batch.into_iter().map(|l| l.message).collect();
         let clock = Instant::now();
-        let fetched = source.fetch(&refs).await?;
-        timings.fetch += clock.elapsed();
+        let fetched = source.fetch(&keys).await?;
+        state.timings.fetch += clock.elapsed();
         // A source must hand back exactly what was asked, or fail. A short
         // or mixed-up batch committed as it is would move the cursor past
         // messages never stored, so it is refused here as well.
-        let asked: HashSet<&MessageRef> = refs.iter().collect();
-        let got: HashSet<&MessageRef> = fetched.iter().map(|f| &f.message).collect();
-        if fetched.len() != refs.len() || got != asked {
+        let asked: HashSet<&MessageKey> = keys.iter().collect();
+        let got: HashSet<&MessageKey> = fetched.iter().map(|f| &f.message).collect();
+        if fetched.len() != keys.len() || got != asked {
             return Err(FetchError::Incomplete {
                 during: "fetch",
                 received: got.intersection(&asked).count(),
-                expected: refs.len(),
+                expected: keys.len(),
             }
             .into());
         }
         let clock = Instant::now();
-        let mut decided = Decided {
-            seq,
-            commit: BatchCommit {
-                cursor_advances,
-                ..BatchCommit::default()
-            },
-            refs: Vec::with_capacity(fetched.len()),
-        };
         let job = Arc::new(DecideJob {
             chain: ctx.chain.clone(),
             tenant_name: ctx.tenant_name.to_string(),
             settings: ctx.settings.clone(),
             max_body_bytes: self.options.max_body_bytes,
         });
-        let refs: Vec<MessageRef> = fetched.iter().map(|f| f.message.clone()).collect();
+        let (directory, overlay) = (&state.directory, &state.overlay);
         let mut results =
             decide_parallel(&job, directory, fetched, self.options.decide_workers).await;
         // Threads inside the batch: the first pass decided every message
@@ -667,25 +586,82 @@ impl Pipeline {
             }
         }
         if !in_batch.is_empty() {
-            for (i, message) in refs.iter().enumerate() {
-                if !results[i].parents.iter().any(|p| in_batch.contains(p)) {
+            for result in &mut results {
+                if !result.parents.iter().any(|p| in_batch.contains(p)) {
                     continue;
                 }
-                let raw = results[i].incoming.raw.clone();
-                let again = job.decide(directory, message.clone(), raw).await;
+                let message = result.incoming.key.clone();
+                let raw = result.incoming.raw.clone();
+                let again = job.decide(directory, message, raw).await;
                 if let Some((message_id, parties)) = &again.links {
                     overlay.remember(ctx.tenant_name, seq, message_id.clone(), parties.clone());
                 }
-                results[i] = again;
+                *result = again;
             }
         }
-        for (r, message) in results.into_iter().zip(refs) {
-            decided.commit.messages.push(r.incoming);
-            decided.refs.push(message);
-        }
-        timings.decide += clock.elapsed();
+        let decided = Decided {
+            seq,
+            commit: BatchCommit {
+                messages: results.into_iter().map(|r| r.incoming).collect(),
+                ..BatchCommit::default()
+            },
+        };
+        state.timings.decide += clock.elapsed();
         Ok(decided)
     }
+}
+
+/// What a run carries from folder to folder and window to window.
+struct RunState {
+    summary: Summary,
+    /// Server actions carried out, until their queue rows go.
+    done: Done,
+    timings: Timings,
+    /// The store's directory plus the links of batches not yet committed.
+    overlay: Arc<RunDirectory>,
+    /// `overlay`, as plugins query it.
+    directory: Arc<dyn Directory>,
+}
+
+/// Takes in a committed batch: its links are in the store now (with any
+/// new leads), what was stored now is counted, and the actions it queued
+/// are returned, to carry out next.
+fn record_commit(
+    state: &mut RunState,
+    batch: &Decided,
+    result: &CommitSummary,
+    progress: &dyn Progress,
+) -> Vec<(PendingActionId, MessageKey, Acknowledge)> {
+    state.overlay.forget(batch.seq);
+    state.overlay.parties_added(&result.created_leads);
+    // Count what was stored now, not what was fetched again.
+    for (i, (m, r)) in batch
+        .commit
+        .messages
+        .iter()
+        .zip(&result.results)
+        .enumerate()
+    {
+        if matches!(r, store::MessageResult::Inserted(_)) {
+            count(
+                &mut state.summary,
+                &m.outcome,
+                result.lead_creators.contains(&i),
+            );
+        }
+    }
+    state.summary.duplicates += result.duplicates;
+    state.summary.new_leads += result.leads_created;
+    progress.committed(batch.commit.messages.len());
+    result
+        .queued
+        .iter()
+        .filter_map(|q| {
+            let message = batch.commit.messages.get(q.message)?;
+            let action = message.action.clone()?;
+            Some((q.id, message.key.clone(), action))
+        })
+        .collect()
 }
 
 /// Time spent per stage of a run, for the debug log.
@@ -702,8 +678,6 @@ struct Decided {
     /// Its place in the folder's run (for the directory overlay).
     seq: usize,
     commit: BatchCommit,
-    /// Each message's reference on the server, in `commit.messages` order.
-    refs: Vec<MessageRef>,
 }
 
 /// Per-run context.
@@ -713,17 +687,6 @@ struct Run<'a> {
     account_id: AccountId,
     settings: &'a AccountSettings,
     chain: &'a Chain,
-    first_sync_limit: Option<u32>,
-}
-
-fn is_fresh(cursor: &FolderCursor) -> bool {
-    cursor.uid_validity.is_none() && cursor.last_uid == 0 && cursor.seen_uidls.is_empty()
-}
-
-fn folder_is_files(listed: &[Listed]) -> bool {
-    listed
-        .first()
-        .is_some_and(|l| matches!(l.message, MessageRef::File { .. }))
 }
 
 /// Splits listed messages into batches of at most `max` messages and about
@@ -764,12 +727,11 @@ fn count(summary: &mut Summary, outcome: &Outcome, created_lead: bool) {
 mod tests {
     use super::*;
 
-    fn listed(uid: u32, size: u64) -> Listed {
+    fn listed(n: u64, size: u64) -> Listed {
         Listed {
-            message: MessageRef::Imap {
-                folder: "INBOX".into(),
-                uid_validity: 1,
-                uid,
+            message: MessageKey::File {
+                path: "a.mbox".into(),
+                offset: n * 1000,
             },
             size,
         }

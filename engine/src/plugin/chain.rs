@@ -17,6 +17,7 @@ use super::bindings::{matcher, types, unknown_sender};
 use super::error::{CallError, LoadError};
 use super::host::CallContext;
 use crate::directory::{Directory, Party, PartyKind, PartyRef};
+use crate::domain::ServerAction;
 use crate::parse::ParsedMessage;
 
 /// Longest reason, name, company or folder a plugin may return (bytes).
@@ -59,20 +60,6 @@ pub struct NewLead {
     pub name: Option<String>,
     /// Company.
     pub company: Option<String>,
-}
-
-/// A server action a plugin suggested (the account caps what is honoured).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ServerAction {
-    /// Leave the message alone.
-    Leave,
-    /// Set `\Seen`.
-    MarkSeen,
-    /// Delete it.
-    Delete,
-    /// Move it to a folder.
-    MoveTo(String),
 }
 
 /// One plugin's part in a decision.

@@ -22,8 +22,9 @@ mod output;
 pub mod runtime;
 mod view;
 
+pub use crate::domain::ServerAction;
 pub use binding::{Binding, FailurePolicy, LoadedPlugin, Roles, WasmSource};
-pub use chain::{Chain, Decision, Disposition, NewLead, ServerAction, Step};
+pub use chain::{Chain, Decision, Disposition, NewLead, Step};
 pub use error::{CallError, LoadError};
 pub use host::CallContext;
 pub use limits::Limits;

@@ -18,7 +18,9 @@ use super::key::MasterKey;
 use super::{
     AccountId, Result, Store, TenantId, corrupt, invalid, not_found, now, unique_violation,
 };
-use crate::fetch::{AccountSettings, Auth, FetchMode, Protocol, ProxySettings, Security, Timeouts};
+use crate::domain::{
+    AccountSettings, Auth, FetchMode, Protocol, ProxySettings, Security, Timeouts,
+};
 
 /// A SOCKS5 proxy, with an optional login credential.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -187,6 +189,7 @@ impl Account {
         settings.max_message_bytes = c.max_message_bytes;
         settings.batch_size = c.batch_size as usize;
         settings.first_sync_since = c.first_sync.since;
+        settings.first_sync_max_messages = c.first_sync.max_messages;
         settings.timeouts = Timeouts::default();
         settings
     }

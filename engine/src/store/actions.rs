@@ -11,19 +11,18 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 
-use super::batch::{ROWS_PER_STATEMENT, ServerKey};
+use super::batch::ROWS_PER_STATEMENT;
 use super::entity::pending_actions;
 use super::{AccountId, PendingActionId, Result, Store, TenantId, corrupt, not_found};
-use crate::fetch::Acknowledge;
+use crate::domain::{Acknowledge, MessageKey};
 
 /// A server action waiting to be carried out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingAction {
     /// Its key, to delete or mark it failed.
     pub id: PendingActionId,
-    /// The message on the server (for POP3, map the UIDL to this session's
-    /// message number).
-    pub key: ServerKey,
+    /// The message on the server.
+    pub key: MessageKey,
     /// What to do.
     pub action: Acknowledge,
     /// When it was queued.
@@ -52,18 +51,18 @@ fn parse_action(text: &str) -> Result<Acknowledge> {
     })
 }
 
-pub(super) fn key_of(row: &pending_actions::Model) -> Result<ServerKey> {
+pub(super) fn key_of(row: &pending_actions::Model) -> Result<MessageKey> {
     let u32_of = |v: i64, what: &'static str| {
         u32::try_from(v).map_err(|_| corrupt(what, format!("{v} is out of range")))
     };
     Ok(
         match (&row.folder, row.uid_validity, row.uid, &row.pop3_uidl) {
-            (Some(folder), Some(validity), Some(uid), None) => ServerKey::Imap {
+            (Some(folder), Some(validity), Some(uid), None) => MessageKey::Imap {
                 folder: folder.clone(),
                 uid_validity: u32_of(validity, "pending action UIDVALIDITY")?,
                 uid: u32_of(uid, "pending action UID")?,
             },
-            (None, None, None, Some(uidl)) => ServerKey::Pop3 { uidl: uidl.clone() },
+            (None, None, None, Some(uidl)) => MessageKey::Pop3 { uidl: uidl.clone() },
             _ => return Err(corrupt("pending action", "neither an IMAP nor a POP3 key")),
         },
     )

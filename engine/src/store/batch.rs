@@ -46,56 +46,8 @@ use super::{
     AccountId, PartyId, PendingActionId, Result, Store, StoredMessageId, TenantId, lock_tenant,
     normalise_email, normalise_message_id, not_found, now,
 };
-use crate::directory::{PartyKind, PartyRef};
-use crate::fetch::{Acknowledge, FolderCursor, MessageRef};
-use crate::plugin::{Decision, Disposition};
-
-/// The folder name POP3 cursors are kept under (POP3 has only the inbox).
-pub const POP3_FOLDER: &str = "INBOX";
-
-/// Where a message is on the server: its idempotency key.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum ServerKey {
-    /// IMAP: folder, UIDVALIDITY and UID.
-    Imap {
-        /// Folder name.
-        folder: String,
-        /// The folder's UIDVALIDITY.
-        uid_validity: u32,
-        /// The message's UID.
-        uid: u32,
-    },
-    /// POP3: the server's unique id.
-    Pop3 {
-        /// The UIDL.
-        uidl: String,
-    },
-    /// No server copy (an imported file): its Message-ID or its content key
-    /// dedupes it, and no cursor, UIDL or server action is recorded.
-    None,
-}
-
-impl From<&MessageRef> for ServerKey {
-    fn from(message: &MessageRef) -> Self {
-        match message {
-            MessageRef::Imap {
-                folder,
-                uid_validity,
-                uid,
-            } => ServerKey::Imap {
-                folder: folder.clone(),
-                uid_validity: *uid_validity,
-                uid: *uid,
-            },
-            MessageRef::Pop3 { uidl, .. } => ServerKey::Pop3 { uidl: uidl.clone() },
-            // A file's path and offset say nothing stable about the message
-            // (files move, mboxes are rewritten): imports dedupe by
-            // Message-ID and content key.
-            MessageRef::File { .. } => ServerKey::None,
-        }
-    }
-}
+use crate::directory::PartyKind;
+use crate::domain::{Acknowledge, CursorAdvance, FolderCursor, INBOX, MessageKey, Outcome};
 
 /// What the parser found in the headers; all optional, since a message that
 /// does not parse is still stored (quarantined) with its bytes.
@@ -111,79 +63,20 @@ pub struct MessageMeta {
     pub date: Option<DateTime<Utc>>,
 }
 
-/// What the chain decided for a message, in the store's terms.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// Store and link to these existing parties.
-    Attach(Vec<PartyRef>),
-    /// Store and link to a lead with this address: the tenant's existing
-    /// lead for it, else a new one.
-    CreateLead {
-        /// Address.
-        email: String,
-        /// Display name.
-        name: Option<String>,
-        /// Company.
-        company: Option<String>,
-    },
-    /// Store the raw bytes in quarantine.
-    Quarantine {
-        /// Why.
-        reason: String,
-        /// The plugin that decided or failed, if any.
-        plugin: Option<String>,
-    },
-    /// Store no content; log the reason.
-    Discard {
-        /// Why.
-        reason: String,
-        /// The plugin that decided, if any.
-        plugin: Option<String>,
-    },
-    /// Store without links.
-    KeepUnlinked,
-}
-
-impl Outcome {
-    /// The outcome for a chain decision (the deciding plugin's name goes
-    /// with a quarantine or discard).
-    pub fn from_decision(decision: &Decision) -> Self {
-        let plugin = decision.decided_by.clone();
-        match &decision.disposition {
-            Disposition::Attach { parties } => {
-                Outcome::Attach(parties.iter().map(|p| p.to_ref()).collect())
-            }
-            Disposition::CreateLead { lead } => Outcome::CreateLead {
-                email: lead.email.clone(),
-                name: lead.name.clone(),
-                company: lead.company.clone(),
-            },
-            Disposition::Quarantine { reason } => Outcome::Quarantine {
-                reason: reason.clone(),
-                plugin,
-            },
-            Disposition::Discard { reason } => Outcome::Discard {
-                reason: reason.clone(),
-                plugin,
-            },
-            Disposition::KeepUnlinked => Outcome::KeepUnlinked,
-        }
-    }
-
-    fn status(&self) -> MessageStatus {
-        match self {
-            Outcome::Quarantine { .. } => MessageStatus::Quarantined,
-            Outcome::Discard { .. } => MessageStatus::Discarded,
-            _ => MessageStatus::Stored,
-        }
+/// The status a message is stored with.
+fn status_of(outcome: &Outcome) -> MessageStatus {
+    match outcome {
+        Outcome::Quarantine { .. } => MessageStatus::Quarantined,
+        Outcome::Discard { .. } => MessageStatus::Discarded,
+        _ => MessageStatus::Stored,
     }
 }
 
 /// One fetched message and what to do with it.
 #[derive(Debug, Clone)]
 pub struct IncomingMessage {
-    /// Where it is on the server.
-    pub key: ServerKey,
+    /// Which message: where it is on the server (a file has no server key).
+    pub key: MessageKey,
     /// Exactly the bytes the server sent.
     pub raw: bytes::Bytes,
     /// Parsed header fields.
@@ -195,18 +88,6 @@ pub struct IncomingMessage {
     pub action: Option<Acknowledge>,
     /// The plugin that decided, if one did.
     pub decided_by: Option<String>,
-}
-
-/// A cursor advance not implied by the batch's messages (e.g. past messages
-/// listed but skipped as too large).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CursorAdvance {
-    /// Folder name.
-    pub folder: String,
-    /// The folder's UIDVALIDITY.
-    pub uid_validity: u32,
-    /// Everything up to this UID is done.
-    pub last_uid: u32,
 }
 
 /// A batch to commit in one transaction.
@@ -299,7 +180,7 @@ impl Store {
     }
 
     /// The account's cursors by folder; POP3 seen UIDLs are under
-    /// [`POP3_FOLDER`].
+    /// [`INBOX`].
     pub async fn cursors(
         &self,
         tenant: TenantId,
@@ -323,7 +204,7 @@ impl Store {
             .all(&self.db)
             .await?;
         if !seen.is_empty() {
-            let cursor = cursors.entry(POP3_FOLDER.into()).or_default();
+            let cursor = cursors.entry(INBOX.into()).or_default();
             cursor.seen_uidls.extend(seen.into_iter().map(|s| s.uidl));
         }
         Ok(cursors)
@@ -344,10 +225,11 @@ impl Store {
     }
 }
 
-/// IMAP key columns of a server key.
-fn imap_columns(key: &ServerKey) -> (Option<String>, Option<i64>, Option<i64>, Option<String>) {
+/// The server key columns of a message key: IMAP folder, UIDVALIDITY and
+/// UID, or the POP3 UIDL; none for a file.
+fn imap_columns(key: &MessageKey) -> (Option<String>, Option<i64>, Option<i64>, Option<String>) {
     match key {
-        ServerKey::Imap {
+        MessageKey::Imap {
             folder,
             uid_validity,
             uid,
@@ -357,8 +239,8 @@ fn imap_columns(key: &ServerKey) -> (Option<String>, Option<i64>, Option<i64>, O
             Some(i64::from(*uid)),
             None,
         ),
-        ServerKey::Pop3 { uidl } => (None, None, None, Some(uidl.clone())),
-        ServerKey::None => (None, None, None, None),
+        MessageKey::Pop3 { uidl } => (None, None, None, Some(uidl.clone())),
+        MessageKey::File { .. } => (None, None, None, None),
     }
 }
 
@@ -427,7 +309,7 @@ async fn commit(
     let known = named_parties(txn, tenant, &batch.messages).await?;
     let mut links: Vec<(i64, PartyId)> = Vec::new();
     let mut uidls: Vec<&str> = Vec::new();
-    let mut actions: Vec<(usize, &ServerKey, String)> = Vec::new();
+    let mut actions: Vec<(usize, &MessageKey, String)> = Vec::new();
     for (index, message) in batch.messages.iter().enumerate() {
         let result = insert_message(
             txn,
@@ -443,16 +325,16 @@ async fn commit(
         summary.results.push(result);
 
         match &message.key {
-            ServerKey::Imap {
+            MessageKey::Imap {
                 folder,
                 uid_validity,
                 uid,
             } => advance(folder, *uid_validity, *uid),
-            ServerKey::Pop3 { uidl } => uidls.push(uidl),
-            ServerKey::None => {}
+            MessageKey::Pop3 { uidl } => uidls.push(uidl),
+            MessageKey::File { .. } => {}
         }
         let action = message.action.as_ref().and_then(action_text);
-        if let (Some(action), false) = (action, message.key == ServerKey::None) {
+        if let (Some(action), true) = (action, message.key.is_on_server()) {
             actions.push((index, &message.key, action));
         }
     }
@@ -545,7 +427,7 @@ async fn queue_actions(
     txn: &DatabaseTransaction,
     tenant: TenantId,
     account: AccountId,
-    actions: &[(usize, &ServerKey, String)],
+    actions: &[(usize, &MessageKey, String)],
     stamp: DateTime<Utc>,
     summary: &mut CommitSummary,
 ) -> Result<()> {
@@ -572,7 +454,7 @@ async fn queue_actions(
     let rows = txn
         .query_all(txn.get_database_backend().build(&insert))
         .await?;
-    let mut queued: HashMap<ServerKey, i64> = HashMap::with_capacity(rows.len());
+    let mut queued: HashMap<MessageKey, i64> = HashMap::with_capacity(rows.len());
     for row in rows {
         let row = pending_actions::Model::from_query_result(&row, "")?;
         queued.insert(key_of(&row)?, row.id);
@@ -599,12 +481,12 @@ async fn queue_actions(
 async fn queued_for(
     txn: &DatabaseTransaction,
     account: AccountId,
-    key: &ServerKey,
+    key: &MessageKey,
 ) -> Result<Option<i64>> {
     let query =
         pending_actions::Entity::find().filter(pending_actions::Column::AccountId.eq(account.0));
     let query = match key {
-        ServerKey::Imap {
+        MessageKey::Imap {
             folder,
             uid_validity,
             uid,
@@ -612,8 +494,8 @@ async fn queued_for(
             .filter(pending_actions::Column::Folder.eq(folder))
             .filter(pending_actions::Column::UidValidity.eq(i64::from(*uid_validity)))
             .filter(pending_actions::Column::Uid.eq(i64::from(*uid))),
-        ServerKey::Pop3 { uidl } => query.filter(pending_actions::Column::Pop3Uidl.eq(uidl)),
-        ServerKey::None => return Ok(None),
+        MessageKey::Pop3 { uidl } => query.filter(pending_actions::Column::Pop3Uidl.eq(uidl)),
+        MessageKey::File { .. } => return Ok(None),
     };
     Ok(query.one(txn).await?.map(|row| row.id))
 }
@@ -631,7 +513,7 @@ async fn insert_message(
     summary: &mut CommitSummary,
 ) -> Result<MessageResult> {
     let (folder, uid_validity, uid, uidl) = imap_columns(&message.key);
-    let status = message.outcome.status();
+    let status = status_of(&message.outcome);
     let discarded = status == MessageStatus::Discarded;
     let message_id = message
         .meta

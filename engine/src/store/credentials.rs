@@ -10,7 +10,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, Transactio
 use super::entity::{accounts, credentials};
 use super::key::MasterKey;
 use super::{Error, Result, Store, TenantId, invalid, not_found, now, unique_violation};
-use crate::fetch::Secret;
+use crate::domain::Secret;
 
 /// A credential without its secret.
 #[derive(Debug, Clone, PartialEq, Eq)]

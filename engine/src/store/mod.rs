@@ -14,7 +14,7 @@
 //!   command that only reads;
 //! - [`key`]: the master key that seals credentials at rest;
 //! - [`credentials`], [`accounts`]: mailbox settings →
-//!   [`AccountSettings`](crate::fetch::AccountSettings);
+//!   [`AccountSettings`](crate::domain::AccountSettings);
 //! - [`parties`] and [`StoreDirectory`]: contacts and leads, as the CLI
 //!   imports them and as plugins query them;
 //! - [`batch`]: [`Store::commit_batch`], the one transaction per batch that
@@ -54,8 +54,7 @@ use serde::Serialize;
 pub use accounts::{Account, AccountConfig, FirstSync, ProxyConfig};
 pub use actions::PendingAction;
 pub use batch::{
-    BatchCommit, CommitSummary, CursorAdvance, IncomingMessage, MessageMeta, MessageResult,
-    Outcome, POP3_FOLDER, QueuedAction, ServerKey,
+    BatchCommit, CommitSummary, IncomingMessage, MessageMeta, MessageResult, QueuedAction,
 };
 pub use credentials::{Credential, CredentialInfo};
 pub use directory::StoreDirectory;

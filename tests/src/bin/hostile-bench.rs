@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use intake::fetch::{FetchError, FolderCursor, MessageRef, Protocol, check, open};
+use intake::fetch::{FetchError, FolderCursor, MessageKey, Protocol, check, open};
 use intake_tests::hostile::{Fault, Hostile};
 
 async fn fetch_all(settings: &intake::fetch::AccountSettings) -> Result<usize, FetchError> {
@@ -15,7 +15,7 @@ async fn fetch_all(settings: &intake::fetch::AccountSettings) -> Result<usize, F
         let mut listing = Some(source.list(&folder, &FolderCursor::default()).await?);
         // Window by window, as the pipeline does.
         while let Some(window) = listing {
-            let refs: Vec<MessageRef> = window.new.iter().map(|l| l.message.clone()).collect();
+            let refs: Vec<MessageKey> = window.new.iter().map(|l| l.message.clone()).collect();
             drop(window);
             for chunk in refs.chunks(100) {
                 total += source.fetch(chunk).await?.len();

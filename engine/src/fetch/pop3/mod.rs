@@ -6,11 +6,13 @@
 //!
 //! POP3 has one folder, no flags, and message numbers that are only valid in
 //! the session that listed them. So this source:
-//! - requires `UIDL`: unique-ids are what the cursor remembers, and in
-//!   keep-copy mode ids already ingested are skipped;
-//! - remembers which id each listed number had, and refuses to `RETR` or
-//!   `DELE` a number whose id does not match, rather than touch another
-//!   message;
+//! - requires `UIDL`: unique-ids are what the cursor remembers and what
+//!   identifies a message ([`MessageKey::Pop3`]) everywhere outside this
+//!   module, and in keep-copy mode ids already ingested are skipped;
+//! - maps ids to this session's message numbers itself, from its own
+//!   listing (made first if nothing was listed yet in this session, e.g.
+//!   for deletions queued by an earlier run), so a number never leaves the
+//!   session that listed it;
 //! - deletes only through `DELE` after the pipeline's commit, which the
 //!   server applies at a clean `QUIT` and only then: a session that breaks,
 //!   or is dropped without [`MailSource::close`], deletes nothing;
@@ -22,7 +24,7 @@
 pub mod client;
 pub mod proto;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 
 use async_trait::async_trait;
@@ -35,7 +37,7 @@ use proto::Capabilities;
 use super::net::{self, MailStream};
 use super::{
     AccountSettings, Acknowledge, Auth, FetchError, Fetched, FolderCursor, Listed, Listing,
-    MailSource, MessageRef, NetError, Security,
+    MailSource, MessageKey, NetError, Security,
 };
 
 /// The only POP3 folder.
@@ -62,9 +64,12 @@ pub struct Pop3Source<S = MailStream> {
     max_message_bytes: u64,
     /// Keep-copy mode: `Delete` acknowledgements are skipped.
     keep_on_server: bool,
-    /// Number → unique-id from the last listing in this session. Numbers are
-    /// only meaningful here; every `RETR` and `DELE` is checked against it.
+    /// Number → unique-id and size from the last listing in this session.
+    /// Numbers are only meaningful here.
     listed: BTreeMap<u32, (String, u64)>,
+    /// Unique-id → number, the reverse of `listed`: every `RETR` and `DELE`
+    /// takes its number from here. `None` until this session listed.
+    numbers: Option<HashMap<String, u32>>,
     /// Numbers the server accepted `DELE` for. They are removed only by a
     /// successful `QUIT`.
     marked_for_deletion: BTreeSet<u32>,
@@ -220,29 +225,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Pop3Source<S> {
             max_message_bytes: settings.max_message_bytes,
             keep_on_server: settings.keep_on_server,
             listed: BTreeMap::new(),
+            numbers: None,
             marked_for_deletion: BTreeSet::new(),
             span,
         })
     }
 
-    /// The session number of a message listed in this session, checked
-    /// against the unique-id it was listed with.
-    fn listed_number(&self, message: &MessageRef) -> Result<u32, FetchError> {
-        let MessageRef::Pop3 { uidl, number } = message else {
+    /// The number of the message with this unique-id in this session:
+    /// `Ok(None)` if the session's listing does not have it (no longer on
+    /// the server). Lists first if this session has not listed yet.
+    async fn number_of(&mut self, message: &MessageKey) -> Result<Option<u32>, FetchError> {
+        let MessageKey::Pop3 { uidl } = message else {
             return Err(FetchError::Protocol(format!(
                 "{message:?} is not a POP3 message"
             )));
         };
-        match self.listed.get(number) {
-            Some((listed, _)) if listed == uidl => Ok(*number),
-            Some((listed, _)) => Err(FetchError::Protocol(format!(
-                "message {number} is {listed:?} in this POP3 session, not {uidl:?}; refusing to act on a stale message number"
-            ))),
-            None => Err(FetchError::Protocol(format!(
-                "message {number} ({uidl:?}) was not listed in this POP3 session; message numbers are only valid in \
-                 the session that listed them"
-            ))),
+        if self.numbers.is_none() {
+            self.list_inbox(&FolderCursor::default()).await?;
         }
+        Ok(self
+            .numbers
+            .as_ref()
+            .and_then(|numbers| numbers.get(uidl))
+            .copied())
     }
 
     async fn list_inbox(&mut self, cursor: &FolderCursor) -> Result<Listing, FetchError> {
@@ -282,10 +287,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Pop3Source<S> {
             }
             let size = sizes[&number];
             let item = Listed {
-                message: MessageRef::Pop3 {
-                    uidl: uidl.clone(),
-                    number,
-                },
+                message: MessageKey::Pop3 { uidl: uidl.clone() },
                 size,
             };
             if size > self.max_message_bytes {
@@ -300,6 +302,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Pop3Source<S> {
             too_large = listing.too_large.len(),
             "listed INBOX"
         );
+        self.numbers = Some(ids.iter().map(|(n, uidl)| (uidl.clone(), *n)).collect());
         self.listed = ids
             .into_iter()
             .map(|(n, uidl)| {
@@ -310,11 +313,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Pop3Source<S> {
         Ok(listing)
     }
 
-    async fn fetch_listed(&mut self, messages: &[MessageRef]) -> Result<Vec<Fetched>, FetchError> {
-        let numbers = messages
-            .iter()
-            .map(|m| self.listed_number(m))
-            .collect::<Result<Vec<_>, _>>()?;
+    async fn fetch_listed(&mut self, messages: &[MessageKey]) -> Result<Vec<Fetched>, FetchError> {
+        let mut numbers = Vec::with_capacity(messages.len());
+        for message in messages {
+            match self.number_of(message).await? {
+                Some(number) => numbers.push(number),
+                None => {
+                    return Err(FetchError::Protocol(format!(
+                        "{message:?} is not on the server (any more): not in this session's UIDL listing"
+                    )));
+                }
+            }
+        }
         let expected = messages.len();
         let bodies = match self
             .client
@@ -365,14 +375,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Pop3Source<S> {
             .collect())
     }
 
-    async fn apply(&mut self, actions: &[(MessageRef, Acknowledge)]) -> Result<(), FetchError> {
+    async fn apply(&mut self, actions: &[(MessageKey, Acknowledge)]) -> Result<(), FetchError> {
         // Check every action before sending anything, so a batch is never
         // half applied.
         let mut delete = Vec::new();
         for (message, action) in actions {
             match action {
                 Acknowledge::Leave | Acknowledge::MarkSeen => {}
-                Acknowledge::Delete => delete.push(self.listed_number(message)?),
+                // Not on the server any more (deleted elsewhere): nothing
+                // left to delete.
+                Acknowledge::Delete => delete.extend(self.number_of(message).await?),
                 Acknowledge::MoveTo(folder) => {
                     return Err(FetchError::Unsupported(format!(
                         "POP3 has no folders, so messages cannot be moved to {folder:?}; use delete or leave for \
@@ -437,7 +449,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> MailSource for Pop3Source<S> {
         self.list_inbox(cursor).instrument(span).await
     }
 
-    async fn fetch(&mut self, messages: &[MessageRef]) -> Result<Vec<Fetched>, FetchError> {
+    async fn fetch(&mut self, messages: &[MessageKey]) -> Result<Vec<Fetched>, FetchError> {
         let span = self.span.clone();
         self.fetch_listed(messages).instrument(span).await
     }
@@ -446,9 +458,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> MailSource for Pop3Source<S> {
         true
     }
 
+    fn can_act_on(&self, message: &MessageKey) -> bool {
+        matches!(message, MessageKey::Pop3 { .. })
+    }
+
     async fn acknowledge(
         &mut self,
-        actions: &[(MessageRef, Acknowledge)],
+        actions: &[(MessageKey, Acknowledge)],
     ) -> Result<(), FetchError> {
         let span = self.span.clone();
         self.apply(actions).instrument(span).await

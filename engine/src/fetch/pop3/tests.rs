@@ -128,11 +128,8 @@ async fn connect(
     Pop3Source::over_stream(client, settings).await
 }
 
-fn pop3(uidl: &str, number: u32) -> MessageRef {
-    MessageRef::Pop3 {
-        uidl: uidl.into(),
-        number,
-    }
+fn pop3(uidl: &str) -> MessageKey {
+    MessageKey::Pop3 { uidl: uidl.into() }
 }
 
 #[tokio::test]
@@ -389,11 +386,11 @@ async fn listing_skips_seen_uidls_and_sorts_out_large_messages() {
             listing.new,
             [
                 Listed {
-                    message: pop3("aaa", 1),
+                    message: pop3("aaa"),
                     size: 100
                 },
                 Listed {
-                    message: pop3("ddd", 4),
+                    message: pop3("ddd"),
                     size: 1000
                 }
             ]
@@ -402,11 +399,11 @@ async fn listing_skips_seen_uidls_and_sorts_out_large_messages() {
             listing.too_large,
             [
                 Listed {
-                    message: pop3("bbb", 2),
+                    message: pop3("bbb"),
                     size: 5000
                 },
                 Listed {
-                    message: pop3("eee", 5),
+                    message: pop3("eee"),
                     size: 1001
                 }
             ]
@@ -558,10 +555,10 @@ async fn fetch_returns_the_exact_unstuffed_bytes() {
             .list("INBOX", &FolderCursor::default())
             .await
             .unwrap();
-        let refs: Vec<MessageRef> = listing.new.iter().map(|l| l.message.clone()).collect();
+        let refs: Vec<MessageKey> = listing.new.iter().map(|l| l.message.clone()).collect();
         let fetched = source.fetch(&refs).await.unwrap();
         assert_eq!(fetched.len(), 2);
-        assert_eq!(fetched[0].message, pop3("aaa", 1));
+        assert_eq!(fetched[0].message, pop3("aaa"));
         assert_eq!(&fetched[0].raw[..], TRICKY_MESSAGE);
         assert_eq!(&fetched[1].raw[..], b"short\r\n");
         Box::new(source).close().await.unwrap();
@@ -590,7 +587,7 @@ async fn fetch_pipelines_when_the_server_allows() {
             .list("INBOX", &FolderCursor::default())
             .await
             .unwrap();
-        let refs: Vec<MessageRef> = listing.new.iter().map(|l| l.message.clone()).collect();
+        let refs: Vec<MessageKey> = listing.new.iter().map(|l| l.message.clone()).collect();
         let fetched = source.fetch(&refs).await.unwrap();
         let bodies: Vec<&[u8]> = fetched.iter().map(|f| &f.raw[..]).collect();
         assert_eq!(bodies, [&b"one\r\n"[..], b"two\r\n", b"three\r\n"]);
@@ -621,10 +618,7 @@ async fn connection_lost_mid_retr_is_incomplete_not_short() {
                 .list("INBOX", &FolderCursor::default())
                 .await
                 .unwrap();
-            let err = source
-                .fetch(&[pop3("aaa", 1), pop3("bbb", 2)])
-                .await
-                .unwrap_err();
+            let err = source.fetch(&[pop3("aaa"), pop3("bbb")]).await.unwrap_err();
             assert!(
                 matches!(
                     err,
@@ -646,7 +640,7 @@ async fn connection_lost_mid_retr_is_incomplete_not_short() {
 }
 
 #[tokio::test]
-async fn fetch_refuses_refs_not_listed_in_this_session() {
+async fn fetch_refuses_uidls_not_on_the_server() {
     within(async {
         let (io, server) = serve(|mut s| async move {
             s.login().await;
@@ -659,22 +653,45 @@ async fn fetch_refuses_refs_not_listed_in_this_session() {
             .list("INBOX", &FolderCursor::default())
             .await
             .unwrap();
-        let stale = source.fetch(&[pop3("zzz", 1)]).await.unwrap_err();
+        let gone = source.fetch(&[pop3("aaa"), pop3("zzz")]).await.unwrap_err();
         assert!(
-            matches!(&stale, FetchError::Protocol(m) if m.contains("stale")),
-            "{stale}"
+            matches!(&gone, FetchError::Protocol(m) if m.contains("zzz") && m.contains("not on the server")),
+            "{gone}"
         );
-        let unknown = source.fetch(&[pop3("aaa", 2)]).await.unwrap_err();
-        assert!(
-            matches!(&unknown, FetchError::Protocol(m) if m.contains("not listed")),
-            "{unknown}"
-        );
-        let imap = MessageRef::Imap {
+        let imap = MessageKey::Imap {
             folder: "INBOX".into(),
             uid_validity: 1,
             uid: 1,
         };
         assert!(source.fetch(&[imap]).await.is_err());
+        Box::new(source).close().await.unwrap();
+        server.await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_deletion_queued_by_an_earlier_session_is_mapped_to_this_sessions_number() {
+    within(async {
+        let (io, server) = serve(|mut s| async move {
+            s.login().await;
+            // Nothing listed yet in this session: the source lists first,
+            // and "bbb", number 2 when it was fetched, is number 1 now.
+            s.listing(&[("bbb", 5), ("ccc", 5)]).await;
+            s.reply("DELE 1", b"+OK message 1 deleted\r\n").await;
+            s.quit().await;
+        });
+        let mut settings = settings();
+        settings.keep_on_server = false;
+        let mut source = connect(io, &settings).await.unwrap();
+        // "aaa" was deleted elsewhere meanwhile: nothing left to do for it.
+        source
+            .acknowledge(&[
+                (pop3("aaa"), Acknowledge::Delete),
+                (pop3("bbb"), Acknowledge::Delete),
+            ])
+            .await
+            .unwrap();
         Box::new(source).close().await.unwrap();
         server.await.unwrap();
     })
@@ -702,7 +719,7 @@ async fn a_body_beyond_the_size_limit_is_an_error() {
             .list("INBOX", &FolderCursor::default())
             .await
             .unwrap();
-        let err = source.fetch(&[pop3("aaa", 1)]).await.unwrap_err();
+        let err = source.fetch(&[pop3("aaa")]).await.unwrap_err();
         assert!(
             matches!(&err, FetchError::Protocol(m) if m.contains("larger than")),
             "{err}"
@@ -731,10 +748,10 @@ async fn delete_sends_dele_and_quit_makes_it_effective() {
             .await
             .unwrap();
         let actions = [
-            (pop3("aaa", 1), Acknowledge::Delete),
-            (pop3("bbb", 2), Acknowledge::MarkSeen),
-            (pop3("bbb", 2), Acknowledge::Leave),
-            (pop3("ccc", 3), Acknowledge::Delete),
+            (pop3("aaa"), Acknowledge::Delete),
+            (pop3("bbb"), Acknowledge::MarkSeen),
+            (pop3("bbb"), Acknowledge::Leave),
+            (pop3("ccc"), Acknowledge::Delete),
         ];
         source.acknowledge(&actions).await.unwrap();
         // Acknowledging again sends nothing new.
@@ -761,7 +778,7 @@ async fn keep_on_server_never_sends_dele() {
             .await
             .unwrap();
         source
-            .acknowledge(&[(pop3("aaa", 1), Acknowledge::Delete)])
+            .acknowledge(&[(pop3("aaa"), Acknowledge::Delete)])
             .await
             .unwrap();
         Box::new(source).close().await.unwrap();
@@ -786,8 +803,8 @@ async fn move_is_unsupported_and_nothing_is_sent() {
             .await
             .unwrap();
         let actions = [
-            (pop3("aaa", 1), Acknowledge::Delete),
-            (pop3("bbb", 2), Acknowledge::MoveTo("Archive".into())),
+            (pop3("aaa"), Acknowledge::Delete),
+            (pop3("bbb"), Acknowledge::MoveTo("Archive".into())),
         ];
         let err = source.acknowledge(&actions).await.unwrap_err();
         assert!(
@@ -818,7 +835,7 @@ async fn a_failed_quit_says_deletions_did_not_happen() {
             .await
             .unwrap();
         source
-            .acknowledge(&[(pop3("aaa", 1), Acknowledge::Delete)])
+            .acknowledge(&[(pop3("aaa"), Acknowledge::Delete)])
             .await
             .unwrap();
         let err = Box::new(source).close().await.unwrap_err();

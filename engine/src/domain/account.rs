@@ -1,5 +1,6 @@
 //! What an account is, as CRM admins know it: server, security, credentials,
-//! certificate checks, proxy, folders and how to fetch.
+//! certificate checks, proxy, folders and how to fetch. `fetch` connects
+//! with it, `store` keeps it, the pipeline caps plugin suggestions by it.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -148,6 +149,9 @@ pub struct AccountSettings {
     /// always in `unseen` mode), by `UID SEARCH SINCE`. POP3 has no
     /// server-side dates; there the limit does not apply.
     pub first_sync_since: Option<chrono::DateTime<chrono::Utc>>,
+    /// On a folder's first sync, only the newest this many messages are
+    /// listed; the listing moves the cursor past the older ones (IMAP).
+    pub first_sync_max_messages: Option<u32>,
     /// Network timeouts.
     pub timeouts: Timeouts,
 }
@@ -181,6 +185,7 @@ impl AccountSettings {
             max_message_bytes: 50 << 20,
             batch_size: 100,
             first_sync_since: None,
+            first_sync_max_messages: None,
             timeouts: Timeouts::default(),
         }
     }
@@ -194,6 +199,15 @@ impl AccountSettings {
             (Protocol::Pop3, Security::Tls) => 995,
             (Protocol::Pop3, _) => 110,
         })
+    }
+
+    /// Whether messages can be moved to another folder on this account's
+    /// server: IMAP can; POP3 has no folders.
+    pub fn can_move(&self) -> bool {
+        match self.protocol {
+            Protocol::Imap => true,
+            Protocol::Pop3 => false,
+        }
     }
 }
 
