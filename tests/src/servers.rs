@@ -188,6 +188,9 @@ pub struct DovecotOptions {
     pub extra_users: usize,
     /// Dovecot's `mail_max_userip_connections` (its default is 10).
     pub max_userip_connections: u32,
+    /// Dovecot's `default_process_limit` (its default is 100): IMAP
+    /// sessions at once, so raise it to hold many IDLE connections.
+    pub process_limit: u32,
 }
 
 impl Default for DovecotOptions {
@@ -197,6 +200,7 @@ impl Default for DovecotOptions {
             idle: true,
             extra_users: 0,
             max_userip_connections: 10,
+            process_limit: 100,
         }
     }
 }
@@ -288,6 +292,8 @@ impl Dovecot {
                 "protocols = imap pop3\n\
                  {capability}\
                  mail_max_userip_connections = {max_userip}\n\
+                 default_process_limit = {process_limit}\n\
+                 default_client_limit = {client_limit}\n\
                  listen = 127.0.0.1\n\
                  base_dir = {root}/run\n\
                  state_dir = {root}/state\n\
@@ -310,6 +316,8 @@ impl Dovecot {
                 gid = owner.1,
                 imaps = tls_listeners("imaps", imaps_port),
                 max_userip = options.max_userip_connections,
+                process_limit = options.process_limit,
+                client_limit = (options.process_limit * 10).max(1000),
                 pop3s = tls_listeners("pop3s", pop3s_port),
             );
             let conf = root.join("dovecot.conf");

@@ -498,20 +498,28 @@ on_both_databases!(
     check_now_and_metrics_match_the_store,
 );
 
-/// Three workers on one PostgreSQL share 100 accounts: every message is
-/// stored exactly once, no account is worked by two at once (Dovecot allows
-/// one connection per user here, so a second login would be refused and
-/// recorded), and when one worker is killed the others finish its accounts.
+/// Two and three workers on one PostgreSQL share 100 accounts: every
+/// message is stored exactly once, no account is worked by two at once
+/// (Dovecot allows one connection per user here, so a second login would be
+/// refused and recorded), and when one worker is killed the others finish
+/// its accounts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_workers_share_one_postgres_and_survive_a_kill() {
-    intake_tests::databases::with_database(
-        intake_tests::databases::Backend::Postgres,
-        three_workers,
-    )
+    intake_tests::databases::with_database(intake_tests::databases::Backend::Postgres, |db| {
+        workers(db, 3)
+    })
     .await;
 }
 
-async fn three_workers(db: Db) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_share_one_postgres_and_survive_a_kill() {
+    intake_tests::databases::with_database(intake_tests::databases::Backend::Postgres, |db| {
+        workers(db, 2)
+    })
+    .await;
+}
+
+async fn workers(db: Db, count: usize) {
     const ACCOUNTS: usize = 100;
     const EACH: usize = 5;
     let dir = tempfile::tempdir().unwrap();
@@ -537,7 +545,7 @@ async fn three_workers(db: Db) {
         }
     }
     let options = ["--idle", "false", "--concurrency", "8"];
-    let mut workers: Vec<Serve> = (0..3)
+    let mut workers: Vec<Serve> = (0..count)
         .map(|_| Serve::start(&db.url, &key_file, &options))
         .collect();
     until(Duration::from_secs(120), "a third of the mail", || async {
@@ -552,7 +560,7 @@ async fn three_workers(db: Db) {
     })
     .await;
     eprintln!(
-        "3 workers, one killed: all {} messages stored {} ms after the kill",
+        "{count} workers, one killed: all {} messages stored {} ms after the kill",
         ACCOUNTS * EACH,
         killed_at.elapsed().as_millis()
     );

@@ -18,7 +18,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::pipeline::{Pipeline, PipelineError, Quiet, Summary};
+use crate::pipeline::{Pipeline, PipelineError, Progress, Quiet, Summary};
 use crate::store::{
     self, Account, AccountHealth, AccountId, HealthState, MasterKey, Store, TenantId,
 };
@@ -35,6 +35,9 @@ pub enum ServiceError {
         "no master key: the service cannot open stored credentials (set INTAKE_MASTER_KEY or --key-file)"
     )]
     NoKey,
+    /// This service was built to administer accounts, not to check them.
+    #[error("this service runs no checks")]
+    NoPipeline,
     /// The account is disabled.
     #[error("account {0:?} is disabled; fix what disabled it, then `intake account enable {0}`")]
     Disabled(String),
@@ -83,7 +86,7 @@ impl AccountStatus {
 }
 
 /// What one check did.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct CheckReport {
     /// The account.
     pub account: String,
@@ -91,6 +94,8 @@ pub struct CheckReport {
     pub outcome: CheckOutcome,
     /// The run's summary, when it went through.
     pub summary: Option<Summary>,
+    /// The run's error, when it failed.
+    pub error: Option<PipelineError>,
     /// The account's health afterwards.
     pub health: AccountHealth,
     /// When it started.
@@ -181,7 +186,6 @@ impl Service {
 
     /// Checks one account now, unless another worker holds it (then
     /// `Ok(None)`). The outcome is recorded as the account's state.
-    #[tracing::instrument(name = "service.check", skip_all, fields(tenant = %tenant_name, account = %name))]
     pub async fn check_account(
         &self,
         tenant: TenantId,
@@ -189,6 +193,24 @@ impl Service {
         account: AccountId,
         name: &str,
     ) -> Result<Option<CheckReport>> {
+        self.check_account_with(tenant, tenant_name, account, name, &Quiet)
+            .await
+    }
+
+    /// [`check_account`](Self::check_account), reporting progress (the
+    /// command line's progress bar).
+    #[tracing::instrument(name = "service.check", skip_all, fields(tenant = %tenant_name, account = %name))]
+    pub async fn check_account_with(
+        &self,
+        tenant: TenantId,
+        tenant_name: &str,
+        account: AccountId,
+        name: &str,
+        progress: &dyn Progress,
+    ) -> Result<Option<CheckReport>> {
+        if self.pipeline.is_none() {
+            return Err(ServiceError::NoPipeline);
+        }
         let owner = self.options.worker_id.as_str();
         let lease = chrono_duration(self.options.lease);
         if !self
@@ -196,8 +218,23 @@ impl Service {
             .try_lease(tenant, account, owner, Utc::now() + lease)
             .await?
         {
-            tracing::debug!("held by another worker");
-            return Ok(None);
+            // A worker of this machine that was killed holds it: no need to
+            // wait for the lease to run out.
+            let holder = self.store.health(account).await?.lease_owner;
+            let stale = holder.filter(|h| is_dead_local_worker(h));
+            let taken = match &stale {
+                Some(stale) => {
+                    self.store
+                        .take_stale_lease(account, stale, owner, Utc::now() + lease)
+                        .await?
+                }
+                None => false,
+            };
+            if !taken {
+                tracing::debug!("held by another worker");
+                return Ok(None);
+            }
+            tracing::info!(stale = ?stale, "took over the lease of a dead process");
         }
         let previous = self.store.health(account).await?;
         let started = Utc::now();
@@ -221,7 +258,7 @@ impl Service {
         };
         let result = match (&self.pipeline, &self.key) {
             (Some(pipeline), Some(key)) => {
-                pipeline.run_account(tenant_name, name, key, &Quiet).await
+                pipeline.run_account(tenant_name, name, key, progress).await
             }
             _ => Err(PipelineError::Store(store::Error::Invalid {
                 what: "master key",
@@ -233,7 +270,7 @@ impl Service {
             Ok(a) => Duration::from_secs(u64::from(a.config.check_interval_secs.max(1))),
             Err(_) => Duration::from_secs(300),
         };
-        let (outcome, summary) = match result {
+        let (outcome, summary, error) = match result {
             Ok(summary) => {
                 record_summary(&summary);
                 let ingested = (summary.attached
@@ -247,6 +284,7 @@ impl Service {
                         interrupted: summary.interrupted,
                     },
                     Some(summary),
+                    None,
                 )
             }
             Err(e) => {
@@ -258,7 +296,7 @@ impl Service {
                     .unwrap_or_default();
                 let message = format!("{e}{hint}");
                 tracing::warn!(class = class.as_str(), "check failed: {e}");
-                (CheckOutcome::Failed { class, message }, None)
+                (CheckOutcome::Failed { class, message }, None, Some(e))
             }
         };
         let health = policy::after_check(
@@ -281,6 +319,7 @@ impl Service {
             account: name.to_string(),
             outcome,
             summary,
+            error,
             health,
             started,
         }))
@@ -354,6 +393,24 @@ impl Service {
     }
 }
 
+/// Whether a lease owner id (`[kind:]host:pid:random`, see
+/// [`crate::serve::worker_id`]) names a process of this machine that no
+/// longer runs. Anything else (another machine, a live process, an id of
+/// another shape) is left to the lease's expiry.
+fn is_dead_local_worker(owner: &str) -> bool {
+    let mut parts = owner.rsplitn(3, ':');
+    let (Some(_random), Some(pid), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let host = rest.rsplit(':').next().unwrap_or(rest);
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    host == crate::serve::host_name()
+        && pid != std::process::id()
+        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
 fn status(account: Account, health: AccountHealth) -> AccountStatus {
     AccountStatus {
         name: account.config.name,
@@ -377,5 +434,23 @@ fn record_summary(s: &Summary) {
             metrics::counter!("intake_messages_total", "disposition" => disposition)
                 .increment(n as u64);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_dead_process_of_this_machine_loses_its_lease_at_once() {
+        let host = crate::serve::host_name();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        assert!(is_dead_local_worker(&format!("{host}:{dead}:00ff")));
+        assert!(is_dead_local_worker(&format!("fetch:{host}:{dead}:00ff")));
+        assert!(!is_dead_local_worker(&format!("{host}:{}:00ff", std::process::id())));
+        assert!(!is_dead_local_worker(&format!("elsewhere.example:{dead}:00ff")));
+        assert!(!is_dead_local_worker("graphile_worker_abc"));
     }
 }

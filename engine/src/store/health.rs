@@ -361,6 +361,30 @@ impl Store {
         Ok(taken.rows_affected == 1)
     }
 
+    /// Takes over the lease of `stale`, a worker known to be dead (a process
+    /// of this machine that no longer runs); false when `stale` no longer
+    /// holds it.
+    pub async fn take_stale_lease(
+        &self,
+        account: AccountId,
+        stale: &str,
+        owner: &str,
+        until: DateTime<Utc>,
+    ) -> Result<bool> {
+        let taken = health::Entity::update_many()
+            .col_expr(health::Column::LeaseOwner, Expr::value(owner))
+            .col_expr(health::Column::LeaseUntil, Expr::value(until))
+            .col_expr(
+                health::Column::CheckRequestedAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .filter(health::Column::AccountId.eq(account.0))
+            .filter(health::Column::LeaseOwner.eq(stale))
+            .exec(&self.db)
+            .await?;
+        Ok(taken.rows_affected == 1)
+    }
+
     /// Extends `owner`'s lease; false when it is no longer theirs.
     pub async fn renew_lease(
         &self,

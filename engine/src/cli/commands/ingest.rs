@@ -1,6 +1,7 @@
 //! `intake fetch` and `intake import`: the pipeline over a mailbox or local files, with a progress bar, a summary, and a clean stop on Ctrl-C / SIGTERM.
 
 use super::*;
+use crate::service::{RetryPolicy, Service, ServiceOptions};
 
 /// `intake fetch`.
 #[derive(Debug, Args)]
@@ -117,7 +118,7 @@ pub(crate) async fn fetch(
     let runtime = Arc::new(PluginRuntime::new(RuntimeConfig::default())?);
     let shutdown = stop_on_signal();
     let pipeline = Pipeline::new(
-        store,
+        store.clone(),
         runtime,
         Options {
             batch_messages: args.batch.max(1),
@@ -129,6 +130,18 @@ pub(crate) async fn fetch(
         },
     )
     .with_shutdown(shutdown.clone());
+    // Through the service layer, as `intake serve` does: the account's
+    // lease (a running service is never doubled) and its state.
+    let service = Service::new(
+        store.clone(),
+        Arc::new(pipeline),
+        Some(key),
+        ServiceOptions {
+            worker_id: format!("fetch:{}", crate::serve::worker_id()),
+            lease: Duration::from_secs(60),
+            retry: RetryPolicy::default(),
+        },
+    );
     let bar = progress();
     let mut failed = false;
     for name in accounts {
@@ -136,13 +149,24 @@ pub(crate) async fn fetch(
             writeln!(out, "{:<16} not checked: stopping", safe(&name))?;
             continue;
         }
-        match pipeline
-            .run_account(&c.tenant, &name, &key, bar.as_ref())
-            .await
-        {
-            Ok(summary) if args.json => writeln!(out, "{}", serde_json::to_string(&summary)?)?,
-            Ok(summary) => print_summary(out, &summary)?,
-            Err(e) => {
+        let id = store.account_id(tenant, &name).await?;
+        let report = service
+            .check_account_with(tenant, &c.tenant, id, &name, bar.as_ref())
+            .await?;
+        let Some(report) = report else {
+            writeln!(
+                out,
+                "{:<16} skipped: another worker (a running `intake serve`?) is checking it now",
+                safe(&name)
+            )?;
+            continue;
+        };
+        match (report.summary, report.error) {
+            (Some(summary), _) if args.json => {
+                writeln!(out, "{}", serde_json::to_string(&summary)?)?
+            }
+            (Some(summary), _) => print_summary(out, &summary)?,
+            (None, Some(e)) => {
                 failed = true;
                 let key_note = match &e {
                     crate::pipeline::PipelineError::Store(crate::store::Error::WrongKey {
@@ -158,6 +182,17 @@ pub(crate) async fn fetch(
                     crate::fetch::hint_line(&e)
                 )?;
             }
+            (None, None) => failed = true,
+        }
+        if report.health.state == crate::store::HealthState::Disabled {
+            writeln!(
+                out,
+                "{:<16} note: {}",
+                safe(&name),
+                safe(&format!(
+                    "disabled after repeated failures; `intake account enable {name}` once fixed"
+                ))
+            )?;
         }
     }
     Ok(if failed {
