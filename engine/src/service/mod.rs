@@ -449,8 +449,13 @@ mod tests {
         child.wait().unwrap();
         assert!(is_dead_local_worker(&format!("{host}:{dead}:00ff")));
         assert!(is_dead_local_worker(&format!("fetch:{host}:{dead}:00ff")));
-        assert!(!is_dead_local_worker(&format!("{host}:{}:00ff", std::process::id())));
-        assert!(!is_dead_local_worker(&format!("elsewhere.example:{dead}:00ff")));
+        assert!(!is_dead_local_worker(&format!(
+            "{host}:{}:00ff",
+            std::process::id()
+        )));
+        assert!(!is_dead_local_worker(&format!(
+            "elsewhere.example:{dead}:00ff"
+        )));
         assert!(!is_dead_local_worker("graphile_worker_abc"));
     }
 }
