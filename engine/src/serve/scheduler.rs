@@ -118,11 +118,15 @@ impl Scheduler for LocalScheduler {
         // Woken while running: checked again once the run ends.
         let mut again: HashMap<AccountId, DueAccount> = HashMap::new();
         let mut woken: HashMap<AccountId, DueAccount> = HashMap::new();
+        // What the last look at the store found due and is not started yet:
+        // a finished check starts the next from here, without a query.
+        let mut pending: Vec<DueAccount> = Vec::new();
         let mut ticks: u64 = 0;
+        let mut next_look = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                () = tokio::time::sleep(limits.tick) => {}
+                () = tokio::time::sleep_until(next_look) => {}
                 Some(wake) = wakes.recv() => {
                     woken.insert(wake.account.account, wake.account);
                 }
@@ -133,20 +137,21 @@ impl Scheduler for LocalScheduler {
                     }
                 }
             }
-            // New accounts get their row (due at once) every few ticks.
-            if ticks.is_multiple_of(5)
-                && let Err(e) = service.store().ensure_health_rows().await
-            {
-                tracing::warn!("scheduler: cannot read the accounts: {e}");
-            }
-            ticks += 1;
-            let mut due = match service.store().due_accounts(Utc::now()).await {
-                Ok(due) => due,
-                Err(e) => {
+            if tokio::time::Instant::now() >= next_look {
+                next_look = tokio::time::Instant::now() + limits.tick;
+                // New accounts get their row (due at once) every few ticks.
+                if ticks.is_multiple_of(5)
+                    && let Err(e) = service.store().ensure_health_rows().await
+                {
                     tracing::warn!("scheduler: cannot read the accounts: {e}");
-                    continue;
                 }
-            };
+                ticks += 1;
+                match service.store().due_accounts(Utc::now()).await {
+                    Ok(due) => pending = due,
+                    Err(e) => tracing::warn!("scheduler: cannot read the accounts: {e}"),
+                }
+            }
+            let mut due = std::mem::take(&mut pending);
             let listed: HashSet<AccountId> = due.iter().map(|d| d.account).collect();
             due.extend(
                 woken
@@ -154,7 +159,8 @@ impl Scheduler for LocalScheduler {
                     .filter(|(id, _)| !listed.contains(id))
                     .map(|(_, d)| d),
             );
-            for account in fair_order(due) {
+            let mut order = fair_order(due).into_iter();
+            while let Some(account) = order.next() {
                 if running.contains(&account.account) {
                     if account.requested {
                         again.insert(account.account, account);
@@ -162,6 +168,8 @@ impl Scheduler for LocalScheduler {
                     continue;
                 }
                 let Ok(slot) = global.clone().try_acquire_owned() else {
+                    pending.push(account);
+                    pending.extend(order.by_ref());
                     break;
                 };
                 let host = hosts
@@ -169,6 +177,7 @@ impl Scheduler for LocalScheduler {
                     .or_insert_with(|| Arc::new(Semaphore::new(limits.per_host.max(1))))
                     .clone();
                 let Ok(host_slot) = host.try_acquire_owned() else {
+                    pending.push(account);
                     continue;
                 };
                 running.insert(account.account);

@@ -5,8 +5,10 @@
 //! whose watch keeps failing, is polled as before.
 //!
 //! [`Watches::reconcile`] runs every few seconds: it starts a watch for each
-//! folder that should have one and stops those that should not (account
-//! switched off, disabled, backing off, removed).
+//! folder that should have one — accounts checked successfully at least
+//! once, so that a first sweep is not doubled by the watches' logins — and
+//! stops those that should not (account switched off, disabled, backing
+//! off, removed).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,6 +28,10 @@ use crate::store::{AccountId, DueAccount, HealthState, MasterKey};
 /// watches.
 const LIVE_WORKER: Duration = Duration::from_secs(35);
 
+/// How long a watch that ended by itself (the server has no IDLE, the login
+/// was refused) is not tried again.
+const GIVE_UP: Duration = Duration::from_secs(30 * 60);
+
 /// The longest pause between attempts of a failing watch.
 const MAX_RETRY: Duration = Duration::from_secs(30 * 60);
 
@@ -38,6 +44,9 @@ pub struct Watches {
     shutdown: CancellationToken,
     tracker: TaskTracker,
     running: HashMap<(AccountId, String), CancellationToken>,
+    /// Watches that ended by themselves (no IDLE on the server, refused
+    /// login), with when: not tried again for [`GIVE_UP`].
+    ended: HashMap<(AccountId, String), std::time::Instant>,
 }
 
 impl std::fmt::Debug for Watches {
@@ -65,6 +74,7 @@ impl Watches {
             shutdown,
             tracker: TaskTracker::new(),
             running: HashMap::new(),
+            ended: HashMap::new(),
         }
     }
 
@@ -103,9 +113,12 @@ impl Watches {
             let health = store.health_of_tenant(tenant.0).await?;
             for account in store.accounts(tenant.0).await? {
                 let c = &account.config;
+                // Watched once checked successfully: the first check is the
+                // schedule's, and the watches' logins then spread over the
+                // first sweep instead of doubling it.
                 let healthy = health
                     .get(&account.id)
-                    .is_none_or(|h| h.state == HealthState::Ok);
+                    .is_some_and(|h| h.state == HealthState::Ok && h.last_success_at.is_some());
                 if !(c.enabled
                     && c.auto_check
                     && c.protocol == Protocol::Imap
@@ -130,15 +143,21 @@ impl Watches {
                 }
             }
         }
+        let ended = &mut self.ended;
         self.running.retain(|k, stop| {
-            let keep = wanted.contains_key(k) && !stop.is_cancelled();
+            if stop.is_cancelled() {
+                ended.insert(k.clone(), std::time::Instant::now());
+                return false;
+            }
+            let keep = wanted.contains_key(k);
             if !keep {
                 stop.cancel();
             }
             keep
         });
+        self.ended.retain(|_, at| at.elapsed() < GIVE_UP);
         for (k, account) in wanted {
-            if self.running.contains_key(&k) {
+            if self.running.contains_key(&k) || self.ended.contains_key(&k) {
                 continue;
             }
             let stop = self.shutdown.child_token();
@@ -182,6 +201,7 @@ impl Watch {
     #[tracing::instrument(name = "serve.watch", skip_all, fields(tenant = %self.account.tenant_name, account = %self.account.name, folder = %self.folder))]
     async fn run(self) {
         let mut retry = Duration::from_secs(5);
+        let mut reconnected = false;
         loop {
             let settings = match self
                 .service
@@ -231,8 +251,12 @@ impl Watch {
                 }
             };
             metrics::gauge!("intake_idle_connections").increment(1.0);
-            // Mail may have come while the watch was down.
-            self.wake().await;
+            // Mail may have come while the watch was down (the first time,
+            // the account has just been checked).
+            if reconnected {
+                self.wake().await;
+            }
+            reconnected = true;
             let ended = loop {
                 let change = tokio::select! {
                     () = self.stop.cancelled() => break None,

@@ -168,6 +168,7 @@ impl Store {
         account: AccountId,
         batch: &BatchCommit,
     ) -> Result<CommitSummary> {
+        let _turn = self.write_turn().await;
         let txn = self.db.begin().await?;
         let summary = commit(&txn, tenant, account, batch).await?;
         txn.commit().await?;

@@ -169,6 +169,7 @@ fn from_row(row: health::Model) -> Result<AccountHealth> {
 impl Store {
     /// Gives every account a health row (new accounts are due at once).
     pub async fn ensure_health_rows(&self) -> Result<()> {
+        let _turn = self.write_turn().await;
         self.db
             .execute_unprepared(
                 "INSERT INTO account_health (account_id, tenant_id, state, consecutive_failures) \
@@ -180,6 +181,7 @@ impl Store {
     }
 
     async fn ensure_health_row(&self, tenant: TenantId, account: AccountId) -> Result<()> {
+        let _turn = self.write_turn().await;
         health::Entity::insert(health::ActiveModel {
             account_id: Set(account.0),
             tenant_id: Set(tenant.0),
@@ -340,6 +342,7 @@ impl Store {
         until: DateTime<Utc>,
     ) -> Result<bool> {
         self.ensure_health_row(tenant, account).await?;
+        let _turn = self.write_turn().await;
         let at = now();
         let taken = health::Entity::update_many()
             .col_expr(health::Column::LeaseOwner, Expr::value(owner))
@@ -371,6 +374,7 @@ impl Store {
         owner: &str,
         until: DateTime<Utc>,
     ) -> Result<bool> {
+        let _turn = self.write_turn().await;
         let taken = health::Entity::update_many()
             .col_expr(health::Column::LeaseOwner, Expr::value(owner))
             .col_expr(health::Column::LeaseUntil, Expr::value(until))
@@ -392,6 +396,7 @@ impl Store {
         owner: &str,
         until: DateTime<Utc>,
     ) -> Result<bool> {
+        let _turn = self.write_turn().await;
         let renewed = health::Entity::update_many()
             .col_expr(health::Column::LeaseUntil, Expr::value(until))
             .filter(health::Column::AccountId.eq(account.0))
@@ -408,6 +413,7 @@ impl Store {
         owner: &str,
         health: &AccountHealth,
     ) -> Result<()> {
+        let _turn = self.write_turn().await;
         let h = health;
         health::Entity::update_many()
             .col_expr(health::Column::State, Expr::value(h.state.as_str()))
@@ -459,6 +465,7 @@ impl Store {
     pub async fn request_check(&self, tenant: TenantId, name: &str) -> Result<DateTime<Utc>> {
         let account = self.account_id(tenant, name).await?;
         self.ensure_health_row(tenant, account).await?;
+        let _turn = self.write_turn().await;
         let at = now();
         health::Entity::update_many()
             .col_expr(health::Column::CheckRequestedAt, Expr::value(at))
@@ -472,6 +479,7 @@ impl Store {
     /// changed its settings): the account is due at once.
     pub async fn reset_health(&self, tenant: TenantId, account: AccountId) -> Result<()> {
         self.ensure_health_row(tenant, account).await?;
+        let _turn = self.write_turn().await;
         health::Entity::update_many()
             .col_expr(health::Column::State, Expr::value(HealthState::Ok.as_str()))
             .col_expr(health::Column::ConsecutiveFailures, Expr::value(0))
@@ -504,6 +512,7 @@ impl Store {
         host: &str,
         started_at: DateTime<Utc>,
     ) -> Result<()> {
+        let _turn = self.write_turn().await;
         let at = now();
         workers::Entity::insert(workers::ActiveModel {
             id: Set(id.to_owned()),
@@ -526,6 +535,7 @@ impl Store {
     /// Records that worker `id` stopped cleanly, and gives up any lease it
     /// still holds.
     pub async fn worker_stopped(&self, id: &str) -> Result<()> {
+        let _turn = self.write_turn().await;
         workers::Entity::update_many()
             .col_expr(workers::Column::StoppedAt, Expr::value(now()))
             .filter(workers::Column::Id.eq(id))

@@ -218,6 +218,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct Store {
     /// The pool (SQLite or PostgreSQL).
     db: DatabaseConnection,
+    /// SQLite has one writer at a time. Writers of this process take turns
+    /// here instead of in SQLite's busy handler, which sleeps in steps of up
+    /// to 100 ms: with many accounts checked at once that sleeping, not the
+    /// disk, was what a check waited for. `None` on PostgreSQL.
+    writes: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -262,7 +267,7 @@ impl Store {
             options.sqlx_logging(false);
             let db = connect(options).await?;
             migration::run(&db).await.map_err(Error::Migrate)?;
-            return Ok(Store { db });
+            return Ok(Store { db, writes: None });
         }
         // Each connection to an in-memory database is a database of its own,
         // so such a pool must be one connection, migrated in place.
@@ -274,7 +279,7 @@ impl Store {
             options.idle_timeout(forever).max_lifetime(forever);
             let db = connect(options).await?;
             migration::run(&db).await.map_err(Error::Migrate)?;
-            return Ok(Store { db });
+            return Ok(Store::sqlite(db));
         }
         // Migrations need every statement on one connection (see
         // `migration::run`): a pool of one, closed before the real pool opens.
@@ -283,7 +288,22 @@ impl Store {
         migrator.close().await?;
         migrated?;
         let db = connect(sqlite_options(url, SQLITE_POOL)).await?;
-        Ok(Store { db })
+        Ok(Store::sqlite(db))
+    }
+
+    fn sqlite(db: DatabaseConnection) -> Store {
+        Store {
+            db,
+            writes: Some(std::sync::Arc::default()),
+        }
+    }
+
+    /// This process's turn to write (SQLite); see [`Store::writes`].
+    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match &self.writes {
+            Some(lock) => Some(lock.clone().lock_owned().await),
+            None => None,
+        }
     }
 
     /// Checks that the database answers.
