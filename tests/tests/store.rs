@@ -196,12 +196,25 @@ async fn migrations_are_idempotent(db: Db) {
         again.close().await.unwrap();
     }
     let conn = raw_connection(&db).await;
-    // One row per migration: the initial schema and the content key.
+    // One row per migration: the initial schema, the content key, account
+    // health and lz4 for raw bytes.
     assert_eq!(
         count(&conn, "SELECT COUNT(*) FROM seaql_migrations").await,
-        3
+        4
     );
     assert_eq!(count(&conn, "SELECT COUNT(*) FROM tenants").await, 1);
+    if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        // This server has lz4 (Debian's PostgreSQL 15 does).
+        assert_eq!(
+            count(
+                &conn,
+                "SELECT COUNT(*) FROM pg_attribute WHERE attrelid = 'messages'::regclass \
+                 AND attname = 'raw' AND attcompression = 'l'"
+            )
+            .await,
+            1
+        );
+    }
     if conn.get_database_backend() == sea_orm::DbBackend::Sqlite {
         let journal = conn
             .query_one(Statement::from_string(
@@ -251,10 +264,11 @@ async fn migrations_are_idempotent(db: Db) {
                 .unwrap();
         }
     }
-    // One row per migration: the initial schema and the content key.
+    // One row per migration: the initial schema, the content key, account
+    // health and lz4 for raw bytes.
     assert_eq!(
         count(&conn, "SELECT COUNT(*) FROM seaql_migrations").await,
-        3
+        4
     );
 }
 
