@@ -22,9 +22,11 @@
 //! reference plugins built into the binary,
 //! [`text`] makes outside text (plugin reasons, mail headers) safe to keep
 //! and print,
-//! [`offline`] runs the chain over `.eml` files for `intake plugin test`, and
+//! [`offline`] runs the chain over `.eml` files for `intake plugin test`,
+//! [`allocator`] tunes the C allocator for the binaries, and
 //! [`cli`] is the `intake` command line.
 
+pub mod allocator;
 pub mod bundled;
 pub mod cli;
 pub mod directory;

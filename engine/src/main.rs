@@ -1,6 +1,10 @@
 //! The `intake` binary; everything is in [`intake::cli`].
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    intake::cli::main().await
+fn main() -> std::process::ExitCode {
+    intake::allocator::limit_arenas();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("start the tokio runtime")
+        .block_on(intake::cli::main())
 }

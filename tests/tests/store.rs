@@ -34,6 +34,7 @@ on_both_databases!(
     recommitting_a_batch_stores_nothing_twice,
     message_id_backstop_survives_a_uidvalidity_change,
     content_key_backstop_covers_mail_without_message_id,
+    a_batch_in_many_statements_keeps_each_result_in_place,
     a_lead_is_created_once,
     concurrent_commits_create_one_lead,
     cursors_only_move_forward,
@@ -195,12 +196,25 @@ async fn migrations_are_idempotent(db: Db) {
         again.close().await.unwrap();
     }
     let conn = raw_connection(&db).await;
-    // One row per migration: the initial schema and the content key.
+    // One row per migration: the initial schema, the content key, account
+    // health and lz4 for raw bytes.
     assert_eq!(
         count(&conn, "SELECT COUNT(*) FROM seaql_migrations").await,
-        3
+        4
     );
     assert_eq!(count(&conn, "SELECT COUNT(*) FROM tenants").await, 1);
+    if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        // This server has lz4 (Debian's PostgreSQL 15 does).
+        assert_eq!(
+            count(
+                &conn,
+                "SELECT COUNT(*) FROM pg_attribute WHERE attrelid = 'messages'::regclass \
+                 AND attname = 'raw' AND attcompression = 'l'"
+            )
+            .await,
+            1
+        );
+    }
     if conn.get_database_backend() == sea_orm::DbBackend::Sqlite {
         let journal = conn
             .query_one(Statement::from_string(
@@ -250,10 +264,11 @@ async fn migrations_are_idempotent(db: Db) {
                 .unwrap();
         }
     }
-    // One row per migration: the initial schema and the content key.
+    // One row per migration: the initial schema, the content key, account
+    // health and lz4 for raw bytes.
     assert_eq!(
         count(&conn, "SELECT COUNT(*) FROM seaql_migrations").await,
-        3
+        4
     );
 }
 
@@ -1270,6 +1285,94 @@ async fn content_key_backstop_covers_mail_without_message_id(db: Db) {
         .await
         .unwrap();
     assert_eq!(elsewhere.inserted, 1);
+}
+
+/// A batch goes in a few multi-row statements (a few dozen messages each);
+/// every result must still be the one of its message, duplicates inside
+/// the batch keep the first copy, and leads are made once.
+async fn a_batch_in_many_statements_keeps_each_result_in_place(db: Db) {
+    let s = &db.store;
+    let (t, account) = imap_account(&db, "acme", "inbox").await;
+    let ann = contact(&db, t, "ann@client.example").await;
+    let mut messages = Vec::new();
+    for uid in 1..=100u32 {
+        let from = format!("sender{}@prospect{}.example", uid % 7, uid % 3);
+        let outcome = match uid % 4 {
+            0 => attach(&[&ann]),
+            1 => lead(&from),
+            2 => Outcome::Quarantine {
+                reason: format!("reason {uid}"),
+                plugin: Some("guard".into()),
+            },
+            _ => Outcome::KeepUnlinked,
+        };
+        let id = format!("m{uid}@x.example");
+        messages.push(incoming(imap("INBOX", 9, uid), Some(&id), &from, outcome));
+    }
+    // Inside the batch: the same bytes again under another UID, and another
+    // message with the same Message-ID.
+    let mut again = messages[40].clone();
+    again.key = imap("INBOX", 9, 101);
+    messages.push(again);
+    let mut same_id = incoming(
+        imap("INBOX", 9, 102),
+        Some("m7@x.example"),
+        "other@x.example",
+        Outcome::KeepUnlinked,
+    );
+    same_id.raw = [same_id.raw.as_ref(), b"different"].concat().into();
+    messages.push(same_id);
+
+    let summary = s.commit_batch(t, account, &batch(messages)).await.unwrap();
+    assert_eq!((summary.inserted, summary.duplicates), (100, 2));
+    assert_eq!(summary.quarantined, 25);
+    assert_eq!(summary.results[100], MessageResult::Duplicate);
+    assert_eq!(summary.results[101], MessageResult::Duplicate);
+    // Leads: one per address (sender1..6 at prospect0..2 that uid % 4 == 1
+    // names), each created by the first message asking for it.
+    let mut first_asking = std::collections::BTreeMap::new();
+    for uid in (1..=100u32).filter(|u| u % 4 == 1) {
+        let from = format!("sender{}@prospect{}.example", uid % 7, uid % 3);
+        first_asking.entry(from).or_insert(uid as usize - 1);
+    }
+    assert_eq!(summary.leads_created, first_asking.len());
+    let mut creators = summary.lead_creators.clone();
+    creators.sort_unstable();
+    let mut expected: Vec<usize> = first_asking.values().copied().collect();
+    expected.sort_unstable();
+    assert_eq!(creators, expected);
+
+    let conn = raw_connection(&db).await;
+    for (index, result) in summary.results.iter().enumerate().take(100) {
+        let MessageResult::Inserted(id) = result else {
+            panic!("message {index} not stored: {result:?}");
+        };
+        let uid = index + 1;
+        assert_eq!(
+            count(
+                &conn,
+                &format!(
+                    "SELECT COUNT(*) FROM messages WHERE id = {id} AND uid = {uid} \
+                     AND message_id = 'm{uid}@x.example'"
+                )
+            )
+            .await,
+            1,
+            "result {index} is another message's id"
+        );
+    }
+    assert_eq!(
+        count(
+            &conn,
+            "SELECT COUNT(*) FROM quarantine q JOIN messages m ON m.id = q.stored_message_id \
+                      WHERE q.reason = 'reason ' || CAST(m.uid AS TEXT)"
+        )
+        .await,
+        25
+    );
+    assert_eq!(count(&conn, "SELECT COUNT(*) FROM message_links").await, 50);
+    let cursor = s.cursor(t, account, "INBOX").await.unwrap();
+    assert_eq!((cursor.uid_validity, cursor.last_uid), (Some(9), 102));
 }
 
 async fn message_id_backstop_survives_a_uidvalidity_change(db: Db) {

@@ -432,12 +432,15 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Fetches, decides, commits and acknowledges `batches` with three in
+    /// Fetches, decides, commits and acknowledges `batches` with four in
     /// flight: while batch k commits (on a task of its own, so its
-    /// statements go on while this one works), the server actions of batch
-    /// k-1 (committed already) are carried out and batch k+1 is fetched and
-    /// decided. Asked to stop, it fetches nothing more but finishes the
-    /// commit in flight and carries out its server actions.
+    /// statements go on while this one works) and batch k+1 is decided (on
+    /// tasks of its own), the server actions of batch k-1 (committed
+    /// already) are carried out and batch k+2 is fetched, so the network,
+    /// the plugins and the disk work at the same time. Batches are decided
+    /// one after another, each against the links of those before it. Asked
+    /// to stop, it fetches nothing more but decides and commits what it
+    /// fetched, and carries out the server actions of what it committed.
     async fn ingest_batches(
         &self,
         ctx: &Run<'_>,
@@ -447,6 +450,7 @@ impl Pipeline {
         progress: &dyn Progress,
     ) -> Result<(), PipelineError> {
         let mut batches = batches.into_iter().enumerate();
+        let mut fetched: Option<(usize, Vec<fetch::Fetched>)> = None;
         let mut waiting: Option<Decided> = None;
         let mut to_acknowledge: Vec<(PendingActionId, MessageKey, Acknowledge)> = Vec::new();
         loop {
@@ -455,12 +459,16 @@ impl Pipeline {
             } else {
                 batches.next()
             };
-            if next.is_none() && waiting.is_none() && to_acknowledge.is_empty() {
+            if next.is_none() && fetched.is_none() && waiting.is_none() && to_acknowledge.is_empty()
+            {
                 return Ok(());
             }
             let committing = waiting
                 .take()
                 .map(|batch| self.start_commit(ctx, batch, &mut state.done));
+            let deciding = fetched
+                .take()
+                .map(|(seq, messages)| self.start_decide(ctx, state, seq, messages));
             let clock = Instant::now();
             let acknowledged = self
                 .carry_out(
@@ -472,13 +480,23 @@ impl Pipeline {
                 )
                 .await;
             state.timings.acknowledge += clock.elapsed();
-            let decided = match (acknowledged, next) {
+            let got = match (acknowledged, next) {
                 (Err(e), _) => Err(e),
                 (Ok(()), None) => Ok(None),
                 (Ok(()), Some((seq, batch))) => self
-                    .fetch_and_decide(ctx, source, state, seq, batch)
+                    .fetch_batch(source, state, batch)
                     .await
-                    .map(Some),
+                    .map(|messages| Some((seq, messages))),
+            };
+            let decided = match deciding {
+                Some(task) => match task.await {
+                    Ok((batch, time)) => {
+                        state.timings.decide += time;
+                        Some(batch)
+                    }
+                    Err(e) => std::panic::resume_unwind(e.into_panic()),
+                },
+                None => None,
             };
             // Always wait for the commit, even when the server side
             // failed: the run ends with the store in a known state.
@@ -490,7 +508,8 @@ impl Pipeline {
                 state.timings.commit += time;
                 to_acknowledge = record_commit(state, &batch, &result?, progress);
             }
-            if let Some(batch) = decided? {
+            fetched = got?;
+            if let Some(batch) = decided {
                 state.summary.fetched += batch.commit.messages.len();
                 waiting = Some(batch);
             }
@@ -534,16 +553,13 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Fetches a batch and decides each message (parse, chain); the links
-    /// decided are remembered for the batches after it.
-    async fn fetch_and_decide(
+    /// Fetches a batch: exactly the messages asked for, or an error.
+    async fn fetch_batch(
         &self,
-        ctx: &Run<'_>,
         source: &mut dyn MailSource,
         state: &mut RunState,
-        seq: usize,
         batch: Vec<Listed>,
-    ) -> Result<Decided, PipelineError> {
+    ) -> Result<Vec<fetch::Fetched>, PipelineError> {
         let keys: Vec<MessageKey> = batch.into_iter().map(|l| l.message).collect();
         let clock = Instant::now();
         let fetched = source.fetch(&keys).await?;
@@ -561,53 +577,80 @@ impl Pipeline {
             }
             .into());
         }
-        let clock = Instant::now();
+        Ok(fetched)
+    }
+
+    /// Decides a fetched batch on a task of its own (see [`decide_batch`]),
+    /// so the session can fetch the next one meanwhile.
+    fn start_decide(
+        &self,
+        ctx: &Run<'_>,
+        state: &RunState,
+        seq: usize,
+        fetched: Vec<fetch::Fetched>,
+    ) -> tokio::task::JoinHandle<(Decided, Duration)> {
         let job = Arc::new(DecideJob {
             chain: ctx.chain.clone(),
             tenant_name: ctx.tenant_name.to_string(),
             settings: ctx.settings.clone(),
             max_body_bytes: self.options.max_body_bytes,
         });
-        let (directory, overlay) = (&state.directory, &state.overlay);
-        let mut results =
-            decide_parallel(&job, directory, fetched, self.options.decide_workers).await;
-        // Threads inside the batch: the first pass decided every message
-        // against the links of earlier batches only. Remember this batch's
-        // links, then decide again, in order, each message that answers
-        // another message of the batch, so a reply threads to a parent
-        // fetched with it exactly as it would one batch later.
-        let in_batch: HashSet<String> = results
-            .iter()
-            .filter_map(|r| r.links.as_ref().map(|(id, _)| id.clone()))
-            .collect();
-        for r in &results {
-            if let Some((message_id, parties)) = &r.links {
-                overlay.remember(ctx.tenant_name, seq, message_id.clone(), parties.clone());
-            }
+        let (directory, overlay) = (state.directory.clone(), state.overlay.clone());
+        let workers = self.options.decide_workers;
+        tokio::spawn(async move {
+            let clock = Instant::now();
+            let decided = decide_batch(job, directory, overlay, seq, fetched, workers).await;
+            (decided, clock.elapsed())
+        })
+    }
+}
+
+/// Decides each message of a fetched batch (parse, chain) on up to
+/// `workers` tasks; the links decided are remembered for the batches after
+/// it.
+async fn decide_batch(
+    job: Arc<DecideJob>,
+    directory: Arc<dyn Directory>,
+    overlay: Arc<RunDirectory>,
+    seq: usize,
+    fetched: Vec<fetch::Fetched>,
+    workers: usize,
+) -> Decided {
+    let mut results = decide_parallel(&job, &directory, fetched, workers).await;
+    // Threads inside the batch: the first pass decided every message
+    // against the links of earlier batches only. Remember this batch's
+    // links, then decide again, in order, each message that answers
+    // another message of the batch, so a reply threads to a parent
+    // fetched with it exactly as it would one batch later.
+    let in_batch: HashSet<String> = results
+        .iter()
+        .filter_map(|r| r.links.as_ref().map(|(id, _)| id.clone()))
+        .collect();
+    for r in &results {
+        if let Some((message_id, parties)) = &r.links {
+            overlay.remember(&job.tenant_name, seq, message_id.clone(), parties.clone());
         }
-        if !in_batch.is_empty() {
-            for result in &mut results {
-                if !result.parents.iter().any(|p| in_batch.contains(p)) {
-                    continue;
-                }
-                let message = result.incoming.key.clone();
-                let raw = result.incoming.raw.clone();
-                let again = job.decide(directory, message, raw).await;
-                if let Some((message_id, parties)) = &again.links {
-                    overlay.remember(ctx.tenant_name, seq, message_id.clone(), parties.clone());
-                }
-                *result = again;
+    }
+    if !in_batch.is_empty() {
+        for result in &mut results {
+            if !result.parents.iter().any(|p| in_batch.contains(p)) {
+                continue;
             }
+            let message = result.incoming.key.clone();
+            let raw = result.incoming.raw.clone();
+            let again = job.decide(&directory, message, raw).await;
+            if let Some((message_id, parties)) = &again.links {
+                overlay.remember(&job.tenant_name, seq, message_id.clone(), parties.clone());
+            }
+            *result = again;
         }
-        let decided = Decided {
-            seq,
-            commit: BatchCommit {
-                messages: results.into_iter().map(|r| r.incoming).collect(),
-                ..BatchCommit::default()
-            },
-        };
-        state.timings.decide += clock.elapsed();
-        Ok(decided)
+    }
+    Decided {
+        seq,
+        commit: BatchCommit {
+            messages: results.into_iter().map(|r| r.incoming).collect(),
+            ..BatchCommit::default()
+        },
     }
 }
 

@@ -12,7 +12,7 @@
 //! UIDL, the same Message-ID, or the same bytes (the content key, a SHA-256:
 //! the backstop for mail without a Message-ID or that does not parse, when
 //! a file is imported again or a mailbox was reset). Unique indexes carry
-//! all four, and each message is inserted with `ON CONFLICT DO NOTHING`, so
+//! all four, and messages are inserted with `ON CONFLICT DO NOTHING`, so
 //! a batch committed twice (a crash between commit and acknowledge, a
 //! UIDVALIDITY reset, the same message in two folders, the same file
 //! imported twice) stores nothing twice and never fails for it.
@@ -20,12 +20,19 @@
 //! cursor, UIDL and server action are still recorded, since they concern the
 //! copy on the server that was just fetched.
 //!
+//! **Statements.** A batch is a few multi-row statements, not one per
+//! message: the messages go in a few dozen per `INSERT … RETURNING` (which
+//! says which were new), then the new ones' leads, links, quarantine and
+//! discard rows, the server actions and the cursors, each kind in one
+//! statement. On PostgreSQL every statement is a round trip, and on SQLite
+//! a hop to the driver's thread.
+//!
 //! **Discarded messages** get a key-only `messages` row: status `discarded`,
 //! the keys, Message-ID, sender, date and size, but no raw bytes and no
 //! subject. That row is what makes a re-run skip the message; the reason is
 //! in `discard_log`, which points at it. Inbox views leave such rows out.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{OnConflict, Query};
@@ -291,6 +298,17 @@ async fn commit(
     delete_actions(txn, tenant, Some(account), &batch.completed_actions).await?;
 
     let mut summary = CommitSummary::default();
+    // Every kind of row goes in a few multi-row statements, not one per
+    // message: the messages first (learning which are new), then what the
+    // new ones' outcomes add.
+    let ids = insert_messages(txn, tenant, account, &batch.messages, stamp).await?;
+    let known = named_parties(txn, tenant, &batch.messages).await?;
+    let leads = leads_for(txn, tenant, &batch.messages, &ids).await?;
+    let mut links: Vec<(i64, PartyId)> = Vec::new();
+    let mut quarantined: Vec<quarantine::ActiveModel> = Vec::new();
+    let mut discarded: Vec<discard_log::ActiveModel> = Vec::new();
+    let mut uidls: Vec<&str> = Vec::new();
+    let mut actions: Vec<(usize, &MessageKey, String)> = Vec::new();
     // (folder, uid_validity) → highest UID, in first-seen order.
     let mut advances: Vec<CursorAdvance> = Vec::new();
     let mut advance = |folder: &str, uid_validity: u32, uid: u32| match advances
@@ -304,26 +322,62 @@ async fn commit(
             last_uid: uid,
         }),
     };
-
-    // The rows besides the messages go in one statement each, not one per
-    // message: a batch is a few statements plus one insert per message.
-    let known = named_parties(txn, tenant, &batch.messages).await?;
-    let mut links: Vec<(i64, PartyId)> = Vec::new();
-    let mut uidls: Vec<&str> = Vec::new();
-    let mut actions: Vec<(usize, &MessageKey, String)> = Vec::new();
-    for (index, message) in batch.messages.iter().enumerate() {
-        let result = insert_message(
-            txn,
-            tenant,
-            account,
-            message,
-            stamp,
-            &known,
-            &mut links,
-            &mut summary,
-        )
-        .await?;
-        summary.results.push(result);
+    for (index, (message, id)) in batch.messages.iter().zip(&ids).enumerate() {
+        // A duplicate's outcome is dropped: it was acted on when first
+        // stored. Its cursor, UIDL and action still count.
+        match id {
+            Some(id) => {
+                summary.inserted += 1;
+                summary
+                    .results
+                    .push(MessageResult::Inserted(StoredMessageId(*id)));
+                let rows = OutcomeRows {
+                    tenant,
+                    account,
+                    stamp,
+                    message: *id,
+                };
+                match &message.outcome {
+                    Outcome::Attach(refs) => {
+                        for r in refs {
+                            let named = r.id.trim().parse::<i64>().ok().filter(|party| {
+                                known.contains(&(
+                                    *party,
+                                    super::parties::kind_name(r.kind).to_owned(),
+                                ))
+                            });
+                            match named {
+                                Some(party) => links.push((*id, PartyId(party))),
+                                None => {
+                                    tracing::warn!(tenant = %tenant, party = %r.id, "attached party not in the tenant; not linked");
+                                    summary.missing_parties += 1;
+                                }
+                            }
+                        }
+                    }
+                    Outcome::CreateLead { email, .. } => {
+                        let lead = &leads[&normalise_email(email)?];
+                        if lead.creator == Some(index) {
+                            summary.leads_created += 1;
+                            summary.created_leads.push(lead.email.clone());
+                            summary.lead_creators.push(index);
+                        }
+                        links.push((*id, lead.id));
+                    }
+                    Outcome::Quarantine { reason, plugin } => {
+                        quarantined.push(rows.quarantine(reason, plugin));
+                    }
+                    Outcome::Discard { reason, plugin } => {
+                        discarded.push(rows.discard(&message.meta, reason, plugin));
+                    }
+                    Outcome::KeepUnlinked => {}
+                }
+            }
+            None => {
+                summary.duplicates += 1;
+                summary.results.push(MessageResult::Duplicate);
+            }
+        }
 
         match &message.key {
             MessageKey::Imap {
@@ -338,6 +392,19 @@ async fn commit(
         if let (Some(action), true) = (action, message.key.is_on_server()) {
             actions.push((index, &message.key, action));
         }
+    }
+
+    summary.quarantined += quarantined.len();
+    for chunk in quarantined.chunks(ROWS_PER_STATEMENT) {
+        quarantine::Entity::insert_many(chunk.iter().cloned())
+            .exec_without_returning(txn)
+            .await?;
+    }
+    summary.discarded += discarded.len();
+    for chunk in discarded.chunks(ROWS_PER_STATEMENT) {
+        discard_log::Entity::insert_many(chunk.iter().cloned())
+            .exec_without_returning(txn)
+            .await?;
     }
 
     for chunk in links.chunks(ROWS_PER_STATEMENT) {
@@ -501,131 +568,279 @@ async fn queued_for(
     Ok(query.one(txn).await?.map(|row| row.id))
 }
 
-/// Inserts one message and, if it is new, its outcome.
-#[allow(clippy::too_many_arguments)]
-async fn insert_message(
+/// Most messages per multi-row insert. A statement holds copies of what it
+/// inserts (the query's values, the driver's), so it is kept to about a
+/// MiB of raw bytes: a batch is a few statements, a large message one of
+/// its own. A fixed count keeps to a few distinct statements, which the
+/// driver prepares once.
+const MESSAGES_PER_STATEMENT: usize = 32;
+/// Most raw bytes per multi-row insert (one larger message goes alone).
+const MESSAGE_BYTES_PER_STATEMENT: usize = 1 << 20;
+
+/// A stored row's identity within one insert: content key and server key
+/// columns, which tell which message of the batch a returned row is.
+type RowKey = (
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+);
+
+/// Inserts the batch's messages, a few per statement, skipping any the
+/// account already has (any idempotency index); per message, its new id or
+/// `None` for a duplicate.
+///
+/// Rows go in in batch order, so of two messages of the batch that collide
+/// (the same bytes twice) the first is stored, as one insert per message
+/// would do. Which message a returned row is follows from its content key
+/// and server key: two messages with all of those equal cannot both be
+/// stored, and the first is.
+async fn insert_messages(
     txn: &DatabaseTransaction,
+    tenant: TenantId,
+    account: AccountId,
+    messages: &[IncomingMessage],
+    stamp: DateTime<Utc>,
+) -> Result<Vec<Option<i64>>> {
+    let mut ids = vec![None; messages.len()];
+    let mut start = 0;
+    while start < messages.len() {
+        let mut end = start + 1;
+        let mut bytes = messages[start].raw.len();
+        while end < messages.len()
+            && end - start < MESSAGES_PER_STATEMENT
+            && bytes + messages[end].raw.len() <= MESSAGE_BYTES_PER_STATEMENT
+        {
+            bytes += messages[end].raw.len();
+            end += 1;
+        }
+        let mut waiting: HashMap<RowKey, VecDeque<usize>> = HashMap::new();
+        let mut rows = Vec::with_capacity(end - start);
+        for (index, message) in messages.iter().enumerate().take(end).skip(start) {
+            let (key, row) = message_row(tenant, account, message, stamp);
+            waiting.entry(key).or_default().push_back(index);
+            rows.push(row);
+        }
+        let mut insert = messages::Entity::insert_many(rows)
+            // No target: any of the idempotency indexes makes it a duplicate.
+            .on_conflict(OnConflict::new().do_nothing().to_owned())
+            .into_query();
+        insert.returning(Query::returning().columns([
+            messages::Column::Id,
+            messages::Column::ContentSha256,
+            messages::Column::Folder,
+            messages::Column::UidValidity,
+            messages::Column::Uid,
+            messages::Column::Pop3Uidl,
+        ]));
+        let returned = txn
+            .query_all(txn.get_database_backend().build(&insert))
+            .await?;
+        for row in returned {
+            let key: RowKey = (
+                row.try_get("", "content_sha256")?,
+                row.try_get("", "folder")?,
+                row.try_get("", "uid_validity")?,
+                row.try_get("", "uid")?,
+                row.try_get("", "pop3_uidl")?,
+            );
+            let index = waiting
+                .get_mut(&key)
+                .and_then(VecDeque::pop_front)
+                .ok_or_else(|| super::Error::Corrupt {
+                    what: "inserted message",
+                    reason: "the database returned a row the batch did not insert".into(),
+                })?;
+            ids[index] = Some(row.try_get::<i64>("", "id")?);
+        }
+        start = end;
+    }
+    Ok(ids)
+}
+
+/// A message's row: the keys, the header fields, and the raw bytes unless
+/// it is discarded.
+fn message_row(
     tenant: TenantId,
     account: AccountId,
     message: &IncomingMessage,
     stamp: DateTime<Utc>,
-    known: &HashSet<(i64, String)>,
-    links: &mut Vec<(i64, PartyId)>,
-    summary: &mut CommitSummary,
-) -> Result<MessageResult> {
+) -> (RowKey, messages::ActiveModel) {
     let (folder, uid_validity, uid, uidl) = imap_columns(&message.key);
     let status = status_of(&message.outcome);
     let discarded = status == MessageStatus::Discarded;
-    let message_id = message
-        .meta
-        .message_id
-        .as_deref()
-        .and_then(normalise_message_id);
-    let from = message
-        .meta
-        .from
-        .as_deref()
-        .map(|f| f.trim().to_lowercase())
-        .filter(|f| !f.is_empty());
-    let inserted = messages::Entity::insert(messages::ActiveModel {
+    let content = Some(content_key(&message.raw));
+    let key = (
+        content.clone(),
+        folder.clone(),
+        uid_validity,
+        uid,
+        uidl.clone(),
+    );
+    let row = messages::ActiveModel {
         tenant_id: Set(tenant.0),
         account_id: Set(Some(account.0)),
         folder: Set(folder),
         uid_validity: Set(uid_validity),
         uid: Set(uid),
         pop3_uidl: Set(uidl),
-        message_id: Set(message_id.clone()),
+        message_id: Set(message_id_of(&message.meta)),
         subject: Set(if discarded {
             None
         } else {
             message.meta.subject.clone()
         }),
-        from_address: Set(from.clone()),
+        from_address: Set(sender_of(&message.meta)),
         date: Set(message.meta.date),
         size: Set(i64::try_from(message.raw.len()).unwrap_or(i64::MAX)),
         raw: Set((!discarded).then(|| message.raw.to_vec())),
         status: Set(status.as_str().to_owned()),
         created_at: Set(stamp),
-        content_sha256: Set(Some(content_key(&message.raw))),
+        content_sha256: Set(content),
         decided_by: Set(message.decided_by.clone()),
         ..Default::default()
-    })
-    // No target: any of the idempotency indexes makes it a duplicate.
-    .on_conflict(OnConflict::new().do_nothing().to_owned())
-    .do_nothing()
-    .exec(txn)
-    .await?;
-    let id = match inserted {
-        TryInsertResult::Inserted(r) => r.last_insert_id,
-        TryInsertResult::Conflicted | TryInsertResult::Empty => {
-            summary.duplicates += 1;
-            return Ok(MessageResult::Duplicate);
-        }
     };
-    summary.inserted += 1;
+    (key, row)
+}
 
-    match &message.outcome {
-        Outcome::Attach(refs) => {
-            for r in refs {
-                let named = r.id.trim().parse::<i64>().ok().filter(|party| {
-                    known.contains(&(*party, super::parties::kind_name(r.kind).to_owned()))
-                });
-                match named {
-                    Some(party) => links.push((id, PartyId(party))),
-                    None => {
-                        tracing::warn!(tenant = %tenant, party = %r.id, "attached party not in the tenant; not linked");
-                        summary.missing_parties += 1;
-                    }
-                }
-            }
+/// The Message-ID as stored.
+fn message_id_of(meta: &MessageMeta) -> Option<String> {
+    meta.message_id.as_deref().and_then(normalise_message_id)
+}
+
+/// The sender as stored: lower case, none if blank.
+fn sender_of(meta: &MessageMeta) -> Option<String> {
+    meta.from
+        .as_deref()
+        .map(|f| f.trim().to_lowercase())
+        .filter(|f| !f.is_empty())
+}
+
+/// The rows a stored message's outcome adds besides its links.
+struct OutcomeRows {
+    tenant: TenantId,
+    account: AccountId,
+    stamp: DateTime<Utc>,
+    /// The stored message.
+    message: i64,
+}
+
+impl OutcomeRows {
+    fn quarantine(&self, reason: &str, plugin: &Option<String>) -> quarantine::ActiveModel {
+        quarantine::ActiveModel {
+            tenant_id: Set(self.tenant.0),
+            account_id: Set(Some(self.account.0)),
+            stored_message_id: Set(self.message),
+            reason: Set(reason.to_owned()),
+            plugin: Set(plugin.clone()),
+            created_at: Set(self.stamp),
+            released_at: Set(None),
+            ..Default::default()
         }
-        Outcome::CreateLead {
-            email,
-            name,
-            company,
-        } => {
-            let (party, created) = lead_for(txn, tenant, email, name, company).await?;
-            if let Some(email) = created {
-                summary.leads_created += 1;
-                summary.created_leads.push(email);
-                summary.lead_creators.push(summary.results.len());
-            }
-            links.push((id, party));
-        }
-        Outcome::Quarantine { reason, plugin } => {
-            quarantine::Entity::insert(quarantine::ActiveModel {
-                tenant_id: Set(tenant.0),
-                account_id: Set(Some(account.0)),
-                stored_message_id: Set(id),
-                reason: Set(reason.clone()),
-                plugin: Set(plugin.clone()),
-                created_at: Set(stamp),
-                released_at: Set(None),
-                ..Default::default()
-            })
-            .exec(txn)
-            .await?;
-            summary.quarantined += 1;
-        }
-        Outcome::Discard { reason, plugin } => {
-            discard_log::Entity::insert(discard_log::ActiveModel {
-                tenant_id: Set(tenant.0),
-                account_id: Set(Some(account.0)),
-                stored_message_id: Set(Some(id)),
-                message_id: Set(message_id),
-                sender: Set(from),
-                reason: Set(reason.clone()),
-                plugin: Set(plugin.clone()),
-                created_at: Set(stamp),
-                ..Default::default()
-            })
-            .exec(txn)
-            .await?;
-            summary.discarded += 1;
-        }
-        Outcome::KeepUnlinked => {}
     }
-    Ok(MessageResult::Inserted(StoredMessageId(id)))
+
+    fn discard(
+        &self,
+        meta: &MessageMeta,
+        reason: &str,
+        plugin: &Option<String>,
+    ) -> discard_log::ActiveModel {
+        discard_log::ActiveModel {
+            tenant_id: Set(self.tenant.0),
+            account_id: Set(Some(self.account.0)),
+            stored_message_id: Set(Some(self.message)),
+            message_id: Set(message_id_of(meta)),
+            sender: Set(sender_of(meta)),
+            reason: Set(reason.to_owned()),
+            plugin: Set(plugin.clone()),
+            created_at: Set(self.stamp),
+            ..Default::default()
+        }
+    }
+}
+
+/// The lead the create-lead outcomes of a batch with one address link to.
+struct BatchLead {
+    id: PartyId,
+    /// The address, normalised.
+    email: String,
+    /// The batch index of the message whose outcome created it; `None` when
+    /// the tenant had it already.
+    creator: Option<usize>,
+}
+
+/// The leads the batch's stored create-lead outcomes link to, by address:
+/// the tenant's existing lead with that address, left as it is, or a new
+/// one made from the first message asking for it. The existing ones come
+/// in one query per few hundred addresses; the same rule as [`lead_for`].
+/// Callers on PostgreSQL hold the tenant lock.
+async fn leads_for(
+    txn: &DatabaseTransaction,
+    tenant: TenantId,
+    messages: &[IncomingMessage],
+    ids: &[Option<i64>],
+) -> Result<HashMap<String, BatchLead>> {
+    let mut wanted = Vec::new();
+    for (index, (message, id)) in messages.iter().zip(ids).enumerate() {
+        if let (
+            Some(_),
+            Outcome::CreateLead {
+                email,
+                name,
+                company,
+            },
+        ) = (id, &message.outcome)
+        {
+            wanted.push((index, normalise_email(email)?, name, company));
+        }
+    }
+    let mut emails: Vec<&str> = wanted.iter().map(|(_, e, _, _)| e.as_str()).collect();
+    emails.sort_unstable();
+    emails.dedup();
+    let mut leads: HashMap<String, BatchLead> = HashMap::new();
+    for chunk in emails.chunks(ROWS_PER_STATEMENT) {
+        let rows: Vec<(i64, String)> = parties::Entity::find()
+            .select_only()
+            .column(parties::Column::Id)
+            .column(parties::Column::Email)
+            .filter(parties::Column::TenantId.eq(tenant.0))
+            .filter(parties::Column::Kind.eq("lead"))
+            .filter(parties::Column::Email.is_in(chunk.iter().copied()))
+            .order_by_asc(parties::Column::Id)
+            .into_tuple()
+            .all(txn)
+            .await?;
+        for (id, email) in rows {
+            leads.entry(email.clone()).or_insert(BatchLead {
+                id: PartyId(id),
+                email,
+                creator: None,
+            });
+        }
+    }
+    for (index, email, name, company) in wanted {
+        if leads.contains_key(&email) {
+            continue;
+        }
+        let lead = NewParty {
+            kind: PartyKind::Lead,
+            email: email.clone(),
+            name: name.clone(),
+            company: company.clone(),
+            external_id: None,
+        };
+        let id = insert_party(txn, tenant, &email, &lead, None).await?;
+        leads.insert(
+            email.clone(),
+            BatchLead {
+                id,
+                email,
+                creator: Some(index),
+            },
+        );
+    }
+    Ok(leads)
 }
 
 /// The lead a create-lead decision links to: the tenant's existing lead
