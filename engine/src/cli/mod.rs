@@ -298,6 +298,18 @@ pub(crate) struct PluginTest {
     pretty: bool,
 }
 
+/// The `intake` process: the allocator settings, a tokio runtime, then
+/// [`main`]. Both binaries (`intake`, and the tests' `intake-under-test`)
+/// are this call.
+pub fn run_process() -> ExitCode {
+    crate::allocator::limit_arenas();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("start the tokio runtime")
+        .block_on(main())
+}
+
 /// The whole `intake` program: logging to stderr, parse arguments, run, and
 /// turn errors into a message and exit status 1. The binary is this call.
 pub async fn main() -> ExitCode {

@@ -238,7 +238,10 @@ impl Scheduler for GraphileScheduler {
             ) {
                 Ok(db) => db,
                 Err(e) => {
-                    tracing::error!("graphile_worker: cannot use {}: {e}", redact(&self.url));
+                    tracing::error!(
+                        "graphile_worker: cannot use {}: {e}",
+                        crate::store::redact(&self.url)
+                    );
                     return;
                 }
             };
@@ -353,18 +356,4 @@ async fn requested(service: &Service, utils: &WorkerUtils) -> Result<(), String>
             .map_err(|e| e.to_string())?;
     }
     Ok(())
-}
-
-/// The URL without its password, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
 }

@@ -22,6 +22,7 @@ use crate::pipeline::{Pipeline, PipelineError, Progress, Quiet, Summary};
 use crate::store::{
     self, Account, AccountHealth, AccountId, HealthState, MasterKey, Store, TenantId,
 };
+use policy::chrono_duration;
 pub use policy::{CheckOutcome, ErrorClass, RetryPolicy};
 
 /// Why a service call failed.
@@ -138,10 +139,6 @@ pub(crate) fn unit_random() -> f64 {
         return 0.5;
     }
     (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
-}
-
-fn chrono_duration(d: Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
 impl Service {

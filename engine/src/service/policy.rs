@@ -151,7 +151,8 @@ fn jittered(base: Duration, unit: f64) -> Duration {
     base.mul_f64(0.9 + 0.2 * unit.clamp(0.0, 1.0))
 }
 
-fn chrono_duration(d: Duration) -> chrono::Duration {
+/// `d` as a chrono duration (saturating).
+pub(crate) fn chrono_duration(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 

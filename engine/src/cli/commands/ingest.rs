@@ -115,21 +115,8 @@ pub(crate) async fn fetch(
     // Only now: a store without accounts needs no key.
     let key = c.master_key()?;
     ensure_default_chain(c, &store, tenant, out).await?;
-    let runtime = Arc::new(PluginRuntime::new(RuntimeConfig::default())?);
     let shutdown = stop_on_signal();
-    let pipeline = Pipeline::new(
-        store.clone(),
-        runtime,
-        Options {
-            batch_messages: args.batch.max(1),
-            decide_workers: args
-                .decide_workers
-                .unwrap_or(Options::default().decide_workers)
-                .max(1),
-            ..Options::default()
-        },
-    )
-    .with_shutdown(shutdown.clone());
+    let pipeline = pipeline(&store, Some(args.batch), args.decide_workers, &shutdown)?;
     // Through the service layer, as `intake serve` does: the account's
     // lease (a running service is never doubled) and its state.
     let service = Service::new(

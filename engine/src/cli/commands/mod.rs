@@ -185,6 +185,28 @@ pub(crate) fn read_config(value: &str) -> anyhow::Result<String> {
     Ok(json)
 }
 
+/// The pipeline `intake fetch` and `intake serve` run, stopped by
+/// `shutdown`; `batch` and `decide_workers` default as in [`Options`].
+fn pipeline(
+    store: &Store,
+    batch: Option<usize>,
+    decide_workers: Option<usize>,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> anyhow::Result<Pipeline> {
+    let defaults = Options::default();
+    let runtime = Arc::new(PluginRuntime::new(RuntimeConfig::default())?);
+    Ok(Pipeline::new(
+        store.clone(),
+        runtime,
+        Options {
+            batch_messages: batch.unwrap_or(defaults.batch_messages).max(1),
+            decide_workers: decide_workers.unwrap_or(defaults.decide_workers).max(1),
+            ..defaults
+        },
+    )
+    .with_shutdown(shutdown.clone()))
+}
+
 /// The settings of a stored account, credentials decrypted.
 pub(crate) async fn stored_settings(c: &Config, name: &str) -> anyhow::Result<AccountSettings> {
     let (store, tenant) = open(c, OpenMode::Existing).await?;

@@ -124,19 +124,7 @@ pub(crate) async fn serve(
         }
     }
     let shutdown = stop_on_signal();
-    let runtime = Arc::new(PluginRuntime::new(RuntimeConfig::default())?);
-    let pipeline = Pipeline::new(
-        store.clone(),
-        runtime,
-        Options {
-            decide_workers: args
-                .decide_workers
-                .unwrap_or(Options::default().decide_workers)
-                .max(1),
-            ..Options::default()
-        },
-    )
-    .with_shutdown(shutdown.clone());
+    let pipeline = pipeline(&store, None, args.decide_workers, &shutdown)?;
     let service = Arc::new(Service::new(
         store,
         Arc::new(pipeline),
