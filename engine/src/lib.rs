@@ -11,9 +11,10 @@
 //! - [`pipeline`]: batches, one transaction each, then the server actions;
 //! - [`store`]: sea-orm persistence (SQLite default, PostgreSQL).
 //!
-//! [`service`] is the one layer the command line and `intake serve` call to
-//! work on accounts (a check, its lease, the account's state), and
-//! [`serve`] runs the engine by itself: scheduler, IDLE, metrics.
+//! [`service`] is the one layer the command line, `intake serve` and the
+//! HTTP API call (tenancy, access and each resource's rules live there),
+//! [`serve`] runs the engine by itself: scheduler, IDLE, metrics, and
+//! [`api`] is the HTTP API under `/v1` that `intake serve` also serves.
 //!
 //! [`domain`] holds the types these stages share (account settings, a
 //! message's identity and cursor, the decision as stored),
@@ -27,6 +28,7 @@
 //! [`cli`] is the `intake` command line.
 
 pub mod allocator;
+pub mod api;
 pub mod bundled;
 pub mod cli;
 pub mod directory;

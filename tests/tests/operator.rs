@@ -330,7 +330,10 @@ async fn input_is_refused_with_help_or_reported_unchanged() {
             "Leads",
         ])
         .await;
-    assert!(err.contains("--folder is for IMAP"), "{err}");
+    assert!(
+        err.contains("--folder") && err.contains("POP3 account has one mailbox"),
+        "{err}"
+    );
     op.ok(&[
         "account",
         "add",

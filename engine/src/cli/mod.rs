@@ -103,7 +103,8 @@ enum Command {
     Fetch(commands::FetchArgs),
     /// Run the engine by itself until stopped: check every tenant's enabled
     /// accounts at their interval (and through IMAP IDLE), back off and
-    /// disable failing ones, and serve /metrics, /healthz and /readyz.
+    /// disable failing ones, and serve the HTTP API (/v1), /metrics,
+    /// /healthz and /readyz.
     Serve(commands::ServeArgs),
     /// Backfill: ingest a Maildir, an mbox or .eml files into an account
     /// through the same pipeline.
@@ -116,6 +117,12 @@ enum Command {
     /// Quarantined messages: list, release, drop.
     #[command(subcommand)]
     Quarantine(commands::QuarantineCommand),
+    /// Tenants of a hosted engine: add, list.
+    #[command(subcommand)]
+    Tenant(commands::TenantCommand),
+    /// HTTP API tokens of the tenant: create, list, revoke.
+    #[command(subcommand)]
+    Token(commands::TokenCommand),
 }
 
 /// `intake account test`: a stored account by name, or one given by flags.
@@ -369,6 +376,8 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<ExitC
         Command::Inbox(args) => commands::inbox(&c, args, out).await,
         Command::Message(cmd) => commands::message(&c, cmd, out).await,
         Command::Quarantine(cmd) => commands::quarantine(&c, cmd, out).await,
+        Command::Tenant(cmd) => commands::tenant(&c, cmd, out).await,
+        Command::Token(cmd) => commands::token(&c, cmd, out).await,
     }
 }
 

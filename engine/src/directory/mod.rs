@@ -17,7 +17,7 @@ pub use memory::MemoryDirectory;
 pub use run::RunDirectory;
 
 /// A CRM party kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PartyKind {
     /// A known person.
@@ -40,7 +40,7 @@ impl std::str::FromStr for PartyKind {
 }
 
 /// A contact or lead.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Party {
     /// Contact or lead.
     pub kind: PartyKind,

@@ -16,7 +16,7 @@ use super::{
 };
 
 /// One step of the check.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Step {
     /// `resolve`, `connect`, `tls`, `capabilities`, `login` or `folder`.
     pub name: &'static str,
@@ -30,7 +30,7 @@ pub struct Step {
 }
 
 /// The whole check.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct Report {
     /// Steps in order; the first failure is the last step.
     pub steps: Vec<Step>,

@@ -8,7 +8,8 @@
 //!   new mail;
 //! - the heartbeat, which tells other workers and `intake account check`
 //!   that this one is alive;
-//! - the [`http`] endpoints: `/metrics`, `/healthz`, `/readyz`.
+//! - the [`http`] endpoints: `/metrics`, `/healthz`, `/readyz`, and the
+//!   HTTP API under `/v1` ([`crate::api`]).
 //!
 //! On shutdown (SIGTERM, Ctrl-C) nothing new starts; checks in flight finish
 //! the commit they are in, carry out its server actions and close their
@@ -62,6 +63,11 @@ pub struct ServeConfig {
     pub grace: Duration,
     /// How often this worker says it is alive.
     pub heartbeat: Duration,
+    /// The HTTP API, served beside `/metrics` on `listen`.
+    pub api: crate::api::ApiConfig,
+    /// TLS for the listener; `None`: plain HTTP (on loopback, or behind a
+    /// reverse proxy that terminates TLS).
+    pub tls: Option<http::TlsFiles>,
 }
 
 impl ServeConfig {
@@ -145,16 +151,21 @@ pub async fn run(
     let scheduling = Arc::new(AtomicBool::new(false));
     let mut bound = None;
     if let Some(addr) = config.listen {
+        let tls = match &config.tls {
+            Some(files) => Some(files.acceptor().map_err(ServeError::Config)?),
+            None => None,
+        };
         let listener = http::bind(addr).await.map_err(ServeError::Listen)?;
         bound = listener.local_addr().ok();
         let router = http::router(http::HttpState {
             store: store.clone(),
             metrics,
             scheduling: scheduling.clone(),
-        });
+        })
+        .merge(crate::api::router(service.clone(), config.api.clone()));
         let stop = shutdown.clone();
         tasks.spawn(async move {
-            if let Err(e) = http::serve(listener, router, stop).await {
+            if let Err(e) = http::serve(listener, router, tls, stop).await {
                 tracing::error!("HTTP server stopped: {e}");
             }
         });

@@ -1,6 +1,17 @@
 //! The service layer: what the command line, the scheduler of
-//! `intake serve` (and, next, the HTTP API and the console) call to work on
-//! accounts. It owns the rules around a check — one worker at a time per
+//! `intake serve`, the HTTP API (and, next, the console) call. Every tenant
+//! operation takes a [`Scope`], which only an authenticated token or the
+//! command line's `--tenant` can produce, and states the access it needs;
+//! the rules of each resource are written once here:
+//!
+//! - [`accounts`]: accounts and credentials, Test settings;
+//! - [`directory`]: contacts and leads, bulk upsert by external id;
+//! - [`plugins`]: the tenant's chain, components checked before storing;
+//! - [`messages`]: the inbox and the quarantine;
+//! - [`tenants`]: tenants (the operator's) and API tokens;
+//! - [`scope`]: who is asking.
+//!
+//! It owns the rules around a check — one worker at a time per
 //! account (a lease in the store), the outcome recorded as the account's
 //! state, backoff and disabling ([`policy`]) — so every caller gets the same
 //! behaviour.
@@ -10,7 +21,13 @@
 //! the run lasts; a worker that dies stops renewing, and its accounts are
 //! free again when the lease runs out.
 
+pub mod accounts;
+pub mod directory;
+pub mod messages;
+pub mod plugins;
 pub mod policy;
+pub mod scope;
+pub mod tenants;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +41,7 @@ use crate::store::{
 };
 use policy::chrono_duration;
 pub use policy::{CheckOutcome, ErrorClass, RetryPolicy};
+pub use scope::{OperatorKey, Principal, Scope};
 
 /// Why a service call failed.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +60,30 @@ pub enum ServiceError {
     /// The account is disabled.
     #[error("account {0:?} is disabled; fix what disabled it, then `intake account enable {0}`")]
     Disabled(String),
+    /// No valid credential was presented (missing, malformed, unknown or
+    /// revoked: one answer for all).
+    #[error("a valid API token is needed (Authorization: Bearer itk_…)")]
+    Unauthorized,
+    /// The credential may not do this.
+    #[error("this needs a token with the {} scope", needed.as_str())]
+    Forbidden {
+        /// The scope it needs.
+        needed: store::TokenScope,
+    },
+    /// A field of the request was refused.
+    #[error("invalid {field}: {reason}")]
+    Invalid {
+        /// The field, as the request names it (`host`, `parties[3].email`).
+        field: String,
+        /// Why.
+        reason: String,
+    },
+    /// The request was understood but cannot be carried out now.
+    #[error("{0}")]
+    Refused(String),
+    /// A fault of the engine, not of the request.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// `Result` with [`ServiceError`].
@@ -122,6 +164,9 @@ pub struct Service {
     pipeline: Option<Arc<Pipeline>>,
     key: Option<MasterKey>,
     options: ServiceOptions,
+    /// Where the bundled plugins come from when not from the binary (a
+    /// development build's `plugins/target`).
+    plugin_dir: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Service {
@@ -154,7 +199,20 @@ impl Service {
             pipeline: Some(pipeline),
             key,
             options,
+            plugin_dir: None,
         }
+    }
+
+    /// The same service, taking the bundled plugins from `dir` when set.
+    pub fn with_plugin_dir(mut self, dir: Option<std::path::PathBuf>) -> Self {
+        self.plugin_dir = dir;
+        self
+    }
+
+    /// The same service, opening credentials with `key`.
+    pub fn with_key(mut self, key: Option<MasterKey>) -> Self {
+        self.key = key;
+        self
     }
 
     /// A service that reads and administers accounts but runs no checks.
@@ -168,6 +226,7 @@ impl Service {
                 lease: Duration::from_secs(60),
                 retry: RetryPolicy::default(),
             },
+            plugin_dir: None,
         }
     }
 
@@ -323,7 +382,9 @@ impl Service {
     }
 
     /// The tenant's accounts with their state, by name.
-    pub async fn account_statuses(&self, tenant: TenantId) -> Result<Vec<AccountStatus>> {
+    pub async fn account_statuses(&self, scope: &Scope) -> Result<Vec<AccountStatus>> {
+        scope.require(store::TokenScope::Read)?;
+        let tenant = scope.tenant();
         let accounts = self.store.accounts(tenant).await?;
         let mut health = self.store.health_of_tenant(tenant).await?;
         Ok(accounts
@@ -333,7 +394,9 @@ impl Service {
     }
 
     /// One account with its state.
-    pub async fn account_status(&self, tenant: TenantId, name: &str) -> Result<AccountStatus> {
+    pub async fn account_status(&self, scope: &Scope, name: &str) -> Result<AccountStatus> {
+        scope.require(store::TokenScope::Read)?;
+        let tenant = scope.tenant();
         let account = self.store.account(tenant, name).await?;
         let health = self.store.health(account.id).await?;
         Ok(status(account, health))
@@ -341,7 +404,9 @@ impl Service {
 
     /// Clears a disablement (and any backoff), switches the account on, and
     /// makes it due at once.
-    pub async fn enable_account(&self, tenant: TenantId, name: &str) -> Result<AccountStatus> {
+    pub async fn enable_account(&self, scope: &Scope, name: &str) -> Result<AccountStatus> {
+        scope.require(store::TokenScope::Write)?;
+        let tenant = scope.tenant();
         let mut account = self.store.account(tenant, name).await?;
         if !account.config.enabled {
             account.config.enabled = true;
@@ -352,13 +417,15 @@ impl Service {
         } else {
             self.store.reset_health(tenant, account.id).await?;
         }
-        self.account_status(tenant, name).await
+        self.account_status(scope, name).await
     }
 
     /// Asks the running service to check `name` soon. Returns the time of
     /// the request; [`check_result`](Self::check_result) says when it ran.
-    pub async fn request_check(&self, tenant: TenantId, name: &str) -> Result<DateTime<Utc>> {
-        let status = self.account_status(tenant, name).await?;
+    pub async fn request_check(&self, scope: &Scope, name: &str) -> Result<DateTime<Utc>> {
+        scope.require(store::TokenScope::Write)?;
+        let tenant = scope.tenant();
+        let status = self.account_status(scope, name).await?;
         if status.health.state == HealthState::Disabled {
             return Err(ServiceError::Disabled(name.to_string()));
         }
@@ -369,11 +436,11 @@ impl Service {
     /// `requested` has finished; `None` while it has not.
     pub async fn check_result(
         &self,
-        tenant: TenantId,
+        scope: &Scope,
         name: &str,
         requested: DateTime<Utc>,
     ) -> Result<Option<AccountStatus>> {
-        let status = self.account_status(tenant, name).await?;
+        let status = self.account_status(scope, name).await?;
         let h = &status.health;
         let ran = h.last_check_at.is_some_and(|t| t >= requested)
             && h.check_requested_at.is_none()
@@ -408,7 +475,7 @@ fn is_dead_local_worker(owner: &str) -> bool {
         && !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
-fn status(account: Account, health: AccountHealth) -> AccountStatus {
+pub(crate) fn status(account: Account, health: AccountHealth) -> AccountStatus {
     AccountStatus {
         name: account.config.name,
         enabled: account.config.enabled,

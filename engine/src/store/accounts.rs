@@ -23,7 +23,7 @@ use crate::domain::{
 };
 
 /// A SOCKS5 proxy, with an optional login credential.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProxyConfig {
     /// Proxy host.
     pub host: String,
@@ -35,7 +35,7 @@ pub struct ProxyConfig {
 
 /// How far back the first sync of a new account reaches. Both limits apply
 /// when both are set; neither means everything.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FirstSync {
     /// Only messages on or after this time.
     pub since: Option<DateTime<Utc>>,
@@ -44,7 +44,7 @@ pub struct FirstSync {
 }
 
 /// An account's settings, as admins edit them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AccountConfig {
     /// Name, unique in the tenant.
     pub name: String,
@@ -63,6 +63,7 @@ pub struct AccountConfig {
     /// Verify the server certificate.
     pub verify_certificate: bool,
     /// Extra CA certificate(s), PEM.
+    #[schema(value_type = Option<String>)]
     pub ca_file: Option<PathBuf>,
     /// Keep a copy on the server (never delete after ingesting).
     pub keep_on_server: bool,
@@ -121,7 +122,7 @@ impl AccountConfig {
 
     fn validate(&self) -> Result<()> {
         if self.name.trim().is_empty() {
-            return Err(invalid("account name", "empty"));
+            return Err(invalid("name", "empty"));
         }
         if self.host.trim().is_empty() {
             return Err(invalid("host", "empty"));
@@ -133,10 +134,10 @@ impl AccountConfig {
             ));
         }
         if self.batch_size == 0 {
-            return Err(invalid("batch size", "must be at least 1"));
+            return Err(invalid("batch_size", "must be at least 1"));
         }
         if self.auto_check && self.check_interval_secs == 0 {
-            return Err(invalid("check interval", "must be at least 1 second"));
+            return Err(invalid("check_interval_secs", "must be at least 1 second"));
         }
         Ok(())
     }

@@ -13,7 +13,7 @@ use super::{Error, Result, Store, TenantId, invalid, not_found, now, unique_viol
 use crate::domain::Secret;
 
 /// A credential without its secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct CredentialInfo {
     /// Name, unique in the tenant.
     pub name: String,

@@ -567,3 +567,39 @@ pub mod workers {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod api_tokens {
+    //! `api_tokens`: a tenant's HTTP API tokens, the secret kept as a hash.
+    use sea_orm::entity::prelude::*;
+
+    /// A token.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "api_tokens")]
+    pub struct Model {
+        /// Key.
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        /// Owning tenant.
+        pub tenant_id: i64,
+        /// The token's public part, unique: finds the row.
+        pub lookup: String,
+        /// SHA-256 of the secret part, hex.
+        pub secret_sha256: String,
+        /// A name people recognise it by.
+        pub name: String,
+        /// `read`, `write` or `admin`.
+        pub scope: String,
+        /// Issued.
+        pub created_at: DateTimeUtc,
+        /// Last request made with it (updated at most once a minute).
+        pub last_used_at: Option<DateTimeUtc>,
+        /// Revoked: refused from then on.
+        pub revoked_at: Option<DateTimeUtc>,
+    }
+
+    /// No relations are navigated through the ORM.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -20,7 +20,7 @@ use super::entity::{account_health as health, accounts, tenants, workers};
 use super::{AccountId, Result, Store, TenantId, corrupt, not_found, now};
 
 /// Whether an account is being checked normally.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum HealthState {
     /// Checked at its interval.
@@ -53,7 +53,7 @@ impl HealthState {
 }
 
 /// What is known of an account's checks.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AccountHealth {
     /// The state.
     pub state: HealthState,

@@ -21,7 +21,7 @@ use super::{
 use crate::directory::Party;
 
 /// A stored message's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MessageStatus {
     /// Stored normally (linked or not).
@@ -62,7 +62,7 @@ impl MessageStatus {
 }
 
 /// A message as the inbox lists it (no raw bytes).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct MessageSummary {
     /// Its key.
     pub id: StoredMessageId,
@@ -124,8 +124,30 @@ impl Default for MessageQuery {
     }
 }
 
+/// Which messages to list, for the API's inbox: every filter applies, and
+/// the order is the order of ingestion, newest first, so the cursor (the
+/// last id of a page) is stable while new mail arrives.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageFilter {
+    /// Only this account's.
+    pub account: Option<AccountId>,
+    /// Only those linked to this party.
+    pub party: Option<PartyId>,
+    /// Only stored, or only quarantined (default: both).
+    pub status: Option<MessageStatus>,
+    /// Only those whose `Date` (or, without one, time of storing) is at or
+    /// after this.
+    pub since: Option<DateTime<Utc>>,
+    /// … and before this.
+    pub until: Option<DateTime<Utc>>,
+    /// Only those older than this one (the paging cursor).
+    pub before: Option<StoredMessageId>,
+    /// At most this many.
+    pub limit: u64,
+}
+
 /// A message held in quarantine.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct QuarantineEntry {
     /// The message (its bytes: [`Store::message`]).
     pub message: MessageSummary,
@@ -197,6 +219,68 @@ impl Store {
             .order_by_desc(Expr::cust("COALESCE(date, created_at)"))
             .order_by_desc(messages::Column::Id)
             .limit(query.limit)
+            .into_model::<SummaryRow>()
+            .all(&self.db)
+            .await?;
+        self.with_parties(tenant, rows).await
+    }
+
+    /// Stored and quarantined messages that pass `filter`, newest stored
+    /// first, with their parties.
+    pub async fn message_page(
+        &self,
+        tenant: TenantId,
+        filter: &MessageFilter,
+    ) -> Result<Vec<MessageSummary>> {
+        let mut select = messages::Entity::find()
+            .select_only()
+            .columns(summary_columns())
+            .filter(messages::Column::TenantId.eq(tenant.0));
+        select = match filter.status {
+            Some(status) => select.filter(messages::Column::Status.eq(status.as_str())),
+            None => select.filter(messages::Column::Status.is_in(VISIBLE)),
+        };
+        if let Some(account) = filter.account {
+            select = select.filter(messages::Column::AccountId.eq(account.0));
+        }
+        if let Some(before) = filter.before {
+            select = select.filter(messages::Column::Id.lt(before.0));
+        }
+        // The message's `Date`, or when it was stored if it has none.
+        if let Some(since) = filter.since {
+            select = select.filter(
+                sea_orm::Condition::any()
+                    .add(messages::Column::Date.gte(since))
+                    .add(
+                        sea_orm::Condition::all()
+                            .add(messages::Column::Date.is_null())
+                            .add(messages::Column::CreatedAt.gte(since)),
+                    ),
+            );
+        }
+        if let Some(until) = filter.until {
+            select = select.filter(
+                sea_orm::Condition::any()
+                    .add(messages::Column::Date.lt(until))
+                    .add(
+                        sea_orm::Condition::all()
+                            .add(messages::Column::Date.is_null())
+                            .add(messages::Column::CreatedAt.lt(until)),
+                    ),
+            );
+        }
+        if let Some(party) = filter.party {
+            let linked = Query::select()
+                .column(message_links::Column::StoredMessageId)
+                .from(message_links::Entity)
+                .and_where(message_links::Column::TenantId.eq(tenant.0))
+                .and_where(message_links::Column::PartyId.eq(party.0))
+                .to_owned();
+            select = select.filter(messages::Column::Id.in_subquery(linked));
+        }
+        let rows = select
+            .order_by_desc(messages::Column::Id)
+            .limit(filter.limit)
             .into_model::<SummaryRow>()
             .all(&self.db)
             .await?;

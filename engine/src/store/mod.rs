@@ -24,7 +24,8 @@
 //! - [`health`]: each account's state for `intake serve` (ok, backing off,
 //!   disabled), its checks, its lease, and the running workers;
 //! - [`inbox`]: what was stored, quarantined or discarded;
-//! - [`plugins`]: the tenant's plugin chain, components included.
+//! - [`plugins`]: the tenant's plugin chain, components included;
+//! - [`tokens`]: the tenant's HTTP API tokens, kept as hashes.
 
 pub mod accounts;
 pub mod actions;
@@ -39,6 +40,7 @@ pub mod location;
 mod migration;
 pub mod parties;
 pub mod plugins;
+pub mod tokens;
 
 use std::time::Duration;
 
@@ -60,12 +62,13 @@ pub use credentials::{Credential, CredentialInfo};
 pub use directory::StoreDirectory;
 pub use health::{AccountHealth, DueAccount, HealthState, WorkerInfo};
 pub use inbox::{
-    DiscardEntry, MessageQuery, MessageStatus, MessageSummary, QuarantineEntry, StoredMessage,
+    DiscardEntry, MessageFilter, MessageQuery, MessageStatus, MessageSummary, QuarantineEntry, StoredMessage,
 };
 pub use key::{KeyError, MASTER_KEY_ENV, MasterKey};
 pub use location::{OpenMode, StoreLocation};
-pub use parties::{ImportSummary, NewParty, Upserted};
+pub use parties::{ImportSummary, NewParty, PartyFilter, Upserted};
 pub use plugins::{BindingRole, NewBinding, StoredBinding};
+pub use tokens::{TOKEN_PREFIX, TokenInfo, TokenMatch, TokenScope};
 
 use crate::directory::normalise;
 use entity::{accounts as account_rows, tenants};
@@ -82,7 +85,7 @@ const SQLITE_POOL: u32 = 4;
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
         #[serde(transparent)]
         pub struct $name(pub i64);
 
@@ -357,6 +360,14 @@ impl Store {
             .one(&self.db)
             .await?
             .map(|t| TenantId(t.id)))
+    }
+
+    /// The name of the tenant `id`, if it exists.
+    pub async fn tenant_name(&self, id: TenantId) -> Result<Option<String>> {
+        Ok(tenants::Entity::find_by_id(id.0)
+            .one(&self.db)
+            .await?
+            .map(|t| t.name))
     }
 
     /// The id of the account `name` in `tenant`.

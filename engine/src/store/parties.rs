@@ -18,7 +18,7 @@ use super::{
 use crate::directory::{Party, PartyKind};
 
 /// A party to create or update.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewParty {
     /// Contact or lead.
     pub kind: PartyKind,
@@ -30,6 +30,26 @@ pub struct NewParty {
     pub company: Option<String>,
     /// Id in the CRM, if it syncs the party.
     pub external_id: Option<String>,
+}
+
+/// Which parties to list (all filters apply together).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartyFilter {
+    /// Only contacts, or only leads.
+    pub kind: Option<PartyKind>,
+    /// Only this address (any case).
+    pub email: Option<String>,
+    /// Only addresses at this domain (any case).
+    pub domain: Option<String>,
+    /// Only the party the CRM knows by this id.
+    pub external_id: Option<String>,
+    /// Only those whose address, name or company contains this text (any
+    /// case).
+    pub text: Option<String>,
+    /// Only those after this one, in id order (the paging cursor).
+    pub after: Option<PartyId>,
+    /// At most this many.
+    pub limit: u64,
 }
 
 /// What an upsert did.
@@ -51,7 +71,7 @@ impl Upserted {
 }
 
 /// What an import did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ImportSummary {
     /// Parties created.
     pub created: usize,
@@ -260,6 +280,76 @@ impl Store {
             .into_iter()
             .map(party_from_row)
             .collect()
+    }
+
+    /// The tenant's parties that pass `filter`, in id order.
+    pub async fn find_parties(&self, tenant: TenantId, filter: &PartyFilter) -> Result<Vec<Party>> {
+        use sea_orm::sea_query::{Expr, Func};
+        let mut query = parties::Entity::find().filter(parties::Column::TenantId.eq(tenant.0));
+        if let Some(kind) = filter.kind {
+            query = query.filter(parties::Column::Kind.eq(kind_name(kind)));
+        }
+        if let Some(email) = &filter.email {
+            query = query.filter(parties::Column::Email.eq(email.trim().to_lowercase()));
+        }
+        if let Some(domain) = &filter.domain {
+            query = query.filter(parties::Column::Domain.eq(domain.trim().to_lowercase()));
+        }
+        if let Some(ext) = &filter.external_id {
+            query = query.filter(parties::Column::ExternalId.eq(ext.trim()));
+        }
+        if let Some(text) = filter.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+            // LIKE with the pattern's own wildcards escaped.
+            let escaped = text
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            let pattern = format!("%{escaped}%");
+            let like = |column: parties::Column| {
+                Expr::expr(Func::lower(Expr::col(column))).like(
+                    sea_orm::sea_query::LikeExpr::new(pattern.clone()).escape('\\'),
+                )
+            };
+            query = query.filter(
+                sea_orm::Condition::any()
+                    .add(like(parties::Column::Email))
+                    .add(like(parties::Column::Name))
+                    .add(like(parties::Column::Company)),
+            );
+        }
+        if let Some(after) = filter.after {
+            query = query.filter(parties::Column::Id.gt(after.0));
+        }
+        query
+            .order_by_asc(parties::Column::Id)
+            .limit(filter.limit)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(party_from_row)
+            .collect()
+    }
+
+    /// Removes the party `id` and its links to messages (the messages
+    /// stay). Returns whether it existed.
+    pub async fn delete_party(&self, tenant: TenantId, id: PartyId) -> Result<bool> {
+        use super::entity::message_links;
+        let _turn = self.write_turn().await;
+        let txn = self.db.begin().await?;
+        lock_tenant(&txn, tenant).await?;
+        message_links::Entity::delete_many()
+            .filter(message_links::Column::TenantId.eq(tenant.0))
+            .filter(message_links::Column::PartyId.eq(id.0))
+            .exec(&txn)
+            .await?;
+        let removed = parties::Entity::delete_many()
+            .filter(parties::Column::TenantId.eq(tenant.0))
+            .filter(parties::Column::Id.eq(id.0))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(removed.rows_affected > 0)
     }
 
     /// The party `id`, if it exists in the tenant.

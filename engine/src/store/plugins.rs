@@ -261,6 +261,35 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces the configuration, limits and failure policy of the binding
+    /// `name` (the component stays).
+    pub async fn configure_binding(
+        &self,
+        tenant: TenantId,
+        name: &str,
+        config: &str,
+        limits: &Limits,
+        on_error: FailurePolicy,
+    ) -> Result<()> {
+        let limits = serde_json::to_string(limits).map_err(|e| invalid("limits", e.to_string()))?;
+        let _turn = self.write_turn().await;
+        let updated = plugin_bindings::Entity::update_many()
+            .col_expr(plugin_bindings::Column::Config, Expr::value(config))
+            .col_expr(plugin_bindings::Column::Limits, Expr::value(limits))
+            .col_expr(
+                plugin_bindings::Column::FailurePolicy,
+                Expr::value(policy_name(on_error)),
+            )
+            .filter(plugin_bindings::Column::TenantId.eq(tenant.0))
+            .filter(plugin_bindings::Column::Name.eq(name))
+            .exec(&self.db)
+            .await?;
+        if updated.rows_affected == 0 {
+            return Err(not_found("binding", name));
+        }
+        Ok(())
+    }
+
     /// Switches the binding `name` on or off.
     pub async fn set_binding_enabled(
         &self,

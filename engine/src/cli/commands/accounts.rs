@@ -3,7 +3,8 @@
 //! service layer, as the service itself does.
 
 use super::*;
-use crate::service::{AccountStatus, Service};
+use crate::service::accounts::AccountPatch;
+use crate::service::{AccountStatus, Scope, Service, ServiceError};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum AccountCommand {
@@ -113,131 +114,41 @@ pub(crate) struct AccountSpec {
 }
 
 impl AccountSpec {
-    /// Whether any setting was given (besides the name).
-    fn changes_anything(&self) -> bool {
-        let AccountSpec {
-            name: _,
-            protocol,
-            host,
-            port,
-            security,
-            credential,
-            auth,
-            ca_file,
-            verify_certificate,
-            keep_on_server,
-            folders,
-            mode,
-            max_message_mb,
-            first_sync_count,
-            first_sync_since,
-            auto_check,
-            interval_secs,
-            enabled,
-            proxy,
-            proxy_credential,
-            batch_size,
-        } = self;
-        protocol.is_some()
-            || host.is_some()
-            || port.is_some()
-            || security.is_some()
-            || credential.is_some()
-            || auth.is_some()
-            || ca_file.is_some()
-            || verify_certificate.is_some()
-            || keep_on_server.is_some()
-            || !folders.is_empty()
-            || mode.is_some()
-            || max_message_mb.is_some()
-            || first_sync_count.is_some()
-            || first_sync_since.is_some()
-            || auto_check.is_some()
-            || interval_secs.is_some()
-            || enabled.is_some()
-            || proxy.is_some()
-            || proxy_credential.is_some()
-            || batch_size.is_some()
-    }
-
-    fn apply(&self, c: &mut AccountConfig) -> anyhow::Result<()> {
-        if let Some(v) = self.protocol {
-            c.protocol = v;
-        }
-        if let Some(v) = &self.host {
-            c.host = v.clone();
-        }
-        if self.port.is_some() {
-            c.port = self.port;
-        }
-        if let Some(v) = self.security {
-            c.security = v;
-        }
-        if let Some(v) = &self.credential {
-            c.credential = v.clone();
-        }
-        if let Some(v) = self.auth {
-            c.auth = v;
-        }
-        if self.ca_file.is_some() {
-            c.ca_file = self.ca_file.clone();
-        }
-        if let Some(v) = self.verify_certificate {
-            c.verify_certificate = v;
-        }
-        if let Some(v) = self.keep_on_server {
-            c.keep_on_server = v;
-        }
-        if !self.folders.is_empty() {
-            c.folders = self.folders.clone();
-        }
-        if let Some(v) = self.mode {
-            c.mode = v;
-        }
-        if let Some(v) = self.max_message_mb {
-            c.max_message_bytes = v << 20;
-        }
-        if self.first_sync_count.is_some() {
-            c.first_sync.max_messages = self.first_sync_count;
-        }
-        if let Some(day) = self.first_sync_since {
-            c.first_sync.since = Some(day.and_time(chrono::NaiveTime::MIN).and_utc());
-        }
-        if let Some(v) = self.auto_check {
-            c.auto_check = v;
-        }
-        if let Some(v) = self.interval_secs {
-            c.check_interval_secs = v;
-        }
-        if let Some(v) = self.enabled {
-            c.enabled = v;
-        }
-        if let Some(v) = self.batch_size {
-            c.batch_size = v;
-        }
-        if c.protocol == Protocol::Pop3 && !self.folders.is_empty() {
-            bail!(
-                "--folder is for IMAP: a POP3 account has one mailbox and no folders \
-                 (account {} is POP3)",
-                c.name
-            );
-        }
-        if c.protocol == Protocol::Pop3 {
-            c.folders = vec!["INBOX".into()];
-        }
-        match self.proxy.as_deref() {
-            None => {}
-            Some("none") => c.proxy = None,
+    /// The change these options make, as the service layer takes it.
+    fn patch(&self) -> anyhow::Result<AccountPatch> {
+        let proxy = match self.proxy.as_deref() {
+            None => None,
+            Some("none") => Some(None),
             Some(p) => {
                 let (host, port) = p.rsplit_once(':').context("--proxy must be HOST:PORT")?;
-                c.proxy = Some(ProxyConfig {
+                Some(Some(ProxyConfig {
                     host: host.into(),
                     port: port.parse().context("--proxy port must be a number")?,
                     credential: self.proxy_credential.clone(),
-                });
+                }))
             }
-        }
-        Ok(())
+        };
+        Ok(AccountPatch {
+            protocol: self.protocol,
+            host: self.host.clone(),
+            port: self.port.map(Some),
+            security: self.security,
+            credential: self.credential.clone(),
+            auth: self.auth,
+            verify_certificate: self.verify_certificate,
+            keep_on_server: self.keep_on_server,
+            folders: (!self.folders.is_empty()).then(|| self.folders.clone()),
+            mode: self.mode,
+            max_message_bytes: self.max_message_mb.map(|mb| mb << 20),
+            first_sync_count: self.first_sync_count,
+            first_sync_since: self.first_sync_since,
+            auto_check: self.auto_check,
+            check_interval_secs: self.interval_secs,
+            enabled: self.enabled,
+            proxy,
+            batch_size: self.batch_size,
+            ca_file: self.ca_file.clone(),
+        })
     }
 }
 
@@ -250,7 +161,7 @@ pub(crate) async fn account(
         AccountCommand::List | AccountCommand::Show { .. } | AccountCommand::Check { .. } => {
             OpenMode::Existing
         }
-        AccountCommand::Edit(spec) if !spec.changes_anything() => bail!(
+        AccountCommand::Edit(spec) if spec.patch()?.is_empty() => bail!(
             "nothing to change: give the settings to change, e.g. `intake account edit {} --host NEW` \
              (see `intake account edit --help`)",
             spec.name
@@ -260,37 +171,32 @@ pub(crate) async fn account(
     let (store, tenant) = open(c, mode).await?;
     match cmd {
         AccountCommand::Add(spec) => {
-            let (Some(protocol), Some(host), Some(credential)) =
-                (spec.protocol, &spec.host, &spec.credential)
-            else {
+            if spec.protocol.is_none() || spec.host.is_none() || spec.credential.is_none() {
                 bail!("a new account needs --protocol, --host and --credential");
-            };
-            let mut config = AccountConfig::new(
-                &spec.name,
-                protocol,
-                host,
-                spec.security.unwrap_or(Security::Tls),
-                credential,
-            );
-            spec.apply(&mut config)?;
-            if !config.verify_certificate {
-                eprintln!(
-                    "warning: certificate verification is off for {}: anyone on the path could read the password",
-                    spec.name
-                );
             }
-            store.add_account(tenant, &config).await?;
+            let scope = Scope::command_line(tenant, &c.tenant);
+            let change = Service::admin(store.clone())
+                .create_account(&scope, &spec.name, &spec.patch()?)
+                .await
+                .map_err(cli_field_error)?;
+            for warning in &change.warnings {
+                eprintln!("warning: {warning}");
+            }
             writeln!(out, "added account {}", spec.name)?;
         }
         AccountCommand::Edit(spec) => {
-            let before = store.account(tenant, &spec.name).await?.config;
-            let mut config = before.clone();
-            spec.apply(&mut config)?;
-            if config == before {
-                writeln!(out, "account {}: nothing changed", spec.name)?;
-            } else {
-                store.update_account(tenant, &spec.name, &config).await?;
+            let scope = Scope::command_line(tenant, &c.tenant);
+            let change = Service::admin(store.clone())
+                .update_account(&scope, &spec.name, &spec.patch()?)
+                .await
+                .map_err(cli_field_error)?;
+            if change.changed {
+                for warning in &change.warnings {
+                    eprintln!("warning: {warning}");
+                }
                 writeln!(out, "updated account {}", spec.name)?;
+            } else {
+                writeln!(out, "account {}: nothing changed", spec.name)?;
             }
         }
         AccountCommand::List => {
@@ -308,7 +214,7 @@ pub(crate) async fn account(
                 "LAST CHECK"
             )?;
             let statuses: std::collections::HashMap<String, AccountStatus> = service
-                .account_statuses(tenant)
+                .account_statuses(&Scope::command_line(tenant, &c.tenant))
                 .await?
                 .into_iter()
                 .map(|s| (s.name.clone(), s))
@@ -357,7 +263,7 @@ pub(crate) async fn account(
         AccountCommand::Show { name } => {
             let account = store.account(tenant, &name).await?;
             let status = Service::admin(store.clone())
-                .account_status(tenant, &name)
+                .account_status(&Scope::command_line(tenant, &c.tenant), &name)
                 .await?;
             // The settings as before, with the service's view beside them.
             let mut shown = serde_json::to_value(&account.config)?;
@@ -369,7 +275,7 @@ pub(crate) async fn account(
         }
         AccountCommand::Enable { name } => {
             let status = Service::admin(store.clone())
-                .enable_account(tenant, &name)
+                .enable_account(&Scope::command_line(tenant, &c.tenant), &name)
                 .await?;
             writeln!(
                 out,
@@ -379,10 +285,13 @@ pub(crate) async fn account(
             )?;
         }
         AccountCommand::Check { name, wait_secs } => {
-            return check_now(&store, tenant, &name, Duration::from_secs(wait_secs), out).await;
+            let scope = Scope::command_line(tenant, &c.tenant);
+            return check_now(&store, &scope, &name, Duration::from_secs(wait_secs), out).await;
         }
         AccountCommand::Remove { name } => {
-            store.remove_account(tenant, &name).await?;
+            Service::admin(store.clone())
+                .remove_account(&Scope::command_line(tenant, &c.tenant), &name)
+                .await?;
             writeln!(out, "removed account {name}")?;
         }
         AccountCommand::Test(_) => unreachable!("dispatched in cli::run"),
@@ -397,7 +306,7 @@ const LIVE_WORKER: Duration = Duration::from_secs(35);
 /// next tick; the result is read back from the account's state.
 async fn check_now(
     store: &Store,
-    tenant: TenantId,
+    scope: &Scope,
     name: &str,
     wait: Duration,
     out: &mut (dyn Write + Send),
@@ -410,14 +319,14 @@ async fn check_now(
             LIVE_WORKER.as_secs()
         );
     }
-    let requested = service.request_check(tenant, name).await?;
+    let requested = service.request_check(scope, name).await?;
     eprintln!(
         "asked the service to check {name}; waiting (at most {} s)",
         wait.as_secs()
     );
     let deadline = tokio::time::Instant::now() + wait;
     let status = loop {
-        if let Some(status) = service.check_result(tenant, name, requested).await? {
+        if let Some(status) = service.check_result(scope, name, requested).await? {
             break status;
         }
         if tokio::time::Instant::now() >= deadline {
@@ -456,4 +365,21 @@ fn print_check(out: &mut (dyn Write + Send), s: &AccountStatus) -> std::io::Resu
         )?,
     }
     writeln!(out, "next check  {}", at(h.next_check_at))
+}
+
+/// A refused field, named as the command line's option.
+fn cli_field_error(e: ServiceError) -> anyhow::Error {
+    match e {
+        ServiceError::Invalid { field, reason } => {
+            let option = match field.as_str() {
+                "folders" => "--folder".to_owned(),
+                "check_interval_secs" => "--interval-secs".to_owned(),
+                "max_message_bytes" => "--max-message-mb".to_owned(),
+                "first_sync_count" => "--first-sync-count".to_owned(),
+                other => format!("--{}", other.replace(['_', '.'], "-")),
+            };
+            anyhow::anyhow!("{option}: {reason}")
+        }
+        other => other.into(),
+    }
 }

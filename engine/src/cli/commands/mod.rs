@@ -1,6 +1,6 @@
 //! The commands that work on the store: accounts, credentials, contacts,
 //! the tenant's plugin chain, fetch and import, serve, inbox, messages and
-//! quarantine, and the master key. Each one opens the store of its
+//! quarantine, tenants and API tokens, and the master key. Each one opens the store of its
 //! [`Config`] (by default `intake.db` in the data directory) for `--tenant`:
 //! a command that changes data may create it, and names it on stderr; a
 //! command that only reads never creates one.
@@ -17,6 +17,7 @@ mod key;
 mod plugins;
 mod quarantine;
 mod serve;
+mod tokens;
 
 pub(crate) use accounts::*;
 pub(crate) use contacts::*;
@@ -27,6 +28,7 @@ pub(crate) use key::*;
 pub(crate) use plugins::*;
 pub(crate) use quarantine::*;
 pub(crate) use serve::*;
+pub(crate) use tokens::*;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -47,7 +49,7 @@ use crate::fetch::{AccountSettings, Auth, FetchMode, Protocol, Secret, Security}
 use crate::pipeline::{Options, Pipeline, Progress, Quiet, Summary};
 use crate::plugin::{FailurePolicy, Limits, PluginRuntime, RuntimeConfig};
 use crate::store::{
-    AccountConfig, BindingRole, MasterKey, MessageQuery, NewBinding, NewParty, OpenMode,
+    BindingRole, MasterKey, MessageQuery, NewBinding, NewParty, OpenMode,
     ProxyConfig, Store, StoredMessageId, TenantId,
 };
 

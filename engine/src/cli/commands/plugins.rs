@@ -42,32 +42,12 @@ fn role(text: &str) -> anyhow::Result<BindingRole> {
 
 /// Checks that a component loads, has the role and accepts its config.
 async fn check_plugin(binding: &NewBinding, tenant: &str) -> anyhow::Result<()> {
-    let runtime = Arc::new(PluginRuntime::new(RuntimeConfig::default())?);
-    let plugin = runtime
-        .load_async(crate::plugin::Binding {
-            name: binding.name.clone(),
-            wasm: crate::plugin::WasmSource::Bytes(binding.wasm.clone().into()),
-            config: binding.config.clone(),
-            limits: binding.limits.clone(),
-            on_error: binding.on_error,
+    crate::service::plugins::check_plugin(binding, tenant)
+        .await
+        .map_err(|e| match e {
+            crate::service::ServiceError::Invalid { reason, .. } => anyhow::anyhow!(reason),
+            other => other.into(),
         })
-        .await?;
-    let roles = plugin.roles();
-    let ok = match binding.role {
-        BindingRole::Matcher => roles.matcher,
-        BindingRole::UnknownSender => roles.unknown_sender,
-    };
-    if !ok {
-        bail!(
-            "{} does not export the {} role",
-            binding.name,
-            binding.role.as_str()
-        );
-    }
-    plugin
-        .check_init(tenant, Arc::new(crate::directory::MemoryDirectory::new()))
-        .await?;
-    Ok(())
 }
 
 pub(crate) async fn plugin(
@@ -197,26 +177,9 @@ pub(super) async fn ensure_default_chain(
     tenant: TenantId,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<()> {
-    if store.has_bindings(tenant).await? {
-        return Ok(());
+    let service = crate::service::Service::admin(store.clone()).with_plugin_dir(c.plugin_dir.clone());
+    if let Some(origin) = service.ensure_default_chain(tenant).await? {
+        writeln!(out, "installed the default plugin chain ({origin})")?;
     }
-    let (plugins, origin) = bundled::default_chain(c.plugin_dir.as_deref())
-        .context("this tenant has no plugins yet, and the default chain is not available")?;
-    let chain: Vec<NewBinding> = plugins
-        .into_iter()
-        .map(|p| NewBinding {
-            name: p.name.into(),
-            role: p.role,
-            wasm: p.wasm.into_owned(),
-            config: "{}".into(),
-            limits: Limits::default(),
-            on_error: FailurePolicy::Quarantine,
-            enabled: true,
-        })
-        .collect();
-    if !store.add_bindings(tenant, &chain, true).await? {
-        return Ok(()); // another worker installed it first
-    }
-    writeln!(out, "installed the default plugin chain ({origin})")?;
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! `intake quarantine`: list, release (attach by hand or re-run the chain), drop.
 
 use super::*;
+use crate::service::messages::Release;
+use crate::service::{Scope, Service, ServiceError};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum QuarantineCommand {
@@ -23,83 +25,6 @@ pub(crate) enum QuarantineCommand {
         /// The stored message's id.
         id: i64,
     },
-}
-
-/// The party (contact or lead) with this address in the tenant.
-async fn party_by_email(
-    store: &Store,
-    tenant_name: &str,
-    email: &str,
-) -> anyhow::Result<crate::store::PartyId> {
-    use crate::directory::Directory;
-    let page = store
-        .directory()
-        .find_by_address(tenant_name, email, 2)
-        .await?;
-    let party = page
-        .parties
-        .first()
-        .with_context(|| format!("no contact or lead with address {email}"))?;
-    Ok(crate::store::PartyId(party.id.parse().context("party id")?))
-}
-
-/// Runs the tenant's chain on a stored message again; returns the parties to
-/// link (creating the lead it asks for).
-async fn rerun_chain(
-    store: &Store,
-    tenant: TenantId,
-    tenant_name: &str,
-    id: StoredMessageId,
-    out: &mut (dyn Write + Send),
-) -> anyhow::Result<Vec<crate::store::PartyId>> {
-    use crate::plugin::Disposition;
-    let message = store
-        .message(tenant, id)
-        .await?
-        .with_context(|| format!("no message {id}"))?;
-    let raw = message
-        .raw
-        .context("no raw bytes are kept for this message")?;
-    let runtime = Arc::new(PluginRuntime::new(RuntimeConfig::default())?);
-    let pipeline = Pipeline::new(store.clone(), runtime, Options::default());
-    let decided = pipeline
-        .decide_stored(tenant, tenant_name, id, raw.into())
-        .await?;
-    if decided.view.is_none() {
-        let reason = match &decided.decision.disposition {
-            Disposition::Quarantine { reason } => reason.clone(),
-            _ => String::new(),
-        };
-        bail!("still {}", safe(&reason));
-    }
-    let decision = decided.decision;
-    writeln!(
-        out,
-        "chain decided: {} (by {})",
-        safe(&serde_json::to_string(&decision.disposition)?),
-        safe(decision.decided_by.as_deref().unwrap_or("nobody"))
-    )?;
-    Ok(match decision.disposition {
-        Disposition::Attach { parties } => parties
-            .iter()
-            .map(|p| p.id.parse().map(crate::store::PartyId))
-            .collect::<Result<_, _>>()
-            .context("party id")?,
-        // The same lead the pipeline would link to: an existing lead with
-        // that address is linked as it is, never renamed.
-        Disposition::CreateLead { lead } => {
-            vec![
-                store
-                    .lead_for(tenant, &lead.email, &lead.name, &lead.company)
-                    .await?,
-            ]
-        }
-        Disposition::Quarantine { reason } => bail!("the chain quarantines it again: {reason}"),
-        Disposition::Discard { reason } => {
-            bail!("the chain would discard it ({reason}); use `quarantine drop` to drop it")
-        }
-        Disposition::KeepUnlinked => Vec::new(),
-    })
 }
 
 pub(super) async fn quarantine_list(
@@ -148,14 +73,26 @@ pub(crate) async fn quarantine(
     match cmd {
         QuarantineCommand::List => return quarantine_list(&store, tenant, None, out).await,
         QuarantineCommand::Release { id, attach, rerun } => {
-            let id = StoredMessageId(id);
-            let parties = match (attach, rerun) {
-                (Some(email), _) => vec![party_by_email(&store, &c.tenant, &email).await?],
-                (None, true) => rerun_chain(&store, tenant, &c.tenant, id, out).await?,
-                (None, false) => Vec::new(),
+            let how = match (attach, rerun) {
+                (Some(email), _) => Release::Attach {
+                    party_ids: Vec::new(),
+                    emails: vec![email],
+                },
+                (None, true) => Release::Rerun,
+                (None, false) => Release::Unlinked,
             };
-            store.release_quarantined_to(tenant, id, &parties).await?;
-            let linked = match parties.len() {
+            let scope = Scope::command_line(tenant, &c.tenant);
+            let released = Service::admin(store.clone())
+                .release(&scope, id, &how)
+                .await
+                .map_err(|e| match e {
+                    ServiceError::Invalid { reason, .. } => anyhow::anyhow!(reason),
+                    other => other.into(),
+                })?;
+            if let Some(by) = &released.decided_by {
+                writeln!(out, "chain decided (by {})", safe(by))?;
+            }
+            let linked = match released.message.summary.parties.len() {
                 0 => " (unlinked)".to_string(),
                 1 => ", linked to 1 party".to_string(),
                 n => format!(", linked to {n} parties"),
@@ -163,7 +100,9 @@ pub(crate) async fn quarantine(
             writeln!(out, "released {id}{linked}")?;
         }
         QuarantineCommand::Drop { id } => {
-            store.drop_quarantined(tenant, StoredMessageId(id)).await?;
+            Service::admin(store.clone())
+                .drop_quarantined(&Scope::command_line(tenant, &c.tenant), id)
+                .await?;
             writeln!(out, "dropped {id}")?;
         }
     }

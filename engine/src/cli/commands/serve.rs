@@ -1,15 +1,18 @@
 //! `intake serve`: the engine checking every tenant's accounts by itself
-//! until it is stopped, with `/metrics`, `/healthz` and `/readyz`.
+//! until it is stopped, with `/metrics`, `/healthz`, `/readyz` and the HTTP
+//! API under `/v1`.
 
 use super::*;
 use crate::serve::scheduler::Limits;
 use crate::serve::{self, SchedulerKind, ServeConfig};
-use crate::service::{RetryPolicy, Service, ServiceOptions};
+use crate::api::{ApiConfig, RateLimit};
+use crate::serve::http::TlsFiles;
+use crate::service::{OperatorKey, RetryPolicy, Service, ServiceOptions};
 
 /// `intake serve`. Every flag has an `INTAKE_*` variable; flags win.
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// Address for /metrics, /healthz and /readyz, or `none`.
+    /// Address for the HTTP API, /metrics, /healthz and /readyz, or `none`.
     #[arg(long, env = "INTAKE_LISTEN", default_value = "127.0.0.1:9465")]
     listen: String,
     /// Account checks running at once, over all tenants.
@@ -55,6 +58,57 @@ pub(crate) struct ServeArgs {
     /// Messages of a batch decided at once. Default: one per core.
     #[arg(long, env = "INTAKE_DECIDE_WORKERS")]
     decide_workers: Option<usize>,
+    /// A file holding the operator's API credential (at least 24
+    /// characters), which manages tenants and their tokens. Or set
+    /// INTAKE_ADMIN_TOKEN; never on the command line. Without either, only
+    /// tenant tokens (`intake token create`) reach the API.
+    #[arg(long, env = "INTAKE_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
+    /// Serve HTTPS with this certificate chain (PEM), with --tls-key.
+    #[arg(long, env = "INTAKE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "INTAKE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// API requests per second per token, sustained.
+    #[arg(long, env = "INTAKE_API_RATE", default_value_t = 50.0)]
+    api_rate: f64,
+    /// API requests per token at once after a quiet spell.
+    #[arg(long, env = "INTAKE_API_BURST", default_value_t = 200.0)]
+    api_burst: f64,
+    /// The largest JSON request body, KiB.
+    #[arg(long, env = "INTAKE_API_BODY_KIB", default_value_t = 4096)]
+    api_body_kib: usize,
+    /// The largest plugin upload, MiB.
+    #[arg(long, env = "INTAKE_API_UPLOAD_MIB", default_value_t = 32)]
+    api_upload_mib: usize,
+}
+
+/// The operator's credential, from its file or `INTAKE_ADMIN_TOKEN`.
+fn operator_key(file: Option<&Path>) -> anyhow::Result<Option<OperatorKey>> {
+    let secret = match file {
+        Some(path) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                if let Ok(meta) = std::fs::metadata(path)
+                    && meta.permissions().mode() & 0o077 != 0
+                {
+                    eprintln!(
+                        "warning: {} is readable by other users; `chmod 600` it",
+                        path.display()
+                    );
+                }
+            }
+            Some(std::fs::read_to_string(path).with_context(|| {
+                format!("cannot read the admin token file {}", path.display())
+            })?)
+        }
+        None => std::env::var("INTAKE_ADMIN_TOKEN").ok(),
+    };
+    secret
+        .map(|s| OperatorKey::new(&s).map_err(|e| anyhow::anyhow!("the admin token: {e}")))
+        .transpose()
 }
 
 impl ServeArgs {
@@ -93,7 +147,36 @@ impl ServeArgs {
             idle_renew: Duration::from_secs(self.idle_renew_secs),
             grace: Duration::from_secs(self.grace_secs),
             heartbeat: Duration::from_secs(10),
+            api: ApiConfig {
+                operator: operator_key(self.admin_token_file.as_deref())?,
+                rate: RateLimit {
+                    per_second: self.api_rate,
+                    burst: self.api_burst,
+                },
+                body_limit: self.api_body_kib << 10,
+                upload_limit: self.api_upload_mib << 20,
+                ..ApiConfig::default()
+            },
+            tls: match (&self.tls_cert, &self.tls_key) {
+                (Some(cert), Some(key)) => Some(TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }),
+                _ => None,
+            },
         };
+        if !(self.api_rate > 0.0 && self.api_burst >= 1.0) {
+            bail!("--api-rate must be positive and --api-burst at least 1");
+        }
+        if let Some(addr) = listen
+            && !addr.ip().is_loopback()
+            && config.tls.is_none()
+        {
+            eprintln!(
+                "warning: serving plain HTTP on {addr}, beyond this machine: tokens would cross \
+                 the network in the clear; give --tls-cert/--tls-key or put a TLS proxy in front"
+            );
+        }
         config.validate().map_err(anyhow::Error::msg)?;
         if self.backoff_secs == 0 || self.backoff_max_secs < self.backoff_secs {
             bail!("--backoff-secs must be positive and at most --backoff-max-secs");
@@ -111,12 +194,18 @@ pub(crate) async fn serve(
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
     let config = args.config(&c.store)?;
+    let tls = config.tls.is_some();
     let (store, _) = open(c, OpenMode::Create).await?;
-    // A store with credentials needs its key now, not at the first check.
-    let key = match c.master_key() {
+    // A store with credentials needs its key now, not at the first check;
+    // one without gets the default key file, as the first `credential add`
+    // would, so credentials can be stored through the API.
+    let key = match master_key_for_storing(c, &store).await {
         Ok(key) => Some(key),
         Err(e) if store.has_credentials().await? => return Err(e),
-        Err(_) => None,
+        Err(e) => {
+            tracing::warn!("no master key: credentials cannot be stored or opened ({e:#})");
+            None
+        }
     };
     for (tenant, _) in store.tenants().await? {
         if !store.accounts(tenant).await?.is_empty() {
@@ -138,10 +227,12 @@ pub(crate) async fn serve(
                 disable_after: args.disable_after.max(1),
             },
         },
-    ));
+    )
+    .with_plugin_dir(c.plugin_dir.clone()));
     serve::run(config, service, key, shutdown, |addr| {
         if let Some(addr) = addr {
-            eprintln!("intake serve: http://{addr}/metrics, /healthz, /readyz");
+            let scheme = if tls { "https" } else { "http" };
+            eprintln!("intake serve: {scheme}://{addr}/v1/ (API, docs at /v1/docs), /metrics, /healthz, /readyz");
         }
         eprintln!("intake serve: running; stop with Ctrl-C or SIGTERM");
     })

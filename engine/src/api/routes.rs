@@ -1,0 +1,749 @@
+//! The handlers of `/v1`, each a thin call into the service layer, with its
+//! OpenAPI description beside it. Routes and descriptions are registered
+//! together ([`routes`]), so the document lists exactly what is served.
+
+use std::time::Duration;
+
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::auth::{OperatorCaller, TenantCaller};
+use super::error::{ApiError, ApiResult, Problem};
+use super::extract::{Json, Query, Wasm, id, parse_json};
+use super::ApiState;
+use crate::directory::Party;
+use crate::domain::Secret;
+use crate::fetch::check::Report;
+use crate::service::accounts::{AccountChange, AccountPatch, AccountView};
+use crate::service::directory::{PartyPage, PartyQuery};
+use crate::service::messages::{MessageItem, MessagePage, MessageQuery, Release, Released};
+use crate::service::plugins::{PluginSettings, PluginView};
+use crate::service::tenants::{IssuedToken, TenantView};
+use crate::store::{CredentialInfo, ImportSummary, NewParty, QuarantineEntry, TokenInfo, TokenScope};
+
+type Out<T> = ApiResult<axum::Json<T>>;
+
+fn ok<T>(value: T) -> Out<T> {
+    Ok(axum::Json(value))
+}
+
+fn created<T: Serialize>(value: T) -> ApiResult<Response> {
+    Ok((StatusCode::CREATED, axum::Json(value)).into_response())
+}
+
+fn no_content() -> ApiResult<StatusCode> {
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Every route of `/v1` with its description.
+pub fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_tenants, create_tenant))
+        .routes(routes!(issue_tenant_token))
+        .routes(routes!(list_tokens, create_token))
+        .routes(routes!(revoke_token))
+        .routes(routes!(list_accounts, create_account))
+        .routes(routes!(get_account, update_account, delete_account))
+        .routes(routes!(test_account))
+        .routes(routes!(check_account))
+        .routes(routes!(enable_account))
+        .routes(routes!(list_credentials, create_credential))
+        .routes(routes!(set_credential, delete_credential))
+        .routes(routes!(upsert_parties))
+        .routes(routes!(list_parties))
+        .routes(routes!(get_party, delete_party))
+        .routes(routes!(delete_party_by_external_id))
+        .routes(routes!(list_plugins, add_plugin))
+        .routes(routes!(get_plugin, configure_plugin, remove_plugin))
+        .routes(routes!(order_plugins))
+        .routes(routes!(list_messages))
+        .routes(routes!(get_message))
+        .routes(routes!(raw_message))
+        .routes(routes!(list_quarantine))
+        .routes(routes!(release_quarantined))
+        .routes(routes!(drop_quarantined))
+}
+
+// ---- tenants and tokens ----------------------------------------------------
+
+/// A new tenant.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTenant {
+    /// Its name: 1 to 64 letters, digits, `-`, `_` or `.`.
+    pub name: String,
+}
+
+/// A token to issue.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    /// A name people recognise it by (`crm-sync`, `console`).
+    pub name: String,
+    /// What it may do.
+    pub scope: TokenScope,
+}
+
+/// Every tenant (operator only).
+#[utoipa::path(get, path = "/v1/tenants", tag = "tenants",
+    responses((status = 200, body = Vec<TenantView>),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn list_tenants(state: axum::extract::State<ApiState>, OperatorCaller(p): OperatorCaller) -> Out<Vec<TenantView>> {
+    ok(state.service.tenant_list(&p).await?)
+}
+
+/// Create a tenant (operator only).
+#[utoipa::path(post, path = "/v1/tenants", tag = "tenants", request_body = NewTenant,
+    responses((status = 201, body = TenantView),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn create_tenant(
+    state: axum::extract::State<ApiState>,
+    OperatorCaller(p): OperatorCaller,
+    Json(body): Json<NewTenant>,
+) -> ApiResult<Response> {
+    created(state.service.create_tenant(&p, &body.name).await?)
+}
+
+/// Issue a token for a tenant (operator only). The token is in the answer
+/// once, and never again.
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/tokens", tag = "tenants", request_body = NewToken,
+    params(("tenant" = String, Path, description = "Tenant name")),
+    responses((status = 201, body = IssuedToken),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn issue_tenant_token(
+    state: axum::extract::State<ApiState>,
+    OperatorCaller(p): OperatorCaller,
+    axum::extract::Path(tenant): axum::extract::Path<String>,
+    Json(body): Json<NewToken>,
+) -> ApiResult<Response> {
+    created(
+        state
+            .service
+            .issue_token(&p, &tenant, &body.name, body.scope)
+            .await?,
+    )
+}
+
+/// The tenant's tokens (admin scope); never their secrets.
+#[utoipa::path(get, path = "/v1/tokens", tag = "tokens",
+    responses((status = 200, body = Vec<TokenInfo>),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn list_tokens(state: axum::extract::State<ApiState>, TenantCaller(s): TenantCaller) -> Out<Vec<TokenInfo>> {
+    ok(state.service.tokens(&s).await?)
+}
+
+/// Issue a token in the caller's tenant, at most as strong as the caller's.
+#[utoipa::path(post, path = "/v1/tokens", tag = "tokens", request_body = NewToken,
+    responses((status = 201, body = IssuedToken),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn create_token(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+    Json(body): Json<NewToken>,
+) -> ApiResult<Response> {
+    created(state.service.create_token(&s, &body.name, body.scope).await?)
+}
+
+/// Revoke a token: refused from the next request on.
+#[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "tokens",
+    params(("id" = i64, Path, description = "Token id")),
+    responses((status = 200, body = TokenInfo),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn revoke_token(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+    axum::extract::Path(token): axum::extract::Path<String>,
+) -> Out<TokenInfo> {
+    let token = id(&token, "token")?;
+    ok(state.service.revoke_token(&s, token).await?)
+}
+
+// ---- accounts and credentials ---------------------------------------------
+
+/// A new account: its name and its settings ([`AccountPatch`]).
+#[derive(Debug, utoipa::ToSchema)]
+pub struct NewAccount {
+    /// Name, unique in the tenant.
+    pub name: String,
+    /// The settings; `protocol`, `host` and `credential` are needed.
+    #[schema(inline)]
+    pub settings: AccountPatch,
+}
+
+/// Check now: how long to wait for the result.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CheckWait {
+    /// Wait up to this many seconds (at most 60) for the check to finish;
+    /// 0 (default): answer at once with 202.
+    pub wait_secs: Option<u64>,
+}
+
+/// A check asked for.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CheckRequested {
+    /// When it was asked for.
+    pub requested_at: DateTime<Utc>,
+    /// The account as it is now (after the check, if it finished).
+    pub account: Option<AccountView>,
+}
+
+/// A credential to store.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewCredential {
+    /// Name, referenced by accounts.
+    pub name: String,
+    /// User name to log in with.
+    pub username: String,
+    /// Password or app password. Write-only: never returned.
+    #[schema(write_only, format = Password)]
+    pub secret: String,
+}
+
+/// A credential's new user name and secret.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialUpdate {
+    /// User name to log in with.
+    pub username: String,
+    /// Password or app password. Write-only: never returned.
+    #[schema(write_only, format = Password)]
+    pub secret: String,
+}
+
+/// The tenant's accounts with their state.
+#[utoipa::path(get, path = "/v1/accounts", tag = "accounts",
+    responses((status = 200, body = Vec<AccountView>),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn list_accounts(state: axum::extract::State<ApiState>, TenantCaller(s): TenantCaller) -> Out<Vec<AccountView>> {
+    ok(state.service.accounts(&s).await?)
+}
+
+/// Add an account. The answer lists warnings (certificate verification
+/// off, no TLS).
+#[utoipa::path(post, path = "/v1/accounts", tag = "accounts", request_body = NewAccount,
+    responses((status = 201, body = AccountChange),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn create_account(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+    Json(mut body): Json<serde_json::Map<String, serde_json::Value>>,
+) -> ApiResult<Response> {
+    let name = match body.remove("name") {
+        Some(serde_json::Value::String(name)) => name,
+        Some(_) => return Err(ApiError::invalid("name", "must be a string")),
+        None => return Err(ApiError::invalid("name", "needed")),
+    };
+    let bytes = serde_json::to_vec(&body).map_err(|e| ApiError::internal(&e))?;
+    let patch: AccountPatch = parse_json(&bytes)?;
+    created(state.service.create_account(&s, &name, &patch).await?)
+}
+
+/// One account with its state.
+#[utoipa::path(get, path = "/v1/accounts/{name}", tag = "accounts",
+    params(("name" = String, Path, description = "Account name")),
+    responses((status = 200, body = AccountView),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn get_account(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Out<AccountView> {
+    ok(state.service.account(&s, &name).await?)
+}
+
+/// Change settings (only those given; `null` clears `port` and `proxy`).
+/// A change clears a disablement or backoff.
+#[utoipa::path(patch, path = "/v1/accounts/{name}", tag = "accounts", request_body = AccountPatch,
+    params(("name" = String, Path, description = "Account name")),
+    responses((status = 200, body = AccountChange),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn update_account(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    Json(patch): Json<AccountPatch>,
+) -> Out<AccountChange> {
+    ok(state.service.update_account(&s, &name, &patch).await?)
+}
+
+/// Remove an account; its stored messages stay.
+#[utoipa::path(delete, path = "/v1/accounts/{name}", tag = "accounts",
+    params(("name" = String, Path, description = "Account name")),
+    responses((status = 204),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn delete_account(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> ApiResult<StatusCode> {
+    state.service.remove_account(&s, &name).await?;
+    no_content()
+}
+
+/// Test settings: resolve, connect, TLS, capabilities, login, folders; the
+/// failed step says what to change. 200 either way: read `steps[].ok`.
+#[utoipa::path(post, path = "/v1/accounts/{name}/test", tag = "accounts",
+    params(("name" = String, Path, description = "Account name")),
+    responses((status = 200, body = Report),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn test_account(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Out<Report> {
+    ok(state.service.test_account(&s, &name).await?)
+}
+
+/// Check now: the service checks the account at its next tick. With
+/// `wait_secs`, the answer waits for the result (200), else 202.
+#[utoipa::path(post, path = "/v1/accounts/{name}/check", tag = "accounts",
+    params(("name" = String, Path, description = "Account name"), CheckWait),
+    responses((status = 200, body = CheckRequested), (status = 202, body = CheckRequested),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn check_account(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    Query(wait): Query<CheckWait>,
+) -> ApiResult<Response> {
+    let requested_at = state.service.request_check(&s, &name).await?;
+    let wait = Duration::from_secs(wait.wait_secs.unwrap_or(0).min(60));
+    let deadline = tokio::time::Instant::now() + wait;
+    while tokio::time::Instant::now() < deadline {
+        if state
+            .service
+            .check_result(&s, &name, requested_at)
+            .await?
+            .is_some()
+        {
+            let account = state.service.account(&s, &name).await?;
+            return Ok(axum::Json(CheckRequested {
+                requested_at,
+                account: Some(account),
+            })
+            .into_response());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(CheckRequested {
+            requested_at,
+            account: None,
+        }),
+    )
+        .into_response())
+}
+
+/// Switch an account on and clear a disablement or backoff.
+#[utoipa::path(post, path = "/v1/accounts/{name}/enable", tag = "accounts",
+    params(("name" = String, Path, description = "Account name")),
+    responses((status = 200, body = AccountView),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn enable_account(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Out<AccountView> {
+    state.service.enable_account(&s, &name).await?;
+    ok(state.service.account(&s, &name).await?)
+}
+
+/// The tenant's credentials: names and user names, never secrets.
+#[utoipa::path(get, path = "/v1/credentials", tag = "credentials",
+    responses((status = 200, body = Vec<CredentialInfo>),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn list_credentials(state: axum::extract::State<ApiState>, TenantCaller(s): TenantCaller) -> Out<Vec<CredentialInfo>> {
+    ok(state.service.credentials(&s).await?)
+}
+
+/// Store a credential, encrypted with the engine's master key.
+#[utoipa::path(post, path = "/v1/credentials", tag = "credentials", request_body = NewCredential,
+    responses((status = 204),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn create_credential(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+    Json(body): Json<NewCredential>,
+) -> ApiResult<StatusCode> {
+    state
+        .service
+        .add_credential(&s, &body.name, &body.username, &Secret::new(&body.secret))
+        .await?;
+    no_content()
+}
+
+/// Replace a credential's user name and secret (a password change);
+/// accounts disabled for a wrong password are tried again.
+#[utoipa::path(put, path = "/v1/credentials/{name}", tag = "credentials", request_body = CredentialUpdate,
+    params(("name" = String, Path, description = "Credential name")),
+    responses((status = 204),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn set_credential(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    Json(body): Json<CredentialUpdate>,
+) -> ApiResult<StatusCode> {
+    state
+        .service
+        .set_credential(&s, &name, &body.username, &Secret::new(&body.secret))
+        .await?;
+    no_content()
+}
+
+/// Remove a credential no account uses.
+#[utoipa::path(delete, path = "/v1/credentials/{name}", tag = "credentials",
+    params(("name" = String, Path, description = "Credential name")),
+    responses((status = 204),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn delete_credential(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> ApiResult<StatusCode> {
+    state.service.remove_credential(&s, &name).await?;
+    no_content()
+}
+
+// ---- directory --------------------------------------------------------------
+
+/// Parties to create or update.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PartyBatch {
+    /// At most 10,000. One with `external_id` is the party the CRM knows by
+    /// it; one without is found by kind and address.
+    pub parties: Vec<NewParty>,
+}
+
+/// Create or update contacts and leads, all or nothing.
+#[utoipa::path(post, path = "/v1/parties/bulk", tag = "directory", request_body = PartyBatch,
+    responses((status = 200, body = ImportSummary),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn upsert_parties(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+    Json(body): Json<PartyBatch>,
+) -> Out<ImportSummary> {
+    ok(state.service.upsert_parties(&s, &body.parties).await?)
+}
+
+/// Contacts and leads, in id order, filtered.
+#[utoipa::path(get, path = "/v1/parties", tag = "directory", params(PartyQuery),
+    responses((status = 200, body = PartyPage),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn list_parties(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+    Query(query): Query<PartyQuery>,
+) -> Out<PartyPage> {
+    ok(state.service.parties(&s, &query).await?)
+}
+
+/// One contact or lead.
+#[utoipa::path(get, path = "/v1/parties/{id}", tag = "directory",
+    params(("id" = i64, Path, description = "Party id")),
+    responses((status = 200, body = Party),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn get_party(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+    axum::extract::Path(party): axum::extract::Path<String>,
+) -> Out<Party> {
+    ok(state.service.party(&s, id(&party, "party")?).await?)
+}
+
+/// Remove a contact or lead and its links (the messages stay).
+#[utoipa::path(delete, path = "/v1/parties/{id}", tag = "directory",
+    params(("id" = i64, Path, description = "Party id")),
+    responses((status = 204),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn delete_party(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+    axum::extract::Path(party): axum::extract::Path<String>,
+) -> ApiResult<StatusCode> {
+    state.service.delete_party(&s, id(&party, "party")?).await?;
+    no_content()
+}
+
+/// Remove the party the CRM knows by this external id.
+#[utoipa::path(delete, path = "/v1/parties/external/{external_id}", tag = "directory",
+    params(("external_id" = String, Path, description = "The CRM's id")),
+    responses((status = 204),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn delete_party_by_external_id(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+    axum::extract::Path(external): axum::extract::Path<String>,
+) -> ApiResult<StatusCode> {
+    state
+        .service
+        .delete_party_by_external_id(&s, &external)
+        .await?;
+    no_content()
+}
+
+// ---- plugins ------------------------------------------------------------------
+
+/// Where to put a component, and its settings.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PluginUpload {
+    /// Name in the chain.
+    pub name: String,
+    /// `matcher` or `unknown-sender`.
+    pub role: String,
+    /// Configuration passed to `init`, JSON (default `{}`).
+    pub config: Option<String>,
+    /// Deadline per message, milliseconds (default 100).
+    pub deadline_ms: Option<u64>,
+    /// Memory cap, MiB (default 64).
+    pub memory_mb: Option<usize>,
+    /// `quarantine` (default) or `skip`.
+    pub on_error: Option<String>,
+}
+
+/// A change to a binding.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PluginChange {
+    /// New configuration (checked by the component's `init` first).
+    #[schema(value_type = Option<Object>)]
+    pub config: Option<serde_json::Value>,
+    /// Deadline per message, milliseconds.
+    pub deadline_ms: Option<u64>,
+    /// Memory cap, MiB.
+    pub memory_mb: Option<usize>,
+    /// `quarantine` or `skip`.
+    pub on_error: Option<String>,
+    /// Switched on.
+    pub enabled: Option<bool>,
+}
+
+/// The chain's new order.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PluginOrder {
+    /// Every binding's name, once, in the new order.
+    pub names: Vec<String>,
+}
+
+/// The tenant's plugin chain, in order.
+#[utoipa::path(get, path = "/v1/plugins", tag = "plugins",
+    responses((status = 200, body = Vec<PluginView>),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn list_plugins(state: axum::extract::State<ApiState>, TenantCaller(s): TenantCaller) -> Out<Vec<PluginView>> {
+    ok(state.service.plugins(&s).await?)
+}
+
+/// Upload a component (admin scope): checked before it is stored (it
+/// loads, has the role, accepts the configuration), then added at the end
+/// of the chain.
+#[utoipa::path(post, path = "/v1/plugins", tag = "plugins", params(PluginUpload),
+    request_body(content = Vec<u8>, content_type = "application/wasm", description = "The component (.wasm)"),
+    responses((status = 201, body = PluginView),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn add_plugin(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+    Query(upload): Query<PluginUpload>,
+    Wasm(wasm): Wasm,
+) -> ApiResult<Response> {
+    let settings = PluginSettings {
+        role: Some(upload.role),
+        deadline_ms: upload.deadline_ms,
+        memory_mb: upload.memory_mb,
+        on_error: upload.on_error,
+    };
+    let config = upload.config.as_deref().unwrap_or("{}");
+    created(
+        state
+            .service
+            .add_plugin(&s, &upload.name, wasm, config, &settings)
+            .await?,
+    )
+}
+
+/// One binding.
+#[utoipa::path(get, path = "/v1/plugins/{name}", tag = "plugins",
+    params(("name" = String, Path, description = "Binding name")),
+    responses((status = 200, body = PluginView),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn get_plugin(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Out<PluginView> {
+    ok(state.service.plugin(&s, &name).await?)
+}
+
+/// Configure a binding, change its limits, switch it on or off.
+#[utoipa::path(patch, path = "/v1/plugins/{name}", tag = "plugins", request_body = PluginChange,
+    params(("name" = String, Path, description = "Binding name")),
+    responses((status = 200, body = PluginView),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn configure_plugin(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    Json(change): Json<PluginChange>,
+) -> Out<PluginView> {
+    let config = change.config.as_ref().map(|c| c.to_string());
+    let settings = PluginSettings {
+        role: None,
+        deadline_ms: change.deadline_ms,
+        memory_mb: change.memory_mb,
+        on_error: change.on_error,
+    };
+    ok(state
+        .service
+        .configure_plugin(&s, &name, config.as_deref(), &settings, change.enabled)
+        .await?)
+}
+
+/// Remove a binding.
+#[utoipa::path(delete, path = "/v1/plugins/{name}", tag = "plugins",
+    params(("name" = String, Path, description = "Binding name")),
+    responses((status = 204),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn remove_plugin(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> ApiResult<StatusCode> {
+    state.service.remove_plugin(&s, &name).await?;
+    no_content()
+}
+
+/// Put the chain in a new order.
+#[utoipa::path(put, path = "/v1/chain/order", tag = "plugins", request_body = PluginOrder,
+    responses((status = 200, body = Vec<PluginView>),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn order_plugins(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+    Json(order): Json<PluginOrder>,
+) -> Out<Vec<PluginView>> {
+    ok(state.service.order_plugins(&s, &order.names).await?)
+}
+
+// ---- inbox and quarantine ---------------------------------------------------
+
+/// Which held messages to list.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct QuarantineQuery {
+    /// Only this account's.
+    pub account: Option<String>,
+}
+
+/// The inbox: stored and quarantined messages, newest stored first, with
+/// their parties and the plugin that decided. Page with `next`.
+#[utoipa::path(get, path = "/v1/messages", tag = "messages", params(MessageQuery),
+    responses((status = 200, body = MessagePage),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn list_messages(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+    Query(query): Query<MessageQuery>,
+) -> Out<MessagePage> {
+    ok(state.service.messages(&s, &query).await?)
+}
+
+/// One message with its parties and the plugin that decided.
+#[utoipa::path(get, path = "/v1/messages/{id}", tag = "messages",
+    params(("id" = i64, Path, description = "Stored message id")),
+    responses((status = 200, body = MessageItem),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn get_message(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+    axum::extract::Path(message): axum::extract::Path<String>,
+) -> Out<MessageItem> {
+    ok(state.service.message(&s, id(&message, "message")?).await?)
+}
+
+/// The message's exact bytes, as the server sent them.
+#[utoipa::path(get, path = "/v1/messages/{id}/raw", tag = "messages",
+    params(("id" = i64, Path, description = "Stored message id")),
+    responses((status = 200, content_type = "message/rfc822", body = Vec<u8>),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn raw_message(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+    axum::extract::Path(message): axum::extract::Path<String>,
+) -> ApiResult<Response> {
+    let message = id(&message, "message")?;
+    let raw = state.service.raw_message(&s, message).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "message/rfc822".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"message-{message}.eml\""),
+            ),
+        ],
+        raw,
+    )
+        .into_response())
+}
+
+/// What is held in quarantine, with why and which plugin.
+#[utoipa::path(get, path = "/v1/quarantine", tag = "quarantine", params(QuarantineQuery),
+    responses((status = 200, body = Vec<QuarantineEntry>),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn list_quarantine(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+    Query(query): Query<QuarantineQuery>,
+) -> Out<Vec<QuarantineEntry>> {
+    ok(state
+        .service
+        .quarantined(&s, query.account.as_deref())
+        .await?)
+}
+
+/// Release a held message: attach it to parties, re-run today's chain on
+/// it, or store it unlinked.
+#[utoipa::path(post, path = "/v1/quarantine/{id}/release", tag = "quarantine", request_body = Release,
+    params(("id" = i64, Path, description = "Stored message id")),
+    responses((status = 200, body = Released),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn release_quarantined(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+    axum::extract::Path(message): axum::extract::Path<String>,
+    Json(how): Json<Release>,
+) -> Out<Released> {
+    ok(state
+        .service
+        .release(&s, id(&message, "message")?, &how)
+        .await?)
+}
+
+/// Drop a held message: only its keys stay, so it is not ingested again.
+#[utoipa::path(delete, path = "/v1/quarantine/{id}", tag = "quarantine",
+    params(("id" = i64, Path, description = "Stored message id")),
+    responses((status = 204),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn drop_quarantined(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+    axum::extract::Path(message): axum::extract::Path<String>,
+) -> ApiResult<StatusCode> {
+    state
+        .service
+        .drop_quarantined(&s, id(&message, "message")?)
+        .await?;
+    no_content()
+}

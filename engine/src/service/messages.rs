@@ -1,0 +1,339 @@
+//! The inbox and the quarantine: what was ingested, with its parties and
+//! the plugin that decided; and the admin actions on held messages —
+//! release (attach by hand or re-run the chain) and drop.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::directory::{not_found, parse_cursor};
+use super::scope::Scope;
+use super::{Result, Service, ServiceError};
+use crate::pipeline::{Options, Pipeline};
+use crate::plugin::{Disposition, PluginRuntime, RuntimeConfig};
+use crate::store::{
+    MessageFilter, MessageStatus, MessageSummary, PartyId, QuarantineEntry, StoredMessageId,
+    TokenScope,
+};
+
+/// The most messages one page lists.
+pub const PAGE_MAX: u64 = 200;
+
+/// Which messages to list.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MessageQuery {
+    /// Only this account's (by name).
+    pub account: Option<String>,
+    /// Only those linked to this party (by id).
+    pub party: Option<i64>,
+    /// `stored` or `quarantined` (default both).
+    pub status: Option<String>,
+    /// Only those dated at or after this time (RFC 3339).
+    pub since: Option<DateTime<Utc>>,
+    /// Only those dated before this time (RFC 3339).
+    pub until: Option<DateTime<Utc>>,
+    /// The `next` cursor of the previous page.
+    pub cursor: Option<String>,
+    /// At most this many (default 50, at most 200).
+    pub limit: Option<u64>,
+}
+
+/// A message as the inbox lists it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct MessageItem {
+    /// What the store keeps.
+    #[serde(flatten)]
+    pub summary: MessageSummary,
+    /// The account's name (`null` once the account is removed).
+    pub account_name: Option<String>,
+}
+
+/// A page of messages, newest stored first.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct MessagePage {
+    /// The messages.
+    pub items: Vec<MessageItem>,
+    /// The cursor of the next page, if there may be one. Stable while new
+    /// mail arrives: new messages come before the first page, never inside
+    /// a later one.
+    pub next: Option<String>,
+}
+
+/// How to release a held message.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "action", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Release {
+    /// Link it to these parties (by id or by address).
+    Attach {
+        /// Party ids.
+        #[serde(default)]
+        party_ids: Vec<i64>,
+        /// Party addresses.
+        #[serde(default)]
+        emails: Vec<String>,
+    },
+    /// Run today's plugin chain on it again and apply what it decides.
+    Rerun,
+    /// Store it without links.
+    Unlinked,
+}
+
+/// What a release did.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Released {
+    /// The message, as stored now.
+    pub message: MessageItem,
+    /// The plugin that decided, on a re-run.
+    pub decided_by: Option<String>,
+}
+
+fn invalid(field: &str, reason: impl Into<String>) -> ServiceError {
+    ServiceError::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+impl Service {
+    async fn account_names(&self, scope: &Scope) -> Result<std::collections::HashMap<i64, String>> {
+        Ok(self
+            .store
+            .accounts(scope.tenant())
+            .await?
+            .into_iter()
+            .map(|a| (a.id.0, a.config.name))
+            .collect())
+    }
+
+    fn item(names: &std::collections::HashMap<i64, String>, summary: MessageSummary) -> MessageItem {
+        MessageItem {
+            account_name: summary.account.and_then(|a| names.get(&a.0).cloned()),
+            summary,
+        }
+    }
+
+    /// A page of the inbox.
+    pub async fn messages(&self, scope: &Scope, query: &MessageQuery) -> Result<MessagePage> {
+        scope.require(TokenScope::Read)?;
+        let limit = query.limit.unwrap_or(50).clamp(1, PAGE_MAX);
+        let account = match &query.account {
+            Some(name) => Some(self.store.account_id(scope.tenant(), name).await.map_err(
+                |e| match e {
+                    crate::store::Error::NotFound { .. } => {
+                        invalid("account", format!("no account {name:?}"))
+                    }
+                    other => other.into(),
+                },
+            )?),
+            None => None,
+        };
+        let status = match query.status.as_deref() {
+            None => None,
+            Some("stored") => Some(MessageStatus::Stored),
+            Some("quarantined") => Some(MessageStatus::Quarantined),
+            Some(other) => {
+                return Err(invalid(
+                    "status",
+                    format!("{other:?}: expected stored or quarantined"),
+                ));
+            }
+        };
+        if let (Some(since), Some(until)) = (query.since, query.until)
+            && since >= until
+        {
+            return Err(invalid("until", "must be after since"));
+        }
+        let filter = MessageFilter {
+            account,
+            party: query.party.map(PartyId),
+            status,
+            since: query.since,
+            until: query.until,
+            before: parse_cursor(query.cursor.as_deref())?.map(StoredMessageId),
+            limit,
+        };
+        let rows = self.store.message_page(scope.tenant(), &filter).await?;
+        let next = (rows.len() as u64 == limit)
+            .then(|| rows.last().map(|m| m.id.0.to_string()))
+            .flatten();
+        let names = self.account_names(scope).await?;
+        Ok(MessagePage {
+            items: rows.into_iter().map(|m| Self::item(&names, m)).collect(),
+            next,
+        })
+    }
+
+    /// One stored or quarantined message, with its parties.
+    pub async fn message(&self, scope: &Scope, id: i64) -> Result<MessageItem> {
+        scope.require(TokenScope::Read)?;
+        let found = self
+            .store
+            .message(scope.tenant(), StoredMessageId(id))
+            .await?
+            .filter(|m| {
+                matches!(
+                    m.summary.status,
+                    MessageStatus::Stored | MessageStatus::Quarantined
+                )
+            })
+            .ok_or_else(|| not_found("message", id))?;
+        let names = self.account_names(scope).await?;
+        Ok(Self::item(&names, found.summary))
+    }
+
+    /// A message's exact bytes, as the server sent them.
+    pub async fn raw_message(&self, scope: &Scope, id: i64) -> Result<Vec<u8>> {
+        scope.require(TokenScope::Read)?;
+        self.store
+            .message(scope.tenant(), StoredMessageId(id))
+            .await?
+            .and_then(|m| m.raw)
+            .ok_or_else(|| not_found("message", id))
+    }
+
+    /// What is held in quarantine, optionally of one account.
+    pub async fn quarantined(
+        &self,
+        scope: &Scope,
+        account: Option<&str>,
+    ) -> Result<Vec<QuarantineEntry>> {
+        scope.require(TokenScope::Read)?;
+        let account = match account {
+            Some(name) => Some(self.store.account_id(scope.tenant(), name).await?),
+            None => None,
+        };
+        Ok(self.store.quarantined(scope.tenant(), account).await?)
+    }
+
+    /// Releases a held message: linked to the parties given, or to what
+    /// the chain decides now, or to nobody.
+    pub async fn release(&self, scope: &Scope, id: i64, how: &Release) -> Result<Released> {
+        scope.require(TokenScope::Write)?;
+        let id = StoredMessageId(id);
+        if self.store.quarantine_reason(scope.tenant(), id).await?.is_none() {
+            return Err(not_found("quarantined message", id));
+        }
+        let (parties, decided_by) = match how {
+            Release::Attach { party_ids, emails } => {
+                if party_ids.is_empty() && emails.is_empty() {
+                    return Err(invalid(
+                        "party_ids",
+                        "give party_ids or emails (or release unlinked)",
+                    ));
+                }
+                let mut parties = Vec::new();
+                for &pid in party_ids {
+                    if self.store.party(scope.tenant(), PartyId(pid)).await?.is_none() {
+                        return Err(invalid("party_ids", format!("no party {pid}")));
+                    }
+                    parties.push(PartyId(pid));
+                }
+                for email in emails {
+                    let found = self
+                        .store
+                        .find_parties(
+                            scope.tenant(),
+                            &crate::store::PartyFilter {
+                                email: Some(email.clone()),
+                                limit: 1,
+                                ..Default::default()
+                            },
+                        )
+                        .await?;
+                    let party = found.first().ok_or_else(|| {
+                        invalid("emails", format!("no contact or lead with address {email}"))
+                    })?;
+                    parties.push(PartyId(party.id.parse().unwrap_or_default()));
+                }
+                (parties, None)
+            }
+            Release::Rerun => self.rerun(scope, id).await?,
+            Release::Unlinked => (Vec::new(), None),
+        };
+        self.store
+            .release_quarantined_to(scope.tenant(), id, &parties)
+            .await?;
+        Ok(Released {
+            message: self.message(scope, id.0).await?,
+            decided_by,
+        })
+    }
+
+    /// Runs today's chain on a held message: the parties to link it to.
+    async fn rerun(
+        &self,
+        scope: &Scope,
+        id: StoredMessageId,
+    ) -> Result<(Vec<PartyId>, Option<String>)> {
+        let raw = self
+            .store
+            .message(scope.tenant(), id)
+            .await?
+            .and_then(|m| m.raw)
+            .ok_or_else(|| ServiceError::Refused("no raw bytes are kept for this message".into()))?;
+        let pipeline = match &self.pipeline {
+            Some(p) => p.clone(),
+            None => {
+                let runtime = PluginRuntime::new(RuntimeConfig::default())
+                    .map_err(|e| ServiceError::Internal(format!("plugin runtime: {e}")))?;
+                Arc::new(Pipeline::new(
+                    self.store.clone(),
+                    Arc::new(runtime),
+                    Options::default(),
+                ))
+            }
+        };
+        let decided = pipeline
+            .decide_stored(scope.tenant(), scope.tenant_name(), id, raw.into())
+            .await
+            .map_err(|e| ServiceError::Refused(format!("the chain could not run: {e}")))?;
+        let decision = decided.decision;
+        if decided.view.is_none() {
+            let reason = match &decision.disposition {
+                Disposition::Quarantine { reason } => reason.clone(),
+                _ => String::new(),
+            };
+            return Err(ServiceError::Refused(format!("still held: {reason}")));
+        }
+        let by = decision.decided_by.clone();
+        let parties = match decision.disposition {
+            Disposition::Attach { parties } => parties
+                .iter()
+                .map(|p| p.id.parse().map(PartyId))
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|_| ServiceError::Refused("the chain returned a bad party id".into()))?,
+            // The same lead the pipeline would link to: an existing lead
+            // with that address is linked as it is, never renamed.
+            Disposition::CreateLead { lead } => vec![
+                self.store
+                    .lead_for(scope.tenant(), &lead.email, &lead.name, &lead.company)
+                    .await?,
+            ],
+            Disposition::Quarantine { reason } => {
+                return Err(ServiceError::Refused(format!(
+                    "the chain quarantines it again: {reason}"
+                )));
+            }
+            Disposition::Discard { reason } => {
+                return Err(ServiceError::Refused(format!(
+                    "the chain would discard it ({reason}); drop it instead"
+                )));
+            }
+            Disposition::KeepUnlinked => Vec::new(),
+        };
+        Ok((parties, by))
+    }
+
+    /// Drops a held message: only its keys stay, so it is not ingested
+    /// again.
+    pub async fn drop_quarantined(&self, scope: &Scope, id: i64) -> Result<()> {
+        scope.require(TokenScope::Write)?;
+        let id = StoredMessageId(id);
+        if self.store.quarantine_reason(scope.tenant(), id).await?.is_none() {
+            return Err(not_found("quarantined message", id));
+        }
+        Ok(self.store.drop_quarantined(scope.tenant(), id).await?)
+    }
+}

@@ -1,0 +1,345 @@
+//! The tenant's plugin chain: add a component (checked before it is
+//! stored: it loads, has the role, accepts its configuration), list,
+//! configure, order, switch on and off, remove.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+
+use super::scope::Scope;
+use super::{Result, Service, ServiceError};
+use crate::plugin::{FailurePolicy, Limits, PluginRuntime, RuntimeConfig};
+use crate::store::{BindingRole, NewBinding, StoredBinding, TenantId, TokenScope};
+
+/// Settings of a binding, as a person gives them.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PluginSettings {
+    /// `matcher` or `unknown-sender` (needed when adding).
+    pub role: Option<String>,
+    /// Deadline per message, milliseconds (default 100).
+    pub deadline_ms: Option<u64>,
+    /// Memory cap, MiB (default 64).
+    pub memory_mb: Option<usize>,
+    /// `quarantine` (default) or `skip`.
+    pub on_error: Option<String>,
+}
+
+/// A binding as views show it (not its bytes).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PluginView {
+    /// Name in the chain.
+    pub name: String,
+    /// Place in the chain (ascending).
+    pub position: i32,
+    /// `matcher` or `unknown-sender`.
+    pub role: String,
+    /// Switched on.
+    pub enabled: bool,
+    /// Configuration passed to `init`.
+    #[schema(value_type = Object)]
+    pub config: serde_json::Value,
+    /// Deadline per message, milliseconds.
+    pub deadline_ms: u64,
+    /// Memory cap, MiB.
+    pub memory_mb: usize,
+    /// What a failure does.
+    pub on_error: String,
+    /// The component's size in bytes.
+    pub size: usize,
+    /// The component's SHA-256, hex.
+    pub sha256: String,
+    /// When it was added.
+    pub created_at: DateTime<Utc>,
+}
+
+fn invalid(field: &str, reason: impl Into<String>) -> ServiceError {
+    ServiceError::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+fn view(b: &StoredBinding) -> PluginView {
+    PluginView {
+        name: b.name.clone(),
+        position: b.position,
+        role: b.role.as_str().into(),
+        enabled: b.enabled,
+        config: serde_json::from_str(&b.config).unwrap_or(serde_json::Value::Null),
+        deadline_ms: b.limits.deadline.as_millis() as u64,
+        memory_mb: b.limits.memory_bytes >> 20,
+        on_error: match b.on_error {
+            FailurePolicy::Quarantine => "quarantine".into(),
+            FailurePolicy::Skip => "skip".into(),
+        },
+        size: b.wasm.len(),
+        sha256: hex::encode(sha2::Sha256::digest(&b.wasm)),
+        created_at: b.created_at,
+    }
+}
+
+/// Parses a role name.
+pub fn parse_role(text: &str) -> Result<BindingRole> {
+    match text {
+        "matcher" => Ok(BindingRole::Matcher),
+        "unknown-sender" => Ok(BindingRole::UnknownSender),
+        other => Err(invalid(
+            "role",
+            format!("unknown role {other:?} (expected matcher or unknown-sender)"),
+        )),
+    }
+}
+
+fn limits(settings: &PluginSettings, mut base: Limits) -> Result<Limits> {
+    if let Some(ms) = settings.deadline_ms {
+        if !(1..=60_000).contains(&ms) {
+            return Err(invalid("deadline_ms", "1 to 60000"));
+        }
+        base.deadline = Duration::from_millis(ms);
+    }
+    if let Some(mb) = settings.memory_mb {
+        if mb == 0 || mb << 20 > crate::plugin::limits::MAX_MEMORY_BYTES {
+            return Err(invalid(
+                "memory_mb",
+                format!("1 to {}", crate::plugin::limits::MAX_MEMORY_BYTES >> 20),
+            ));
+        }
+        base.memory_bytes = mb << 20;
+    }
+    Ok(base)
+}
+
+fn on_error(settings: &PluginSettings, base: FailurePolicy) -> Result<FailurePolicy> {
+    match settings.on_error.as_deref() {
+        None => Ok(base),
+        Some(text) => text.parse().map_err(|e: String| invalid("on_error", e)),
+    }
+}
+
+/// Checks that a component loads, has the role and accepts its config.
+pub(crate) async fn check_plugin(binding: &NewBinding, tenant: &str) -> Result<()> {
+    let runtime = Arc::new(
+        PluginRuntime::new(RuntimeConfig::default())
+            .map_err(|e| ServiceError::Internal(format!("plugin runtime: {e}")))?,
+    );
+    let plugin = runtime
+        .load_async(crate::plugin::Binding {
+            name: binding.name.clone(),
+            wasm: crate::plugin::WasmSource::Bytes(binding.wasm.clone().into()),
+            config: binding.config.clone(),
+            limits: binding.limits.clone(),
+            on_error: binding.on_error,
+        })
+        .await
+        .map_err(|e| invalid("wasm", e.to_string()))?;
+    let roles = plugin.roles();
+    let ok = match binding.role {
+        BindingRole::Matcher => roles.matcher,
+        BindingRole::UnknownSender => roles.unknown_sender,
+    };
+    if !ok {
+        return Err(invalid(
+            "role",
+            format!(
+                "{} does not export the {} role",
+                binding.name,
+                binding.role.as_str()
+            ),
+        ));
+    }
+    plugin
+        .check_init(tenant, Arc::new(crate::directory::MemoryDirectory::new()))
+        .await
+        .map_err(|e| invalid("config", e.to_string()))?;
+    Ok(())
+}
+
+fn check_config(config: &str) -> Result<()> {
+    serde_json::from_str::<serde_json::Value>(config)
+        .map(drop)
+        .map_err(|e| invalid("config", format!("not JSON: {e}")))
+}
+
+fn check_plugin_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            "name",
+            "1 to 64 letters, digits, `-`, `_` or `.`",
+        ))
+    }
+}
+
+impl Service {
+    /// On a tenant without plugins, installs the bundled reference chain.
+    /// Returns where it came from when it installed it; `None` when the
+    /// tenant had a chain (or another worker installed it first).
+    pub async fn ensure_default_chain(&self, tenant: TenantId) -> Result<Option<String>> {
+        if self.store.has_bindings(tenant).await? {
+            return Ok(None);
+        }
+        let (plugins, origin) = crate::bundled::default_chain(self.plugin_dir.as_deref())
+            .map_err(|e| {
+                ServiceError::Internal(format!(
+                    "this tenant has no plugins yet, and the default chain is not available: {e}"
+                ))
+            })?;
+        let chain: Vec<NewBinding> = plugins
+            .into_iter()
+            .map(|p| NewBinding {
+                name: p.name.into(),
+                role: p.role,
+                wasm: p.wasm.into_owned(),
+                config: "{}".into(),
+                limits: Limits::default(),
+                on_error: FailurePolicy::Quarantine,
+                enabled: true,
+            })
+            .collect();
+        Ok(self
+            .store
+            .add_bindings(tenant, &chain, true)
+            .await?
+            .then(|| origin.to_string()))
+    }
+
+    /// The tenant's chain, in order.
+    pub async fn plugins(&self, scope: &Scope) -> Result<Vec<PluginView>> {
+        scope.require(TokenScope::Read)?;
+        Ok(self
+            .store
+            .bindings(scope.tenant())
+            .await?
+            .iter()
+            .map(view)
+            .collect())
+    }
+
+    /// Adds a component at the end of the chain, after checking that it
+    /// loads, has the role and accepts `config`.
+    pub async fn add_plugin(
+        &self,
+        scope: &Scope,
+        name: &str,
+        wasm: Vec<u8>,
+        config: &str,
+        settings: &PluginSettings,
+    ) -> Result<PluginView> {
+        scope.require(TokenScope::Admin)?;
+        check_plugin_name(name)?;
+        let role = parse_role(
+            settings
+                .role
+                .as_deref()
+                .ok_or_else(|| invalid("role", "needed: matcher or unknown-sender"))?,
+        )?;
+        if wasm.is_empty() {
+            return Err(invalid("wasm", "empty: send the component's bytes"));
+        }
+        check_config(config)?;
+        let binding = NewBinding {
+            name: name.to_owned(),
+            role,
+            wasm,
+            config: config.to_owned(),
+            limits: limits(settings, Limits::default())?,
+            on_error: on_error(settings, FailurePolicy::Quarantine)?,
+            enabled: true,
+        };
+        check_plugin(&binding, scope.tenant_name()).await?;
+        self.store.add_binding(scope.tenant(), &binding).await?;
+        self.plugin(scope, name).await
+    }
+
+    /// One binding.
+    pub async fn plugin(&self, scope: &Scope, name: &str) -> Result<PluginView> {
+        scope.require(TokenScope::Read)?;
+        self.store
+            .bindings(scope.tenant())
+            .await?
+            .iter()
+            .find(|b| b.name == name)
+            .map(view)
+            .ok_or_else(|| super::directory::not_found("plugin", name))
+    }
+
+    /// Changes a binding's configuration, limits or failure policy; a new
+    /// configuration is checked by the component's `init` first.
+    pub async fn configure_plugin(
+        &self,
+        scope: &Scope,
+        name: &str,
+        config: Option<&str>,
+        settings: &PluginSettings,
+        enabled: Option<bool>,
+    ) -> Result<PluginView> {
+        scope.require(TokenScope::Admin)?;
+        if settings.role.is_some() {
+            return Err(invalid(
+                "role",
+                "a binding's role cannot change: add the component again under another name",
+            ));
+        }
+        let bindings = self.store.bindings(scope.tenant()).await?;
+        let current = bindings
+            .iter()
+            .find(|b| b.name == name)
+            .ok_or_else(|| super::directory::not_found("plugin", name))?;
+        let new_config = config.unwrap_or(&current.config);
+        check_config(new_config)?;
+        let new_limits = limits(settings, current.limits.clone())?;
+        let new_policy = on_error(settings, current.on_error)?;
+        if config.is_some() {
+            let binding = NewBinding {
+                name: current.name.clone(),
+                role: current.role,
+                wasm: current.wasm.to_vec(),
+                config: new_config.to_owned(),
+                limits: new_limits.clone(),
+                on_error: new_policy,
+                enabled: current.enabled,
+            };
+            check_plugin(&binding, scope.tenant_name()).await?;
+        }
+        self.store
+            .configure_binding(scope.tenant(), name, new_config, &new_limits, new_policy)
+            .await?;
+        if let Some(enabled) = enabled {
+            self.store
+                .set_binding_enabled(scope.tenant(), name, enabled)
+                .await?;
+        }
+        self.plugin(scope, name).await
+    }
+
+    /// Puts the chain in this order (every binding named once).
+    pub async fn order_plugins(&self, scope: &Scope, names: &[String]) -> Result<Vec<PluginView>> {
+        scope.require(TokenScope::Admin)?;
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        self.store
+            .order_bindings(scope.tenant(), &names)
+            .await
+            .map_err(|e| match e {
+                crate::store::Error::Invalid { reason, .. } => invalid("names", reason),
+                other => other.into(),
+            })?;
+        self.plugins(scope).await
+    }
+
+    /// Removes a binding.
+    pub async fn remove_plugin(&self, scope: &Scope, name: &str) -> Result<()> {
+        scope.require(TokenScope::Admin)?;
+        Ok(self.store.remove_binding(scope.tenant(), name).await?)
+    }
+}
