@@ -11,6 +11,7 @@ use intake::parse::Origin;
 use intake::parse::{self, Envelope, ParsedMessage};
 use intake::plugin::{Binding, LoadedPlugin, PluginRuntime, RuntimeConfig};
 
+pub mod api;
 pub mod databases;
 pub mod hostile;
 pub mod servers;

@@ -51,7 +51,10 @@ pub fn finish(mut doc: OpenApi) -> OpenApi {
 pub fn routes() -> Router<ApiState> {
     Router::new()
         .route("/v1/openapi.json", get(document))
-        .route("/v1/docs", get(|| async { page(INDEX, "text/html; charset=utf-8") }))
+        .route(
+            "/v1/docs",
+            get(|| async { page(INDEX, "text/html; charset=utf-8") }),
+        )
         .route(
             "/v1/docs/docs.js",
             get(|| async { page(SCRIPT, "text/javascript; charset=utf-8") }),

@@ -11,10 +11,10 @@ use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::ApiState;
 use super::auth::{OperatorCaller, TenantCaller};
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{Json, Query, Wasm, id, parse_json};
-use super::ApiState;
 use crate::directory::Party;
 use crate::domain::Secret;
 use crate::fetch::check::Report;
@@ -23,7 +23,9 @@ use crate::service::directory::{PartyPage, PartyQuery};
 use crate::service::messages::{MessageItem, MessagePage, MessageQuery, Release, Released};
 use crate::service::plugins::{PluginSettings, PluginView};
 use crate::service::tenants::{IssuedToken, TenantView};
-use crate::store::{CredentialInfo, ImportSummary, NewParty, QuarantineEntry, TokenInfo, TokenScope};
+use crate::store::{
+    CredentialInfo, ImportSummary, NewParty, QuarantineEntry, TokenInfo, TokenScope,
+};
 
 type Out<T> = ApiResult<axum::Json<T>>;
 
@@ -92,7 +94,10 @@ pub struct NewToken {
 #[utoipa::path(get, path = "/v1/tenants", tag = "tenants",
     responses((status = 200, body = Vec<TenantView>),
         (status = "4XX", body = Problem, content_type = "application/problem+json")))]
-async fn list_tenants(state: axum::extract::State<ApiState>, OperatorCaller(p): OperatorCaller) -> Out<Vec<TenantView>> {
+async fn list_tenants(
+    state: axum::extract::State<ApiState>,
+    OperatorCaller(p): OperatorCaller,
+) -> Out<Vec<TenantView>> {
     ok(state.service.tenant_list(&p).await?)
 }
 
@@ -132,7 +137,10 @@ async fn issue_tenant_token(
 #[utoipa::path(get, path = "/v1/tokens", tag = "tokens",
     responses((status = 200, body = Vec<TokenInfo>),
         (status = "4XX", body = Problem, content_type = "application/problem+json")))]
-async fn list_tokens(state: axum::extract::State<ApiState>, TenantCaller(s): TenantCaller) -> Out<Vec<TokenInfo>> {
+async fn list_tokens(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+) -> Out<Vec<TokenInfo>> {
     ok(state.service.tokens(&s).await?)
 }
 
@@ -145,7 +153,12 @@ async fn create_token(
     TenantCaller(s): TenantCaller,
     Json(body): Json<NewToken>,
 ) -> ApiResult<Response> {
-    created(state.service.create_token(&s, &body.name, body.scope).await?)
+    created(
+        state
+            .service
+            .create_token(&s, &body.name, body.scope)
+            .await?,
+    )
 }
 
 /// Revoke a token: refused from the next request on.
@@ -220,7 +233,10 @@ pub struct CredentialUpdate {
 #[utoipa::path(get, path = "/v1/accounts", tag = "accounts",
     responses((status = 200, body = Vec<AccountView>),
         (status = "4XX", body = Problem, content_type = "application/problem+json")))]
-async fn list_accounts(state: axum::extract::State<ApiState>, TenantCaller(s): TenantCaller) -> Out<Vec<AccountView>> {
+async fn list_accounts(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+) -> Out<Vec<AccountView>> {
     ok(state.service.accounts(&s).await?)
 }
 
@@ -359,7 +375,10 @@ async fn enable_account(
 #[utoipa::path(get, path = "/v1/credentials", tag = "credentials",
     responses((status = 200, body = Vec<CredentialInfo>),
         (status = "4XX", body = Problem, content_type = "application/problem+json")))]
-async fn list_credentials(state: axum::extract::State<ApiState>, TenantCaller(s): TenantCaller) -> Out<Vec<CredentialInfo>> {
+async fn list_credentials(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+) -> Out<Vec<CredentialInfo>> {
     ok(state.service.credentials(&s).await?)
 }
 
@@ -541,7 +560,10 @@ pub struct PluginOrder {
 #[utoipa::path(get, path = "/v1/plugins", tag = "plugins",
     responses((status = 200, body = Vec<PluginView>),
         (status = "4XX", body = Problem, content_type = "application/problem+json")))]
-async fn list_plugins(state: axum::extract::State<ApiState>, TenantCaller(s): TenantCaller) -> Out<Vec<PluginView>> {
+async fn list_plugins(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+) -> Out<Vec<PluginView>> {
     ok(state.service.plugins(&s).await?)
 }
 

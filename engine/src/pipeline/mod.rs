@@ -141,8 +141,9 @@ pub struct Pipeline {
     /// nothing more, finishes the commit in flight, carries out its server
     /// actions and closes the session (`LOGOUT` / `QUIT`).
     shutdown: CancellationToken,
-    /// Loaded chains per tenant, for the life of the pipeline.
-    chains: tokio::sync::Mutex<HashMap<TenantId, Chain>>,
+    /// Loaded chains per tenant, with the stored chain's signature they
+    /// were loaded from.
+    chains: tokio::sync::Mutex<HashMap<TenantId, (String, Chain)>>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -178,8 +179,13 @@ impl Pipeline {
     /// The tenant's chain, loaded from its stored bindings (compiled
     /// components come from the on-disk cache).
     pub async fn chain(&self, tenant: TenantId, tenant_name: &str) -> Result<Chain, PipelineError> {
+        // The chain as stored now: a change through the command line or the
+        // API (here or in another engine) is picked up at the next run.
+        let signature = self.store.chain_signature(tenant).await?;
         let mut chains = self.chains.lock().await;
-        if let Some(chain) = chains.get(&tenant) {
+        if let Some((loaded, chain)) = chains.get(&tenant)
+            && *loaded == signature
+        {
             return Ok(chain.clone());
         }
         let mut matchers: Vec<Arc<LoadedPlugin>> = Vec::new();
@@ -201,7 +207,7 @@ impl Pipeline {
             return Err(PipelineError::NoPlugins(tenant_name.to_string()));
         }
         let chain = Chain::new(matchers, policy)?;
-        chains.insert(tenant, chain.clone());
+        chains.insert(tenant, (signature, chain.clone()));
         Ok(chain)
     }
 

@@ -6,7 +6,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::scope::Scope;
 use super::{AccountStatus, Result, Service, ServiceError};
-use crate::domain::{Auth, FetchMode, Protocol, Security, Secret};
+use crate::domain::{Auth, FetchMode, Protocol, Secret, Security};
 use crate::fetch::check;
 use crate::store::{AccountConfig, CredentialInfo, ProxyConfig, TokenScope};
 
@@ -176,7 +176,10 @@ impl AccountPatch {
                     .filter(|f| !f.is_empty())
                     .collect();
                 if folders.is_empty() {
-                    return Err(invalid("folders", "an IMAP account needs at least one folder"));
+                    return Err(invalid(
+                        "folders",
+                        "an IMAP account needs at least one folder",
+                    ));
                 }
                 c.folders = folders;
             }
@@ -277,8 +280,13 @@ impl Service {
     ) -> Result<AccountChange> {
         scope.require(TokenScope::Write)?;
         check_name("name", name)?;
-        let protocol = patch.protocol.ok_or_else(|| invalid("protocol", "needed"))?;
-        let host = patch.host.as_deref().ok_or_else(|| invalid("host", "needed"))?;
+        let protocol = patch
+            .protocol
+            .ok_or_else(|| invalid("protocol", "needed"))?;
+        let host = patch
+            .host
+            .as_deref()
+            .ok_or_else(|| invalid("host", "needed"))?;
         let credential = patch
             .credential
             .as_deref()
@@ -315,7 +323,10 @@ impl Service {
     ) -> Result<AccountChange> {
         scope.require(TokenScope::Write)?;
         if patch.is_empty() {
-            return Err(invalid("body", "nothing to change: give the settings to change"));
+            return Err(invalid(
+                "body",
+                "nothing to change: give the settings to change",
+            ));
         }
         let before = self.store.account(scope.tenant(), name).await?.config;
         let mut config = before.clone();
@@ -328,7 +339,11 @@ impl Service {
                 .map_err(credential_field(&config))?;
         }
         Ok(AccountChange {
-            warnings: if changed { warnings(&config) } else { Vec::new() },
+            warnings: if changed {
+                warnings(&config)
+            } else {
+                Vec::new()
+            },
             account: self.account(scope, name).await?,
             changed,
         })
@@ -418,10 +433,7 @@ fn credential_field(config: &AccountConfig) -> impl Fn(crate::store::Error) -> S
             name,
         } => {
             let field = if name != config.credential
-                && config
-                    .proxy
-                    .as_ref()
-                    .and_then(|p| p.credential.as_deref())
+                && config.proxy.as_ref().and_then(|p| p.credential.as_deref())
                     == Some(name.as_str())
             {
                 "proxy.credential"

@@ -82,7 +82,10 @@ impl Service {
         for (i, p) in parties.iter().enumerate() {
             let email = p.email.trim();
             if email.is_empty() || !email.contains('@') || email.len() > 320 {
-                return Err(invalid(format!("parties[{i}].email"), "not an e-mail address"));
+                return Err(invalid(
+                    format!("parties[{i}].email"),
+                    "not an e-mail address",
+                ));
             }
             if p.external_id.as_deref().is_some_and(|e| e.len() > 200) {
                 return Err(invalid(
@@ -99,14 +102,15 @@ impl Service {
                 }
             }
         }
-        Ok(self
-            .store
+        self.store
             .import_parties(scope.tenant(), parties)
             .await
             .map_err(|e| match e {
-                store::Error::Invalid { what, reason } => invalid(format!("parties.{what}"), reason),
+                store::Error::Invalid { what, reason } => {
+                    invalid(format!("parties.{what}"), reason)
+                }
                 other => other.into(),
-            })?)
+            })
     }
 
     /// A page of the tenant's parties.
@@ -149,7 +153,11 @@ impl Service {
     }
 
     /// Removes the party the CRM knows by `external_id`.
-    pub async fn delete_party_by_external_id(&self, scope: &Scope, external_id: &str) -> Result<()> {
+    pub async fn delete_party_by_external_id(
+        &self,
+        scope: &Scope,
+        external_id: &str,
+    ) -> Result<()> {
         scope.require(TokenScope::Write)?;
         let filter = PartyFilter {
             external_id: Some(external_id.to_owned()),

@@ -107,7 +107,10 @@ impl Service {
             .collect())
     }
 
-    fn item(names: &std::collections::HashMap<i64, String>, summary: MessageSummary) -> MessageItem {
+    fn item(
+        names: &std::collections::HashMap<i64, String>,
+        summary: MessageSummary,
+    ) -> MessageItem {
         MessageItem {
             account_name: summary.account.and_then(|a| names.get(&a.0).cloned()),
             summary,
@@ -118,17 +121,18 @@ impl Service {
     pub async fn messages(&self, scope: &Scope, query: &MessageQuery) -> Result<MessagePage> {
         scope.require(TokenScope::Read)?;
         let limit = query.limit.unwrap_or(50).clamp(1, PAGE_MAX);
-        let account = match &query.account {
-            Some(name) => Some(self.store.account_id(scope.tenant(), name).await.map_err(
-                |e| match e {
-                    crate::store::Error::NotFound { .. } => {
-                        invalid("account", format!("no account {name:?}"))
-                    }
-                    other => other.into(),
-                },
-            )?),
-            None => None,
-        };
+        let account =
+            match &query.account {
+                Some(name) => Some(self.store.account_id(scope.tenant(), name).await.map_err(
+                    |e| match e {
+                        crate::store::Error::NotFound { .. } => {
+                            invalid("account", format!("no account {name:?}"))
+                        }
+                        other => other.into(),
+                    },
+                )?),
+                None => None,
+            };
         let status = match query.status.as_deref() {
             None => None,
             Some("stored") => Some(MessageStatus::Stored),
@@ -212,7 +216,12 @@ impl Service {
     pub async fn release(&self, scope: &Scope, id: i64, how: &Release) -> Result<Released> {
         scope.require(TokenScope::Write)?;
         let id = StoredMessageId(id);
-        if self.store.quarantine_reason(scope.tenant(), id).await?.is_none() {
+        if self
+            .store
+            .quarantine_reason(scope.tenant(), id)
+            .await?
+            .is_none()
+        {
             return Err(not_found("quarantined message", id));
         }
         let (parties, decided_by) = match how {
@@ -225,7 +234,12 @@ impl Service {
                 }
                 let mut parties = Vec::new();
                 for &pid in party_ids {
-                    if self.store.party(scope.tenant(), PartyId(pid)).await?.is_none() {
+                    if self
+                        .store
+                        .party(scope.tenant(), PartyId(pid))
+                        .await?
+                        .is_none()
+                    {
                         return Err(invalid("party_ids", format!("no party {pid}")));
                     }
                     parties.push(PartyId(pid));
@@ -253,7 +267,7 @@ impl Service {
             Release::Unlinked => (Vec::new(), None),
         };
         self.store
-            .release_quarantined_to(scope.tenant(), id, &parties)
+            .release_quarantined_to(scope.tenant(), id, &parties, decided_by.as_deref())
             .await?;
         Ok(Released {
             message: self.message(scope, id.0).await?,
@@ -272,7 +286,9 @@ impl Service {
             .message(scope.tenant(), id)
             .await?
             .and_then(|m| m.raw)
-            .ok_or_else(|| ServiceError::Refused("no raw bytes are kept for this message".into()))?;
+            .ok_or_else(|| {
+                ServiceError::Refused("no raw bytes are kept for this message".into())
+            })?;
         let pipeline = match &self.pipeline {
             Some(p) => p.clone(),
             None => {
@@ -331,7 +347,12 @@ impl Service {
     pub async fn drop_quarantined(&self, scope: &Scope, id: i64) -> Result<()> {
         scope.require(TokenScope::Write)?;
         let id = StoredMessageId(id);
-        if self.store.quarantine_reason(scope.tenant(), id).await?.is_none() {
+        if self
+            .store
+            .quarantine_reason(scope.tenant(), id)
+            .await?
+            .is_none()
+        {
             return Err(not_found("quarantined message", id));
         }
         Ok(self.store.drop_quarantined(scope.tenant(), id).await?)

@@ -174,10 +174,7 @@ fn check_plugin_name(name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(invalid(
-            "name",
-            "1 to 64 letters, digits, `-`, `_` or `.`",
-        ))
+        Err(invalid("name", "1 to 64 letters, digits, `-`, `_` or `.`"))
     }
 }
 
@@ -189,8 +186,8 @@ impl Service {
         if self.store.has_bindings(tenant).await? {
             return Ok(None);
         }
-        let (plugins, origin) = crate::bundled::default_chain(self.plugin_dir.as_deref())
-            .map_err(|e| {
+        let (plugins, origin) =
+            crate::bundled::default_chain(self.plugin_dir.as_deref()).map_err(|e| {
                 ServiceError::Internal(format!(
                     "this tenant has no plugins yet, and the default chain is not available: {e}"
                 ))

@@ -128,5 +128,4 @@ impl Service {
         scope.require(TokenScope::Admin)?;
         Ok(self.store.revoke_token(scope.tenant(), id).await?)
     }
-
 }

@@ -384,7 +384,7 @@ impl Store {
     /// Releases a quarantined message: it becomes a stored message (without
     /// links; the admin or a re-run of the chain links it).
     pub async fn release_quarantined(&self, tenant: TenantId, id: StoredMessageId) -> Result<()> {
-        self.release_quarantined_to(tenant, id, &[]).await
+        self.release_quarantined_to(tenant, id, &[], None).await
     }
 
     /// Releases a quarantined message and links it to `parties` (which must
@@ -394,6 +394,7 @@ impl Store {
         tenant: TenantId,
         id: StoredMessageId,
         parties: &[PartyId],
+        decided_by: Option<&str>,
     ) -> Result<()> {
         let txn = self.db.begin().await?;
         lock_tenant(&txn, tenant).await?;
@@ -410,11 +411,15 @@ impl Store {
         if released.rows_affected == 0 {
             return Err(not_found("quarantined message", &id.to_string()));
         }
-        messages::Entity::update_many()
-            .col_expr(
-                messages::Column::Status,
-                Expr::value(MessageStatus::Stored.as_str()),
-            )
+        let mut update = messages::Entity::update_many().col_expr(
+            messages::Column::Status,
+            Expr::value(MessageStatus::Stored.as_str()),
+        );
+        if let Some(plugin) = decided_by {
+            // A re-run: the plugin that decided now is the one to show.
+            update = update.col_expr(messages::Column::DecidedBy, Expr::value(plugin));
+        }
+        update
             .filter(messages::Column::TenantId.eq(tenant.0))
             .filter(messages::Column::Id.eq(id.0))
             .exec(&txn)

@@ -707,6 +707,53 @@ impl MigrationTrait for RawLz4 {
     }
 }
 
+/// API tokens: a tenant's keys to the HTTP API. Only a SHA-256 of the
+/// secret is kept; the public part (`lookup`) finds the row, so a leaked
+/// token can be told apart from the others by its visible prefix.
+struct ApiTokens;
+
+impl MigrationName for ApiTokens {
+    fn name(&self) -> &str {
+        "m20261203_000002_api_tokens"
+    }
+}
+
+#[allow(elided_lifetimes_in_paths)]
+#[async_trait::async_trait]
+impl MigrationTrait for ApiTokens {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let mut t = table("api_tokens");
+        tenant_col(&mut t, "api_tokens");
+        t.col(col("lookup").text().not_null())
+            .col(col("secret_sha256").text().not_null())
+            .col(col("name").text().not_null())
+            .col(col("scope").text().not_null())
+            .col(col("created_at").timestamp_with_time_zone().not_null())
+            .col(col("last_used_at").timestamp_with_time_zone().null())
+            .col(col("revoked_at").timestamp_with_time_zone().null());
+        manager.create_table(t.to_owned()).await?;
+        manager
+            .create_index(
+                index("ux_api_tokens_lookup", "api_tokens", &["lookup"])
+                    .unique()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                index("ix_api_tokens_tenant", "api_tokens", &["tenant_id", "id"]).to_owned(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table(a("api_tokens")).if_exists().to_owned())
+            .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -774,50 +821,5 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(again.rows_affected(), 0);
-    }
-}
-
-/// API tokens: a tenant's keys to the HTTP API. Only a SHA-256 of the
-/// secret is kept; the public part (`lookup`) finds the row, so a leaked
-/// token can be told apart from the others by its visible prefix.
-struct ApiTokens;
-
-impl MigrationName for ApiTokens {
-    fn name(&self) -> &str {
-        "m20261203_000002_api_tokens"
-    }
-}
-
-#[allow(elided_lifetimes_in_paths)]
-#[async_trait::async_trait]
-impl MigrationTrait for ApiTokens {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let mut t = table("api_tokens");
-        tenant_col(&mut t, "api_tokens");
-        t.col(col("lookup").text().not_null())
-            .col(col("secret_sha256").text().not_null())
-            .col(col("name").text().not_null())
-            .col(col("scope").text().not_null())
-            .col(col("created_at").timestamp_with_time_zone().not_null())
-            .col(col("last_used_at").timestamp_with_time_zone().null())
-            .col(col("revoked_at").timestamp_with_time_zone().null());
-        manager.create_table(t.to_owned()).await?;
-        manager
-            .create_index(
-                index("ux_api_tokens_lookup", "api_tokens", &["lookup"])
-                    .unique()
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_index(index("ix_api_tokens_tenant", "api_tokens", &["tenant_id", "id"]).to_owned())
-            .await?;
-        Ok(())
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .drop_table(Table::drop().table(a("api_tokens")).if_exists().to_owned())
-            .await
     }
 }

@@ -62,7 +62,8 @@ pub use credentials::{Credential, CredentialInfo};
 pub use directory::StoreDirectory;
 pub use health::{AccountHealth, DueAccount, HealthState, WorkerInfo};
 pub use inbox::{
-    DiscardEntry, MessageFilter, MessageQuery, MessageStatus, MessageSummary, QuarantineEntry, StoredMessage,
+    DiscardEntry, MessageFilter, MessageQuery, MessageStatus, MessageSummary, QuarantineEntry,
+    StoredMessage,
 };
 pub use key::{KeyError, MASTER_KEY_ENV, MasterKey};
 pub use location::{OpenMode, StoreLocation};

@@ -298,7 +298,12 @@ impl Store {
         if let Some(ext) = &filter.external_id {
             query = query.filter(parties::Column::ExternalId.eq(ext.trim()));
         }
-        if let Some(text) = filter.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        if let Some(text) = filter
+            .text
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
             // LIKE with the pattern's own wildcards escaped.
             let escaped = text
                 .to_lowercase()
@@ -307,9 +312,8 @@ impl Store {
                 .replace('_', "\\_");
             let pattern = format!("%{escaped}%");
             let like = |column: parties::Column| {
-                Expr::expr(Func::lower(Expr::col(column))).like(
-                    sea_orm::sea_query::LikeExpr::new(pattern.clone()).escape('\\'),
-                )
+                Expr::expr(Func::lower(Expr::col(column)))
+                    .like(sea_orm::sea_query::LikeExpr::new(pattern.clone()).escape('\\'))
             };
             query = query.filter(
                 sea_orm::Condition::any()

@@ -261,6 +261,34 @@ impl Store {
         Ok(())
     }
 
+    /// A fingerprint of the tenant's chain as stored — every binding's id,
+    /// place, settings and switch, not the component's bytes (a new
+    /// component is a new row) — so a running engine can tell that its
+    /// loaded chain is out of date with one small query.
+    pub async fn chain_signature(&self, tenant: TenantId) -> Result<String> {
+        use sha2::Digest;
+        let rows: Vec<(i64, i32, bool, String, String, String)> = plugin_bindings::Entity::find()
+            .select_only()
+            .column(plugin_bindings::Column::Id)
+            .column(plugin_bindings::Column::Position)
+            .column(plugin_bindings::Column::Enabled)
+            .column(plugin_bindings::Column::Config)
+            .column(plugin_bindings::Column::Limits)
+            .column(plugin_bindings::Column::FailurePolicy)
+            .filter(plugin_bindings::Column::TenantId.eq(tenant.0))
+            .order_by_asc(plugin_bindings::Column::Id)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let mut hash = sha2::Sha256::new();
+        for (id, position, enabled, config, limits, policy) in rows {
+            hash.update(format!("{id}\0{position}\0{enabled}\0{}\0", config.len()));
+            hash.update(config.as_bytes());
+            hash.update(format!("\0{limits}\0{policy}\n").as_bytes());
+        }
+        Ok(hex::encode(hash.finalize()))
+    }
+
     /// Replaces the configuration, limits and failure policy of the binding
     /// `name` (the component stays).
     pub async fn configure_binding(

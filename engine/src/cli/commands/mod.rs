@@ -49,8 +49,8 @@ use crate::fetch::{AccountSettings, Auth, FetchMode, Protocol, Secret, Security}
 use crate::pipeline::{Options, Pipeline, Progress, Quiet, Summary};
 use crate::plugin::{FailurePolicy, Limits, PluginRuntime, RuntimeConfig};
 use crate::store::{
-    BindingRole, MasterKey, MessageQuery, NewBinding, NewParty, OpenMode,
-    ProxyConfig, Store, StoredMessageId, TenantId,
+    BindingRole, MasterKey, MessageQuery, NewBinding, NewParty, OpenMode, ProxyConfig, Store,
+    StoredMessageId, TenantId,
 };
 
 /// Opens the store. With [`OpenMode::Create`] (commands that change data)

@@ -177,7 +177,8 @@ pub(super) async fn ensure_default_chain(
     tenant: TenantId,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<()> {
-    let service = crate::service::Service::admin(store.clone()).with_plugin_dir(c.plugin_dir.clone());
+    let service =
+        crate::service::Service::admin(store.clone()).with_plugin_dir(c.plugin_dir.clone());
     if let Some(origin) = service.ensure_default_chain(tenant).await? {
         writeln!(out, "installed the default plugin chain ({origin})")?;
     }

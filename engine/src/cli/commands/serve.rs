@@ -3,10 +3,10 @@
 //! API under `/v1`.
 
 use super::*;
-use crate::serve::scheduler::Limits;
-use crate::serve::{self, SchedulerKind, ServeConfig};
 use crate::api::{ApiConfig, RateLimit};
 use crate::serve::http::TlsFiles;
+use crate::serve::scheduler::Limits;
+use crate::serve::{self, SchedulerKind, ServeConfig};
 use crate::service::{OperatorKey, RetryPolicy, Service, ServiceOptions};
 
 /// `intake serve`. Every flag has an `INTAKE_*` variable; flags win.
@@ -86,26 +86,27 @@ pub(crate) struct ServeArgs {
 
 /// The operator's credential, from its file or `INTAKE_ADMIN_TOKEN`.
 fn operator_key(file: Option<&Path>) -> anyhow::Result<Option<OperatorKey>> {
-    let secret = match file {
-        Some(path) => {
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                if let Ok(meta) = std::fs::metadata(path)
-                    && meta.permissions().mode() & 0o077 != 0
+    let secret =
+        match file {
+            Some(path) => {
+                #[cfg(unix)]
                 {
-                    eprintln!(
-                        "warning: {} is readable by other users; `chmod 600` it",
-                        path.display()
-                    );
+                    use std::os::unix::fs::PermissionsExt;
+                    if let Ok(meta) = std::fs::metadata(path)
+                        && meta.permissions().mode() & 0o077 != 0
+                    {
+                        eprintln!(
+                            "warning: {} is readable by other users; `chmod 600` it",
+                            path.display()
+                        );
+                    }
                 }
+                Some(std::fs::read_to_string(path).with_context(|| {
+                    format!("cannot read the admin token file {}", path.display())
+                })?)
             }
-            Some(std::fs::read_to_string(path).with_context(|| {
-                format!("cannot read the admin token file {}", path.display())
-            })?)
-        }
-        None => std::env::var("INTAKE_ADMIN_TOKEN").ok(),
-    };
+            None => std::env::var("INTAKE_ADMIN_TOKEN").ok(),
+        };
     secret
         .map(|s| OperatorKey::new(&s).map_err(|e| anyhow::anyhow!("the admin token: {e}")))
         .transpose()
@@ -214,21 +215,23 @@ pub(crate) async fn serve(
     }
     let shutdown = stop_on_signal();
     let pipeline = pipeline(&store, None, args.decide_workers, &shutdown)?;
-    let service = Arc::new(Service::new(
-        store,
-        Arc::new(pipeline),
-        key.clone(),
-        ServiceOptions {
-            worker_id: serve::worker_id(),
-            lease: Duration::from_secs(args.lease_secs),
-            retry: RetryPolicy {
-                first_backoff: Duration::from_secs(args.backoff_secs),
-                max_backoff: Duration::from_secs(args.backoff_max_secs),
-                disable_after: args.disable_after.max(1),
+    let service = Arc::new(
+        Service::new(
+            store,
+            Arc::new(pipeline),
+            key.clone(),
+            ServiceOptions {
+                worker_id: serve::worker_id(),
+                lease: Duration::from_secs(args.lease_secs),
+                retry: RetryPolicy {
+                    first_backoff: Duration::from_secs(args.backoff_secs),
+                    max_backoff: Duration::from_secs(args.backoff_max_secs),
+                    disable_after: args.disable_after.max(1),
+                },
             },
-        },
-    )
-    .with_plugin_dir(c.plugin_dir.clone()));
+        )
+        .with_plugin_dir(c.plugin_dir.clone()),
+    );
     serve::run(config, service, key, shutdown, |addr| {
         if let Some(addr) = addr {
             let scheme = if tls { "https" } else { "http" };

@@ -76,7 +76,10 @@ pub(crate) async fn token(
     let scope = Scope::command_line(tenant, &c.tenant);
     let service = Service::admin(store);
     match cmd {
-        TokenCommand::Create { name, scope: access } => {
+        TokenCommand::Create {
+            name,
+            scope: access,
+        } => {
             let access = TokenScope::parse(&access)
                 .with_context(|| format!("--scope {access:?}: expected read, write or admin"))?;
             let issued = service.create_token(&scope, &name, access).await?;
