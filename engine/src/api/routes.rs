@@ -191,7 +191,7 @@ pub struct NewAccount {
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct CheckWait {
-    /// Wait up to this many seconds (at most 60) for the check to finish;
+    /// Wait up to this many seconds (at most 50) for the check to finish;
     /// 0 (default): answer at once with 202.
     pub wait_secs: Option<u64>,
 }
@@ -329,7 +329,7 @@ async fn check_account(
     Query(wait): Query<CheckWait>,
 ) -> ApiResult<Response> {
     let requested_at = state.service.request_check(&s, &name).await?;
-    let wait = Duration::from_secs(wait.wait_secs.unwrap_or(0).min(60));
+    let wait = Duration::from_secs(wait.wait_secs.unwrap_or(0).min(50));
     let deadline = tokio::time::Instant::now() + wait;
     while tokio::time::Instant::now() < deadline {
         if state
