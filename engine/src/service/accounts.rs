@@ -303,9 +303,6 @@ impl Service {
             .add_account(scope.tenant(), &config)
             .await
             .map_err(credential_field(&config))?;
-        // A tenant's first account gets the bundled chain, as with the
-        // command line, so its first check has plugins to decide.
-        self.ensure_default_chain(scope.tenant()).await?;
         Ok(AccountChange {
             warnings: warnings(&config),
             account: self.account(scope, name.trim()).await?,

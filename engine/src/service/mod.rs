@@ -267,6 +267,12 @@ impl Service {
         if self.pipeline.is_none() {
             return Err(ServiceError::NoPipeline);
         }
+        // A tenant that has no plugins gets the bundled chain at its first
+        // check, as with `intake fetch` (a tenant made through the API
+        // already has it).
+        if let Some(origin) = self.ensure_default_chain(tenant).await? {
+            tracing::info!(tenant = %tenant_name, "installed the default plugin chain ({origin})");
+        }
         let owner = self.options.worker_id.as_str();
         let lease = chrono_duration(self.options.lease);
         if !self

@@ -14,9 +14,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use intake::directory::{PartyKind, PartyRef};
 use intake::domain::{MessageKey, Outcome};
 use intake::fetch::{Protocol, Secret, Security};
-use intake::directory::{PartyKind, PartyRef};
 use intake::store::{
     AccountConfig, BatchCommit, IncomingMessage, MasterKey, MessageMeta, NewParty, Store,
 };
@@ -308,7 +308,8 @@ async fn run(backend: Backend) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let backends = std::env::var("INTAKE_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
+    let backends =
+        std::env::var("INTAKE_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
     for b in backends.split(',') {
         match b.trim() {
             "sqlite" => run(Backend::Sqlite).await,
