@@ -197,6 +197,10 @@ async fn upsert<C: ConnectionTrait>(
     }
 }
 
+/// Parties created by one import after which PostgreSQL's statistics of the
+/// table are refreshed.
+const ANALYZE_AFTER: usize = 1_000;
+
 /// Parties looked up and inserted per statement by an import.
 const IMPORT_CHUNK: usize = 500;
 
@@ -433,6 +437,18 @@ impl Store {
             import_chunk(&txn, tenant, chunk, &mut summary).await?;
         }
         txn.commit().await?;
+        if summary.created >= ANALYZE_AFTER
+            && self.db.get_database_backend() == sea_orm::DbBackend::Postgres
+        {
+            // A directory pushed in at once leaves PostgreSQL's statistics
+            // describing a far smaller table until autovacuum catches up,
+            // and its plans for the next push's look-ups scan the whole
+            // table once per address. Fresh statistics keep them on the
+            // indexes.
+            if let Err(e) = self.db.execute_unprepared("ANALYZE parties").await {
+                tracing::warn!("ANALYZE parties failed: {e}");
+            }
+        }
         Ok(summary)
     }
 
