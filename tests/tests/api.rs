@@ -223,7 +223,7 @@ async fn set_up_acme(serve: &ApiServe, dovecot: &Dovecot) -> Acme {
         }
     })
     .await;
-    let held = expect(&admin.get("/v1/quarantine").await, 200);
+    let held = expect(&admin.get("/v1/quarantine").await, 200)["items"].clone();
     assert!(held.to_string().contains("panicked on purpose"), "{held}");
     let id_of = |subject: &str| {
         held.as_array()
@@ -318,7 +318,7 @@ async fn set_up_acme(serve: &ApiServe, dovecot: &Dovecot) -> Acme {
         }
     })
     .await;
-    let held = expect(&admin.get("/v1/quarantine").await, 200);
+    let held = expect(&admin.get("/v1/quarantine").await, 200)["items"].clone();
     let quarantined = held[0]["message"]["id"].as_i64().unwrap();
     Acme {
         admin,
@@ -722,7 +722,7 @@ async fn every_route_refuses_the_wrong_caller(db: Db) {
     let v = expect(&acme.read.get("/v1/accounts/sales").await, 200);
     assert_eq!(v["batch_size"], 100, "{v}");
     assert_eq!(
-        expect(&acme.read.get("/v1/quarantine").await, 200)
+        expect(&acme.read.get("/v1/quarantine").await, 200)["items"]
             .as_array()
             .unwrap()
             .len(),
@@ -1121,6 +1121,8 @@ async fn resources_round_trip_and_bad_fields_are_named(db: Db) {
     let v = expect(&c.get("/v1/messages?since=2026-11-03T00:00:00Z").await, 200);
     assert!(v["items"].as_array().unwrap().is_empty(), "{v}");
     refused(&c.get("/v1/messages?status=lost").await, 422, "status");
+    refused(&c.get("/v1/quarantine?cursor=x").await, 422, "cursor");
+    refused(&c.get("/v1/quarantine?account=nope").await, 422, "account");
     refused(&c.get("/v1/messages?since=yesterday").await, 422, "since");
     refused(&c.get("/v1/messages?account=nope").await, 422, "account");
     let v = expect(&c.get(&format!("/v1/messages/{}", acme.stored)).await, 200);
@@ -1260,6 +1262,24 @@ async fn limits_documents_and_the_docs_page(db: Db) {
         r.headers
             .iter()
             .all(|(n, _)| !n.starts_with("access-control"))
+    );
+
+    // A client that starts a request and never finishes its head is
+    // closed, not waited for.
+    let closed = tokio::time::timeout(Duration::from_secs(90), async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(&serve.addr).await.unwrap();
+        s.write_all(b"GET /v1/accounts HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf).await;
+        buf
+    })
+    .await;
+    let answer = closed.expect("a half-sent request was left open");
+    assert!(
+        answer.is_empty() || answer.starts_with(b"HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&answer)
     );
 
     let page = serve.client(None).get("/v1/docs").await;

@@ -20,7 +20,9 @@ use crate::domain::Secret;
 use crate::fetch::check::Report;
 use crate::service::accounts::{AccountChange, AccountPatch, AccountView};
 use crate::service::directory::{PartyPage, PartyQuery};
-use crate::service::messages::{MessageItem, MessagePage, MessageQuery, Release, Released};
+use crate::service::messages::{
+    MessageItem, MessagePage, MessageQuery, QuarantinePage, QuarantineQuery, Release, Released,
+};
 use crate::service::plugins::{PluginSettings, PluginView};
 use crate::service::tenants::{IssuedToken, TenantView};
 use crate::store::{
@@ -660,15 +662,6 @@ async fn order_plugins(
 
 // ---- inbox and quarantine ---------------------------------------------------
 
-/// Which held messages to list.
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct QuarantineQuery {
-    /// Only this account's.
-    pub account: Option<String>,
-}
-
 /// The inbox: stored and quarantined messages, newest stored first, with
 /// their parties and the plugin that decided. Page with `next`.
 #[utoipa::path(get, path = "/v1/messages", tag = "messages", params(MessageQuery),
@@ -720,19 +713,17 @@ async fn raw_message(
         .into_response())
 }
 
-/// What is held in quarantine, with why and which plugin.
+/// What is held in quarantine, newest first, with why and which plugin.
+/// Page with `next`.
 #[utoipa::path(get, path = "/v1/quarantine", tag = "quarantine", params(QuarantineQuery),
-    responses((status = 200, body = Vec<QuarantineEntry>),
+    responses((status = 200, body = QuarantinePage),
         (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn list_quarantine(
     state: axum::extract::State<ApiState>,
     TenantCaller(s): TenantCaller,
     Query(query): Query<QuarantineQuery>,
-) -> Out<Vec<QuarantineEntry>> {
-    ok(state
-        .service
-        .quarantined(&s, query.account.as_deref())
-        .await?)
+) -> Out<QuarantinePage> {
+    ok(state.service.quarantined(&s, &query).await?)
 }
 
 /// Release a held message: attach it to parties, re-run today's chain on

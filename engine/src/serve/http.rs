@@ -123,25 +123,86 @@ async fn ready(State(state): State<HttpState>) -> impl IntoResponse {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown`, over TLS when
-/// `tls` is given.
+/// How long a client has to send a request's head (and, on a kept-alive
+/// connection, the next one) before the connection is closed.
+const HEADER_LIMIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Connections served at once; more are closed as they arrive.
+const MAX_CONNECTIONS: usize = 1024;
+
+/// Serves `router` on `listener` until `shutdown`, over TLS when `tls` is
+/// given. Each connection is its own task, so a slow or silent client
+/// holds up nobody: it has [`HANDSHAKE_LIMIT`] for TLS and
+/// [`HEADER_LIMIT`] for each request head (the API bounds the rest of a
+/// request), and at most [`MAX_CONNECTIONS`] are open at once. On
+/// shutdown, connections finish the request in flight and close.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    match tls {
-        None => {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown.cancelled_owned())
-                .await
+    let connections = tokio_util::task::TaskTracker::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, not spin.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "{MAX_CONNECTIONS} connections open: refusing one");
+            continue;
+        };
+        let (router, tls, stop) = (router.clone(), tls.clone(), shutdown.clone());
+        connections.spawn(async move {
+            let _slot = slot;
+            match tls {
+                None => connection(tcp, router, stop).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE_LIMIT, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => connection(stream, router, stop).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
+        });
+    }
+    connections.close();
+    connections.wait().await;
+    Ok(())
+}
+
+/// Serves one connection (HTTP/1.1) until it closes or `stop`.
+async fn connection<S>(stream: S, router: Router, stop: CancellationToken)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper_util::service::TowerToHyperService::new(router);
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_LIMIT)
+        .keep_alive(true);
+    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!("HTTP connection ended: {e}");
+            }
         }
-        Some(acceptor) => {
-            let listener = TlsListener::start(listener, acceptor, shutdown.clone())?;
-            axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown.cancelled_owned())
-                .await
+        _ = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
         }
     }
 }
@@ -188,75 +249,6 @@ impl TlsFiles {
 
 /// How long a client has to finish the TLS handshake.
 const HANDSHAKE_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Accepts TCP connections and hands on those that finished the TLS
-/// handshake. Handshakes run in their own tasks, so a slow or silent
-/// client holds up nobody else.
-struct TlsListener {
-    /// Connections that finished the handshake.
-    ready: tokio::sync::mpsc::Receiver<(
-        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-        SocketAddr,
-    )>,
-    /// The bound address.
-    local: SocketAddr,
-}
-
-impl TlsListener {
-    fn start(
-        listener: tokio::net::TcpListener,
-        acceptor: tokio_rustls::TlsAcceptor,
-        shutdown: CancellationToken,
-    ) -> std::io::Result<Self> {
-        let local = listener.local_addr()?;
-        let (tx, ready) = tokio::sync::mpsc::channel(64);
-        tokio::spawn(async move {
-            loop {
-                let accepted = tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    accepted = listener.accept() => accepted,
-                };
-                let (tcp, peer) = match accepted {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        // Out of file descriptors and the like: wait, not spin.
-                        tracing::warn!("accept failed: {e}");
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                let (acceptor, tx) = (acceptor.clone(), tx.clone());
-                tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_LIMIT, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => {
-                            let _ = tx.send((stream, peer)).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                });
-            }
-        });
-        Ok(TlsListener { ready, local })
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(pair) => pair,
-            // The accept loop ended (shutdown): nothing more comes.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
-    }
-}
 
 /// Binds the listen address, with an error that says which.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {

@@ -61,6 +61,28 @@ pub struct MessagePage {
     pub next: Option<String>,
 }
 
+/// Which held messages to list.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct QuarantineQuery {
+    /// Only this account's (by name).
+    pub account: Option<String>,
+    /// The `next` cursor of the previous page.
+    pub cursor: Option<String>,
+    /// At most this many (default 50, at most 200).
+    pub limit: Option<u64>,
+}
+
+/// A page of held messages, newest held first.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct QuarantinePage {
+    /// The held messages, with why and which plugin.
+    pub items: Vec<QuarantineEntry>,
+    /// The cursor of the next page, if there may be one.
+    pub next: Option<String>,
+}
+
 /// How to release a held message.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "action", rename_all = "kebab-case", deny_unknown_fields)]
@@ -197,18 +219,38 @@ impl Service {
             .ok_or_else(|| not_found("message", id))
     }
 
-    /// What is held in quarantine, optionally of one account.
-    pub async fn quarantined(
-        &self,
-        scope: &Scope,
-        account: Option<&str>,
-    ) -> Result<Vec<QuarantineEntry>> {
+    /// A page of what is held in quarantine, newest first, optionally of
+    /// one account.
+    pub async fn quarantined(&self, scope: &Scope, query: &QuarantineQuery) -> Result<QuarantinePage> {
         scope.require(TokenScope::Read)?;
-        let account = match account {
-            Some(name) => Some(self.store.account_id(scope.tenant(), name).await?),
+        let account = match &query.account {
+            Some(name) => Some(self.store.account_id(scope.tenant(), name).await.map_err(
+                |e| match e {
+                    crate::store::Error::NotFound { .. } => {
+                        invalid("account", format!("no account {name:?}"))
+                    }
+                    other => other.into(),
+                },
+            )?),
             None => None,
         };
-        Ok(self.store.quarantined(scope.tenant(), account).await?)
+        let limit = query.limit.unwrap_or(50).clamp(1, PAGE_MAX);
+        let rows = self
+            .store
+            .quarantine_page(
+                scope.tenant(),
+                account,
+                parse_cursor(query.cursor.as_deref())?,
+                limit,
+            )
+            .await?;
+        let next = (rows.len() as u64 == limit)
+            .then(|| rows.last().map(|(id, _)| id.to_string()))
+            .flatten();
+        Ok(QuarantinePage {
+            items: rows.into_iter().map(|(_, entry)| entry).collect(),
+            next,
+        })
     }
 
     /// Releases a held message: linked to the parties given, or to what

@@ -343,14 +343,35 @@ impl Store {
         tenant: TenantId,
         account: Option<AccountId>,
     ) -> Result<Vec<QuarantineEntry>> {
+        Ok(self
+            .quarantine_page(tenant, account, None, u64::MAX)
+            .await?
+            .into_iter()
+            .map(|(_, entry)| entry)
+            .collect())
+    }
+
+    /// At most `limit` held messages, newest held first, from before the
+    /// entry `before` (the paging cursor); each with its entry's key.
+    pub async fn quarantine_page(
+        &self,
+        tenant: TenantId,
+        account: Option<AccountId>,
+        before: Option<i64>,
+        limit: u64,
+    ) -> Result<Vec<(i64, QuarantineEntry)>> {
         let mut select = quarantine::Entity::find()
             .filter(quarantine::Column::TenantId.eq(tenant.0))
             .filter(quarantine::Column::ReleasedAt.is_null());
         if let Some(account) = account {
             select = select.filter(quarantine::Column::AccountId.eq(account.0));
         }
+        if let Some(before) = before {
+            select = select.filter(quarantine::Column::Id.lt(before));
+        }
         let entries = select
             .order_by_desc(quarantine::Column::Id)
+            .limit(limit)
             .all(&self.db)
             .await?;
         let ids: Vec<i64> = entries.iter().map(|q| q.stored_message_id).collect();
@@ -371,12 +392,15 @@ impl Store {
             else {
                 continue;
             };
-            out.push(QuarantineEntry {
-                message: summaries.swap_remove(at),
-                reason: entry.reason,
-                plugin: entry.plugin,
-                quarantined_at: entry.created_at,
-            });
+            out.push((
+                entry.id,
+                QuarantineEntry {
+                    message: summaries.swap_remove(at),
+                    reason: entry.reason,
+                    plugin: entry.plugin,
+                    quarantined_at: entry.created_at,
+                },
+            ));
         }
         Ok(out)
     }
