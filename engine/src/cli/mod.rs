@@ -116,6 +116,10 @@ enum Command {
     /// Quarantined messages: list, release, drop.
     #[command(subcommand)]
     Quarantine(commands::QuarantineCommand),
+    /// Webhooks: endpoints (add, list, edit, remove, rotate-secret) and
+    /// deliveries (list, redeliver).
+    #[command(subcommand)]
+    Webhook(commands::WebhookCommand),
 }
 
 /// `intake account test`: a stored account by name, or one given by flags.
@@ -369,6 +373,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<ExitC
         Command::Inbox(args) => commands::inbox(&c, args, out).await,
         Command::Message(cmd) => commands::message(&c, cmd, out).await,
         Command::Quarantine(cmd) => commands::quarantine(&c, cmd, out).await,
+        Command::Webhook(cmd) => commands::webhook(&c, cmd, out).await,
     }
 }
 

@@ -8,7 +8,9 @@
 //!   new mail;
 //! - the heartbeat, which tells other workers and `intake account check`
 //!   that this one is alive;
-//! - the [`http`] endpoints: `/metrics`, `/healthz`, `/readyz`.
+//! - the [`http`] endpoints: `/metrics`, `/healthz`, `/readyz`;
+//! - the [`webhooks`] delivery loop, which sends the outbox's events to the
+//!   tenants' endpoints.
 //!
 //! On shutdown (SIGTERM, Ctrl-C) nothing new starts; checks in flight finish
 //! the commit they are in, carry out its server actions and close their
@@ -19,6 +21,7 @@ pub mod graphile;
 pub mod http;
 pub mod scheduler;
 pub mod watch;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -62,6 +65,8 @@ pub struct ServeConfig {
     pub grace: Duration,
     /// How often this worker says it is alive.
     pub heartbeat: Duration,
+    /// Webhook delivery: retries, limits, private networks.
+    pub webhooks: webhooks::WebhookConfig,
 }
 
 impl ServeConfig {
@@ -81,6 +86,7 @@ impl ServeConfig {
         if self.limits.tick.is_zero() || self.heartbeat.is_zero() {
             return Err("the tick and the heartbeat must be positive".into());
         }
+        self.webhooks.validate()?;
         Ok(())
     }
 }
@@ -97,6 +103,9 @@ pub enum ServeError {
     /// The store failed at start.
     #[error(transparent)]
     Store(#[from] crate::store::Error),
+    /// The webhook HTTP client could not be set up.
+    #[error(transparent)]
+    Webhooks(#[from] webhooks::ClientError),
 }
 
 /// This process's worker id: host, process id and a random part, so that a
@@ -178,6 +187,17 @@ pub async fn run(
                 }
             }
         });
+    }
+
+    // Webhook delivery.
+    {
+        let deliverer = webhooks::Deliverer::new(
+            store.clone(),
+            key.clone(),
+            config.webhooks.clone(),
+            worker.clone(),
+        )?;
+        tasks.spawn(deliverer.run(shutdown.clone()));
     }
 
     let (wake_tx, wake_rx) = mpsc::channel(1024);

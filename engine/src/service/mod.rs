@@ -9,8 +9,11 @@
 //! it, record what happened, give the lease back. The lease is renewed while
 //! the run lasts; a worker that dies stops renewing, and its accounts are
 //! free again when the lease runs out.
+//!
+//! [`webhooks`] holds the rules for webhook endpoints and deliveries.
 
 pub mod policy;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -122,6 +125,8 @@ pub struct Service {
     pipeline: Option<Arc<Pipeline>>,
     key: Option<MasterKey>,
     options: ServiceOptions,
+    /// Where webhooks may be aimed (see [`webhooks::WebhookPolicy`]).
+    webhooks: webhooks::WebhookPolicy,
 }
 
 impl std::fmt::Debug for Service {
@@ -154,6 +159,7 @@ impl Service {
             pipeline: Some(pipeline),
             key,
             options,
+            webhooks: webhooks::WebhookPolicy::default(),
         }
     }
 
@@ -168,6 +174,7 @@ impl Service {
                 lease: Duration::from_secs(60),
                 retry: RetryPolicy::default(),
             },
+            webhooks: webhooks::WebhookPolicy::default(),
         }
     }
 

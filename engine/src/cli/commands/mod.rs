@@ -1,6 +1,6 @@
 //! The commands that work on the store: accounts, credentials, contacts,
 //! the tenant's plugin chain, fetch and import, serve, inbox, messages and
-//! quarantine, and the master key. Each one opens the store of its
+//! quarantine, webhooks, and the master key. Each one opens the store of its
 //! [`Config`] (by default `intake.db` in the data directory) for `--tenant`:
 //! a command that changes data may create it, and names it on stderr; a
 //! command that only reads never creates one.
@@ -17,6 +17,7 @@ mod key;
 mod plugins;
 mod quarantine;
 mod serve;
+mod webhooks;
 
 pub(crate) use accounts::*;
 pub(crate) use contacts::*;
@@ -27,6 +28,7 @@ pub(crate) use key::*;
 pub(crate) use plugins::*;
 pub(crate) use quarantine::*;
 pub(crate) use serve::*;
+pub(crate) use webhooks::*;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};

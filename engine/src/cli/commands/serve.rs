@@ -1,9 +1,12 @@
 //! `intake serve`: the engine checking every tenant's accounts by itself
-//! until it is stopped, with `/metrics`, `/healthz` and `/readyz`.
+//! until it is stopped, delivering webhooks, with `/metrics`, `/healthz`
+//! and `/readyz`.
 
 use super::*;
 use crate::serve::scheduler::Limits;
+use crate::serve::webhooks::WebhookConfig;
 use crate::serve::{self, SchedulerKind, ServeConfig};
+use crate::service::webhooks::WebhookPolicy;
 use crate::service::{RetryPolicy, Service, ServiceOptions};
 
 /// `intake serve`. Every flag has an `INTAKE_*` variable; flags win.
@@ -55,6 +58,33 @@ pub(crate) struct ServeArgs {
     /// Messages of a batch decided at once. Default: one per core.
     #[arg(long, env = "INTAKE_DECIDE_WORKERS")]
     decide_workers: Option<usize>,
+    /// Webhooks: the wait after a failed delivery attempt, seconds; it
+    /// doubles (with jitter) up to --webhook-retry-max-secs.
+    #[arg(long, env = "INTAKE_WEBHOOK_RETRY_SECS", default_value_t = 5)]
+    webhook_retry_secs: u64,
+    /// Webhooks: the longest wait between attempts, seconds.
+    #[arg(long, env = "INTAKE_WEBHOOK_RETRY_MAX_SECS", default_value_t = 3600)]
+    webhook_retry_max_secs: u64,
+    /// Webhooks: retries stop this long after the event (or a redelivery),
+    /// seconds; the delivery is then dead-lettered.
+    #[arg(long, env = "INTAKE_WEBHOOK_GIVE_UP_SECS", default_value_t = 86_400)]
+    webhook_give_up_secs: u64,
+    /// Webhooks: limit on one request, connection included, seconds.
+    #[arg(long, env = "INTAKE_WEBHOOK_TIMEOUT_SECS", default_value_t = 10)]
+    webhook_timeout_secs: u64,
+    /// Webhooks: requests in flight at once, over all endpoints.
+    #[arg(long, env = "INTAKE_WEBHOOK_CONCURRENCY", default_value_t = 32)]
+    webhook_concurrency: usize,
+    /// Webhooks: requests in flight at once to one endpoint.
+    #[arg(long, env = "INTAKE_WEBHOOK_PER_ENDPOINT", default_value_t = 4)]
+    webhook_per_endpoint: usize,
+    /// Webhooks: failed attempts in a row that mark an endpoint failing.
+    #[arg(long, env = "INTAKE_WEBHOOK_FAILING_AFTER", default_value_t = 5)]
+    webhook_failing_after: u32,
+    /// Webhooks: allow loopback, private and link-local destinations (off:
+    /// in hosted use a tenant cannot aim webhooks at the internal network).
+    #[arg(long, env = "INTAKE_WEBHOOK_ALLOW_PRIVATE_NETWORKS")]
+    webhook_allow_private_networks: bool,
 }
 
 impl ServeArgs {
@@ -93,6 +123,17 @@ impl ServeArgs {
             idle_renew: Duration::from_secs(self.idle_renew_secs),
             grace: Duration::from_secs(self.grace_secs),
             heartbeat: Duration::from_secs(10),
+            webhooks: WebhookConfig {
+                first_retry: Duration::from_secs(self.webhook_retry_secs),
+                max_retry: Duration::from_secs(self.webhook_retry_max_secs),
+                give_up: Duration::from_secs(self.webhook_give_up_secs),
+                timeout: Duration::from_secs(self.webhook_timeout_secs),
+                concurrency: self.webhook_concurrency,
+                per_endpoint: self.webhook_per_endpoint,
+                failing_after: self.webhook_failing_after.max(1),
+                poll: Duration::from_secs(1),
+                allow_private_networks: self.webhook_allow_private_networks,
+            },
         };
         config.validate().map_err(anyhow::Error::msg)?;
         if self.backoff_secs == 0 || self.backoff_max_secs < self.backoff_secs {
@@ -125,20 +166,26 @@ pub(crate) async fn serve(
     }
     let shutdown = stop_on_signal();
     let pipeline = pipeline(&store, None, args.decide_workers, &shutdown)?;
-    let service = Arc::new(Service::new(
-        store,
-        Arc::new(pipeline),
-        key.clone(),
-        ServiceOptions {
-            worker_id: serve::worker_id(),
-            lease: Duration::from_secs(args.lease_secs),
-            retry: RetryPolicy {
-                first_backoff: Duration::from_secs(args.backoff_secs),
-                max_backoff: Duration::from_secs(args.backoff_max_secs),
-                disable_after: args.disable_after.max(1),
+    let policy = WebhookPolicy {
+        allow_private_networks: args.webhook_allow_private_networks,
+    };
+    let service = Arc::new(
+        Service::new(
+            store,
+            Arc::new(pipeline),
+            key.clone(),
+            ServiceOptions {
+                worker_id: serve::worker_id(),
+                lease: Duration::from_secs(args.lease_secs),
+                retry: RetryPolicy {
+                    first_backoff: Duration::from_secs(args.backoff_secs),
+                    max_backoff: Duration::from_secs(args.backoff_max_secs),
+                    disable_after: args.disable_after.max(1),
+                },
             },
-        },
-    ));
+        )
+        .with_webhook_policy(policy),
+    );
     serve::run(config, service, key, shutdown, |addr| {
         if let Some(addr) = addr {
             eprintln!("intake serve: http://{addr}/metrics, /healthz, /readyz");
