@@ -13,10 +13,13 @@
 //! (±20 % jitter) until [`WebhookConfig::give_up`] after the event was
 //! committed (or redelivered); then the delivery is dead.
 //!
-//! **One unit of work:** claim an endpoint's due deliveries (a lease in
-//! the store; `FOR UPDATE SKIP LOCKED` on PostgreSQL, so several workers
-//! never send one delivery at once), send each on a task of its own,
-//! record the outcomes in one transaction. At most
+//! **One unit of work:** claim up to 16 rounds of an endpoint's slots of
+//! its due deliveries (a lease in the store; `FOR UPDATE SKIP LOCKED` on
+//! PostgreSQL, so several workers never send one delivery at once), send
+//! each on a task of its own as slots free up, record finished attempts in
+//! one transaction. A worker that dies leaves its claims to the lease's
+//! expiry (16 rounds of the timeout, plus a margin); a restarted process
+//! on the same machine takes over those of a dead predecessor at once. At most
 //! [`WebhookConfig::concurrency`] requests are in flight, and at most
 //! [`WebhookConfig::per_endpoint`] to one endpoint, each bounded by
 //! [`WebhookConfig::timeout`]: a slow or dead endpoint holds only its own
@@ -32,7 +35,7 @@
 //! URL is checked before sending, and names are resolved by a resolver that
 //! drops such addresses (so a name that points inside is refused too).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -255,6 +258,85 @@ const BROKEN_ENDPOINT_PAUSE: Duration = Duration::from_secs(60);
 const GAUGE_EVERY: Duration = Duration::from_secs(5);
 /// Most endpoints looked at per round.
 const ENDPOINTS_PER_ROUND: u64 = 256;
+/// An endpoint's claim is this many rounds of its slots.
+const CLAIM_ROUNDS: usize = 16;
+
+/// Deliveries of one endpoint this loop holds.
+struct EndpointQueue {
+    /// Where they go.
+    target: Arc<EndpointTarget>,
+    /// Claimed, not started yet (oldest first).
+    waiting: VecDeque<ClaimedDelivery>,
+    /// Requests in flight.
+    in_flight: usize,
+}
+
+/// What the loop holds between rounds.
+#[derive(Default)]
+struct LoopState {
+    /// Per endpoint, its claimed deliveries.
+    queues: HashMap<WebhookEndpointId, EndpointQueue>,
+    /// Requests in flight over all endpoints.
+    total: usize,
+    /// Endpoints left alone for a while (secret cannot be opened).
+    paused: HashMap<WebhookEndpointId, Instant>,
+}
+
+impl LoopState {
+    /// A request of `endpoint` finished.
+    fn finished(&mut self, endpoint: WebhookEndpointId) {
+        self.total = self.total.saturating_sub(1);
+        if let Some(q) = self.queues.get_mut(&endpoint) {
+            q.in_flight = q.in_flight.saturating_sub(1);
+            if q.in_flight == 0 && q.waiting.is_empty() {
+                self.queues.remove(&endpoint);
+            }
+        }
+    }
+
+    /// Starts queued deliveries within the limits; true when a queue ran
+    /// dry (its endpoint may have more in the store).
+    fn start_queued(
+        &mut self,
+        deliverer: &Arc<Deliverer>,
+        tasks: &TaskTracker,
+        done: &mpsc::UnboundedSender<AttemptRecord>,
+    ) -> bool {
+        let mut drained = false;
+        let (concurrency, per_endpoint) =
+            (deliverer.config.concurrency, deliverer.config.per_endpoint);
+        for (endpoint, queue) in &mut self.queues {
+            while self.total < concurrency && queue.in_flight < per_endpoint {
+                let Some(delivery) = queue.waiting.pop_front() else {
+                    break;
+                };
+                queue.in_flight += 1;
+                self.total += 1;
+                if queue.waiting.is_empty() {
+                    drained = true;
+                }
+                let this = deliverer.clone();
+                let target = queue.target.clone();
+                let done = done.clone();
+                let span = tracing::info_span!(
+                    "webhook.deliver",
+                    tenant = %target.tenant,
+                    endpoint = %endpoint,
+                    event = %delivery.event.event_id,
+                    attempt = delivery.attempts + 1,
+                );
+                tasks.spawn(
+                    async move {
+                        let record = this.attempt(&target, &delivery).await;
+                        let _ = done.send(record);
+                    }
+                    .instrument(span),
+                );
+            }
+        }
+        drained
+    }
+}
 
 impl Deliverer {
     /// A loop over `store`, opening secrets with `key`, leasing as `owner`.
@@ -274,41 +356,46 @@ impl Deliverer {
         })
     }
 
-    /// How long a claim holds: the request, and recording it, with room.
+    /// How many deliveries of one endpoint are claimed at a time: a few
+    /// rounds of its slots, so a backlog costs one claim per that many.
+    fn claim_size(&self) -> usize {
+        self.config.per_endpoint * CLAIM_ROUNDS
+    }
+
+    /// How long a claim holds: the rounds of requests a claim waits for,
+    /// and recording them, with room.
     fn lease(&self) -> Duration {
-        self.config.timeout * 2 + Duration::from_secs(30)
+        self.config.timeout * (CLAIM_ROUNDS as u32 + 2) + Duration::from_secs(30)
     }
 
     /// Runs until `shutdown`; requests in flight then finish (each within
-    /// the timeout) and are recorded, and this worker's other leases are
-    /// given back.
+    /// the timeout) and are recorded, and this worker's other leases
+    /// (claimed, not started) are given back.
     pub async fn run(self, shutdown: CancellationToken) {
         describe_metrics();
         let this = Arc::new(self);
         let tasks = TaskTracker::new();
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<AttemptRecord>();
-        let mut in_flight: HashMap<WebhookEndpointId, usize> = HashMap::new();
-        let mut total = 0usize;
+        this.take_over_dead_local_workers().await;
+        let mut loop_state = LoopState::default();
         let mut finished: Vec<AttemptRecord> = Vec::new();
-        let mut paused: HashMap<WebhookEndpointId, Instant> = HashMap::new();
         let mut gauge_at: Option<Instant> = None;
+        // Ask the store at once.
+        let mut look = true;
+        let mut looked_at = Instant::now();
         loop {
             while let Ok(record) = done_rx.try_recv() {
                 finished.push(record);
             }
             if !finished.is_empty() {
                 for r in &finished {
-                    if let Some(n) = in_flight.get_mut(&r.endpoint) {
-                        *n = n.saturating_sub(1);
-                    }
-                    total = total.saturating_sub(1);
+                    loop_state.finished(r.endpoint);
                 }
-                in_flight.retain(|_, n| *n > 0);
                 this.record(&finished).await;
                 finished.clear();
             }
             if shutdown.is_cancelled() {
-                if total == 0 {
+                if loop_state.total == 0 {
                     break;
                 }
             } else {
@@ -319,21 +406,21 @@ impl Deliverer {
                         Err(e) => tracing::warn!("webhooks: cannot count pending deliveries: {e}"),
                     }
                 }
-                paused.retain(|_, until| *until > Instant::now());
-                if total < this.config.concurrency {
-                    let started = this
-                        .start_due(&tasks, &done_tx, &mut in_flight, &mut total, &mut paused)
-                        .await;
-                    if started > 0 {
-                        // More may be due than one round took.
-                        continue;
-                    }
+                loop_state.paused.retain(|_, until| *until > Instant::now());
+                // A queue that ran dry may have more waiting in the store.
+                look |= loop_state.start_queued(&this, &tasks, &done_tx);
+                if look && loop_state.total < this.config.concurrency {
+                    look = false;
+                    looked_at = Instant::now();
+                    this.claim_due(&mut loop_state).await;
+                    loop_state.start_queued(&this, &tasks, &done_tx);
                 }
             }
+            let next_look = this.config.poll.saturating_sub(looked_at.elapsed());
             tokio::select! {
                 Some(record) = done_rx.recv() => finished.push(record),
-                () = this.store.webhook_events_written(), if !shutdown.is_cancelled() => {}
-                () = tokio::time::sleep(this.config.poll) => {}
+                () = this.store.webhook_events_written(), if !shutdown.is_cancelled() => look = true,
+                () = tokio::time::sleep(next_look) => look = true,
                 () = shutdown.cancelled(), if !shutdown.is_cancelled() => {}
             }
         }
@@ -344,46 +431,53 @@ impl Deliverer {
         }
     }
 
-    /// Claims due deliveries of endpoints with free slots and starts them;
-    /// returns how many started.
-    async fn start_due(
-        self: &Arc<Self>,
-        tasks: &TaskTracker,
-        done: &mpsc::UnboundedSender<AttemptRecord>,
-        in_flight: &mut HashMap<WebhookEndpointId, usize>,
-        total: &mut usize,
-        paused: &mut HashMap<WebhookEndpointId, Instant>,
-    ) -> usize {
-        let per_endpoint = self.config.per_endpoint;
-        let busy: Vec<WebhookEndpointId> = in_flight
+    /// Frees the deliveries claimed by a process of this machine that no
+    /// longer runs (killed), instead of waiting for their leases to run
+    /// out; other machines' leases are left to expire.
+    async fn take_over_dead_local_workers(&self) {
+        let owners = match self.store.webhook_lease_owners().await {
+            Ok(owners) => owners,
+            Err(e) => {
+                tracing::warn!("webhooks: cannot read the delivery leases: {e}");
+                return;
+            }
+        };
+        for owner in owners {
+            if crate::service::is_dead_local_worker(&owner) {
+                match self.store.release_webhook_leases(&owner).await {
+                    Ok(()) => {
+                        tracing::info!(stale = %owner, "took over the webhook deliveries of a dead process")
+                    }
+                    Err(e) => {
+                        tracing::warn!("webhooks: cannot free a dead process's deliveries: {e}")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Claims due deliveries of endpoints without a local queue into
+    /// their queues.
+    async fn claim_due(&self, state: &mut LoopState) {
+        let skip: Vec<WebhookEndpointId> = state
+            .queues
             .iter()
-            .filter(|(_, n)| **n >= per_endpoint)
+            .filter(|(_, q)| !q.waiting.is_empty())
             .map(|(e, _)| *e)
-            .chain(paused.keys().copied())
+            .chain(state.paused.keys().copied())
             .collect();
         let due = match self
             .store
-            .due_webhook_endpoints(Utc::now(), &busy, ENDPOINTS_PER_ROUND)
+            .due_webhook_endpoints(Utc::now(), &skip, ENDPOINTS_PER_ROUND)
             .await
         {
             Ok(due) => due,
             Err(e) => {
                 tracing::warn!("webhooks: cannot read due deliveries: {e}");
-                return 0;
+                return;
             }
         };
-        let mut started = 0;
         for endpoint in due {
-            if *total >= self.config.concurrency {
-                break;
-            }
-            let used = in_flight.get(&endpoint).copied().unwrap_or(0);
-            let free = per_endpoint
-                .saturating_sub(used)
-                .min(self.config.concurrency - *total);
-            if free == 0 {
-                continue;
-            }
             let target = match &self.key {
                 Some(key) => self.store.webhook_target(endpoint, key).await,
                 None => Err(crate::store::Error::Key(crate::store::KeyError::Missing)),
@@ -393,46 +487,36 @@ impl Deliverer {
                 Ok(None) => continue,
                 Err(e) => {
                     tracing::warn!(endpoint = %endpoint, "webhooks: cannot open the endpoint's secret: {e}");
-                    paused.insert(endpoint, Instant::now() + BROKEN_ENDPOINT_PAUSE);
+                    state
+                        .paused
+                        .insert(endpoint, Instant::now() + BROKEN_ENDPOINT_PAUSE);
                     continue;
                 }
             };
             let until = Utc::now() + chrono_duration(self.lease());
-            let claimed = match self
+            match self
                 .store
-                .claim_webhook_deliveries(endpoint, &self.owner, until, free as u64)
+                .claim_webhook_deliveries(endpoint, &self.owner, until, self.claim_size() as u64)
                 .await
             {
-                Ok(claimed) => claimed,
-                Err(e) => {
-                    tracing::warn!(endpoint = %endpoint, "webhooks: cannot claim deliveries: {e}");
-                    continue;
+                Ok(claimed) if !claimed.is_empty() => {
+                    let queue = state
+                        .queues
+                        .entry(endpoint)
+                        .or_insert_with(|| EndpointQueue {
+                            target: target.clone(),
+                            waiting: VecDeque::new(),
+                            in_flight: 0,
+                        });
+                    queue.target = target;
+                    queue.waiting.extend(claimed);
                 }
-            };
-            for delivery in claimed {
-                *in_flight.entry(endpoint).or_default() += 1;
-                *total += 1;
-                started += 1;
-                let this = self.clone();
-                let target = target.clone();
-                let done = done.clone();
-                let span = tracing::info_span!(
-                    "webhook.deliver",
-                    tenant = %target.tenant,
-                    endpoint = %endpoint,
-                    event = %delivery.event.event_id,
-                    attempt = delivery.attempts + 1,
-                );
-                tasks.spawn(
-                    async move {
-                        let record = this.attempt(&target, &delivery).await;
-                        let _ = done.send(record);
-                    }
-                    .instrument(span),
-                );
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(endpoint = %endpoint, "webhooks: cannot claim deliveries: {e}")
+                }
             }
         }
-        started
     }
 
     /// Sends one delivery once.

@@ -401,7 +401,7 @@ impl Service {
 /// [`crate::serve::worker_id`]) names a process of this machine that no
 /// longer runs. Anything else (another machine, a live process, an id of
 /// another shape) is left to the lease's expiry.
-fn is_dead_local_worker(owner: &str) -> bool {
+pub(crate) fn is_dead_local_worker(owner: &str) -> bool {
     let mut parts = owner.rsplitn(3, ':');
     let (Some(_random), Some(pid), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
         return false;

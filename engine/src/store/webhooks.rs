@@ -1518,7 +1518,24 @@ impl Store {
         Ok(transitions)
     }
 
-    /// Gives up this worker's leases on deliveries (a clean stop).
+    /// The workers holding leases on pending deliveries.
+    pub async fn webhook_lease_owners(&self) -> Result<Vec<String>> {
+        Ok(deliveries::Entity::find()
+            .select_only()
+            .column(deliveries::Column::LeaseOwner)
+            .distinct()
+            .filter(deliveries::Column::LeaseOwner.is_not_null())
+            .filter(deliveries::Column::State.eq(DeliveryState::Pending.as_str()))
+            .into_tuple::<Option<String>>()
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect())
+    }
+
+    /// Gives up a worker's leases on deliveries (this one's at a clean
+    /// stop, or a dead one's).
     pub async fn release_webhook_leases(&self, owner: &str) -> Result<()> {
         let _turn = self.write_turn().await;
         deliveries::Entity::update_many()
