@@ -164,8 +164,8 @@ mod rows {
             pub attempts: i32,
             /// When the next attempt is due (pending only).
             pub next_attempt_at: Option<DateTimeUtc>,
-            /// Retries give up this long after it (config) : the event's
-            /// creation, or the last redelivery.
+            /// Retries give up counting from here: the event's creation,
+            /// or the last redelivery.
             pub retry_from: DateTimeUtc,
             /// The worker sending it now.
             pub lease_owner: Option<String>,
@@ -1431,7 +1431,6 @@ impl Store {
                 .as_deref()
                 .map(|e| crate::text::bounded(e, MAX_ERROR_CHARS));
             let mut update = deliveries::ActiveModel {
-                attempts: Set(0),
                 last_attempt_at: Set(Some(a.at)),
                 last_status: Set(a.status.map(i32::from)),
                 last_error: Set(error),
@@ -1439,7 +1438,6 @@ impl Store {
                 lease_until: Set(None),
                 ..Default::default()
             };
-            update.attempts = sea_orm::ActiveValue::NotSet;
             match a.next {
                 AttemptNext::Delivered => {
                     update.state = Set(DeliveryState::Delivered.as_str().to_owned());
