@@ -118,6 +118,8 @@ struct Acme {
     stored: i64,
     party: i64,
     token_id: i64,
+    webhook: i64,
+    delivery: i64,
 }
 
 async fn set_up_acme(serve: &ApiServe, dovecot: &Dovecot) -> Acme {
@@ -191,6 +193,21 @@ async fn set_up_acme(serve: &ApiServe, dovecot: &Dovecot) -> Acme {
             .await,
         200,
     );
+
+    // A webhook endpoint nothing listens on (loopback's discard port):
+    // its deliveries fail and wait for their next attempt.
+    let v = expect(
+        &admin
+            .json(
+                "POST",
+                "/v1/webhooks",
+                &json!({ "url": "http://127.0.0.1:9/acme-hook", "event_types": ["message.quarantined"] }),
+            )
+            .await,
+        201,
+    );
+    assert!(v["secret"].as_str().unwrap().starts_with("whsec_"), "{v}");
+    let webhook = v["endpoint"]["id"].as_i64().unwrap();
 
     dovecot.deliver(
         USER,
@@ -320,7 +337,11 @@ async fn set_up_acme(serve: &ApiServe, dovecot: &Dovecot) -> Acme {
     .await;
     let held = expect(&admin.get("/v1/quarantine").await, 200)["items"].clone();
     let quarantined = held[0]["message"]["id"].as_i64().unwrap();
+    let deliveries = expect(&admin.get("/v1/webhook-deliveries").await, 200);
+    let delivery = deliveries["items"][0]["id"].as_i64().unwrap();
     Acme {
+        webhook,
+        delivery,
         admin,
         read,
         quarantined,
@@ -345,6 +366,7 @@ struct Route {
 fn routes(acme: &Acme) -> Vec<Route> {
     let j = |v: Value| Some(("application/json", serde_json::to_vec(&v).unwrap()));
     let (m, q, p, t) = (acme.stored, acme.quarantined, acme.party, acme.token_id);
+    let (w, d) = (acme.webhook, acme.delivery);
     let r = |method, template: &'static str, path: String, body, scope| Route {
         method,
         path,
@@ -594,6 +616,69 @@ fn routes(acme: &Acme) -> Vec<Route> {
             None,
             Some("write"),
         ),
+        r(
+            "GET",
+            "/v1/webhooks",
+            "/v1/webhooks".into(),
+            None,
+            Some("read"),
+        ),
+        r(
+            "POST",
+            "/v1/webhooks",
+            "/v1/webhooks".into(),
+            j(json!({"url": "http://127.0.0.1:9/other"})),
+            Some("admin"),
+        ),
+        r(
+            "GET",
+            "/v1/webhooks/{id}",
+            format!("/v1/webhooks/{w}"),
+            None,
+            Some("read"),
+        ),
+        r(
+            "PATCH",
+            "/v1/webhooks/{id}",
+            format!("/v1/webhooks/{w}"),
+            j(json!({"description": "x"})),
+            Some("admin"),
+        ),
+        r(
+            "DELETE",
+            "/v1/webhooks/{id}",
+            format!("/v1/webhooks/{w}"),
+            None,
+            Some("admin"),
+        ),
+        r(
+            "POST",
+            "/v1/webhooks/{id}/rotate-secret",
+            format!("/v1/webhooks/{w}/rotate-secret"),
+            None,
+            Some("admin"),
+        ),
+        r(
+            "POST",
+            "/v1/webhooks/{id}/redeliver-dead",
+            format!("/v1/webhooks/{w}/redeliver-dead"),
+            None,
+            Some("write"),
+        ),
+        r(
+            "GET",
+            "/v1/webhook-deliveries",
+            "/v1/webhook-deliveries".into(),
+            None,
+            Some("read"),
+        ),
+        r(
+            "POST",
+            "/v1/webhook-deliveries/{id}/redeliver",
+            format!("/v1/webhook-deliveries/{d}/redeliver"),
+            None,
+            Some("write"),
+        ),
     ]
 }
 
@@ -604,7 +689,8 @@ fn names_a_thing(route: &Route) -> bool {
 }
 
 /// What of acme's must never appear in another tenant's answers.
-const ACME_SECRETS: [&str; 6] = [
+const ACME_SECRETS: [&str; 7] = [
+    "acme-hook",
     "ann.lee@acme.example",
     "raj.patel@acme.example",
     "crm-1",
@@ -620,7 +706,12 @@ const ACME_SECRETS: [&str; 6] = [
 async fn every_route_refuses_the_wrong_caller(db: Db) {
     let dir = tempfile::tempdir().unwrap();
     let dovecot = Dovecot::start();
-    let serve = ApiServe::start(&binary(), &db.url, &key_file(dir.path()), &[]);
+    let serve = ApiServe::start(
+        &binary(),
+        &db.url,
+        &key_file(dir.path()),
+        &["--webhook-allow-private-networks"],
+    );
     let acme = set_up_acme(&serve, &dovecot).await;
     create_tenant(&serve, "globex").await;
     let (_, globex_token) = issue(&serve, "globex", "crm", "admin").await;
@@ -759,7 +850,7 @@ async fn resources_round_trip_and_bad_fields_are_named(db: Db) {
         &binary(),
         &db.url,
         &key_file(dir.path()),
-        &["--api-body-kib", "64"],
+        &["--api-body-kib", "64", "--webhook-allow-private-networks"],
     );
     let acme = set_up_acme(&serve, &dovecot).await;
     let c = &acme.admin;
@@ -1211,6 +1302,77 @@ async fn resources_round_trip_and_bad_fields_are_named(db: Db) {
     let v = expect(&operator(&serve).get("/v1/tenants").await, 200);
     assert!(v.to_string().contains("acme"), "{v}");
 
+    // Webhooks: register, change, rotate, see deliveries, remove.
+    let v = expect(
+        &c.json(
+            "POST",
+            "/v1/webhooks",
+            &json!({ "url": "http://127.0.0.1:9/second", "description": "CRM" }),
+        )
+        .await,
+        201,
+    );
+    let hook = v["endpoint"]["id"].as_i64().unwrap();
+    let first_secret = v["secret"].as_str().unwrap().to_owned();
+    let list = expect(&c.get("/v1/webhooks").await, 200);
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+    assert!(!list.to_string().contains(&first_secret[6..]), "{list}");
+    let v = expect(
+        &c.json(
+            "PATCH",
+            &format!("/v1/webhooks/{hook}"),
+            &json!({ "event_types": ["lead.created"], "description": null }),
+        )
+        .await,
+        200,
+    );
+    assert_eq!(v["event_types"], json!(["lead.created"]), "{v}");
+    assert!(v["description"].is_null(), "{v}");
+    let v = expect(
+        &c.send("POST", &format!("/v1/webhooks/{hook}/rotate-secret"), None)
+            .await,
+        200,
+    );
+    assert!(
+        v["secret"].as_str().unwrap().starts_with("whsec_") && v["secret"] != first_secret.as_str()
+    );
+    refused(
+        &c.json(
+            "POST",
+            "/v1/webhooks",
+            &json!({ "url": "ftp://127.0.0.1/x" }),
+        )
+        .await,
+        422,
+        "url",
+    );
+    refused(
+        &c.json(
+            "POST",
+            "/v1/webhooks",
+            &json!({ "url": "http://127.0.0.1:9/x", "event_types": ["message.eaten"] }),
+        )
+        .await,
+        422,
+        "event_types",
+    );
+    refused(
+        &c.get("/v1/webhook-deliveries?state=lost").await,
+        422,
+        "state",
+    );
+    let deliveries = expect(&c.get("/v1/webhook-deliveries?state=pending").await, 200);
+    assert!(
+        deliveries["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["state"] == "pending"),
+        "{deliveries}"
+    );
+    expect(&c.delete(&format!("/v1/webhooks/{hook}")).await, 204);
+    expect(&c.get(&format!("/v1/webhooks/{hook}")).await, 404);
+
     // Removing the account keeps its messages.
     expect(&c.delete("/v1/accounts/sales").await, 204);
     expect(&c.get("/v1/accounts/sales").await, 404);
@@ -1269,7 +1431,9 @@ async fn limits_documents_and_the_docs_page(db: Db) {
     let closed = tokio::time::timeout(Duration::from_secs(90), async {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut s = tokio::net::TcpStream::connect(&serve.addr).await.unwrap();
-        s.write_all(b"GET /v1/accounts HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        s.write_all(b"GET /v1/accounts HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
         let mut buf = Vec::new();
         let _ = s.read_to_end(&mut buf).await;
         buf

@@ -25,8 +25,10 @@ use crate::service::messages::{
 };
 use crate::service::plugins::{PluginSettings, PluginView};
 use crate::service::tenants::{IssuedToken, TenantView};
+use crate::service::webhooks::{CreatedWebhook, WebhookInput};
 use crate::store::{
-    CredentialInfo, ImportSummary, NewParty, QuarantineEntry, TokenInfo, TokenScope,
+    CredentialInfo, DeliveryQuery, DeliveryState, EndpointChanges, ImportSummary, NewParty,
+    TokenInfo, TokenScope, WebhookDelivery, WebhookDeliveryId, WebhookEndpoint, WebhookEndpointId,
 };
 
 type Out<T> = ApiResult<axum::Json<T>>;
@@ -70,6 +72,12 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(list_quarantine))
         .routes(routes!(release_quarantined))
         .routes(routes!(drop_quarantined))
+        .routes(routes!(list_webhooks, create_webhook))
+        .routes(routes!(get_webhook, update_webhook, delete_webhook))
+        .routes(routes!(rotate_webhook_secret))
+        .routes(routes!(redeliver_dead_webhooks))
+        .routes(routes!(list_webhook_deliveries))
+        .routes(routes!(redeliver_webhook))
 }
 
 // ---- tenants and tokens ----------------------------------------------------
@@ -759,4 +767,252 @@ async fn drop_quarantined(
         .drop_quarantined(&s, id(&message, "message")?)
         .await?;
     no_content()
+}
+
+// ---- webhooks -----------------------------------------------------------------
+
+/// An endpoint to register.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewWebhook {
+    /// Where events are POSTed (http or https).
+    pub url: String,
+    /// `message.stored`, `lead.created`, `message.quarantined`,
+    /// `account.disabled`, `account.recovered`; empty or absent: all.
+    #[serde(default)]
+    pub event_types: Vec<String>,
+    /// Free text.
+    pub description: Option<String>,
+    /// Switched on (default true).
+    pub enabled: Option<bool>,
+}
+
+/// A change to an endpoint (only the fields given).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookChange {
+    /// New URL.
+    pub url: Option<String>,
+    /// New event types.
+    pub event_types: Option<Vec<String>>,
+    /// Switched on or off.
+    pub enabled: Option<bool>,
+    /// New description; `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+}
+
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// A new signing secret, shown this once.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RotatedSecret {
+    /// The `whsec_…` secret deliveries are signed with from now on.
+    pub secret: String,
+}
+
+/// How many deliveries were queued again.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Redelivered {
+    /// Deliveries queued.
+    pub queued: u64,
+}
+
+/// Which deliveries to list.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeliveryFilter {
+    /// Only this endpoint's.
+    pub endpoint: Option<i64>,
+    /// `pending`, `delivered` or `dead`.
+    pub state: Option<String>,
+    /// The `next` cursor of the previous page.
+    pub cursor: Option<String>,
+    /// At most this many (default 50, at most 200).
+    pub limit: Option<u64>,
+}
+
+/// A page of deliveries, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeliveryPage {
+    /// The deliveries.
+    pub items: Vec<WebhookDelivery>,
+    /// The cursor of the next page, if there may be one.
+    pub next: Option<String>,
+}
+
+/// The tenant's webhook endpoints (never their secrets).
+#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks",
+    responses((status = 200, body = Vec<WebhookEndpoint>),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn list_webhooks(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+) -> Out<Vec<WebhookEndpoint>> {
+    ok(state.service.webhooks(&s).await?)
+}
+
+/// Register an endpoint (admin scope). The signing secret is in the
+/// answer, and only there.
+#[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", request_body = NewWebhook,
+    responses((status = 201, body = CreatedWebhook),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn create_webhook(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+    Json(body): Json<NewWebhook>,
+) -> ApiResult<Response> {
+    let input = WebhookInput {
+        url: body.url,
+        event_types: body.event_types,
+        description: body.description,
+        enabled: body.enabled.unwrap_or(true),
+    };
+    created(state.service.create_webhook(&s, &input).await?)
+}
+
+/// One endpoint, with its state (`ok` or `failing`).
+#[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "webhooks",
+    params(("id" = i64, Path, description = "Endpoint id")),
+    responses((status = 200, body = WebhookEndpoint),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn get_webhook(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+    axum::extract::Path(endpoint): axum::extract::Path<String>,
+) -> Out<WebhookEndpoint> {
+    let endpoint = WebhookEndpointId(id(&endpoint, "webhook endpoint")?);
+    ok(state.service.webhook(&s, endpoint).await?)
+}
+
+/// Change an endpoint's URL, event types, switch or description.
+#[utoipa::path(patch, path = "/v1/webhooks/{id}", tag = "webhooks", request_body = WebhookChange,
+    params(("id" = i64, Path, description = "Endpoint id")),
+    responses((status = 200, body = WebhookEndpoint),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn update_webhook(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+    axum::extract::Path(endpoint): axum::extract::Path<String>,
+    Json(change): Json<WebhookChange>,
+) -> Out<WebhookEndpoint> {
+    let endpoint = WebhookEndpointId(id(&endpoint, "webhook endpoint")?);
+    let changes = EndpointChanges {
+        url: change.url,
+        event_types: change.event_types,
+        enabled: change.enabled,
+        description: change.description,
+    };
+    ok(state.service.update_webhook(&s, endpoint, &changes).await?)
+}
+
+/// Remove an endpoint and its deliveries.
+#[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks",
+    params(("id" = i64, Path, description = "Endpoint id")),
+    responses((status = 204),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn delete_webhook(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+    axum::extract::Path(endpoint): axum::extract::Path<String>,
+) -> ApiResult<StatusCode> {
+    let endpoint = WebhookEndpointId(id(&endpoint, "webhook endpoint")?);
+    state.service.delete_webhook(&s, endpoint).await?;
+    no_content()
+}
+
+/// Give an endpoint a new signing secret (shown this once).
+#[utoipa::path(post, path = "/v1/webhooks/{id}/rotate-secret", tag = "webhooks",
+    params(("id" = i64, Path, description = "Endpoint id")),
+    responses((status = 200, body = RotatedSecret),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn rotate_webhook_secret(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+    axum::extract::Path(endpoint): axum::extract::Path<String>,
+) -> Out<RotatedSecret> {
+    let endpoint = WebhookEndpointId(id(&endpoint, "webhook endpoint")?);
+    let secret = state.service.rotate_webhook_secret(&s, endpoint).await?;
+    ok(RotatedSecret {
+        secret: secret.expose().to_owned(),
+    })
+}
+
+/// Send every dead-lettered delivery of an endpoint again.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/redeliver-dead", tag = "webhooks",
+    params(("id" = i64, Path, description = "Endpoint id")),
+    responses((status = 200, body = Redelivered),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn redeliver_dead_webhooks(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+    axum::extract::Path(endpoint): axum::extract::Path<String>,
+) -> Out<Redelivered> {
+    let endpoint = WebhookEndpointId(id(&endpoint, "webhook endpoint")?);
+    let queued = state.service.redeliver_dead_webhooks(&s, endpoint).await?;
+    ok(Redelivered { queued })
+}
+
+/// Deliveries, newest first: pending ones with their next attempt,
+/// delivered ones, and dead letters with their last error.
+#[utoipa::path(get, path = "/v1/webhook-deliveries", tag = "webhooks", params(DeliveryFilter),
+    responses((status = 200, body = DeliveryPage),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn list_webhook_deliveries(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+    Query(filter): Query<DeliveryFilter>,
+) -> Out<DeliveryPage> {
+    let limit = filter.limit.unwrap_or(50).clamp(1, 200);
+    let delivery_state = match filter.state.as_deref() {
+        None => None,
+        Some(text) => Some(DeliveryState::parse(text).map_err(|_| {
+            ApiError::invalid(
+                "state",
+                format!("{text:?}: expected pending, delivered or dead"),
+            )
+        })?),
+    };
+    let before = match filter.cursor.as_deref() {
+        None => None,
+        Some(c) => Some(WebhookDeliveryId(
+            c.parse()
+                .ok()
+                .filter(|n: &i64| *n > 0)
+                .ok_or_else(|| ApiError::invalid("cursor", "not a cursor this API returned"))?,
+        )),
+    };
+    let query = DeliveryQuery {
+        endpoint: filter.endpoint.map(WebhookEndpointId),
+        state: delivery_state,
+        before,
+        limit,
+    };
+    let items = state.service.webhook_deliveries(&s, &query).await?;
+    let next = (items.len() as u64 == limit)
+        .then(|| items.last().map(|d| d.id.0.to_string()))
+        .flatten();
+    ok(DeliveryPage { items, next })
+}
+
+/// Send a dead or delivered delivery again, with a new retry window.
+#[utoipa::path(post, path = "/v1/webhook-deliveries/{id}/redeliver", tag = "webhooks",
+    params(("id" = i64, Path, description = "Delivery id")),
+    responses((status = 200, body = WebhookDelivery),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn redeliver_webhook(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+    axum::extract::Path(delivery): axum::extract::Path<String>,
+) -> Out<WebhookDelivery> {
+    let delivery = WebhookDeliveryId(id(&delivery, "webhook delivery")?);
+    ok(state.service.redeliver_webhook(&s, delivery).await?)
 }

@@ -123,6 +123,10 @@ enum Command {
     /// HTTP API tokens of the tenant: create, list, revoke.
     #[command(subcommand)]
     Token(commands::TokenCommand),
+    /// Webhooks: endpoints (add, list, edit, remove, rotate-secret) and
+    /// deliveries (list, redeliver).
+    #[command(subcommand)]
+    Webhook(commands::WebhookCommand),
 }
 
 /// `intake account test`: a stored account by name, or one given by flags.
@@ -378,6 +382,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<ExitC
         Command::Quarantine(cmd) => commands::quarantine(&c, cmd, out).await,
         Command::Tenant(cmd) => commands::tenant(&c, cmd, out).await,
         Command::Token(cmd) => commands::token(&c, cmd, out).await,
+        Command::Webhook(cmd) => commands::webhook(&c, cmd, out).await,
     }
 }
 

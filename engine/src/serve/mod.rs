@@ -9,7 +9,9 @@
 //! - the heartbeat, which tells other workers and `intake account check`
 //!   that this one is alive;
 //! - the [`http`] endpoints: `/metrics`, `/healthz`, `/readyz`, and the
-//!   HTTP API under `/v1` ([`crate::api`]).
+//!   HTTP API under `/v1` ([`crate::api`]);
+//! - the [`webhooks`] delivery loop, which sends the outbox's events to the
+//!   tenants' endpoints.
 //!
 //! On shutdown (SIGTERM, Ctrl-C) nothing new starts; checks in flight finish
 //! the commit they are in, carry out its server actions and close their
@@ -20,6 +22,7 @@ pub mod graphile;
 pub mod http;
 pub mod scheduler;
 pub mod watch;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -68,6 +71,8 @@ pub struct ServeConfig {
     /// TLS for the listener; `None`: plain HTTP (on loopback, or behind a
     /// reverse proxy that terminates TLS).
     pub tls: Option<http::TlsFiles>,
+    /// Webhook delivery: retries, limits, private networks.
+    pub webhooks: webhooks::WebhookConfig,
 }
 
 impl ServeConfig {
@@ -87,6 +92,7 @@ impl ServeConfig {
         if self.limits.tick.is_zero() || self.heartbeat.is_zero() {
             return Err("the tick and the heartbeat must be positive".into());
         }
+        self.webhooks.validate()?;
         Ok(())
     }
 }
@@ -103,6 +109,9 @@ pub enum ServeError {
     /// The store failed at start.
     #[error(transparent)]
     Store(#[from] crate::store::Error),
+    /// The webhook HTTP client could not be set up.
+    #[error(transparent)]
+    Webhooks(#[from] webhooks::ClientError),
 }
 
 /// This process's worker id: host, process id and a random part, so that a
@@ -189,6 +198,17 @@ pub async fn run(
                 }
             }
         });
+    }
+
+    // Webhook delivery.
+    {
+        let deliverer = webhooks::Deliverer::new(
+            store.clone(),
+            key.clone(),
+            config.webhooks.clone(),
+            worker.clone(),
+        )?;
+        tasks.spawn(deliverer.run(shutdown.clone()));
     }
 
     let (wake_tx, wake_rx) = mpsc::channel(1024);

@@ -221,19 +221,24 @@ impl Service {
 
     /// A page of what is held in quarantine, newest first, optionally of
     /// one account.
-    pub async fn quarantined(&self, scope: &Scope, query: &QuarantineQuery) -> Result<QuarantinePage> {
+    pub async fn quarantined(
+        &self,
+        scope: &Scope,
+        query: &QuarantineQuery,
+    ) -> Result<QuarantinePage> {
         scope.require(TokenScope::Read)?;
-        let account = match &query.account {
-            Some(name) => Some(self.store.account_id(scope.tenant(), name).await.map_err(
-                |e| match e {
-                    crate::store::Error::NotFound { .. } => {
-                        invalid("account", format!("no account {name:?}"))
-                    }
-                    other => other.into(),
-                },
-            )?),
-            None => None,
-        };
+        let account =
+            match &query.account {
+                Some(name) => Some(self.store.account_id(scope.tenant(), name).await.map_err(
+                    |e| match e {
+                        crate::store::Error::NotFound { .. } => {
+                            invalid("account", format!("no account {name:?}"))
+                        }
+                        other => other.into(),
+                    },
+                )?),
+                None => None,
+            };
         let limit = query.limit.unwrap_or(50).clamp(1, PAGE_MAX);
         let rows = self
             .store

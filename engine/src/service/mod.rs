@@ -9,6 +9,7 @@
 //! - [`plugins`]: the tenant's chain, components checked before storing;
 //! - [`messages`]: the inbox and the quarantine;
 //! - [`tenants`]: tenants (the operator's) and API tokens;
+//! - [`webhooks`]: webhook endpoints and deliveries;
 //! - [`scope`]: who is asking.
 //!
 //! It owns the rules around a check — one worker at a time per
@@ -28,6 +29,7 @@ pub mod plugins;
 pub mod policy;
 pub mod scope;
 pub mod tenants;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -167,6 +169,8 @@ pub struct Service {
     /// Where the bundled plugins come from when not from the binary (a
     /// development build's `plugins/target`).
     plugin_dir: Option<std::path::PathBuf>,
+    /// Where webhooks may be aimed (see [`webhooks::WebhookPolicy`]).
+    webhooks: webhooks::WebhookPolicy,
 }
 
 impl std::fmt::Debug for Service {
@@ -200,6 +204,7 @@ impl Service {
             key,
             options,
             plugin_dir: None,
+            webhooks: webhooks::WebhookPolicy::default(),
         }
     }
 
@@ -227,6 +232,7 @@ impl Service {
                 retry: RetryPolicy::default(),
             },
             plugin_dir: None,
+            webhooks: webhooks::WebhookPolicy::default(),
         }
     }
 
@@ -467,7 +473,7 @@ impl Service {
 /// [`crate::serve::worker_id`]) names a process of this machine that no
 /// longer runs. Anything else (another machine, a live process, an id of
 /// another shape) is left to the lease's expiry.
-fn is_dead_local_worker(owner: &str) -> bool {
+pub(crate) fn is_dead_local_worker(owner: &str) -> bool {
     let mut parts = owner.rsplitn(3, ':');
     let (Some(_random), Some(pid), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
         return false;

@@ -4,7 +4,7 @@
 //! A [`Scope`] can only be made here: from an API token that matched
 //! ([`Service::authenticate`]), from the operator's credential acting in a
 //! named tenant, or from the command line's explicit `--tenant`
-//! ([`Scope::command_line`]). Service methods take the scope and read the
+//! ([`Scope::local`]). Service methods take the scope and read the
 //! tenant from it, so a caller cannot ask about another tenant's rows, and
 //! each method states the level it needs ([`Scope::require`]).
 
@@ -29,9 +29,11 @@ pub struct Scope {
 }
 
 impl Scope {
-    /// The scope of the command line's `--tenant`: whoever runs the command
-    /// can open the store, so they may do everything in it.
-    pub(crate) fn command_line(tenant: TenantId, tenant_name: &str) -> Self {
+    /// The scope of code that opened the store itself: the command line's
+    /// `--tenant`, a program that embeds the engine, a test. Whoever can
+    /// open the store can change anything in it, so this scope may do
+    /// everything in the tenant; it grants nothing the store does not.
+    pub fn local(tenant: TenantId, tenant_name: &str) -> Self {
         Scope {
             tenant,
             tenant_name: tenant_name.to_owned(),

@@ -177,8 +177,11 @@ impl Store {
     ) -> Result<CommitSummary> {
         let _turn = self.write_turn().await;
         let txn = self.db.begin().await?;
-        let summary = commit(&txn, tenant, account, batch).await?;
+        let (summary, deliveries) = commit(&txn, tenant, account, batch).await?;
         txn.commit().await?;
+        if deliveries > 0 {
+            self.wake_webhooks();
+        }
         tracing::debug!(
             inserted = summary.inserted,
             duplicates = summary.duplicates,
@@ -268,7 +271,7 @@ async fn commit(
     tenant: TenantId,
     account: AccountId,
     batch: &BatchCommit,
-) -> Result<CommitSummary> {
+) -> Result<(CommitSummary, usize)> {
     let creates_leads = batch
         .messages
         .iter()
@@ -448,7 +451,25 @@ async fn commit(
     for a in advances {
         advance_cursor(txn, tenant, account, &a, stamp).await?;
     }
-    Ok(summary)
+    // Last, so the shared webhook lock (PostgreSQL) is held only briefly.
+    let created_leads: Vec<(usize, PartyId)> = leads
+        .values()
+        .filter_map(|lead| lead.creator.map(|index| (index, lead.id)))
+        .collect();
+    let deliveries = super::webhooks::batch_events(
+        txn,
+        tenant,
+        account,
+        super::webhooks::BatchFacts {
+            messages: &batch.messages,
+            ids: &ids,
+            links: &links,
+            created_leads: &created_leads,
+        },
+        stamp,
+    )
+    .await?;
+    Ok((summary, deliveries))
 }
 
 /// Rows per multi-row insert, and ids per `IN (…)` list: well under

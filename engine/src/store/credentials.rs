@@ -122,6 +122,8 @@ impl Store {
                 .exec(&txn)
                 .await?;
         }
+        // Webhook signing secrets are sealed with the same key.
+        super::webhooks::reseal_secrets(&txn, old, new).await?;
         txn.commit().await?;
         Ok(count)
     }

@@ -12,7 +12,8 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Set,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect, Set,
+    TransactionTrait,
 };
 use serde::Serialize;
 
@@ -406,7 +407,10 @@ impl Store {
         Ok(renewed.rows_affected == 1)
     }
 
-    /// Records the end of a check by `owner` and gives up its lease.
+    /// Records the end of a check by `owner` and gives up its lease. When
+    /// the outcome disables the account, or is a success after failures,
+    /// the `account.disabled` / `account.recovered` webhook events are
+    /// written in the same transaction.
     pub async fn finish_check(
         &self,
         account: AccountId,
@@ -415,7 +419,27 @@ impl Store {
     ) -> Result<()> {
         let _turn = self.write_turn().await;
         let h = health;
-        health::Entity::update_many()
+        let txn = self.db.begin().await?;
+        // The row as it was, for the webhook events its change reports
+        // (disabled, recovered). SQLite: write first, so the transaction is
+        // the writer from the start (see `lock_tenant`); PostgreSQL: lock it.
+        let previous = if txn.get_database_backend() == DbBackend::Postgres {
+            health::Entity::find_by_id(account.0)
+                .lock_exclusive()
+                .one(&txn)
+                .await?
+        } else {
+            health::Entity::update_many()
+                .col_expr(
+                    health::Column::State,
+                    Expr::col(health::Column::State).into(),
+                )
+                .filter(health::Column::AccountId.eq(account.0))
+                .exec(&txn)
+                .await?;
+            health::Entity::find_by_id(account.0).one(&txn).await?
+        };
+        let recorded = health::Entity::update_many()
             .col_expr(health::Column::State, Expr::value(h.state.as_str()))
             .col_expr(
                 health::Column::ConsecutiveFailures,
@@ -455,8 +479,16 @@ impl Store {
             )
             .filter(health::Column::AccountId.eq(account.0))
             .filter(health::Column::LeaseOwner.eq(owner))
-            .exec(&self.db)
+            .exec(&txn)
             .await?;
+        let mut deliveries = 0;
+        if let (1, Some(previous)) = (recorded.rows_affected, previous) {
+            deliveries = super::webhooks::health_events(&txn, &previous, health, now()).await?;
+        }
+        txn.commit().await?;
+        if deliveries > 0 {
+            self.wake_webhooks();
+        }
         Ok(())
     }
 

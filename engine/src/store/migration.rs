@@ -25,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(ContentHash),
             Box::new(AccountHealth),
             Box::new(RawLz4),
+            Box::new(Webhooks),
             Box::new(ApiTokens),
         ]
     }
@@ -701,6 +702,119 @@ impl MigrationTrait for RawLz4 {
         let db = manager.get_connection();
         if db.get_database_backend() == DbBackend::Postgres {
             db.execute_unprepared("ALTER TABLE messages ALTER COLUMN raw SET COMPRESSION default")
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Webhooks: each tenant's endpoints (URL, sealed signing secret, event
+/// types, failing state), the outbox of events written in the same
+/// transaction as what they report, and one delivery per (event,
+/// endpoint) with its attempts, next attempt, lease and dead letter.
+struct Webhooks;
+
+impl MigrationName for Webhooks {
+    fn name(&self) -> &str {
+        "m20261203_000001_webhooks"
+    }
+}
+
+#[allow(elided_lifetimes_in_paths)]
+#[async_trait::async_trait]
+impl MigrationTrait for Webhooks {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let mut t = table("webhook_endpoints");
+        tenant_col(&mut t, "webhook_endpoints");
+        t.col(col("url").text().not_null())
+            .col(col("secret").blob().not_null())
+            .col(col("event_types").text().not_null())
+            .col(col("enabled").boolean().not_null())
+            .col(col("description").text().null())
+            .col(col("state").text().not_null())
+            .col(col("consecutive_failures").integer().not_null())
+            .col(col("failing_since").timestamp_with_time_zone().null());
+        created_at(&mut t);
+        t.col(col("updated_at").timestamp_with_time_zone().not_null());
+        manager.create_table(t.to_owned()).await?;
+
+        let mut t = table("webhook_events");
+        tenant_col(&mut t, "webhook_events");
+        t.col(col("event_id").text().not_null().unique_key())
+            .col(col("event_type").text().not_null())
+            .col(col("payload").text().not_null());
+        created_at(&mut t);
+        manager.create_table(t.to_owned()).await?;
+
+        let mut t = table("webhook_deliveries");
+        tenant_col(&mut t, "webhook_deliveries");
+        t.col(col("event_id").big_integer().not_null())
+            .col(col("endpoint_id").big_integer().not_null())
+            .col(col("state").text().not_null())
+            .col(col("attempts").integer().not_null())
+            .col(col("next_attempt_at").timestamp_with_time_zone().null())
+            .col(col("retry_from").timestamp_with_time_zone().not_null())
+            .col(col("lease_owner").text().null())
+            .col(col("lease_until").timestamp_with_time_zone().null())
+            .col(col("last_attempt_at").timestamp_with_time_zone().null())
+            .col(col("last_status").integer().null())
+            .col(col("last_error").text().null())
+            .col(col("delivered_at").timestamp_with_time_zone().null());
+        created_at(&mut t);
+        fk(
+            &mut t,
+            "webhook_deliveries",
+            "event_id",
+            "webhook_events",
+            ForeignKeyAction::Cascade,
+        );
+        fk(
+            &mut t,
+            "webhook_deliveries",
+            "endpoint_id",
+            "webhook_endpoints",
+            ForeignKeyAction::Cascade,
+        );
+        manager.create_table(t.to_owned()).await?;
+        for i in [
+            index(
+                "ux_webhook_deliveries_event_endpoint",
+                "webhook_deliveries",
+                &["event_id", "endpoint_id"],
+            )
+            .unique()
+            .to_owned(),
+            index(
+                "ix_webhook_deliveries_endpoint",
+                "webhook_deliveries",
+                &["tenant_id", "endpoint_id", "state"],
+            )
+            .to_owned(),
+            index(
+                "ix_webhook_endpoints_tenant",
+                "webhook_endpoints",
+                &["tenant_id"],
+            )
+            .to_owned(),
+        ] {
+            manager.create_index(i).await?;
+        }
+        // What the delivery loop scans: only pending rows, by endpoint and
+        // due time; delivered and dead ones stay out of the index.
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "CREATE INDEX IF NOT EXISTS ix_webhook_deliveries_due \
+                 ON webhook_deliveries (endpoint_id, next_attempt_at) WHERE state = 'pending'",
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for name in ["webhook_deliveries", "webhook_events", "webhook_endpoints"] {
+            manager
+                .drop_table(Table::drop().table(a(name)).if_exists().to_owned())
                 .await?;
         }
         Ok(())

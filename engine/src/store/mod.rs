@@ -25,7 +25,9 @@
 //!   disabled), its checks, its lease, and the running workers;
 //! - [`inbox`]: what was stored, quarantined or discarded;
 //! - [`plugins`]: the tenant's plugin chain, components included;
-//! - [`tokens`]: the tenant's HTTP API tokens, kept as hashes.
+//! - [`tokens`]: the tenant's HTTP API tokens, kept as hashes;
+//! - [`webhooks`]: webhook endpoints, the outbox of events (written in the
+//!   transactions they report) and their deliveries.
 
 pub mod accounts;
 pub mod actions;
@@ -41,6 +43,7 @@ mod migration;
 pub mod parties;
 pub mod plugins;
 pub mod tokens;
+pub mod webhooks;
 
 use std::time::Duration;
 
@@ -70,6 +73,10 @@ pub use location::{OpenMode, StoreLocation};
 pub use parties::{ImportSummary, NewParty, PartyFilter, Upserted};
 pub use plugins::{BindingRole, NewBinding, StoredBinding};
 pub use tokens::{TOKEN_PREFIX, TokenInfo, TokenMatch, TokenScope};
+pub use webhooks::{
+    DeliveryQuery, DeliveryState, EndpointChanges, EndpointState, NewEndpoint, WebhookDelivery,
+    WebhookEndpoint, WebhookEventType,
+};
 
 use crate::directory::normalise;
 use entity::{accounts as account_rows, tenants};
@@ -117,6 +124,14 @@ id_type!(
 id_type!(
     /// A pending server action's key.
     PendingActionId
+);
+id_type!(
+    /// A webhook endpoint's key.
+    WebhookEndpointId
+);
+id_type!(
+    /// A webhook delivery's key (one event for one endpoint).
+    WebhookDeliveryId
 );
 
 /// Why a store operation failed.
@@ -227,6 +242,9 @@ pub struct Store {
     /// to 100 ms: with many accounts checked at once that sleeping, not the
     /// disk, was what a check waited for. `None` on PostgreSQL.
     writes: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
+    /// Wakes this process's webhook delivery loop when a commit wrote
+    /// events (other processes poll).
+    webhook_wake: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for Store {
@@ -271,7 +289,11 @@ impl Store {
             options.sqlx_logging(false);
             let db = connect(options).await?;
             migration::run(&db).await.map_err(Error::Migrate)?;
-            return Ok(Store { db, writes: None });
+            return Ok(Store {
+                db,
+                writes: None,
+                webhook_wake: std::sync::Arc::default(),
+            });
         }
         // Each connection to an in-memory database is a database of its own,
         // so such a pool must be one connection, migrated in place.
@@ -299,6 +321,7 @@ impl Store {
         Store {
             db,
             writes: Some(std::sync::Arc::default()),
+            webhook_wake: std::sync::Arc::default(),
         }
     }
 

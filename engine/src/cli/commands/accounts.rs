@@ -174,7 +174,7 @@ pub(crate) async fn account(
             if spec.protocol.is_none() || spec.host.is_none() || spec.credential.is_none() {
                 bail!("a new account needs --protocol, --host and --credential");
             }
-            let scope = Scope::command_line(tenant, &c.tenant);
+            let scope = Scope::local(tenant, &c.tenant);
             let change = Service::admin(store.clone())
                 .create_account(&scope, &spec.name, &spec.patch()?)
                 .await
@@ -185,7 +185,7 @@ pub(crate) async fn account(
             writeln!(out, "added account {}", spec.name)?;
         }
         AccountCommand::Edit(spec) => {
-            let scope = Scope::command_line(tenant, &c.tenant);
+            let scope = Scope::local(tenant, &c.tenant);
             let change = Service::admin(store.clone())
                 .update_account(&scope, &spec.name, &spec.patch()?)
                 .await
@@ -214,7 +214,7 @@ pub(crate) async fn account(
                 "LAST CHECK"
             )?;
             let statuses: std::collections::HashMap<String, AccountStatus> = service
-                .account_statuses(&Scope::command_line(tenant, &c.tenant))
+                .account_statuses(&Scope::local(tenant, &c.tenant))
                 .await?
                 .into_iter()
                 .map(|s| (s.name.clone(), s))
@@ -263,7 +263,7 @@ pub(crate) async fn account(
         AccountCommand::Show { name } => {
             let account = store.account(tenant, &name).await?;
             let status = Service::admin(store.clone())
-                .account_status(&Scope::command_line(tenant, &c.tenant), &name)
+                .account_status(&Scope::local(tenant, &c.tenant), &name)
                 .await?;
             // The settings as before, with the service's view beside them.
             let mut shown = serde_json::to_value(&account.config)?;
@@ -275,7 +275,7 @@ pub(crate) async fn account(
         }
         AccountCommand::Enable { name } => {
             let status = Service::admin(store.clone())
-                .enable_account(&Scope::command_line(tenant, &c.tenant), &name)
+                .enable_account(&Scope::local(tenant, &c.tenant), &name)
                 .await?;
             writeln!(
                 out,
@@ -285,12 +285,12 @@ pub(crate) async fn account(
             )?;
         }
         AccountCommand::Check { name, wait_secs } => {
-            let scope = Scope::command_line(tenant, &c.tenant);
+            let scope = Scope::local(tenant, &c.tenant);
             return check_now(&store, &scope, &name, Duration::from_secs(wait_secs), out).await;
         }
         AccountCommand::Remove { name } => {
             Service::admin(store.clone())
-                .remove_account(&Scope::command_line(tenant, &c.tenant), &name)
+                .remove_account(&Scope::local(tenant, &c.tenant), &name)
                 .await?;
             writeln!(out, "removed account {name}")?;
         }

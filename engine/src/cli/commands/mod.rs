@@ -1,6 +1,7 @@
 //! The commands that work on the store: accounts, credentials, contacts,
 //! the tenant's plugin chain, fetch and import, serve, inbox, messages and
-//! quarantine, tenants and API tokens, and the master key. Each one opens the store of its
+//! quarantine, tenants and API tokens, webhooks, and the master key. Each
+//! one opens the store of its
 //! [`Config`] (by default `intake.db` in the data directory) for `--tenant`:
 //! a command that changes data may create it, and names it on stderr; a
 //! command that only reads never creates one.
@@ -18,6 +19,7 @@ mod plugins;
 mod quarantine;
 mod serve;
 mod tokens;
+mod webhooks;
 
 pub(crate) use accounts::*;
 pub(crate) use contacts::*;
@@ -29,6 +31,7 @@ pub(crate) use plugins::*;
 pub(crate) use quarantine::*;
 pub(crate) use serve::*;
 pub(crate) use tokens::*;
+pub(crate) use webhooks::*;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};

@@ -81,7 +81,7 @@ pub(crate) async fn quarantine(
                 (None, true) => Release::Rerun,
                 (None, false) => Release::Unlinked,
             };
-            let scope = Scope::command_line(tenant, &c.tenant);
+            let scope = Scope::local(tenant, &c.tenant);
             let released = Service::admin(store.clone())
                 .release(&scope, id, &how)
                 .await
@@ -101,7 +101,7 @@ pub(crate) async fn quarantine(
         }
         QuarantineCommand::Drop { id } => {
             Service::admin(store.clone())
-                .drop_quarantined(&Scope::command_line(tenant, &c.tenant), id)
+                .drop_quarantined(&Scope::local(tenant, &c.tenant), id)
                 .await?;
             writeln!(out, "dropped {id}")?;
         }

@@ -1,12 +1,14 @@
 //! `intake serve`: the engine checking every tenant's accounts by itself
-//! until it is stopped, with `/metrics`, `/healthz`, `/readyz` and the HTTP
-//! API under `/v1`.
+//! until it is stopped, delivering webhooks, with `/metrics`, `/healthz`,
+//! `/readyz` and the HTTP API under `/v1`.
 
 use super::*;
 use crate::api::{ApiConfig, RateLimit};
 use crate::serve::http::TlsFiles;
 use crate::serve::scheduler::Limits;
+use crate::serve::webhooks::WebhookConfig;
 use crate::serve::{self, SchedulerKind, ServeConfig};
+use crate::service::webhooks::WebhookPolicy;
 use crate::service::{OperatorKey, RetryPolicy, Service, ServiceOptions};
 
 /// `intake serve`. Every flag has an `INTAKE_*` variable; flags win.
@@ -82,6 +84,33 @@ pub(crate) struct ServeArgs {
     /// The largest plugin upload, MiB.
     #[arg(long, env = "INTAKE_API_UPLOAD_MIB", default_value_t = 32)]
     api_upload_mib: usize,
+    /// Webhooks: the wait after a failed delivery attempt, seconds; it
+    /// doubles (with jitter) up to --webhook-retry-max-secs.
+    #[arg(long, env = "INTAKE_WEBHOOK_RETRY_SECS", default_value_t = 5)]
+    webhook_retry_secs: u64,
+    /// Webhooks: the longest wait between attempts, seconds.
+    #[arg(long, env = "INTAKE_WEBHOOK_RETRY_MAX_SECS", default_value_t = 3600)]
+    webhook_retry_max_secs: u64,
+    /// Webhooks: retries stop this long after the event (or a redelivery),
+    /// seconds; the delivery is then dead-lettered.
+    #[arg(long, env = "INTAKE_WEBHOOK_GIVE_UP_SECS", default_value_t = 86_400)]
+    webhook_give_up_secs: u64,
+    /// Webhooks: limit on one request, connection included, seconds.
+    #[arg(long, env = "INTAKE_WEBHOOK_TIMEOUT_SECS", default_value_t = 10)]
+    webhook_timeout_secs: u64,
+    /// Webhooks: requests in flight at once, over all endpoints.
+    #[arg(long, env = "INTAKE_WEBHOOK_CONCURRENCY", default_value_t = 32)]
+    webhook_concurrency: usize,
+    /// Webhooks: requests in flight at once to one endpoint.
+    #[arg(long, env = "INTAKE_WEBHOOK_PER_ENDPOINT", default_value_t = 4)]
+    webhook_per_endpoint: usize,
+    /// Webhooks: failed attempts in a row that mark an endpoint failing.
+    #[arg(long, env = "INTAKE_WEBHOOK_FAILING_AFTER", default_value_t = 5)]
+    webhook_failing_after: u32,
+    /// Webhooks: allow loopback, private and link-local destinations (off:
+    /// in hosted use a tenant cannot aim webhooks at the internal network).
+    #[arg(long, env = "INTAKE_WEBHOOK_ALLOW_PRIVATE_NETWORKS")]
+    webhook_allow_private_networks: bool,
 }
 
 /// The operator's credential, from its file or `INTAKE_ADMIN_TOKEN`.
@@ -165,6 +194,17 @@ impl ServeArgs {
                 }),
                 _ => None,
             },
+            webhooks: WebhookConfig {
+                first_retry: Duration::from_secs(self.webhook_retry_secs),
+                max_retry: Duration::from_secs(self.webhook_retry_max_secs),
+                give_up: Duration::from_secs(self.webhook_give_up_secs),
+                timeout: Duration::from_secs(self.webhook_timeout_secs),
+                concurrency: self.webhook_concurrency,
+                per_endpoint: self.webhook_per_endpoint,
+                failing_after: self.webhook_failing_after.max(1),
+                poll: Duration::from_secs(1),
+                allow_private_networks: self.webhook_allow_private_networks,
+            },
         };
         if !(self.api_rate > 0.0 && self.api_burst >= 1.0) {
             bail!("--api-rate must be positive and --api-burst at least 1");
@@ -215,6 +255,9 @@ pub(crate) async fn serve(
     }
     let shutdown = stop_on_signal();
     let pipeline = pipeline(&store, None, args.decide_workers, &shutdown)?;
+    let policy = WebhookPolicy {
+        allow_private_networks: args.webhook_allow_private_networks,
+    };
     let service = Arc::new(
         Service::new(
             store,
@@ -230,7 +273,8 @@ pub(crate) async fn serve(
                 },
             },
         )
-        .with_plugin_dir(c.plugin_dir.clone()),
+        .with_plugin_dir(c.plugin_dir.clone())
+        .with_webhook_policy(policy),
     );
     serve::run(config, service, key, shutdown, |addr| {
         if let Some(addr) = addr {

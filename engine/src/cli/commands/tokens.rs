@@ -73,7 +73,7 @@ pub(crate) async fn token(
         _ => OpenMode::Create,
     };
     let (store, tenant) = open(c, mode).await?;
-    let scope = Scope::command_line(tenant, &c.tenant);
+    let scope = Scope::local(tenant, &c.tenant);
     let service = Service::admin(store);
     match cmd {
         TokenCommand::Create {
