@@ -230,10 +230,7 @@ async fn set_up_acme(serve: &ApiServe, dovecot: &Dovecot) -> Acme {
     until(Duration::from_secs(30), "two held messages", || {
         let admin = admin.clone();
         async move {
-            admin
-                .get("/v1/quarantine")
-                .await
-                .json()
+            admin.get("/v1/quarantine").await.json()["items"]
                 .as_array()
                 .map_or(0, Vec::len)
                 == 2
@@ -325,10 +322,7 @@ async fn set_up_acme(serve: &ApiServe, dovecot: &Dovecot) -> Acme {
     until(Duration::from_secs(30), "the third message held", || {
         let admin = admin.clone();
         async move {
-            admin
-                .get("/v1/quarantine")
-                .await
-                .json()
+            admin.get("/v1/quarantine").await.json()["items"]
                 .as_array()
                 .map_or(0, Vec::len)
                 == 1
