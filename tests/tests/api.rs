@@ -201,7 +201,7 @@ async fn set_up_acme(serve: &ApiServe, dovecot: &Dovecot) -> Acme {
             .json(
                 "POST",
                 "/v1/webhooks",
-                &json!({ "url": "http://127.0.0.1:9/acme-hook", "event_types": ["message.quarantined"] }),
+                &json!({ "url": "http://127.0.0.1:9/acme-hook", "event_types": ["message.quarantined", "message.stored"] }),
             )
             .await,
         201,
@@ -331,8 +331,25 @@ async fn set_up_acme(serve: &ApiServe, dovecot: &Dovecot) -> Acme {
     .await;
     let held = expect(&admin.get("/v1/quarantine").await, 200)["items"].clone();
     let quarantined = held[0]["message"]["id"].as_i64().unwrap();
-    let deliveries = expect(&admin.get("/v1/webhook-deliveries").await, 200);
+    let deliveries = expect(&admin.get("/v1/webhook-deliveries?limit=200").await, 200);
     let delivery = deliveries["items"][0]["id"].as_i64().unwrap();
+    // Three held, two released: the releases are stored messages too.
+    let types: Vec<&str> = deliveries["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types.iter().filter(|t| **t == "message.quarantined").count(),
+        3,
+        "{deliveries}"
+    );
+    assert_eq!(
+        types.iter().filter(|t| **t == "message.stored").count(),
+        2,
+        "{deliveries}"
+    );
     Acme {
         webhook,
         delivery,

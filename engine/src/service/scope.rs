@@ -143,11 +143,9 @@ impl Service {
             return match act_in {
                 None => Ok(Principal::Operator),
                 Some(name) => {
-                    let tenant = self
-                        .store
-                        .tenant(name)
-                        .await?
-                        .ok_or(ServiceError::Unauthorized)?;
+                    let tenant = self.store.tenant(name).await?.ok_or_else(|| {
+                        super::directory::not_found("tenant", name)
+                    })?;
                     Ok(Principal::Tenant(Scope {
                         tenant,
                         tenant_name: name.to_owned(),

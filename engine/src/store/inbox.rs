@@ -454,7 +454,12 @@ impl Store {
             }
             super::batch::link(&txn, tenant, id.0, *party, now()).await?;
         }
+        // The CRM hears of it as of any stored message, in this transaction.
+        let deliveries = super::webhooks::release_events(&txn, tenant, id.0, now()).await?;
         txn.commit().await?;
+        if deliveries > 0 {
+            self.wake_webhooks();
+        }
         Ok(())
     }
 

@@ -43,7 +43,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::batch::IncomingMessage;
-use super::entity::{account_health, accounts, parties};
+use super::entity::{account_health, accounts, message_links, messages, parties};
 use super::key::MasterKey;
 use super::{
     AccountId, Error, PartyId, Result, Store, TenantId, WebhookDeliveryId, WebhookEndpointId,
@@ -836,6 +836,67 @@ pub(super) async fn batch_events(
         }
     }
     write_events(txn, tenant, &subscribers, new, stamp).await
+}
+
+/// Writes `message.stored` for a message released from quarantine, with
+/// the parties it is linked to now and `"released": true`. Returns the
+/// deliveries written.
+pub(super) async fn release_events(
+    txn: &DatabaseTransaction,
+    tenant: TenantId,
+    message: i64,
+    stamp: DateTime<Utc>,
+) -> Result<usize> {
+    let subscribers = subscribers(txn, tenant).await?;
+    if subscribers.is_empty() {
+        return Ok(0);
+    }
+    let Some(row) = messages::Entity::find()
+        .filter(messages::Column::TenantId.eq(tenant.0))
+        .filter(messages::Column::Id.eq(message))
+        .one(txn)
+        .await?
+    else {
+        return Ok(0);
+    };
+    let account = match row.account_id {
+        Some(account) => Some(account_name(txn, account).await?),
+        None => None,
+    };
+    let party_ids: Vec<i64> = message_links::Entity::find()
+        .select_only()
+        .column(message_links::Column::PartyId)
+        .filter(message_links::Column::TenantId.eq(tenant.0))
+        .filter(message_links::Column::StoredMessageId.eq(message))
+        .into_tuple()
+        .all(txn)
+        .await?;
+    let linked: Vec<serde_json::Value> = parties::Entity::find()
+        .filter(parties::Column::TenantId.eq(tenant.0))
+        .filter(parties::Column::Id.is_in(party_ids))
+        .order_by_asc(parties::Column::Id)
+        .all(txn)
+        .await?
+        .iter()
+        .map(party_json)
+        .collect();
+    let data = json!({
+        "id": message,
+        "account": account,
+        "message_id": row.message_id,
+        "subject": row.subject,
+        "from": row.from_address,
+        "date": row.date,
+        "disposition": if linked.is_empty() { "keep-unlinked" } else { "attach" },
+        "decided_by": row.decided_by,
+        "parties": linked,
+        "released": true,
+    });
+    let event = NewEvent {
+        kind: WebhookEventType::MessageStored,
+        data,
+    };
+    write_events(txn, tenant, &subscribers, vec![event], stamp).await
 }
 
 /// Writes `account.disabled` or `account.recovered` when a check's outcome
