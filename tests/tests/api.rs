@@ -341,7 +341,10 @@ async fn set_up_acme(serve: &ApiServe, dovecot: &Dovecot) -> Acme {
         .map(|d| d["event_type"].as_str().unwrap())
         .collect();
     assert_eq!(
-        types.iter().filter(|t| **t == "message.quarantined").count(),
+        types
+            .iter()
+            .filter(|t| **t == "message.quarantined")
+            .count(),
         3,
         "{deliveries}"
     );

@@ -197,10 +197,10 @@ async fn migrations_are_idempotent(db: Db) {
     }
     let conn = raw_connection(&db).await;
     // One row per migration: the initial schema, the content key, account
-    // health, lz4 for raw bytes, webhooks and API tokens.
+    // health, lz4 for raw bytes, webhooks, API tokens and message dates.
     assert_eq!(
         count(&conn, "SELECT COUNT(*) FROM seaql_migrations").await,
-        6
+        7
     );
     assert_eq!(count(&conn, "SELECT COUNT(*) FROM tenants").await, 1);
     if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
@@ -265,10 +265,10 @@ async fn migrations_are_idempotent(db: Db) {
         }
     }
     // One row per migration: the initial schema, the content key, account
-    // health, lz4 for raw bytes, webhooks and API tokens.
+    // health, lz4 for raw bytes, webhooks, API tokens and message dates.
     assert_eq!(
         count(&conn, "SELECT COUNT(*) FROM seaql_migrations").await,
-        6
+        7
     );
 }
 

@@ -143,9 +143,11 @@ impl Service {
             return match act_in {
                 None => Ok(Principal::Operator),
                 Some(name) => {
-                    let tenant = self.store.tenant(name).await?.ok_or_else(|| {
-                        super::directory::not_found("tenant", name)
-                    })?;
+                    let tenant = self
+                        .store
+                        .tenant(name)
+                        .await?
+                        .ok_or_else(|| super::directory::not_found("tenant", name))?;
                     Ok(Principal::Tenant(Scope {
                         tenant,
                         tenant_name: name.to_owned(),

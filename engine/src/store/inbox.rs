@@ -246,28 +246,20 @@ impl Store {
         if let Some(before) = filter.before {
             select = select.filter(messages::Column::Id.lt(before.0));
         }
-        // The message's `Date`, or when it was stored if it has none.
-        if let Some(since) = filter.since {
-            select = select.filter(
-                sea_orm::Condition::any()
-                    .add(messages::Column::Date.gte(since))
-                    .add(
-                        sea_orm::Condition::all()
-                            .add(messages::Column::Date.is_null())
-                            .add(messages::Column::CreatedAt.gte(since)),
-                    ),
-            );
-        }
-        if let Some(until) = filter.until {
-            select = select.filter(
-                sea_orm::Condition::any()
-                    .add(messages::Column::Date.lt(until))
-                    .add(
-                        sea_orm::Condition::all()
-                            .add(messages::Column::Date.is_null())
-                            .add(messages::Column::CreatedAt.lt(until)),
-                    ),
-            );
+        // The message's `Date`, or when it was stored if it has none: two
+        // branches, each a range on the index (tenant, date, created_at).
+        if filter.since.is_some() || filter.until.is_some() {
+            let mut dated = sea_orm::Condition::all().add(messages::Column::Date.is_not_null());
+            let mut undated = sea_orm::Condition::all().add(messages::Column::Date.is_null());
+            if let Some(since) = filter.since {
+                dated = dated.add(messages::Column::Date.gte(since));
+                undated = undated.add(messages::Column::CreatedAt.gte(since));
+            }
+            if let Some(until) = filter.until {
+                dated = dated.add(messages::Column::Date.lt(until));
+                undated = undated.add(messages::Column::CreatedAt.lt(until));
+            }
+            select = select.filter(sea_orm::Condition::any().add(dated).add(undated));
         }
         if let Some(party) = filter.party {
             let linked = Query::select()
@@ -279,7 +271,17 @@ impl Store {
             select = select.filter(messages::Column::Id.in_subquery(linked));
         }
         let rows = select
-            .order_by_desc(messages::Column::Id)
+            .order_by(
+                if filter.since.is_some() || filter.until.is_some() {
+                    // `+id`: not the id order's index, so SQLite reads the
+                    // date range from its index and sorts that, instead of
+                    // walking every message newest first to find the day.
+                    Expr::cust("+\"messages\".\"id\"")
+                } else {
+                    Expr::col((messages::Entity, messages::Column::Id)).into()
+                },
+                sea_orm::Order::Desc,
+            )
             .limit(filter.limit)
             .into_model::<SummaryRow>()
             .all(&self.db)

@@ -187,6 +187,13 @@ async fn run(backend: Backend) {
         let key_file = dir.path().join("intake.key");
         std::fs::write(&key_file, key.to_base64()).unwrap();
         seed(&db.store, &key, messages).await;
+        if backend == Backend::Postgres {
+            // The statistics autovacuum would have gathered by the time
+            // anyone reads a 100,000-message inbox.
+            use sea_orm::ConnectionTrait;
+            let conn = sea_orm::Database::connect(&db.url).await.unwrap();
+            conn.execute_unprepared("ANALYZE").await.unwrap();
+        }
         let serve = ApiServe::start(
             &binary(),
             &db.url,
