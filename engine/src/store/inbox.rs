@@ -346,7 +346,8 @@ impl Store {
         account: Option<AccountId>,
     ) -> Result<Vec<QuarantineEntry>> {
         Ok(self
-            .quarantine_page(tenant, account, None, u64::MAX)
+            // No limit: the largest the databases take as a bound value.
+            .quarantine_page(tenant, account, None, i64::MAX as u64)
             .await?
             .into_iter()
             .map(|(_, entry)| entry)
