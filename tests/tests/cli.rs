@@ -353,3 +353,75 @@ async fn a_failed_fetch_prints_the_hint_test_settings_gives() {
         "{out}"
     );
 }
+
+/// Tenants and API tokens from the command line: a token is printed once,
+/// listed by its prefix and scope only, and revoked; a token works against
+/// the store it was made in, and stops working when revoked.
+#[tokio::test]
+async fn tenants_and_tokens_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("intake.db").display()
+    );
+    let key = dir.path().join("intake.key");
+    std::fs::write(&key, "nZ8y6b1Ttxv3Lkz1yE6P6k2m8D3mQ0b5Xw7cJ4hR2aU=").unwrap();
+    let (ok, out) = intake_store(&db, &key, &["tenant", "add", "acme"]).await;
+    assert!(ok && out.contains("added tenant acme"), "{out}");
+    let (ok, out) = intake_store(&db, &key, &["tenant", "add", "bad name"]).await;
+    assert!(!ok && out.contains("invalid name"), "{out}");
+    let (ok, out) = intake_store(&db, &key, &["tenant", "list"]).await;
+    assert!(ok && out.lines().any(|l| l == "acme"), "{out}");
+
+    let (ok, token) = intake_store(
+        &db,
+        &key,
+        &[
+            "--tenant", "acme", "token", "create", "crm", "--scope", "write",
+        ],
+    )
+    .await;
+    let token = token.trim().to_owned();
+    assert!(ok && token.starts_with("itk_"), "{token}");
+    let (ok, out) = intake_store(
+        &db,
+        &key,
+        &[
+            "--tenant", "acme", "token", "create", "x", "--scope", "root",
+        ],
+    )
+    .await;
+    assert!(
+        !ok && out.contains("expected read, write or admin"),
+        "{out}"
+    );
+
+    let (ok, list) = intake_store(&db, &key, &["--tenant", "acme", "token", "list"]).await;
+    assert!(ok, "{list}");
+    let row = list.lines().find(|l| l.contains("crm")).unwrap();
+    assert!(row.contains("write") && row.contains(&token[..17]), "{row}");
+    assert!(!list.contains(&token[17..]), "the secret is listed: {list}");
+
+    // The token opens the tenant through the service layer, until revoked.
+    let store = intake::store::Store::connect(&db).await.unwrap();
+    let service = intake::service::Service::admin(store.clone());
+    match service.authenticate(&token, None, None).await.unwrap() {
+        intake::service::Principal::Tenant(scope) => {
+            assert_eq!(scope.tenant_name(), "acme");
+            assert_eq!(scope.access(), intake::store::TokenScope::Write);
+        }
+        other => panic!("{other:?}"),
+    }
+    let id = row.split_whitespace().next().unwrap();
+    let (ok, out) = intake_store(&db, &key, &["--tenant", "acme", "token", "revoke", id]).await;
+    assert!(ok, "{out}");
+    assert!(matches!(
+        service.authenticate(&token, None, None).await,
+        Err(intake::service::ServiceError::Unauthorized)
+    ));
+    // Another tenant sees none of acme's tokens.
+    let (ok, list) = intake_store(&db, &key, &["--tenant", "other", "token", "create", "o"]).await;
+    assert!(ok, "{list}");
+    let (_, list) = intake_store(&db, &key, &["--tenant", "other", "token", "list"]).await;
+    assert!(!list.contains("crm"), "{list}");
+}
