@@ -59,6 +59,8 @@ impl ApiServe {
         .env("INTAKE_PLUGIN_DIR", crate::plugin_dir())
         .env("INTAKE_ADMIN_TOKEN", OPERATOR)
         .env("INTAKE_LOG", "warn,intake=info")
+        // Tests say so with the flag when they want it.
+        .env_remove("INTAKE_WEBHOOK_ALLOW_PRIVATE_NETWORKS")
         .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());

@@ -146,3 +146,25 @@ pub async fn add_plugins(
         .await
         .expect("add plugins");
 }
+
+/// The `intake` binary a benchmark measures: `INTAKE_BENCH_BINARY`, else
+/// the release build beside the benchmark's own target directory
+/// (`target/<profile>/<bench>` → `target/release/intake`).
+pub fn bench_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("INTAKE_BENCH_BINARY") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().unwrap();
+    exe.parent()
+        .and_then(Path::parent)
+        .map(|t| t.join("release").join("intake"))
+        .unwrap()
+}
+
+/// A benchmark's size setting from the environment, else `default`.
+pub fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}

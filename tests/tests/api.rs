@@ -169,30 +169,7 @@ async fn set_up_acme(serve: &ApiServe, dovecot: &Dovecot) -> Acme {
 
     // The hostile plugin first: it panics on every message, so mail is
     // held in quarantine with the plugin's name.
-    let wasm = std::fs::read(plugin("hostile")).unwrap();
-    let r = admin
-        .send(
-            "POST",
-            "/v1/plugins?name=hostile&role=matcher&config=%7B%22mode%22%3A%22panic%22%7D",
-            Some(("application/wasm", wasm)),
-        )
-        .await;
-    expect(&r, 201);
-    let chain = expect(&admin.get("/v1/plugins").await, 200);
-    let mut names: Vec<String> = chain
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["name"].as_str().unwrap().to_owned())
-        .collect();
-    names.rotate_right(1);
-    assert_eq!(names[0], "hostile");
-    expect(
-        &admin
-            .json("PUT", "/v1/chain/order", &json!({ "names": names }))
-            .await,
-        200,
-    );
+    hostile_first(&admin).await;
 
     // A webhook endpoint nothing listens on (loopback's discard port):
     // its deliveries fail and wait for their next attempt.
@@ -227,14 +204,8 @@ async fn set_up_acme(serve: &ApiServe, dovecot: &Dovecot) -> Acme {
     let v = expect(&r, 200);
     assert_eq!(v["account"]["state"], "ok", "{v}");
     // (A scheduled check may have come first and ingested them.)
-    until(Duration::from_secs(30), "two held messages", || {
-        let admin = admin.clone();
-        async move {
-            admin.get("/v1/quarantine").await.json()["items"]
-                .as_array()
-                .map_or(0, Vec::len)
-                == 2
-        }
+    until(Duration::from_secs(30), "two held messages", || async {
+        held_count(&admin).await == 2
     })
     .await;
     let held = expect(&admin.get("/v1/quarantine").await, 200)["items"].clone();
@@ -282,31 +253,7 @@ async fn set_up_acme(serve: &ApiServe, dovecot: &Dovecot) -> Acme {
     expect(&r, 200);
 
     // A third message stays in quarantine (re-held by a hostile plugin).
-    let wasm = std::fs::read(plugin("hostile")).unwrap();
-    expect(
-        &admin
-            .send(
-                "POST",
-                "/v1/plugins?name=hostile&role=matcher&config=%7B%22mode%22%3A%22panic%22%7D",
-                Some(("application/wasm", wasm)),
-            )
-            .await,
-        201,
-    );
-    let chain = expect(&admin.get("/v1/plugins").await, 200);
-    let mut names: Vec<String> = chain
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["name"].as_str().unwrap().to_owned())
-        .collect();
-    names.rotate_right(1);
-    expect(
-        &admin
-            .json("PUT", "/v1/chain/order", &json!({ "names": names }))
-            .await,
-        200,
-    );
+    hostile_first(&admin).await;
     dovecot.deliver(
         USER,
         "INBOX",
@@ -319,15 +266,11 @@ async fn set_up_acme(serve: &ApiServe, dovecot: &Dovecot) -> Acme {
             .await,
         200,
     );
-    until(Duration::from_secs(30), "the third message held", || {
-        let admin = admin.clone();
-        async move {
-            admin.get("/v1/quarantine").await.json()["items"]
-                .as_array()
-                .map_or(0, Vec::len)
-                == 1
-        }
-    })
+    until(
+        Duration::from_secs(30),
+        "the third message held",
+        || async { held_count(&admin).await == 1 },
+    )
     .await;
     let held = expect(&admin.get("/v1/quarantine").await, 200)["items"].clone();
     let quarantined = held[0]["message"]["id"].as_i64().unwrap();
@@ -363,6 +306,42 @@ async fn set_up_acme(serve: &ApiServe, dovecot: &Dovecot) -> Acme {
         party,
         token_id,
     }
+}
+
+/// Uploads the hostile plugin (it panics on every message) and puts it
+/// first in the chain.
+async fn hostile_first(admin: &Client) {
+    let wasm = std::fs::read(plugin("hostile")).unwrap();
+    let r = admin
+        .send(
+            "POST",
+            "/v1/plugins?name=hostile&role=matcher&config=%7B%22mode%22%3A%22panic%22%7D",
+            Some(("application/wasm", wasm)),
+        )
+        .await;
+    expect(&r, 201);
+    let chain = expect(&admin.get("/v1/plugins").await, 200);
+    let mut names: Vec<String> = chain
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.rotate_right(1);
+    assert_eq!(names[0], "hostile");
+    expect(
+        &admin
+            .json("PUT", "/v1/chain/order", &json!({ "names": names }))
+            .await,
+        200,
+    );
+}
+
+/// How many messages are held in quarantine (one page).
+async fn held_count(admin: &Client) -> usize {
+    admin.get("/v1/quarantine").await.json()["items"]
+        .as_array()
+        .map_or(0, Vec::len)
 }
 
 /// One route of the matrix: method, path, body, the scope it needs.

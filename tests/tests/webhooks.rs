@@ -16,9 +16,8 @@
 //! - loopback destinations refused when private networks are not allowed.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -36,9 +35,9 @@ use intake::store::{
     AccountConfig, DeliveryQuery, DeliveryState, EndpointState, MasterKey, MessageQuery, NewParty,
     Store, TenantId, WebhookEndpointId,
 };
+use intake_tests::api::ApiServe;
 use intake_tests::databases::Db;
 use intake_tests::on_both_databases;
-use intake_tests::plugin_dir;
 use intake_tests::servers::{Dovecot, PASSWORD, USER};
 use serde_json::Value;
 
@@ -160,12 +159,6 @@ impl Receiver {
     }
 }
 
-/// A running `intake serve`.
-struct Serve {
-    child: Child,
-    log: Arc<Mutex<String>>,
-}
-
 /// Short retries for tests; receivers are on loopback.
 const FAST: &[&str] = &[
     "--webhook-allow-private-networks",
@@ -177,67 +170,20 @@ const FAST: &[&str] = &[
     "3",
 ];
 
+/// `intake serve` on the test's store, IDLE off (the tests deliver and
+/// check by polling), with `extra` flags.
+struct Serve;
+
 impl Serve {
-    fn start(db: &Db, key_file: &Path, extra: &[&str]) -> Serve {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_intake-under-test"));
-        cmd.args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--tick-ms",
-            "200",
-            "--lease-secs",
-            "3",
-            "--backoff-secs",
-            "1",
-            "--backoff-max-secs",
-            "2",
-            "--idle",
-            "false",
-        ])
-        .args(extra)
-        .env("INTAKE_DATABASE_URL", &db.url)
-        .env("INTAKE_KEY_FILE", key_file)
-        .env("INTAKE_PLUGIN_DIR", plugin_dir())
-        .env("INTAKE_LOG", "warn,intake=info")
-        .env_remove("INTAKE_WEBHOOK_ALLOW_PRIVATE_NETWORKS")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("start intake serve");
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if line.starts_with("intake serve: running") {
-                        let _ = tx.send(());
-                    }
-                    let mut log = log.lock().unwrap();
-                    log.push_str(&line);
-                    log.push('\n');
-                }
-            });
-        }
-        rx.recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("intake serve did not start: {}", log.lock().unwrap()));
-        Serve { child, log }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        self.kill();
+    fn start(db: &Db, key_file: &Path, extra: &[&str]) -> ApiServe {
+        let mut args = vec!["--idle", "false"];
+        args.extend_from_slice(extra);
+        ApiServe::start(
+            Path::new(env!("CARGO_BIN_EXE_intake-under-test")),
+            &db.url,
+            key_file,
+            &args,
+        )
     }
 }
 

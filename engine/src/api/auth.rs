@@ -143,7 +143,8 @@ impl FromRequestParts<ApiState> for TenantCaller {
     }
 }
 
-/// The operator (tenant management).
+/// The operator, not acting in a tenant (tenant management). A tenant's
+/// token is refused here; the service checks it again.
 #[derive(Debug, Clone)]
 pub struct OperatorCaller(pub Principal);
 
@@ -151,9 +152,13 @@ impl FromRequestParts<ApiState> for OperatorCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
-        Ok(OperatorCaller(
-            Caller::from_request_parts(parts, state).await?.0,
-        ))
+        match Caller::from_request_parts(parts, state).await?.0 {
+            Principal::Operator => Ok(OperatorCaller(Principal::Operator)),
+            Principal::Tenant(_) => Err(ServiceError::Forbidden {
+                needed: crate::store::TokenScope::Admin,
+            }
+            .into()),
+        }
     }
 }
 

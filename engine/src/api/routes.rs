@@ -798,17 +798,9 @@ pub struct WebhookChange {
     /// Switched on or off.
     pub enabled: Option<bool>,
     /// New description; `null` removes it.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::service::present")]
     #[schema(value_type = Option<String>)]
     pub description: Option<Option<String>>,
-}
-
-fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
 }
 
 /// A new signing secret, shown this once.

@@ -2,10 +2,10 @@
 //! console change them: one set of rules for what a change may be.
 
 use chrono::NaiveDate;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 use super::scope::Scope;
-use super::{AccountStatus, Result, Service, ServiceError};
+use super::{AccountStatus, Result, Service, ServiceError, invalid};
 use crate::domain::{Auth, FetchMode, Protocol, Secret, Security};
 use crate::fetch::check;
 use crate::store::{AccountConfig, CredentialInfo, ProxyConfig, TokenScope};
@@ -22,7 +22,7 @@ pub struct AccountPatch {
     pub host: Option<String>,
     /// Port; absent on a new account, or `null`: the default for the
     /// protocol and security.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::present")]
     #[schema(value_type = Option<u16>)]
     pub port: Option<Option<u16>>,
     /// `none`, `starttls` or `tls` (default `tls`).
@@ -53,7 +53,7 @@ pub struct AccountPatch {
     /// Switched on.
     pub enabled: Option<bool>,
     /// SOCKS5 proxy ("network connector"); `null` removes it.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::present")]
     #[schema(value_type = Option<ProxyConfig>)]
     pub proxy: Option<Option<ProxyConfig>>,
     /// Messages per fetch command and per transaction.
@@ -64,22 +64,6 @@ pub struct AccountPatch {
     #[serde(skip)]
     #[schema(ignore)]
     pub ca_file: Option<std::path::PathBuf>,
-}
-
-/// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
-fn present<'de, D, T>(d: D) -> std::result::Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
-}
-
-fn invalid(field: &str, reason: impl Into<String>) -> ServiceError {
-    ServiceError::Invalid {
-        field: field.into(),
-        reason: reason.into(),
-    }
 }
 
 impl AccountPatch {

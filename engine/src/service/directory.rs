@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::scope::Scope;
-use super::{Result, Service, ServiceError};
+use super::{Result, Service, ServiceError, invalid};
 use crate::directory::{Party, PartyKind};
 use crate::store::{self, ImportSummary, NewParty, PartyFilter, PartyId, TokenScope};
 
@@ -44,13 +44,6 @@ pub struct PartyPage {
     pub next: Option<String>,
 }
 
-fn invalid(field: String, reason: impl Into<String>) -> ServiceError {
-    ServiceError::Invalid {
-        field,
-        reason: reason.into(),
-    }
-}
-
 /// Reads a cursor: the last id of the previous page.
 pub(crate) fn parse_cursor(cursor: Option<&str>) -> Result<Option<i64>> {
     cursor
@@ -58,7 +51,7 @@ pub(crate) fn parse_cursor(cursor: Option<&str>) -> Result<Option<i64>> {
             c.parse::<i64>()
                 .ok()
                 .filter(|n| *n > 0)
-                .ok_or_else(|| invalid("cursor".into(), "not a cursor this API returned"))
+                .ok_or_else(|| invalid("cursor", "not a cursor this API returned"))
         })
         .transpose()
 }
@@ -75,7 +68,7 @@ impl Service {
         scope.require(TokenScope::Write)?;
         if parties.len() > UPSERT_MAX {
             return Err(invalid(
-                "parties".into(),
+                "parties",
                 format!("at most {UPSERT_MAX} per request"),
             ));
         }

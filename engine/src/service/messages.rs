@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::directory::{not_found, parse_cursor};
 use super::scope::Scope;
-use super::{Result, Service, ServiceError};
+use super::{Result, Service, ServiceError, invalid};
 use crate::pipeline::{Options, Pipeline};
 use crate::plugin::{Disposition, PluginRuntime, RuntimeConfig};
 use crate::store::{
@@ -111,14 +111,24 @@ pub struct Released {
     pub decided_by: Option<String>,
 }
 
-fn invalid(field: &str, reason: impl Into<String>) -> ServiceError {
-    ServiceError::Invalid {
-        field: field.into(),
-        reason: reason.into(),
-    }
-}
-
 impl Service {
+    /// The account a listing is filtered by, by name; an unknown name is a
+    /// refused `account` parameter.
+    async fn account_filter(
+        &self,
+        scope: &Scope,
+        name: Option<&str>,
+    ) -> Result<Option<crate::store::AccountId>> {
+        let Some(name) = name else { return Ok(None) };
+        match self.store.account_id(scope.tenant(), name).await {
+            Ok(id) => Ok(Some(id)),
+            Err(crate::store::Error::NotFound { .. }) => {
+                Err(invalid("account", format!("no account {name:?}")))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     async fn account_names(&self, scope: &Scope) -> Result<std::collections::HashMap<i64, String>> {
         Ok(self
             .store
@@ -143,18 +153,7 @@ impl Service {
     pub async fn messages(&self, scope: &Scope, query: &MessageQuery) -> Result<MessagePage> {
         scope.require(TokenScope::Read)?;
         let limit = query.limit.unwrap_or(50).clamp(1, PAGE_MAX);
-        let account =
-            match &query.account {
-                Some(name) => Some(self.store.account_id(scope.tenant(), name).await.map_err(
-                    |e| match e {
-                        crate::store::Error::NotFound { .. } => {
-                            invalid("account", format!("no account {name:?}"))
-                        }
-                        other => other.into(),
-                    },
-                )?),
-                None => None,
-            };
+        let account = self.account_filter(scope, query.account.as_deref()).await?;
         let status = match query.status.as_deref() {
             None => None,
             Some("stored") => Some(MessageStatus::Stored),
@@ -227,18 +226,7 @@ impl Service {
         query: &QuarantineQuery,
     ) -> Result<QuarantinePage> {
         scope.require(TokenScope::Read)?;
-        let account =
-            match &query.account {
-                Some(name) => Some(self.store.account_id(scope.tenant(), name).await.map_err(
-                    |e| match e {
-                        crate::store::Error::NotFound { .. } => {
-                            invalid("account", format!("no account {name:?}"))
-                        }
-                        other => other.into(),
-                    },
-                )?),
-                None => None,
-            };
+        let account = self.account_filter(scope, query.account.as_deref()).await?;
         let limit = query.limit.unwrap_or(50).clamp(1, PAGE_MAX);
         let rows = self
             .store

@@ -88,6 +88,24 @@ pub enum ServiceError {
     Internal(String),
 }
 
+/// A refused field, named as the request names it.
+pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ServiceError {
+    ServiceError::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Tells an absent field (`None`) from an explicit `null` (`Some(None)`),
+/// for changes where `null` clears a setting.
+pub(crate) fn present<'de, D, T>(d: D) -> std::result::Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    serde::Deserialize::deserialize(d).map(Some)
+}
+
 /// `Result` with [`ServiceError`].
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
 
@@ -171,6 +189,9 @@ pub struct Service {
     plugin_dir: Option<std::path::PathBuf>,
     /// Where webhooks may be aimed (see [`webhooks::WebhookPolicy`]).
     webhooks: webhooks::WebhookPolicy,
+    /// Tenants seen with a plugin chain, so a check asks the store only
+    /// for a tenant's first check in this process.
+    chained: std::sync::Mutex<std::collections::HashSet<TenantId>>,
 }
 
 impl std::fmt::Debug for Service {
@@ -205,18 +226,13 @@ impl Service {
             options,
             plugin_dir: None,
             webhooks: webhooks::WebhookPolicy::default(),
+            chained: Default::default(),
         }
     }
 
     /// The same service, taking the bundled plugins from `dir` when set.
     pub fn with_plugin_dir(mut self, dir: Option<std::path::PathBuf>) -> Self {
         self.plugin_dir = dir;
-        self
-    }
-
-    /// The same service, opening credentials with `key`.
-    pub fn with_key(mut self, key: Option<MasterKey>) -> Self {
-        self.key = key;
         self
     }
 
@@ -233,6 +249,7 @@ impl Service {
             },
             plugin_dir: None,
             webhooks: webhooks::WebhookPolicy::default(),
+            chained: Default::default(),
         }
     }
 
@@ -275,9 +292,20 @@ impl Service {
         }
         // A tenant that has no plugins gets the bundled chain at its first
         // check, as with `intake fetch` (a tenant made through the API
-        // already has it).
-        if let Some(origin) = self.ensure_default_chain(tenant).await? {
-            tracing::info!(tenant = %tenant_name, "installed the default plugin chain ({origin})");
+        // already has it); asked once per tenant and process.
+        let known = self
+            .chained
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&tenant);
+        if !known {
+            if let Some(origin) = self.ensure_default_chain(tenant).await? {
+                tracing::info!(tenant = %tenant_name, "installed the default plugin chain ({origin})");
+            }
+            self.chained
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(tenant);
         }
         let owner = self.options.worker_id.as_str();
         let lease = chrono_duration(self.options.lease);

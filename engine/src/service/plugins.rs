@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 use super::scope::Scope;
-use super::{Result, Service, ServiceError};
+use super::{Result, Service, ServiceError, invalid};
 use crate::plugin::{FailurePolicy, Limits, PluginRuntime, RuntimeConfig};
 use crate::store::{BindingRole, NewBinding, StoredBinding, TenantId, TokenScope};
 
@@ -55,13 +55,6 @@ pub struct PluginView {
     pub sha256: String,
     /// When it was added.
     pub created_at: DateTime<Utc>,
-}
-
-fn invalid(field: &str, reason: impl Into<String>) -> ServiceError {
-    ServiceError::Invalid {
-        field: field.into(),
-        reason: reason.into(),
-    }
 }
 
 fn view(b: &StoredBinding) -> PluginView {

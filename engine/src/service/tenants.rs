@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::scope::{Principal, Scope};
-use super::{Result, Service, ServiceError};
+use super::{Result, Service, ServiceError, invalid};
 use crate::store::{TokenInfo, TokenScope};
 
 /// A tenant as the operator sees it.
@@ -21,13 +21,6 @@ pub struct IssuedToken {
     pub info: TokenInfo,
     /// The whole token. Store it now: it cannot be shown again.
     pub token: String,
-}
-
-fn invalid(field: &str, reason: impl Into<String>) -> ServiceError {
-    ServiceError::Invalid {
-        field: field.into(),
-        reason: reason.into(),
-    }
 }
 
 /// Tenant names: what plugins see as the tenant id.

@@ -11,7 +11,6 @@
 //! everything measured goes over HTTP. Figures are printed; nothing is
 //! asserted. `INTAKE_BENCH_MESSAGES` and `INTAKE_BENCH_PARTIES` scale it.
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use intake::directory::{PartyKind, PartyRef};
@@ -22,25 +21,8 @@ use intake::store::{
 };
 use intake_tests::api::{ApiServe, Client, OPERATOR};
 use intake_tests::databases::{Backend, with_database};
+use intake_tests::{bench_binary, env_usize};
 use serde_json::json;
-
-fn binary() -> PathBuf {
-    if let Ok(path) = std::env::var("INTAKE_BENCH_BINARY") {
-        return PathBuf::from(path);
-    }
-    let exe = std::env::current_exe().unwrap();
-    exe.parent()
-        .and_then(Path::parent)
-        .map(|t| t.join("release").join("intake"))
-        .unwrap()
-}
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 const ACCOUNTS: usize = 10;
 const CONTACTS: usize = 2_000;
@@ -195,7 +177,7 @@ async fn run(backend: Backend) {
             conn.execute_unprepared("ANALYZE").await.unwrap();
         }
         let serve = ApiServe::start(
-            &binary(),
+            &bench_binary(),
             &db.url,
             &key_file,
             &["--api-rate", "100000", "--api-burst", "100000"],

@@ -13,32 +13,14 @@
 //! scale it down for a quick look.
 
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use intake::fetch::{Protocol, Secret, Security};
 use intake::store::{AccountConfig, MasterKey, MessageQuery, Store, TenantId};
 use intake_tests::servers::{Dovecot, DovecotOptions, EXTRA_PASSWORD};
-
-fn binary() -> PathBuf {
-    if let Ok(path) = std::env::var("INTAKE_BENCH_BINARY") {
-        return PathBuf::from(path);
-    }
-    let exe = std::env::current_exe().unwrap();
-    // target/<profile>/serve-bench → target/release/intake
-    exe.parent()
-        .and_then(Path::parent)
-        .map(|t| t.join("release").join("intake"))
-        .unwrap()
-}
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use intake_tests::{bench_binary, env_usize};
 
 fn mail(user: &str, n: usize) -> Vec<u8> {
     let body = "A few words for the body of this message. ".repeat(20);
@@ -85,7 +67,7 @@ async fn stored(store: &Store, tenant: TenantId) -> usize {
 /// A command for the release binary on `url`, with a file-descriptor limit
 /// high enough for one IDLE connection per account.
 fn intake(url: &str, key_file: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(binary());
+    let mut cmd = Command::new(bench_binary());
     cmd.args(args)
         .env("INTAKE_DATABASE_URL", url)
         .env("INTAKE_KEY_FILE", key_file)
@@ -186,10 +168,10 @@ async fn main() {
     let each = env_usize("INTAKE_BENCH_EACH", 5);
     let total = users * each;
     assert!(
-        binary().exists(),
+        bench_binary().exists(),
         "no release intake at {} (build it: ./dev plugins && cargo build --release -p intake-engine, \
          or set INTAKE_BENCH_BINARY)",
-        binary().display()
+        bench_binary().display()
     );
     eprintln!("starting Dovecot with {users} users, {each} messages each");
     let server = Dovecot::start_with(DovecotOptions {

@@ -29,17 +29,11 @@ use intake::service::webhooks::{WebhookInput, WebhookPolicy};
 use intake::store::{
     AccountConfig, BatchCommit, IncomingMessage, MasterKey, MessageMeta, Store, TenantId,
 };
+use intake_tests::env_usize;
 use sea_orm::{ConnectionTrait, Database};
 use tokio_util::sync::CancellationToken;
 
 const BATCH: usize = 100;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// A receiver that counts what it accepts.
 async fn receiver() -> (String, Arc<AtomicUsize>) {
