@@ -21,6 +21,8 @@
 //! [`directory`] is the tenant's contacts and leads as plugins query them,
 //! [`home`] the per-user data directory (store and key), [`bundled`] the
 //! reference plugins built into the binary,
+//! [`oauth`] gets and refreshes OAuth2 access tokens for mailboxes that
+//! sign in with Google, Microsoft or another provider,
 //! [`text`] makes outside text (plugin reasons, mail headers) safe to keep
 //! and print,
 //! [`offline`] runs the chain over `.eml` files for `intake plugin test`,
@@ -35,6 +37,7 @@ pub mod directory;
 pub mod domain;
 pub mod fetch;
 pub mod home;
+pub mod oauth;
 pub mod offline;
 pub mod parse;
 pub mod pipeline;

@@ -14,6 +14,7 @@ use intake::plugin::{Binding, LoadedPlugin, PluginRuntime, RuntimeConfig};
 pub mod api;
 pub mod databases;
 pub mod hostile;
+pub mod oauth;
 pub mod servers;
 
 /// The repository root.

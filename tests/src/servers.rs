@@ -138,6 +138,8 @@ pub struct TestCertificates {
     pub cert_pem: PathBuf,
     /// Server key, PEM.
     pub key_pem: PathBuf,
+    /// The server's own certificate, DER (what a pin fingerprints).
+    pub server_der: Vec<u8>,
 }
 
 impl TestCertificates {
@@ -168,11 +170,45 @@ impl TestCertificates {
             ca_pem: dir.join("ca.pem"),
             cert_pem: dir.join("server.pem"),
             key_pem: dir.join("server.key"),
+            server_der: cert.der().to_vec(),
         };
         std::fs::write(&certs.ca_pem, ca_cert.pem()).unwrap();
         std::fs::write(&certs.cert_pem, format!("{}{}", cert.pem(), ca_cert.pem())).unwrap();
         std::fs::write(&certs.key_pem, key.serialize_pem()).unwrap();
         certs
+    }
+
+    /// One certificate for `localhost` that is its own CA, what `openssl
+    /// req -x509` makes and private servers often use: the CA file and the
+    /// server's certificate are the same. Each call makes a new one.
+    pub fn self_signed(dir: &Path) -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        let key = KeyPair::generate().unwrap();
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "localhost");
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "Intake self-signed");
+        let cert = params.self_signed(&key).unwrap();
+        let certs = TestCertificates {
+            ca_pem: dir.join("server.pem"),
+            cert_pem: dir.join("server.pem"),
+            key_pem: dir.join("server.key"),
+            server_der: cert.der().to_vec(),
+        };
+        std::fs::write(&certs.cert_pem, cert.pem()).unwrap();
+        std::fs::write(&certs.key_pem, key.serialize_pem()).unwrap();
+        certs
+    }
+
+    /// The SHA-256 fingerprint of the server's certificate, as an account
+    /// pins it.
+    pub fn pin(&self) -> intake::domain::CertificatePin {
+        intake::domain::CertificatePin::of(&self.server_der)
     }
 }
 
@@ -191,6 +227,10 @@ pub struct DovecotOptions {
     /// Dovecot's `default_process_limit` (its default is 100): IMAP
     /// sessions at once, so raise it to hold many IDLE connections.
     pub process_limit: u32,
+    /// Serve a self-signed certificate that is its own CA (see
+    /// [`TestCertificates::self_signed`]) instead of one issued by the
+    /// test CA.
+    pub self_signed: bool,
 }
 
 impl Default for DovecotOptions {
@@ -201,6 +241,7 @@ impl Default for DovecotOptions {
             extra_users: 0,
             max_userip_connections: 10,
             process_limit: 100,
+            self_signed: false,
         }
     }
 }
@@ -235,6 +276,17 @@ impl Dovecot {
 
     /// Starts an instance.
     pub fn start_with(options: DovecotOptions) -> Self {
+        Self::start_inner(options, None)
+    }
+
+    /// Starts an instance whose users sign in with OAuth2 bearer tokens
+    /// only (SASL XOAUTH2 and OAUTHBEARER), through Dovecot's `oauth2`
+    /// passdb asking `introspection_url` (RFC 7662) about each token.
+    pub fn start_oauth2(options: DovecotOptions, introspection_url: &str) -> Self {
+        Self::start_inner(options, Some(introspection_url))
+    }
+
+    fn start_inner(options: DovecotOptions, introspection_url: Option<&str>) -> Self {
         let binary = require("dovecot", "dovecot-imapd and dovecot-pop3d");
         let dir = tempfile::Builder::new()
             .prefix("intake-dovecot-")
@@ -253,13 +305,43 @@ impl Dovecot {
         for n in 0..options.extra_users {
             make_owned_dir(&root.join(format!("home/user{n}")), owner);
         }
-        let certs = TestCertificates::generate(root);
+        let certs = if options.self_signed {
+            TestCertificates::self_signed(root)
+        } else {
+            TestCertificates::generate(root)
+        };
         let mut attempt = 0;
         let mut users = format!("{USER}:{{PLAIN}}{PASSWORD}::::::\nbob:{{PLAIN}}bobpw::::::\n");
         for n in 0..options.extra_users {
             users.push_str(&format!("user{n}:{{PLAIN}}{EXTRA_PASSWORD}::::::\n"));
         }
         std::fs::write(root.join("users"), users).unwrap();
+        let (mechanisms, passdb) = match introspection_url {
+            None => (
+                "plain login".to_string(),
+                format!(
+                    "passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u {}/users\n}}\n",
+                    root.display()
+                ),
+            ),
+            Some(url) => {
+                std::fs::write(
+                    root.join("oauth2.conf"),
+                    format!(
+                        "introspection_mode = post\nintrospection_url = {url}\n\
+                         username_attribute = username\nactive_attribute = active\nactive_value = true\n"
+                    ),
+                )
+                .unwrap();
+                (
+                    "xoauth2 oauthbearer".to_string(),
+                    format!(
+                        "passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {}/oauth2.conf\n}}\n",
+                        root.display()
+                    ),
+                )
+            }
+        };
         let (child, imap_port, imaps_port, pop3_port, pop3s_port) = loop {
             attempt += 1;
             let (imap_port, imaps_port, pop3_port, pop3s_port) =
@@ -301,12 +383,12 @@ impl Dovecot {
                  info_log_path = {root}/dovecot.log\n\
                  {ssl}\
                  disable_plaintext_auth = no\n\
-                 auth_mechanisms = plain login\n\
+                 auth_mechanisms = {mechanisms}\n\
                  mail_location = maildir:{root}/mail/%u\n\
                  first_valid_uid = 1\n\
                  first_valid_gid = 1\n\
                  pop3_uidl_format = %08Xu%08Xv\n\
-                 passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u {root}/users\n}}\n\
+                 {passdb}\
                  userdb {{\n  driver = static\n  args = uid={uid} gid={gid} home={root}/home/%u\n}}\n\
                  service imap-login {{\n  inet_listener imap {{\n    port = {imap_port}\n  }}\n{imaps}}}\n\
                  service pop3-login {{\n  inet_listener pop3 {{\n    port = {pop3_port}\n  }}\n{pop3s}}}\n\
@@ -443,6 +525,21 @@ impl Dovecot {
             }
         }
         out
+    }
+
+    /// Serves a new self-signed certificate from now on (the files are
+    /// replaced and Dovecot reloads its configuration, as an admin renewing
+    /// the certificate would); returns it. New connections get it once the
+    /// reload is done, which takes a moment.
+    pub fn renew_self_signed(&mut self) -> &TestCertificates {
+        self.certs = TestCertificates::self_signed(self.dir.path());
+        let status = Command::new("kill")
+            .arg("-HUP")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "SIGHUP to dovecot");
+        &self.certs
     }
 
     /// An account for `USER` on this server.

@@ -336,3 +336,111 @@ async fn no_false_warning_about_verification_when_it_is_on() {
     assert!(r.ok(), "{r:#?}");
     assert!(logs.contains("verification is switched off"), "{logs}");
 }
+
+/// Test settings' last step, with the detail and hint in one string.
+fn last_words(r: &Report) -> String {
+    let last = r.steps.last().unwrap();
+    format!(
+        "{}: {} / hint: {}",
+        last.name,
+        last.detail,
+        last.hint.as_deref().unwrap_or("")
+    )
+}
+
+#[tokio::test]
+async fn a_self_signed_certificate_is_refused_with_its_fingerprint_and_accepted_when_pinned() {
+    let mut server = Dovecot::start_with(DovecotOptions {
+        self_signed: true,
+        ..DovecotOptions::default()
+    });
+    server.deliver(
+        USER,
+        "INBOX",
+        b"From: a@b.example\r\nSubject: pinned\r\n\r\nhi\r\n",
+        false,
+    );
+    let pin = server.certs.pin();
+    let shown = pin.to_string();
+    for (protocol, security) in [
+        (Protocol::Imap, Security::Tls),
+        (Protocol::Imap, Security::Starttls),
+        (Protocol::Pop3, Security::Tls),
+        (Protocol::Pop3, Security::Starttls),
+    ] {
+        // Without a pin: refused, in words, with the fingerprint to pin,
+        // whether the certificate is given as the CA file or not at all
+        // (webpki looks at its CA flag first either way).
+        let with_ca_file = server.account(protocol, security);
+        let mut without = with_ca_file.clone();
+        without.ca_file = None;
+        for (account, problem) in [
+            (&with_ca_file, "itself a CA certificate"),
+            (&without, "itself a CA certificate"),
+        ] {
+            let r = test_account(&quick(account.clone())).await;
+            let (step, detail, hint) = failed(&r);
+            assert_eq!(step, "tls", "{protocol:?}/{security:?}: {r:#?}");
+            assert!(
+                detail.contains(problem) && detail.contains(&shown),
+                "{detail}"
+            );
+            assert!(
+                hint.contains(&format!("--pin-certificate {shown}")),
+                "{hint}"
+            );
+            let e = intake::fetch::open(account).await.err().unwrap();
+            assert_eq!(e.class(), intake::fetch::FailureClass::Tls);
+            assert!(e.to_string().contains(&shown), "{e}");
+        }
+
+        // Pinned: accepted, whatever the CA file says, and said so.
+        let mut pinned = without.clone();
+        pinned.pinned_certificate = Some(pin);
+        let (r, logs) = logs_of(test_account(&quick(pinned.clone()))).await;
+        assert!(r.ok(), "{protocol:?}/{security:?}: {r:#?}");
+        let tls = r
+            .steps
+            .iter()
+            .find(|s| s.name == "tls")
+            .unwrap_or_else(|| panic!("{protocol:?}/{security:?}: {r:#?}"));
+        assert!(
+            tls.hint.is_none()
+                && tls.detail.contains(&shown)
+                && tls.detail.contains("verified by this account's pin"),
+            "{tls:?}"
+        );
+        assert!(!logs.contains("verification is switched off"), "{logs}");
+        let source = intake::fetch::open(&pinned).await.unwrap();
+        source.close().await.unwrap();
+    }
+
+    // The server's certificate changes: the pin refuses it, showing both.
+    let old = server.account(Protocol::Imap, Security::Tls);
+    let mut pinned = old.clone();
+    pinned.ca_file = None;
+    pinned.pinned_certificate = Some(pin);
+    let renewed = server.renew_self_signed().pin().to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let r = loop {
+        let r = test_account(&quick(pinned.clone())).await;
+        if !r.ok() || std::time::Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let words = last_words(&r);
+    assert!(
+        words.starts_with("tls:")
+            && words.contains(&format!("the certificate this account pins ({shown})"))
+            && words.contains(&format!("the server presented {renewed}"))
+            && words.contains("not the one this account pins"),
+        "{words}"
+    );
+    let e = intake::fetch::open(&pinned).await.err().unwrap();
+    assert_eq!(e.class(), intake::fetch::FailureClass::Tls);
+    // Pinning the new one is accepted again.
+    pinned.pinned_certificate = Some(renewed.parse().unwrap());
+    let r = test_account(&quick(pinned)).await;
+    assert!(r.ok(), "{r:#?}");
+}

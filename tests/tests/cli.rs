@@ -425,3 +425,132 @@ async fn tenants_and_tokens_from_the_command_line() {
     let (_, list) = intake_store(&db, &key, &["--tenant", "other", "token", "list"]).await;
     assert!(!list.contains("crm"), "{list}");
 }
+
+/// Pinning from the command line: Test settings refuses a self-signed
+/// certificate and names its fingerprint; pinning that fingerprint makes the
+/// account work; a pinned account cannot also skip verification.
+#[tokio::test]
+async fn a_certificate_is_pinned_from_the_command_line() {
+    use intake_tests::servers::{Dovecot, DovecotOptions, PASSWORD, USER};
+    let server = Dovecot::start_with(DovecotOptions {
+        self_signed: true,
+        ..DovecotOptions::default()
+    });
+    server.deliver(
+        USER,
+        "INBOX",
+        b"From: a@b.example\r\nSubject: pinned\r\n\r\nhi\r\n",
+        false,
+    );
+    let pin = server.certs.pin().to_string();
+    let port = server.imaps_port.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("intake.db").display()
+    );
+    let key = dir.path().join("intake.key");
+    std::fs::write(&key, "nZ8y6b1Ttxv3Lkz1yE6P6k2m8D3mQ0b5Xw7cJ4hR2aU=").unwrap();
+    unsafe { std::env::set_var("INTAKE_CLI_TEST_PIN_SECRET", PASSWORD) };
+    for args in [
+        vec![
+            "credential",
+            "add",
+            "box",
+            "--user",
+            USER,
+            "--secret-env",
+            "INTAKE_CLI_TEST_PIN_SECRET",
+        ],
+        vec![
+            "account",
+            "add",
+            "private",
+            "--protocol",
+            "imap",
+            "--host",
+            "localhost",
+            "--port",
+            &port,
+            "--security",
+            "tls",
+            "--credential",
+            "box",
+        ],
+    ] {
+        let (ok, out) = intake_store(&db, &key, &args).await;
+        assert!(ok, "{args:?}: {out}");
+    }
+    let (ok, out) = intake_store(&db, &key, &["account", "test", "private"]).await;
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&pin) && out.contains(&format!("--pin-certificate {pin}")),
+        "{out}"
+    );
+
+    let (ok, out) = intake_store(
+        &db,
+        &key,
+        &[
+            "account",
+            "edit",
+            "private",
+            "--pin-certificate",
+            "sha256:nonsense",
+        ],
+    )
+    .await;
+    assert!(
+        !ok && out.contains("--pin-certificate") && out.contains("64 hex digits"),
+        "{out}"
+    );
+    let (ok, out) = intake_store(
+        &db,
+        &key,
+        &["account", "edit", "private", "--pin-certificate", &pin],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let (ok, out) = intake_store(&db, &key, &["account", "show", "private"]).await;
+    assert!(
+        ok && out.contains(&format!("\"pinned_certificate\": \"{pin}\"")),
+        "{out}"
+    );
+    let (ok, out) = intake_store(&db, &key, &["account", "test", "private"]).await;
+    assert!(
+        ok && out.contains("verified by this account's pin"),
+        "{out}"
+    );
+    let (ok, out) = intake_store(
+        &db,
+        &key,
+        &[
+            "account",
+            "edit",
+            "private",
+            "--verify-certificate",
+            "false",
+        ],
+    )
+    .await;
+    assert!(!ok && out.contains("remove the pin"), "{out}");
+
+    let exact = path(&plugin("exact_match"));
+    let (ok, out) = intake_store(&db, &key, &["plugin", "add", &exact, "--role", "matcher"]).await;
+    assert!(ok, "{out}");
+    let (ok, out) = intake_store(&db, &key, &["fetch"]).await;
+    assert!(ok, "{out}");
+    let (ok, out) = intake_store(&db, &key, &["inbox", "private"]).await;
+    assert!(ok && out.contains("pinned"), "{out}");
+
+    // Removing the pin brings the refusal back.
+    let (ok, out) = intake_store(
+        &db,
+        &key,
+        &["account", "edit", "private", "--pin-certificate", "none"],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let (ok, out) = intake_store(&db, &key, &["account", "test", "private"]).await;
+    assert!(!ok && out.contains("itself a CA certificate"), "{out}");
+}

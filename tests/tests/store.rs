@@ -197,10 +197,11 @@ async fn migrations_are_idempotent(db: Db) {
     }
     let conn = raw_connection(&db).await;
     // One row per migration: the initial schema, the content key, account
-    // health, lz4 for raw bytes, webhooks, API tokens and message dates.
+    // health, lz4 for raw bytes, webhooks, API tokens, message dates,
+    // certificate pins and OAuth2.
     assert_eq!(
         count(&conn, "SELECT COUNT(*) FROM seaql_migrations").await,
-        7
+        9
     );
     assert_eq!(count(&conn, "SELECT COUNT(*) FROM tenants").await, 1);
     if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
@@ -265,10 +266,11 @@ async fn migrations_are_idempotent(db: Db) {
         }
     }
     // One row per migration: the initial schema, the content key, account
-    // health, lz4 for raw bytes, webhooks, API tokens and message dates.
+    // health, lz4 for raw bytes, webhooks, API tokens, message dates,
+    // certificate pins and OAuth2.
     assert_eq!(
         count(&conn, "SELECT COUNT(*) FROM seaql_migrations").await,
-        7
+        9
     );
 }
 

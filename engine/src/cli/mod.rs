@@ -120,6 +120,10 @@ enum Command {
     /// Tenants of a hosted engine: add, list.
     #[command(subcommand)]
     Tenant(commands::TenantCommand),
+    /// OAuth2 providers (the operator's clients for Google, Microsoft, …)
+    /// that credentials sign in with: add, list, remove.
+    #[command(subcommand)]
+    Oauth(commands::OAuthCommand),
     /// HTTP API tokens of the tenant: create, list, revoke.
     #[command(subcommand)]
     Token(commands::TokenCommand),
@@ -181,6 +185,10 @@ pub(crate) struct AccountArgs {
     /// Do not verify the server certificate (an explicit, warned choice).
     #[arg(long)]
     skip_cert_verify: bool,
+    /// Accept exactly this server certificate (sha256:… as the tls step
+    /// prints it), and no other.
+    #[arg(long, value_name = "sha256:…", conflicts_with = "skip_cert_verify")]
+    pin_certificate: Option<crate::domain::CertificatePin>,
     /// Folder to check (repeatable; default INBOX).
     #[arg(long = "folder")]
     folders: Vec<String>,
@@ -220,6 +228,7 @@ impl AccountArgs {
         a.auth = self.auth;
         a.ca_file = self.ca_file.clone();
         a.verify_certificate = !self.skip_cert_verify;
+        a.pinned_certificate = self.pin_certificate;
         if !self.folders.is_empty() {
             a.folders = self.folders.clone();
         }
@@ -381,6 +390,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<ExitC
         Command::Message(cmd) => commands::message(&c, cmd, out).await,
         Command::Quarantine(cmd) => commands::quarantine(&c, cmd, out).await,
         Command::Tenant(cmd) => commands::tenant(&c, cmd, out).await,
+        Command::Oauth(cmd) => commands::oauth(&c, cmd, out).await,
         Command::Token(cmd) => commands::token(&c, cmd, out).await,
         Command::Webhook(cmd) => commands::webhook(&c, cmd, out).await,
     }

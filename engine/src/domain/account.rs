@@ -76,6 +76,17 @@ pub enum Auth {
     Login,
     /// SASL `PLAIN` (IMAP `AUTHENTICATE PLAIN`, POP3 `AUTH PLAIN`).
     Plain,
+    /// SASL `XOAUTH2` with an OAuth2 access token (Gmail, Microsoft 365).
+    Xoauth2,
+    /// SASL `OAUTHBEARER` (RFC 7628) with an OAuth2 access token.
+    Oauthbearer,
+}
+
+impl Auth {
+    /// Whether it signs in with an OAuth2 access token.
+    pub fn is_oauth(self) -> bool {
+        matches!(self, Auth::Xoauth2 | Auth::Oauthbearer)
+    }
 }
 
 /// A secret that never prints.
@@ -100,6 +111,95 @@ impl std::fmt::Debug for Secret {
         f.write_str("Secret(***)")
     }
 }
+
+/// The SHA-256 fingerprint of one exact server certificate: an account that
+/// pins it accepts that certificate and no other, whoever issued it (what
+/// Thunderbird calls a security exception). The safe answer for a private
+/// server with a self-signed certificate, preferred over skipping
+/// verification.
+///
+/// Written `sha256:` and 64 hex digits; parsing also takes the colon-
+/// separated upper-case form `openssl x509 -fingerprint -sha256` prints.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CertificatePin([u8; 32]);
+
+impl CertificatePin {
+    /// The fingerprint of a DER-encoded certificate.
+    pub fn of(der: &[u8]) -> Self {
+        use sha2::Digest;
+        CertificatePin(sha2::Sha256::digest(der).into())
+    }
+}
+
+impl std::fmt::Display for CertificatePin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "sha256:{}", hex::encode(self.0))
+    }
+}
+
+impl std::fmt::Debug for CertificatePin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+/// Why a text is not a certificate fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "a certificate fingerprint is written sha256: and 64 hex digits (colons allowed), as Test settings prints it"
+)]
+pub struct BadPin;
+
+impl std::str::FromStr for CertificatePin {
+    type Err = BadPin;
+
+    fn from_str(text: &str) -> Result<Self, BadPin> {
+        let text = text.trim();
+        let digits = match text.split_once(':') {
+            Some((algorithm, rest)) if algorithm.eq_ignore_ascii_case("sha256") => rest,
+            _ => return Err(BadPin),
+        };
+        let digits: String = digits
+            .chars()
+            .filter(|c| *c != ':' && !c.is_whitespace())
+            .collect();
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(&digits, &mut bytes).map_err(|_| BadPin)?;
+        Ok(CertificatePin(bytes))
+    }
+}
+
+impl Serialize for CertificatePin {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for CertificatePin {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl utoipa::PartialSchema for CertificatePin {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(
+                "^(sha256|SHA256):([0-9A-Fa-f]{2}:?){31}[0-9A-Fa-f]{2}$",
+            ))
+            .examples([serde_json::json!(
+                "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+            )])
+            .description(Some(
+                "SHA-256 fingerprint of the one server certificate the account accepts",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for CertificatePin {}
 
 /// A SOCKS5 proxy ("network connector").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,6 +259,9 @@ pub struct AccountSettings {
     pub verify_certificate: bool,
     /// Extra CA certificate(s), PEM, trusted in addition to the system roots.
     pub ca_file: Option<PathBuf>,
+    /// Accept exactly this certificate and no other (the CA file, the
+    /// system roots, the name and the dates then do not matter).
+    pub pinned_certificate: Option<CertificatePin>,
     /// Keep a copy on the server (never delete after ingesting).
     pub keep_on_server: bool,
     /// Optional SOCKS5 proxy.
@@ -204,6 +307,7 @@ impl AccountSettings {
             auth: Auth::default(),
             verify_certificate: true,
             ca_file: None,
+            pinned_certificate: None,
             keep_on_server: true,
             proxy: None,
             folders: vec!["INBOX".into()],
@@ -240,6 +344,40 @@ impl AccountSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pins_parse_in_both_spellings_and_print_in_one() {
+        let pin = CertificatePin::of(b"certificate");
+        let text = pin.to_string();
+        assert!(
+            text.starts_with("sha256:") && text.len() == 7 + 64,
+            "{text}"
+        );
+        assert_eq!(text.parse::<CertificatePin>().unwrap(), pin);
+        let openssl = format!(
+            "SHA256:{}",
+            hex::encode_upper(pin.0)
+                .as_bytes()
+                .chunks(2)
+                .map(|c| std::str::from_utf8(c).unwrap())
+                .collect::<Vec<_>>()
+                .join(":")
+        );
+        assert_eq!(openssl.parse::<CertificatePin>().unwrap(), pin);
+        for bad in [
+            "",
+            "sha256:",
+            "sha1:00",
+            "md5:ab",
+            &text[..40],
+            &format!("{text}00"),
+        ] {
+            assert_eq!(bad.parse::<CertificatePin>(), Err(BadPin), "{bad}");
+        }
+        let json = serde_json::to_string(&pin).unwrap();
+        assert_eq!(serde_json::from_str::<CertificatePin>(&json).unwrap(), pin);
+        assert!(serde_json::from_str::<CertificatePin>("\"sha256:zz\"").is_err());
+    }
 
     #[test]
     fn default_ports_follow_protocol_and_security() {

@@ -19,7 +19,8 @@ pub mod decision;
 pub mod message;
 
 pub use account::{
-    AccountSettings, Auth, FetchMode, Protocol, ProxySettings, Secret, Security, Timeouts,
+    AccountSettings, Auth, BadPin, CertificatePin, FetchMode, Protocol, ProxySettings, Secret,
+    Security, Timeouts,
 };
 pub use decision::{Outcome, ServerAction, capped_action, default_action};
 pub use message::{Acknowledge, CursorAdvance, FolderCursor, INBOX, MessageKey};

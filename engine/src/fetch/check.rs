@@ -37,6 +37,12 @@ pub struct Report {
 }
 
 impl Report {
+    /// A report whose only step failed before any connection was made
+    /// (no access token to sign in with, …).
+    pub fn failed_at(name: &'static str, detail: String, hint: &str) -> Report {
+        Report::default().fail(name, detail, hint)
+    }
+
     /// True if every step passed.
     pub fn ok(&self) -> bool {
         self.steps.iter().all(|s| s.ok)
@@ -78,13 +84,16 @@ impl Report {
 
 fn tls_detail(info: &TlsInfo) -> String {
     format!(
-        "{} {}; certificate subject \"{}\", issuer \"{}\", expires {}; {}",
+        "{} {}; certificate subject \"{}\", issuer \"{}\", expires {}, {}; {}",
         info.protocol,
         info.cipher,
         info.subject,
         info.issuer,
         info.not_after,
-        if info.verified {
+        info.fingerprint,
+        if info.pinned {
+            "verified by this account's pin (exactly this certificate)"
+        } else if info.verified {
             "verified"
         } else {
             "NOT verified (verification skipped by this account's setting)"
@@ -166,18 +175,7 @@ pub async fn test_account(settings: &AccountSettings) -> Report {
                 tls_step(&mut report, &info);
                 (stream, Some(info))
             }
-            Err(e) => {
-                let mut detail = e.to_string();
-                if matches!(e, NetError::Certificate { .. })
-                    && let Some(info) = net::inspect_certificate(settings).await
-                {
-                    detail = format!(
-                        "{detail}; the server presented: subject \"{}\", issuer \"{}\", expires {}",
-                        info.subject, info.issuer, info.not_after
-                    );
-                }
-                return report.fail("tls", detail, e_hint(settings, e));
-            }
+            Err(e) => return report.fail("tls", e.to_string(), e_hint(settings, e)),
         }
     } else {
         (stream, None)
@@ -212,7 +210,16 @@ fn tls_step(report: &mut Report, info: &TlsInfo) {
     if info.verified {
         report.pass("tls", tls_detail(info));
     } else {
-        report.warn("tls", tls_detail(info), "certificate verification is off for this account: anyone on the path could read the password");
+        report.warn(
+            "tls",
+            tls_detail(info),
+            format!(
+                "certificate verification is off for this account: anyone on the path could read the password. \
+                 If this is the server's own certificate, pin it instead (--pin-certificate {}): only that \
+                 exact certificate is then accepted",
+                info.fingerprint
+            ),
+        );
     }
 }
 
@@ -287,22 +294,24 @@ async fn check_pop3(
 ) -> Report {
     // Greeting and capabilities (with STLS for STARTTLS) first, then login,
     // each its own step, so a refused login is never reported as a
-    // capabilities problem. Plain and implicit-TLS connections are already
-    // in their final state, so the one checked above is reused; STARTTLS
-    // reconnects, as the client does that upgrade itself.
+    // capabilities problem. The connection checked above is reused.
     drop(tls);
     let greeted = within(STEP_LIMIT, "capabilities", async {
         match settings.security {
-            Security::Starttls => {
-                drop(stream);
-                pop3::open_client(settings).await
-            }
-            Security::None | Security::Tls => pop3::greet(stream).await,
+            Security::Starttls => pop3::stls_client(stream, settings)
+                .await
+                .map(|(client, info)| (client, Some(info))),
+            Security::None | Security::Tls => pop3::greet(stream).await.map(|c| (c, None)),
         }
     })
     .await;
     let client = match greeted {
-        Ok(client) => client,
+        Ok((client, upgraded)) => {
+            if let Some(info) = &upgraded {
+                tls_step(&mut report, info);
+            }
+            client
+        }
         Err(e) => return report.fail(prelogin_step(&e), e.to_string(), e.hint_for(settings)),
     };
     let caps = client

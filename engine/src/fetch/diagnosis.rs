@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use super::net::{CertificateProblem, NetError};
+use super::net::{CertificateProblem, NetError, PresentedCertificate};
 use super::{AccountSettings, FetchError, Protocol, Security};
 
 /// What kind of failure an account has, for grouping and for deciding
@@ -114,13 +114,23 @@ fn net_hint(settings: Option<&AccountSettings>, e: &NetError) -> String {
         NetError::Proxy { .. } => {
             "check the network connector (SOCKS5 proxy) address and credentials".into()
         }
-        NetError::Certificate { problem, .. } => match problem {
-            CertificateProblem::UnknownIssuer => "the certificate is self-signed or from a private CA: give the CA \
-                 file, or (knowingly) skip certificate verification"
-                .into(),
-            CertificateProblem::CaUsedAsEndEntity => "the server presents a CA certificate as its own (what \
-                 `openssl req -x509` makes): rustls refuses that. Give the server a certificate issued by that \
-                 CA (CA:FALSE) and give the CA as the CA file, or (knowingly) skip certificate verification"
+        NetError::Certificate {
+            problem, presented, ..
+        } => match problem {
+            CertificateProblem::UnknownIssuer => format!(
+                "the certificate is self-signed or from a private CA: if it is your server's, pin it ({}), \
+                 or give the CA file",
+                pin_advice(presented.as_deref())
+            ),
+            CertificateProblem::CaUsedAsEndEntity => format!(
+                "the server presents a CA certificate as its own (what `openssl req -x509` makes), which \
+                 CA-based verification refuses. If it is your server's, pin it ({}); or give the server a \
+                 certificate issued by that CA (CA:FALSE) and give the CA as the CA file",
+                pin_advice(presented.as_deref())
+            ),
+            CertificateProblem::PinMismatch => "the server's certificate is not the one this account pins: \
+                 if the server's certificate was renewed on purpose, check the new fingerprint with the \
+                 server's admin and pin it; otherwise something on the path is impersonating the server"
                 .into(),
             CertificateProblem::Expired => {
                 "the server's certificate has expired: the provider must renew it".into()
@@ -163,6 +173,15 @@ fn net_hint(settings: Option<&AccountSettings>, e: &NetError) -> String {
             "the connection broke: check the port and security mode, and the server's logs".into()
         }
     }
+}
+
+/// How to pin the presented certificate: the exact option when the
+/// fingerprint is known.
+fn pin_advice(presented: Option<&PresentedCertificate>) -> String {
+    presented.map_or_else(
+        || "run Test settings to see its fingerprint, then --pin-certificate sha256:…".into(),
+        |p| format!("--pin-certificate {}", p.fingerprint),
+    )
 }
 
 fn hint(e: &FetchError, settings: Option<&AccountSettings>) -> String {

@@ -28,6 +28,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::imap_guard::{self, Guarded, Seen};
 use super::net::{self, MailStream, NetError, TlsInfo};
+use super::sasl;
 use super::{
     AccountSettings, Acknowledge, Auth, CursorAdvance, FetchError, FetchMode, Fetched,
     FolderCursor, Listed, Listing, MailSource, MessageKey, Security,
@@ -235,16 +236,28 @@ pub async fn greet(
     ))
 }
 
-/// Authenticator for SASL PLAIN (RFC 4616).
-struct PlainAuth<'a> {
-    user: &'a str,
-    password: &'a str,
+/// Answers async-imap's SASL continuations: the first with the
+/// mechanism's message, a later one (a bearer mechanism's error report)
+/// with the reply [`sasl::bearer_failure_reply`] prescribes, keeping the
+/// report so the refusal can say what the server said.
+struct SaslAuth {
+    first: Option<Vec<u8>>,
+    auth: Auth,
+    report: Arc<Mutex<Option<String>>>,
 }
 
-impl async_imap::Authenticator for PlainAuth<'_> {
+impl async_imap::Authenticator for SaslAuth {
     type Response = Vec<u8>;
-    fn process(&mut self, _challenge: &[u8]) -> Vec<u8> {
-        format!("\0{}\0{}", self.user, self.password).into_bytes()
+    fn process(&mut self, challenge: &[u8]) -> Vec<u8> {
+        if let Some(first) = self.first.take() {
+            return first;
+        }
+        if let (Some(report), Ok(mut slot)) = (sasl::bearer_error(challenge), self.report.lock()) {
+            *slot = Some(report);
+        }
+        sasl::bearer_failure_reply(self.auth)
+            .unwrap_or_default()
+            .to_vec()
     }
 }
 
@@ -361,18 +374,37 @@ pub async fn login(
     let client = async_imap::Client::new(stream);
     let user = settings.username.as_str();
     let password = settings.password.expose();
-    let result = match settings.auth {
-        Auth::Login => client.login(user, password).await,
-        Auth::Plain => {
+    let report = Arc::new(Mutex::new(None));
+    let result = match sasl::initial(settings)
+        .map_err(|e| FetchError::Auth(format!("cannot send these credentials: {e}")))?
+    {
+        None => client.login(user, password).await,
+        Some((mechanism, first)) => {
+            if !has(&greeting.capabilities, &format!("AUTH={mechanism}")) {
+                tracing::info!(
+                    mechanism,
+                    "the server does not advertise this SASL mechanism; trying it anyway"
+                );
+            }
             client
-                .authenticate("PLAIN", PlainAuth { user, password })
+                .authenticate(
+                    mechanism,
+                    SaslAuth {
+                        first: Some(first),
+                        auth: settings.auth,
+                        report: report.clone(),
+                    },
+                )
                 .await
         }
     };
     let mut session = match result {
         Ok(session) => session,
         Err((async_imap::error::Error::No(m), _)) => {
-            let words = server_words(&m);
+            let mut words = server_words(&m);
+            if let Some(report) = report.lock().ok().and_then(|mut r| r.take()) {
+                words = format!("{report}: {words}");
+            }
             return Err(if is_busy(&words) {
                 FetchError::Busy(format!("login refused: {words}"))
             } else {

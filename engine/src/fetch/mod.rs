@@ -35,6 +35,7 @@ pub mod imap_guard;
 pub mod memory;
 pub mod net;
 pub mod pop3;
+pub mod sasl;
 pub mod watch;
 
 use async_trait::async_trait;

@@ -3,8 +3,11 @@
 //! see sockets, proxies or rustls.
 //!
 //! Certificates are verified against the system roots, plus an optional CA
-//! file per account. Skipping verification is an explicit account setting and
-//! logs a warning on every connect.
+//! file per account, or, when the account pins one, by its SHA-256
+//! fingerprint alone. Skipping verification is an explicit account setting
+//! and logs a warning on every connect. Whatever the outcome, the hand-shake
+//! records the certificate the server presented, so a refusal can show it
+//! (and the fingerprint to pin) without a second connection.
 //!
 //! Time is bounded twice on every connection: an idle timeout (nothing
 //! arrives for `timeouts.io`), and a deadline per exchange — from a command
@@ -17,7 +20,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -32,7 +35,7 @@ use tokio::time::{Sleep, timeout};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use crate::domain::{AccountSettings, ProxySettings};
+use crate::domain::{AccountSettings, CertificatePin, ProxySettings};
 
 /// A network-level failure, naming the step and, where possible, the fix.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +73,7 @@ pub enum NetError {
         reason: String,
     },
     /// The server's certificate was not accepted.
-    #[error("certificate of {host} rejected: {reason}")]
+    #[error("certificate of {host} rejected: {reason}{}", presented_text(.presented.as_deref()))]
     Certificate {
         /// Host name checked.
         host: String,
@@ -78,6 +81,9 @@ pub enum NetError {
         reason: String,
         /// The same, for choosing a hint.
         problem: CertificateProblem,
+        /// The certificate the server presented, when the hand-shake got
+        /// that far: its fingerprint is what an admin can pin.
+        presented: Option<Box<PresentedCertificate>>,
     },
     /// The TLS hand-shake failed for another reason.
     #[error("TLS hand-shake with {host} failed: {reason}")]
@@ -158,6 +164,8 @@ pub enum CertificateProblem {
     NotYetValid,
     /// Issued for another name.
     WrongName,
+    /// The account pins another certificate than the one presented.
+    PinMismatch,
     /// Anything else.
     Other,
 }
@@ -289,6 +297,48 @@ impl fmt::Debug for MailStream {
     }
 }
 
+/// A server's certificate, as a report or an error shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct PresentedCertificate {
+    /// SHA-256 fingerprint, `sha256:…`: what an account can pin.
+    #[schema(value_type = String)]
+    pub fingerprint: CertificatePin,
+    /// Subject.
+    pub subject: String,
+    /// Issuer.
+    pub issuer: String,
+    /// Expiry (as x509-parser prints it).
+    pub not_after: String,
+}
+
+impl PresentedCertificate {
+    /// Reads a DER certificate; the names stay empty if it does not parse
+    /// (the fingerprint never fails).
+    pub fn from_der(der: &[u8]) -> Self {
+        let mut out = PresentedCertificate {
+            fingerprint: CertificatePin::of(der),
+            subject: String::new(),
+            issuer: String::new(),
+            not_after: String::new(),
+        };
+        if let Ok((_, parsed)) = x509_parser::parse_x509_certificate(der) {
+            out.subject = parsed.subject().to_string();
+            out.issuer = parsed.issuer().to_string();
+            out.not_after = parsed.validity().not_after.to_string();
+        }
+        out
+    }
+}
+
+fn presented_text(presented: Option<&PresentedCertificate>) -> String {
+    presented.map_or_else(String::new, |p| {
+        format!(
+            "; the server presented {} (subject \"{}\", issuer \"{}\", expires {})",
+            p.fingerprint, p.subject, p.issuer, p.not_after
+        )
+    })
+}
+
 /// What the TLS hand-shake established, for "Test settings".
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct TlsInfo {
@@ -302,9 +352,14 @@ pub struct TlsInfo {
     pub issuer: String,
     /// Certificate expiry (RFC 3339).
     pub not_after: String,
-    /// True if the certificate was verified; false when verification was
-    /// skipped by the account's explicit choice.
+    /// SHA-256 fingerprint of the certificate, `sha256:…`.
+    pub fingerprint: String,
+    /// True if the certificate was verified (by a CA or by the account's
+    /// pin); false when verification was skipped by the account's explicit
+    /// choice.
     pub verified: bool,
+    /// True if it was accepted because the account pins exactly it.
+    pub pinned: bool,
 }
 
 impl MailStream {
@@ -342,15 +397,14 @@ impl MailStream {
         settings: &AccountSettings,
     ) -> Result<(MailStream, TlsInfo), NetError> {
         let (stream, info) = self.start_tls_quietly(settings).await?;
-        if !settings.verify_certificate {
+        if !settings.verify_certificate && settings.pinned_certificate.is_none() {
             tracing::warn!(account = %settings.name, host = %settings.host, "certificate verification is switched off for this account");
         }
         Ok((stream, info))
     }
 
     /// [`Self::start_tls`] without the warning for switched-off
-    /// verification: for [`inspect_certificate`], whose look at an already
-    /// rejected certificate is not the account's choice.
+    /// verification.
     async fn start_tls_quietly(
         self,
         settings: &AccountSettings,
@@ -363,7 +417,8 @@ impl MailStream {
             });
         };
         let host = settings.host.clone();
-        let config = client_config(settings)?;
+        let presented = Presented::default();
+        let config = client_config(settings, &presented)?;
         let name = ServerName::try_from(host.clone()).map_err(|e| NetError::Tls {
             host: host.clone(),
             reason: format!("invalid server name: {e}"),
@@ -376,11 +431,12 @@ impl MailStream {
                     after: settings.timeouts.tls,
                 });
             }
-            Ok(Err(e)) => return Err(tls_error(&host, e)),
+            Ok(Err(e)) => return Err(tls_error(&host, e, &presented)),
             Ok(Ok(tls)) => tls,
         };
         let mut info = describe(&tls);
-        info.verified = settings.verify_certificate;
+        info.pinned = settings.pinned_certificate.is_some();
+        info.verified = settings.verify_certificate || info.pinned;
         Ok((
             MailStream {
                 inner: Inner::Tls(Box::new(tls)),
@@ -593,23 +649,81 @@ pub async fn connect(
     }
 }
 
-/// Verifier used when the account skips verification: accepts any
-/// certificate (signatures are still checked). Reports read the certificate from the connection.
+/// The end-entity certificate a hand-shake was shown, kept by the verifier
+/// whatever it decides.
+#[derive(Debug, Default, Clone)]
+struct Presented(Arc<Mutex<Option<CertificateDer<'static>>>>);
+
+impl Presented {
+    fn keep(&self, cert: &CertificateDer<'_>) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some(cert.clone().into_owned());
+        }
+    }
+
+    fn take(&self) -> Option<PresentedCertificate> {
+        let der = self.0.lock().ok()?.take()?;
+        Some(PresentedCertificate::from_der(der.as_ref()))
+    }
+}
+
+/// How an account's server certificate is judged.
 #[derive(Debug)]
-struct AcceptAnyCertificate {
+enum Trust {
+    /// By the system roots and the account's CA file, with the name and
+    /// dates (webpki).
+    Authorities(Arc<rustls::client::WebPkiServerVerifier>),
+    /// Exactly this certificate, nothing else about it.
+    Pinned(CertificatePin),
+    /// Any certificate: the account's explicit, warned-about choice.
+    Anything,
+}
+
+/// A pinned account was shown another certificate.
+#[derive(Debug, thiserror::Error)]
+#[error("it is not the certificate this account pins ({pinned})")]
+struct PinMismatch {
+    pinned: CertificatePin,
+}
+
+/// The account's verifier: keeps the presented certificate, then judges it
+/// by the account's [`Trust`]. Hand-shake signatures are always checked, so
+/// even a pinned or unverified peer must hold the certificate's key.
+#[derive(Debug)]
+struct AccountVerifier {
+    trust: Trust,
+    presented: Presented,
     provider: Arc<rustls::crypto::CryptoProvider>,
 }
 
-impl ServerCertVerifier for AcceptAnyCertificate {
+impl ServerCertVerifier for AccountVerifier {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        self.presented.keep(end_entity);
+        match &self.trust {
+            Trust::Authorities(webpki) => webpki.verify_server_cert(
+                end_entity,
+                intermediates,
+                server_name,
+                ocsp_response,
+                now,
+            ),
+            Trust::Pinned(pin) if CertificatePin::of(end_entity.as_ref()) == *pin => {
+                Ok(ServerCertVerified::assertion())
+            }
+            Trust::Pinned(pin) => Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Other(rustls::OtherError(Arc::new(PinMismatch {
+                    pinned: *pin,
+                }))),
+            )),
+            Trust::Anything => Ok(ServerCertVerified::assertion()),
+        }
     }
 
     fn verify_tls12_signature(
@@ -647,26 +761,42 @@ impl ServerCertVerifier for AcceptAnyCertificate {
     }
 }
 
-/// The rustls client config for an account: system roots + CA file, or the
-/// accept-any verifier when the account explicitly skips verification.
-fn client_config(settings: &AccountSettings) -> Result<Arc<ClientConfig>, NetError> {
+/// The rustls client config for an account: its pin if it has one, else
+/// system roots + CA file, or anything when the account explicitly skips
+/// verification. The verifier records the presented certificate in
+/// `presented`.
+fn client_config(
+    settings: &AccountSettings,
+    presented: &Presented,
+) -> Result<Arc<ClientConfig>, NetError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls_failure = |reason: String| NetError::Tls {
+        host: settings.host.clone(),
+        reason,
+    };
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| NetError::Tls {
-            host: settings.host.clone(),
-            reason: e.to_string(),
-        })?;
-    let config = if settings.verify_certificate {
-        builder
-            .with_root_certificates(root_store(settings)?)
-            .with_no_client_auth()
+        .map_err(|e| tls_failure(e.to_string()))?;
+    let trust = if let Some(pin) = settings.pinned_certificate {
+        Trust::Pinned(pin)
+    } else if settings.verify_certificate {
+        let roots = Arc::new(root_store(settings)?);
+        Trust::Authorities(
+            rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+                .build()
+                .map_err(|e| tls_failure(e.to_string()))?,
+        )
     } else {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate { provider }))
-            .with_no_client_auth()
+        Trust::Anything
     };
+    let config = builder
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AccountVerifier {
+            trust,
+            presented: presented.clone(),
+            provider,
+        }))
+        .with_no_client_auth();
     Ok(Arc::new(config))
 }
 
@@ -704,7 +834,7 @@ fn root_store(settings: &AccountSettings) -> Result<RootCertStore, NetError> {
     Ok(roots)
 }
 
-fn tls_error(host: &str, e: io::Error) -> NetError {
+fn tls_error(host: &str, e: io::Error, presented: &Presented) -> NetError {
     let reason = e.to_string();
     match e
         .get_ref()
@@ -716,6 +846,7 @@ fn tls_error(host: &str, e: io::Error) -> NetError {
                 host: host.into(),
                 reason,
                 problem,
+                presented: presented.take().map(Box::new),
             }
         }
         _ => NetError::Tls {
@@ -752,6 +883,9 @@ fn certificate_problem(
             CertificateProblem::Other,
             "its signature is invalid or uses an unsupported algorithm".into(),
         ),
+        C::Other(rustls::OtherError(inner)) if inner.downcast_ref::<PinMismatch>().is_some() => {
+            (CertificateProblem::PinMismatch, inner.to_string())
+        }
         other if format!("{other:?}").contains("CaUsedAsEndEntity") => (
             CertificateProblem::CaUsedAsEndEntity,
             "the server's certificate is itself a CA certificate, used as the server's own (end-entity) \
@@ -784,24 +918,12 @@ fn describe(tls: &TlsStream<Box<dyn Io>>) -> TlsInfo {
             .unwrap_or_default(),
         ..TlsInfo::default()
     };
-    if let Some(cert) = conn.peer_certificates().and_then(|c| c.first())
-        && let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert.as_ref())
-    {
-        info.subject = parsed.subject().to_string();
-        info.issuer = parsed.issuer().to_string();
-        info.not_after = parsed.validity().not_after.to_string();
+    if let Some(cert) = conn.peer_certificates().and_then(|c| c.first()) {
+        let presented = PresentedCertificate::from_der(cert.as_ref());
+        info.fingerprint = presented.fingerprint.to_string();
+        info.subject = presented.subject;
+        info.issuer = presented.issuer;
+        info.not_after = presented.not_after;
     }
     info
-}
-
-/// For an implicit-TLS account whose certificate was rejected: connects once
-/// more with verification off, only to read the certificate for the report.
-/// Nothing is sent over that connection.
-pub async fn inspect_certificate(settings: &AccountSettings) -> Option<TlsInfo> {
-    let mut look = settings.clone();
-    look.verify_certificate = false;
-    let (stream, _) = connect_tcp(&look).await.ok()?;
-    let (_, mut info) = stream.start_tls_quietly(&look).await.ok()?;
-    info.verified = false;
-    Some(info)
 }

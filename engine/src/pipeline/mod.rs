@@ -55,6 +55,9 @@ pub enum PipelineError {
     /// The tenant has no plugin chain.
     #[error("tenant {0:?} has no plugins: add some with `intake plugin add`")]
     NoPlugins(String),
+    /// No valid OAuth2 access token could be had for the account.
+    #[error("authorization: {0}")]
+    Authorization(#[from] crate::oauth::OAuthError),
 }
 
 /// Batch and parsing limits.
@@ -249,7 +252,7 @@ impl Pipeline {
     ) -> Result<Summary, PipelineError> {
         let tenant = self.store.ensure_tenant(tenant_name).await?;
         let account_id = self.store.account_id(tenant, account).await?;
-        let settings = self.store.settings(tenant, account, key).await?;
+        let settings = crate::oauth::fresh_settings(&self.store, tenant, account, key).await?;
         let chain = self.chain(tenant, tenant_name).await?;
         let source = fetch::open(&settings).await?;
         let ctx = Run {

@@ -203,11 +203,13 @@ impl Watch {
         let mut retry = Duration::from_secs(5);
         let mut reconnected = false;
         loop {
-            let settings = match self
-                .service
-                .store()
-                .settings(self.account.tenant, &self.account.name, &self.key)
-                .await
+            let settings = match crate::oauth::fresh_settings(
+                self.service.store(),
+                self.account.tenant,
+                &self.account.name,
+                &self.key,
+            )
+            .await
             {
                 Ok(s) => s,
                 Err(e) => {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::scope::Scope;
 use super::{AccountStatus, Result, Service, ServiceError, invalid};
-use crate::domain::{Auth, FetchMode, Protocol, Secret, Security};
+use crate::domain::{Auth, CertificatePin, FetchMode, Protocol, Secret, Security};
 use crate::fetch::check;
 use crate::store::{AccountConfig, CredentialInfo, ProxyConfig, TokenScope};
 
@@ -34,6 +34,12 @@ pub struct AccountPatch {
     /// Verify the server certificate (default true; turning it off is
     /// warned about).
     pub verify_certificate: Option<bool>,
+    /// Accept exactly this server certificate, by its SHA-256 fingerprint
+    /// (`sha256:…`, as Test settings prints it) and no other; `null`
+    /// removes the pin. Pinning turns verification on.
+    #[serde(default, deserialize_with = "super::present")]
+    #[schema(value_type = Option<String>)]
+    pub pinned_certificate: Option<Option<CertificatePin>>,
     /// Keep a copy on the server (default true: mark seen, never delete).
     pub keep_on_server: Option<bool>,
     /// IMAP folders to read (default INBOX); POP3 has none.
@@ -98,8 +104,20 @@ impl AccountPatch {
         if self.ca_file.is_some() {
             c.ca_file = self.ca_file.clone();
         }
+        if let Some(pin) = self.pinned_certificate {
+            c.pinned_certificate = pin;
+            if pin.is_some() && self.verify_certificate.is_none() {
+                c.verify_certificate = true;
+            }
+        }
         if let Some(v) = self.verify_certificate {
             c.verify_certificate = v;
+        }
+        if c.pinned_certificate.is_some() && !c.verify_certificate {
+            return Err(invalid(
+                "verify_certificate",
+                "the account pins a certificate, which is verification: remove the pin to skip verification",
+            ));
         }
         if let Some(v) = self.keep_on_server {
             c.keep_on_server = v;
@@ -342,8 +360,16 @@ impl Service {
         scope.require(TokenScope::Write)?;
         self.store.account_id(scope.tenant(), name).await?;
         let key = self.key.as_ref().ok_or(ServiceError::NoKey)?;
-        let settings = self.store.settings(scope.tenant(), name, key).await?;
-        Ok(check::test_account(&settings).await)
+        match crate::oauth::fresh_settings(&self.store, scope.tenant(), name, key).await {
+            Ok(settings) => Ok(check::test_account(&settings).await),
+            Err(crate::oauth::OAuthError::Store(e)) => Err(e.into()),
+            Err(e) => Ok(check::Report::failed_at(
+                "login",
+                e.to_string(),
+                "the account signs in with OAuth2 and no access token could be had: \
+                 re-authorize the credential (sign in again), or check the OAuth2 provider's settings",
+            )),
+        }
     }
 
     /// The tenant's credentials, without secrets.

@@ -25,6 +25,7 @@
 pub mod accounts;
 pub mod directory;
 pub mod messages;
+pub mod oauth;
 pub mod plugins;
 pub mod policy;
 pub mod scope;
@@ -251,6 +252,12 @@ impl Service {
             webhooks: webhooks::WebhookPolicy::default(),
             chained: Default::default(),
         }
+    }
+
+    /// The same service, opening credentials with `key`.
+    pub fn with_key(mut self, key: Option<MasterKey>) -> Self {
+        self.key = key;
+        self
     }
 
     /// The store (for the scheduler's queries).

@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::fetch::FailureClass;
+use crate::oauth::OAuthError;
 use crate::pipeline::PipelineError;
 use crate::store::{AccountHealth, HealthState};
 
@@ -43,6 +44,9 @@ pub enum ErrorClass {
     Plugin,
     /// The store failed (database, master key).
     Store,
+    /// The OAuth2 provider no longer honours the account's authorization
+    /// (revoked, expired): only signing in again helps.
+    Reauthorize,
 }
 
 impl ErrorClass {
@@ -56,12 +60,22 @@ impl ErrorClass {
             ErrorClass::Protocol => "protocol",
             ErrorClass::Plugin => "plugin",
             ErrorClass::Store => "store",
+            ErrorClass::Reauthorize => "reauthorize",
         }
     }
 
     /// Only a person can fix it: retrying the same settings cannot help.
     pub fn is_permanent(self) -> bool {
-        matches!(self, ErrorClass::Auth | ErrorClass::Tls)
+        matches!(
+            self,
+            ErrorClass::Auth | ErrorClass::Tls | ErrorClass::Reauthorize
+        )
+    }
+
+    /// Disables the account at the first occurrence: nothing but a person
+    /// can fix it, and retrying would only hammer the provider.
+    pub fn disables_at_once(self) -> bool {
+        self == ErrorClass::Reauthorize
     }
 
     /// The class of a failed run.
@@ -76,6 +90,13 @@ impl ErrorClass {
             },
             PipelineError::Store(_) => ErrorClass::Store,
             PipelineError::Plugin(_) | PipelineError::NoPlugins(_) => ErrorClass::Plugin,
+            PipelineError::Authorization(e) => match e {
+                OAuthError::Revoked { .. } => ErrorClass::Reauthorize,
+                OAuthError::Unreachable { .. } => ErrorClass::Network,
+                OAuthError::Client { .. } | OAuthError::Mismatch(_) => ErrorClass::Auth,
+                OAuthError::BadResponse { .. } => ErrorClass::Protocol,
+                OAuthError::Store(_) => ErrorClass::Store,
+            },
         }
     }
 
@@ -88,6 +109,7 @@ impl ErrorClass {
             ErrorClass::Protocol,
             ErrorClass::Plugin,
             ErrorClass::Store,
+            ErrorClass::Reauthorize,
         ]
         .into_iter()
         .find(|c| c.as_str() == text)
@@ -211,14 +233,23 @@ pub fn after_check(
             };
             next.last_error_class = Some(class.as_str().to_string());
             next.last_error = Some(crate::text::bounded(message, MAX_ERROR_CHARS));
-            if class.is_permanent() && next.consecutive_failures >= policy.disable_after.max(1) {
+            if class.disables_at_once()
+                || class.is_permanent() && next.consecutive_failures >= policy.disable_after.max(1)
+            {
                 next.state = HealthState::Disabled;
-                next.disabled_reason = Some(format!(
-                    "{} ({} failures in a row): {}",
-                    class.as_str(),
-                    next.consecutive_failures,
-                    crate::text::bounded(message, MAX_ERROR_CHARS)
-                ));
+                next.disabled_reason = Some(if class.disables_at_once() {
+                    format!(
+                        "re-authorize: {}",
+                        crate::text::bounded(message, MAX_ERROR_CHARS)
+                    )
+                } else {
+                    format!(
+                        "{} ({} failures in a row): {}",
+                        class.as_str(),
+                        next.consecutive_failures,
+                        crate::text::bounded(message, MAX_ERROR_CHARS)
+                    )
+                });
                 next.disabled_at = Some(ended);
                 next.retry_at = None;
                 next.next_check_at = None;

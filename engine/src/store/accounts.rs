@@ -19,7 +19,7 @@ use super::{
     AccountId, Result, Store, TenantId, corrupt, invalid, not_found, now, unique_violation,
 };
 use crate::domain::{
-    AccountSettings, Auth, FetchMode, Protocol, ProxySettings, Security, Timeouts,
+    AccountSettings, Auth, CertificatePin, FetchMode, Protocol, ProxySettings, Security, Timeouts,
 };
 
 /// A SOCKS5 proxy, with an optional login credential.
@@ -65,6 +65,9 @@ pub struct AccountConfig {
     /// Extra CA certificate(s), PEM.
     #[schema(value_type = Option<String>)]
     pub ca_file: Option<PathBuf>,
+    /// The one server certificate accepted (its SHA-256 fingerprint):
+    /// the CA file and system roots then do not count.
+    pub pinned_certificate: Option<CertificatePin>,
     /// Keep a copy on the server (never delete after ingesting).
     pub keep_on_server: bool,
     /// Check on a schedule.
@@ -107,6 +110,7 @@ impl AccountConfig {
             auth: Auth::default(),
             verify_certificate: true,
             ca_file: None,
+            pinned_certificate: None,
             keep_on_server: true,
             auto_check: true,
             check_interval_secs: 300,
@@ -173,8 +177,18 @@ impl Account {
         );
         settings.port = c.port;
         settings.auth = c.auth;
+        // An OAuth2 credential signs in with its access token (XOAUTH2
+        // unless the account asks for OAUTHBEARER), never with the refresh
+        // token; `crate::oauth` refreshes it before a connection.
+        if let Some(grant) = &login.oauth {
+            settings.password = grant.access_token.clone().unwrap_or_default();
+            if !c.auth.is_oauth() {
+                settings.auth = Auth::Xoauth2;
+            }
+        }
         settings.verify_certificate = c.verify_certificate;
         settings.ca_file = c.ca_file.clone();
+        settings.pinned_certificate = c.pinned_certificate;
         settings.keep_on_server = c.keep_on_server;
         settings.proxy = c.proxy.as_ref().map(|p| ProxySettings {
             host: p.host.clone(),
@@ -337,6 +351,7 @@ impl Store {
             auth: Set(enum_name(config.auth)),
             verify_certificate: Set(config.verify_certificate),
             ca_file: Set(config.ca_file.as_ref().map(|p| p.display().to_string())),
+            pinned_certificate: Set(config.pinned_certificate.map(|p| p.to_string())),
             keep_on_server: Set(config.keep_on_server),
             auto_check: Set(config.auto_check),
             check_interval_secs: Set(clamp_i32(config.check_interval_secs)),
@@ -405,6 +420,13 @@ fn account_from_row(row: accounts::Model, credentials: &[(i64, String)]) -> Resu
             auth: parse_enum(&row.auth, "account auth")?,
             verify_certificate: row.verify_certificate,
             ca_file: row.ca_file.map(PathBuf::from),
+            pinned_certificate: row
+                .pinned_certificate
+                .map(|p| {
+                    p.parse()
+                        .map_err(|e| corrupt("account pinned certificate", e))
+                })
+                .transpose()?,
             keep_on_server: row.keep_on_server,
             auto_check: row.auto_check,
             check_interval_secs: unsigned(row.check_interval_secs),

@@ -9,6 +9,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, Transactio
 
 use super::entity::{accounts, credentials};
 use super::key::MasterKey;
+use super::oauth::OAuthGrant;
 use super::{Error, Result, Store, TenantId, invalid, not_found, now, unique_violation};
 use crate::domain::Secret;
 
@@ -21,6 +22,12 @@ pub struct CredentialInfo {
     pub username: String,
     /// When it was added.
     pub created_at: DateTime<Utc>,
+    /// The OAuth2 provider it was authorized with; absent for a password.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oauth_provider: Option<String>,
+    /// When its current OAuth2 access token expires.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_expires_at: Option<DateTime<Utc>>,
 }
 
 /// A decrypted credential. Its `Debug` shows the secret as `***`.
@@ -30,13 +37,15 @@ pub struct Credential {
     pub name: String,
     /// Login name.
     pub username: String,
-    /// The password.
+    /// The password; for an OAuth2 credential, the refresh token.
     pub secret: Secret,
+    /// The OAuth2 grant, for a credential authorized with a provider.
+    pub oauth: Option<OAuthGrant>,
 }
 
 /// What the sealed secret is bound to: a sealed value copied into another
 /// tenant's or credential's row does not open there.
-fn context(tenant: TenantId, name: &str) -> Vec<u8> {
+pub(super) fn context(tenant: TenantId, name: &str) -> Vec<u8> {
     format!("intake/credential/v1/{tenant}/{name}").into_bytes()
 }
 
@@ -113,9 +122,13 @@ impl Store {
                 credential.secret.expose().as_bytes(),
                 &context(tenant, &credential.name),
             )?;
+            // An OAuth2 access token is not re-sealed: it lives an hour
+            // and is refreshed with the (re-sealed) refresh token.
             credentials::Entity::update_many()
                 .set(credentials::ActiveModel {
                     secret: Set(sealed),
+                    access_token: Set(None),
+                    access_expires_at: Set(None),
                     ..Default::default()
                 })
                 .filter(credentials::Column::Id.eq(id))
@@ -124,6 +137,7 @@ impl Store {
         }
         // Webhook signing secrets are sealed with the same key.
         super::webhooks::reseal_secrets(&txn, old, new).await?;
+        super::oauth::reseal_secrets(&txn, old, new).await?;
         txn.commit().await?;
         Ok(count)
     }
@@ -147,6 +161,8 @@ impl Store {
                 name: r.name,
                 username: r.username,
                 created_at: r.created_at,
+                oauth_provider: r.oauth_provider,
+                access_expires_at: r.access_expires_at,
             })
             .collect())
     }
@@ -219,9 +235,30 @@ pub(super) fn open(
         .open(&row.secret, &context(tenant, &row.name))
         .ok_or_else(wrong)?;
     let secret = String::from_utf8(plain).map_err(|_| wrong())?;
+    let oauth = match row.oauth_provider {
+        Some(provider) => {
+            // An access token that does not open (a rotated key) is only
+            // a token to refresh.
+            let access_token = row
+                .access_token
+                .as_deref()
+                .and_then(|sealed| {
+                    key.open(sealed, &super::oauth::access_context(tenant, &row.name))
+                })
+                .and_then(|plain| String::from_utf8(plain).ok())
+                .map(Secret::new);
+            Some(OAuthGrant {
+                provider,
+                expires_at: access_token.as_ref().and(row.access_expires_at),
+                access_token,
+            })
+        }
+        None => None,
+    };
     Ok(Credential {
         name: row.name,
         username: row.username,
         secret: Secret::new(secret),
+        oauth,
     })
 }

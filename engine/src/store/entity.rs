@@ -31,6 +31,52 @@ pub mod tenants {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+pub mod oauth_providers {
+    //! `oauth_providers`: the operator's OAuth2 clients, one per provider.
+    use sea_orm::entity::prelude::*;
+
+    /// A provider; the client secret is sealed.
+    #[derive(Clone, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "oauth_providers")]
+    pub struct Model {
+        /// Surrogate key.
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        /// Name credentials refer to (`google`, `microsoft`, …).
+        pub name: String,
+        /// `google`, `microsoft` or `generic`.
+        pub kind: String,
+        /// The client id the provider issued.
+        pub client_id: String,
+        /// Sealed client secret; `None` for a public (PKCE-only) client.
+        pub client_secret: Option<Vec<u8>>,
+        /// Authorization endpoint.
+        pub auth_url: String,
+        /// Token endpoint.
+        pub token_url: String,
+        /// Scopes asked for, space-separated.
+        pub scopes: String,
+        /// When it was added.
+        pub created_at: DateTimeUtc,
+    }
+
+    // Hand-written so the sealed secret never prints.
+    impl std::fmt::Debug for Model {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("oauth_providers::Model")
+                .field("name", &self.name)
+                .field("kind", &self.kind)
+                .finish_non_exhaustive()
+        }
+    }
+
+    /// No relations are navigated through the ORM.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 pub mod credentials {
     //! `credentials`: user names and encrypted secrets.
     use sea_orm::entity::prelude::*;
@@ -48,10 +94,18 @@ pub mod credentials {
         pub name: String,
         /// Login name (not secret).
         pub username: String,
-        /// Sealed secret: 12-byte nonce, then ciphertext and tag.
+        /// Sealed secret: 12-byte nonce, then ciphertext and tag. For an
+        /// OAuth2 credential, the refresh token.
         pub secret: Vec<u8>,
         /// When it was added.
         pub created_at: DateTimeUtc,
+        /// The OAuth2 provider it was authorized with; `None` for a
+        /// password.
+        pub oauth_provider: Option<String>,
+        /// The current OAuth2 access token, sealed.
+        pub access_token: Option<Vec<u8>>,
+        /// When that access token expires.
+        pub access_expires_at: Option<DateTimeUtc>,
     }
 
     // Hand-written so a stray `{:?}` never prints even the sealed bytes.
@@ -104,6 +158,8 @@ pub mod accounts {
         pub verify_certificate: bool,
         /// Extra CA file (PEM).
         pub ca_file: Option<String>,
+        /// The one certificate accepted, `sha256:…`.
+        pub pinned_certificate: Option<String>,
         /// Never delete after ingesting.
         pub keep_on_server: bool,
         /// Checked on a schedule.

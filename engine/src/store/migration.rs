@@ -28,6 +28,8 @@ impl MigratorTrait for Migrator {
             Box::new(Webhooks),
             Box::new(ApiTokens),
             Box::new(MessageDates),
+            Box::new(CertificatePins),
+            Box::new(OAuth),
         ]
     }
 }
@@ -904,6 +906,104 @@ impl MigrationTrait for MessageDates {
                     .table(a("messages"))
                     .to_owned(),
             )
+            .await
+    }
+}
+
+/// An account can pin the one server certificate it accepts.
+struct CertificatePins;
+
+impl MigrationName for CertificatePins {
+    fn name(&self) -> &str {
+        "m20261204_000001_certificate_pins"
+    }
+}
+
+#[allow(elided_lifetimes_in_paths)]
+#[async_trait::async_trait]
+impl MigrationTrait for CertificatePins {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(a("accounts"))
+                    .add_column(col("pinned_certificate").text().null())
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(a("accounts"))
+                    .drop_column(a("pinned_certificate"))
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+/// OAuth2 sign-in: the operator's providers (client id and sealed secret,
+/// endpoints, scopes), and on a credential the provider it was authorized
+/// with and the current access token (sealed) with its expiry. The
+/// credential's sealed secret is then the refresh token.
+struct OAuth;
+
+impl MigrationName for OAuth {
+    fn name(&self) -> &str {
+        "m20261204_000002_oauth"
+    }
+}
+
+#[allow(elided_lifetimes_in_paths)]
+#[async_trait::async_trait]
+impl MigrationTrait for OAuth {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let mut t = table("oauth_providers");
+        t.col(col("name").text().not_null().unique_key())
+            .col(col("kind").text().not_null())
+            .col(col("client_id").text().not_null())
+            .col(col("client_secret").blob().null())
+            .col(col("auth_url").text().not_null())
+            .col(col("token_url").text().not_null())
+            .col(col("scopes").text().not_null())
+            .col(col("created_at").timestamp_with_time_zone().not_null());
+        manager.create_table(t.to_owned()).await?;
+        for column in [
+            col("oauth_provider").text().null().to_owned(),
+            col("access_token").blob().null().to_owned(),
+            col("access_expires_at")
+                .timestamp_with_time_zone()
+                .null()
+                .to_owned(),
+        ] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(a("credentials"))
+                        .add_column(column)
+                        .to_owned(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for column in ["oauth_provider", "access_token", "access_expires_at"] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(a("credentials"))
+                        .drop_column(a(column))
+                        .to_owned(),
+                )
+                .await?;
+        }
+        manager
+            .drop_table(Table::drop().table(a("oauth_providers")).to_owned())
             .await
     }
 }

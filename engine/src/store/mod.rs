@@ -40,6 +40,7 @@ pub mod inbox;
 pub mod key;
 pub mod location;
 mod migration;
+pub mod oauth;
 pub mod parties;
 pub mod plugins;
 pub mod tokens;
@@ -70,6 +71,7 @@ pub use inbox::{
 };
 pub use key::{KeyError, MASTER_KEY_ENV, MasterKey};
 pub use location::{OpenMode, StoreLocation};
+pub use oauth::{OAuthGrant, OAuthProvider, OAuthProviderInfo, ProviderKind};
 pub use parties::{ImportSummary, NewParty, PartyFilter, Upserted};
 pub use plugins::{BindingRole, NewBinding, StoredBinding};
 pub use tokens::{TOKEN_PREFIX, TokenInfo, TokenMatch, TokenScope};

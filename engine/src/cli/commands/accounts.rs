@@ -3,6 +3,7 @@
 //! service layer, as the service itself does.
 
 use super::*;
+use crate::domain::CertificatePin;
 use crate::service::accounts::AccountPatch;
 use crate::service::{AccountStatus, Scope, Service, ServiceError};
 
@@ -75,6 +76,11 @@ pub(crate) struct AccountSpec {
     /// Verify the server certificate (default true; false is warned about).
     #[arg(long)]
     verify_certificate: Option<bool>,
+    /// Accept exactly this server certificate, by the SHA-256 fingerprint
+    /// `account test` prints (sha256:…), and no other; `none` removes the
+    /// pin. The safe choice for a server with a self-signed certificate.
+    #[arg(long, value_name = "sha256:…|none")]
+    pin_certificate: Option<String>,
     /// Keep a copy on the server (default true: mark seen instead of delete).
     #[arg(long)]
     keep_on_server: Option<bool>,
@@ -128,8 +134,16 @@ impl AccountSpec {
                 }))
             }
         };
+        let pinned_certificate = match self.pin_certificate.as_deref() {
+            None => None,
+            Some("none") => Some(None),
+            Some(pin) => Some(Some(
+                pin.parse::<CertificatePin>().context("--pin-certificate")?,
+            )),
+        };
         Ok(AccountPatch {
             protocol: self.protocol,
+            pinned_certificate,
             host: self.host.clone(),
             port: self.port.map(Some),
             security: self.security,

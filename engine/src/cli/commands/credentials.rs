@@ -29,9 +29,21 @@ pub(crate) enum CredentialCommand {
         /// User name.
         #[arg(long)]
         user: String,
+        /// The secret is an OAuth2 refresh token this provider issued
+        /// (`intake oauth list`), not a password; accounts using the
+        /// credential sign in with XOAUTH2 (or OAUTHBEARER).
+        #[arg(long, value_name = "PROVIDER")]
+        oauth_provider: Option<String>,
         #[command(flatten)]
         secret: SecretSource,
     },
+    /// Sign in with an OAuth2 provider ("Sign in with Google / Microsoft"):
+    /// prints the address to open in a browser, waits for the provider to
+    /// send the browser back to a one-shot listener on 127.0.0.1, and
+    /// stores the refresh token encrypted as the credential NAME. Also
+    /// re-authorizes a credential whose grant was revoked, and switches its
+    /// disabled accounts back on.
+    Authorize(super::Authorize),
     /// Change a stored credential in place (a password change): the accounts
     /// that use it use the new secret from their next run. The secret comes
     /// from --secret-env, --secret-stdin, or a prompt on a terminal.
@@ -64,7 +76,42 @@ pub(crate) async fn credential(
     };
     let (store, tenant) = open(c, mode).await?;
     match cmd {
-        CredentialCommand::Add { name, user, secret } => {
+        CredentialCommand::Add {
+            name,
+            user,
+            oauth_provider: Some(provider),
+            secret,
+        } => {
+            let refresh = secret.read()?;
+            let key = master_key_for_storing(c, &store).await?;
+            if store
+                .credentials(tenant)
+                .await?
+                .iter()
+                .any(|i| i.name == name)
+            {
+                bail!(
+                    "credential {name} exists: to sign it in again, use `intake credential authorize {name}`"
+                );
+            }
+            store
+                .put_oauth_credential(tenant, &name, &user, &provider, &refresh, None, &key)
+                .await?;
+            writeln!(
+                out,
+                "stored credential {name} (OAuth2 refresh token for {provider}, encrypted)"
+            )?;
+        }
+        CredentialCommand::Authorize(args) => {
+            drop(store);
+            return super::authorize(c, args, out).await;
+        }
+        CredentialCommand::Add {
+            name,
+            user,
+            oauth_provider: None,
+            secret,
+        } => {
             let secret = secret.read()?;
             let key = master_key_for_storing(c, &store).await?;
             store
@@ -99,13 +146,18 @@ pub(crate) async fn credential(
             )?;
         }
         CredentialCommand::List => {
-            writeln!(out, "{:<20} {:<30} CREATED", "NAME", "USER")?;
+            writeln!(out, "{:<20} {:<30} {:<16} CREATED", "NAME", "USER", "KIND")?;
             for i in store.credentials(tenant).await? {
+                let kind = match &i.oauth_provider {
+                    Some(p) => format!("oauth2:{}", safe(p)),
+                    None => "password".into(),
+                };
                 writeln!(
                     out,
-                    "{:<20} {:<30} {}",
+                    "{:<20} {:<30} {:<16} {}",
                     safe(&i.name),
                     safe(&i.username),
+                    kind,
                     i.created_at.format("%Y-%m-%d %H:%M")
                 )?;
             }

@@ -1,6 +1,7 @@
 //! The commands that work on the store: accounts, credentials, contacts,
 //! the tenant's plugin chain, fetch and import, serve, inbox, messages and
-//! quarantine, tenants and API tokens, webhooks, and the master key. Each
+//! quarantine, tenants and API tokens, webhooks, OAuth2 providers and
+//! sign-in, and the master key. Each
 //! one opens the store of its
 //! [`Config`] (by default `intake.db` in the data directory) for `--tenant`:
 //! a command that changes data may create it, and names it on stderr; a
@@ -15,6 +16,7 @@ mod credentials;
 mod inbox;
 mod ingest;
 mod key;
+mod oauth;
 mod plugins;
 mod quarantine;
 mod serve;
@@ -27,6 +29,7 @@ pub(crate) use credentials::*;
 pub(crate) use inbox::*;
 pub(crate) use ingest::*;
 pub(crate) use key::*;
+pub(crate) use oauth::*;
 pub(crate) use plugins::*;
 pub(crate) use quarantine::*;
 pub(crate) use serve::*;
@@ -217,8 +220,10 @@ pub(crate) async fn stored_settings(c: &Config, name: &str) -> anyhow::Result<Ac
     let (store, tenant) = open(c, OpenMode::Existing).await?;
     store.account_id(tenant, name).await?;
     let key = c.master_key()?;
-    store
-        .settings(tenant, name, &key)
+    crate::oauth::fresh_settings(&store, tenant, name, &key)
         .await
-        .map_err(|e| key_hint(c, e))
+        .map_err(|e| match e {
+            crate::oauth::OAuthError::Store(e) => key_hint(c, e),
+            other => other.into(),
+        })
 }

@@ -187,22 +187,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Pop3Client<S> {
         Ok(())
     }
 
-    /// SASL `AUTH PLAIN` (RFC 5034, RFC 4616). The initial response goes on
-    /// the command line when the line stays within RFC 2449's 255 octets;
-    /// otherwise it is sent after the server's `+ ` continuation. A refusal
-    /// is [`FetchError::Auth`].
-    pub async fn auth_plain(&mut self, user: &str, password: &Secret) -> Result<(), FetchError> {
-        let response = proto::plain_initial_response(user, password.expose())
-            .map_err(|e| FetchError::Auth(format!("cannot send these credentials: {e}")))?;
-        let inline = "AUTH PLAIN ".len() + response.len() + 2 <= proto::MAX_COMMAND_LINE;
+    /// SASL `AUTH` (RFC 5034) with one message (`message`, from
+    /// [`crate::fetch::sasl`]): PLAIN, or a bearer mechanism. The initial
+    /// response goes on the command line when the line stays within RFC
+    /// 2449's 255 octets (an access token rarely does); otherwise it is
+    /// sent after the server's `+ ` continuation. A further challenge is a
+    /// bearer mechanism's error report, answered as the mechanism asks
+    /// (`failure_reply`), or, for PLAIN, cancelled with `*`. A refusal is
+    /// [`FetchError::Auth`].
+    pub async fn auth(
+        &mut self,
+        mechanism: &'static str,
+        message: &[u8],
+        failure_reply: Option<&[u8]>,
+    ) -> Result<(), FetchError> {
+        let response = proto::sasl_response(message);
+        let inline =
+            "AUTH  ".len() + mechanism.len() + response.len() + 2 <= proto::MAX_COMMAND_LINE;
         let mut reply = if inline {
-            self.send(Command::AuthPlain {
+            self.send(Command::Auth {
+                mechanism,
                 initial_response: Some(&response),
             })
             .await?;
             self.read_auth_reply().await?
         } else {
-            self.send(Command::AuthPlain {
+            self.send(Command::Auth {
+                mechanism,
                 initial_response: None,
             })
             .await?;
@@ -214,22 +225,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Pop3Client<S> {
                 done => done,
             }
         };
-        if let AuthReply::Continue(_) = reply {
-            // PLAIN is one message; a further challenge means the server
-            // wants something we do not have. Cancel, as RFC 5034 asks.
-            self.send(Command::SaslCancel).await?;
-            reply = self.read_auth_reply().await?;
-            let detail = match reply {
-                AuthReply::Done(r) => r.to_string(),
-                AuthReply::Continue(_) => String::from("another challenge"),
+        let mut report = None;
+        if let AuthReply::Continue(challenge) = &reply {
+            let Some(answer) = failure_reply else {
+                // PLAIN is one message; a further challenge means the
+                // server wants something we do not have. Cancel, as RFC
+                // 5034 asks.
+                self.send(Command::SaslCancel).await?;
+                let detail = match self.read_auth_reply().await? {
+                    AuthReply::Done(r) => r.to_string(),
+                    AuthReply::Continue(_) => String::from("another challenge"),
+                };
+                return Err(FetchError::Auth(format!(
+                    "the server asked for more than SASL {mechanism} provides; cancelled ({detail})"
+                )));
             };
-            return Err(FetchError::Auth(format!(
-                "the server asked for more than SASL PLAIN provides; cancelled ({detail})"
-            )));
+            use base64::Engine as _;
+            report = base64::engine::general_purpose::STANDARD
+                .decode(challenge.trim())
+                .ok()
+                .and_then(|c| crate::fetch::sasl::bearer_error(&c));
+            let answer = proto::sasl_response(answer);
+            self.send(Command::SaslResponse(&answer)).await?;
+            reply = self.read_auth_reply().await?;
         }
         match reply {
             AuthReply::Done(r) if r.is_ok() => Ok(()),
-            AuthReply::Done(r) => Err(login_refused(&r)),
+            AuthReply::Done(r) => Err(match (login_refused(&r), report) {
+                (FetchError::Auth(words), Some(report)) => {
+                    FetchError::Auth(format!("{report}: {words}"))
+                }
+                (e, _) => e,
+            }),
             AuthReply::Continue(_) => Err(FetchError::Auth("unexpected SASL continuation".into())),
         }
     }
@@ -447,7 +474,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Pop3Client<S> {
             let line = command.encode().map_err(|e| match command {
                 Command::User(_)
                 | Command::Pass(_)
-                | Command::AuthPlain { .. }
+                | Command::Auth { .. }
                 | Command::SaslResponse(_) => {
                     FetchError::Auth(format!("cannot send these credentials: {e}"))
                 }
@@ -785,16 +812,33 @@ mod tests {
     async fn auth_plain_cancels_an_unexpected_second_challenge() {
         let (mut c, mut s) = pair();
         s.send(b"+ \r\n-ERR cancelled\r\n").await;
-        let err = c
-            .auth_plain("alice", &Secret::new("s3cret"))
-            .await
-            .unwrap_err();
+        let plain = crate::fetch::sasl::plain("alice", "s3cret").unwrap();
+        let err = c.auth("PLAIN", &plain, None).await.unwrap_err();
         assert!(
             matches!(&err, FetchError::Auth(m) if m.contains("cancelled")),
             "{err}"
         );
         s.expect("AUTH PLAIN AGFsaWNlAHMzY3JldA==").await;
         s.expect("*").await;
+    }
+
+    #[tokio::test]
+    async fn a_bearer_failure_challenge_is_answered_and_reported_as_auth() {
+        let (mut c, mut s) = pair();
+        // base64 of {"status":"401","schemes":"bearer"}
+        s.send(b"+ eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiYmVhcmVyIn0=\r\n-ERR [AUTH] Authentication failed.\r\n")
+            .await;
+        let message = crate::fetch::sasl::xoauth2("alice", "expired").unwrap();
+        let err = c.auth("XOAUTH2", &message, Some(b"")).await.unwrap_err();
+        assert!(
+            matches!(&err, FetchError::Auth(m) if m.contains("rejected the access token (status 401)")
+                && m.contains("Authentication failed")),
+            "{err}"
+        );
+        s.expect(&format!("AUTH XOAUTH2 {}", proto::sasl_response(&message)))
+            .await;
+        // XOAUTH2 answers the report with an empty line.
+        s.expect("").await;
     }
 
     #[tokio::test]

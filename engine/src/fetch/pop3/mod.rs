@@ -36,8 +36,8 @@ use proto::Capabilities;
 
 use super::net::{self, MailStream};
 use super::{
-    AccountSettings, Acknowledge, Auth, FetchError, Fetched, FolderCursor, Listed, Listing,
-    MailSource, MessageKey, NetError, Security,
+    AccountSettings, Acknowledge, FetchError, Fetched, FolderCursor, Listed, Listing, MailSource,
+    MessageKey, NetError, Security,
 };
 
 /// The only POP3 folder.
@@ -154,6 +154,23 @@ pub async fn open_client(settings: &AccountSettings) -> Result<Pop3Client<MailSt
     }
 }
 
+/// `STLS` on a connected stream, as [`open_client`] does it, also
+/// returning what the TLS hand-shake established (for "Test settings").
+pub async fn stls_client(
+    stream: MailStream,
+    settings: &AccountSettings,
+) -> Result<(Pop3Client<MailStream>, net::TlsInfo), FetchError> {
+    let mut info = None;
+    let slot = &mut info;
+    let client = starttls(stream, |plain| async move {
+        let (tls, established) = plain.start_tls(settings).await?;
+        *slot = Some(established);
+        Ok(tls)
+    })
+    .await?;
+    Ok((client, info.unwrap_or_default()))
+}
+
 impl Pop3Source<MailStream> {
     /// Connects, secures the connection, greets and authenticates.
     pub async fn connect(settings: &AccountSettings) -> Result<Self, FetchError> {
@@ -198,22 +215,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Pop3Source<S> {
         settings: &AccountSettings,
         span: tracing::Span,
     ) -> Result<Self, FetchError> {
-        let result = match settings.auth {
-            Auth::Login => {
+        let initial = crate::fetch::sasl::initial(settings)
+            .map_err(|e| FetchError::Auth(format!("cannot send these credentials: {e}")))?;
+        let result = match initial {
+            None => {
                 client
                     .user_pass(&settings.username, &settings.password)
                     .await
             }
-            Auth::Plain => {
-                if !client.capabilities().is_some_and(|c| c.sasl("PLAIN")) {
-                    // Old servers answer CAPA with -ERR yet know AUTH PLAIN;
-                    // the server's reply says more than a guess would.
+            Some((mechanism, message)) => {
+                if !client.capabilities().is_some_and(|c| c.sasl(mechanism)) {
+                    // Old servers answer CAPA with -ERR yet know AUTH; the
+                    // server's reply says more than a guess would.
                     tracing::info!(
-                        "the server does not advertise SASL PLAIN; trying AUTH PLAIN anyway"
+                        mechanism,
+                        "the server does not advertise this SASL mechanism; trying it anyway"
                     );
                 }
                 client
-                    .auth_plain(&settings.username, &settings.password)
+                    .auth(
+                        mechanism,
+                        &message,
+                        crate::fetch::sasl::bearer_failure_reply(settings.auth),
+                    )
                     .await
             }
         };

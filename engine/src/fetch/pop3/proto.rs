@@ -707,9 +707,12 @@ pub enum Command<'a> {
     User(&'a str),
     /// `PASS secret`.
     Pass(&'a str),
-    /// `AUTH PLAIN`, with the base64 initial response if it fits the line.
-    AuthPlain {
-        /// From [`plain_initial_response`]: a secret.
+    /// `AUTH mechanism`, with the base64 initial response if it fits the
+    /// line.
+    Auth {
+        /// `PLAIN`, `XOAUTH2`, `OAUTHBEARER`.
+        mechanism: &'static str,
+        /// From [`sasl_response`]: a secret.
         initial_response: Option<&'a str>,
     },
     /// A line answering a `+ ` continuation: a secret.
@@ -737,9 +740,14 @@ impl fmt::Debug for Command<'_> {
         match self {
             Command::User(name) => write!(f, "USER {name}"),
             Command::Pass(_) => f.write_str("PASS ***"),
-            Command::AuthPlain {
+            Command::Auth {
+                mechanism,
                 initial_response: Some(_),
-            } => f.write_str("AUTH PLAIN ***"),
+            } => write!(f, "AUTH {mechanism} ***"),
+            Command::Auth {
+                mechanism,
+                initial_response: None,
+            } => write!(f, "AUTH {mechanism}"),
             Command::SaslResponse(_) => f.write_str("***"),
             Command::List(Some(n))
             | Command::Uidl(Some(n))
@@ -760,7 +768,7 @@ impl Command<'_> {
             Command::Stls => "STLS",
             Command::User(_) => "USER",
             Command::Pass(_) => "PASS",
-            Command::AuthPlain { .. } => "AUTH PLAIN",
+            Command::Auth { .. } => "AUTH",
             Command::SaslResponse(_) => "SASL response",
             Command::SaslCancel => "SASL cancel",
             Command::Stat => "STAT",
@@ -786,14 +794,16 @@ impl Command<'_> {
         let line = match *self {
             Command::User(name) => format!("USER {}", checked(name, "user name")?),
             Command::Pass(secret) => format!("PASS {}", checked(secret, "password")?),
-            Command::AuthPlain {
+            Command::Auth {
+                mechanism,
                 initial_response: Some(ir),
             } => {
-                format!("AUTH PLAIN {}", checked(ir, "SASL response")?)
+                format!("AUTH {mechanism} {}", checked(ir, "SASL response")?)
             }
-            Command::AuthPlain {
+            Command::Auth {
+                mechanism,
                 initial_response: None,
-            } => "AUTH PLAIN".to_string(),
+            } => format!("AUTH {mechanism}"),
             Command::SaslResponse(response) => checked(response, "SASL response")?.to_string(),
             Command::SaslCancel => "*".to_string(),
             Command::List(Some(n))
@@ -816,22 +826,10 @@ impl Command<'_> {
     }
 }
 
-/// The SASL PLAIN message for `user` and `password` (RFC 4616: empty
-/// authorisation id, NUL, user, NUL, password), base64-encoded. The result
-/// is a secret.
-pub fn plain_initial_response(user: &str, password: &str) -> Result<String, ProtoError> {
-    if user.contains('\0') {
-        return Err(ProtoError::BadArgument("user name"));
-    }
-    if password.contains('\0') {
-        return Err(ProtoError::BadArgument("password"));
-    }
-    let mut message = Vec::with_capacity(user.len() + password.len() + 2);
-    message.push(0);
-    message.extend_from_slice(user.as_bytes());
-    message.push(0);
-    message.extend_from_slice(password.as_bytes());
-    Ok(base64::engine::general_purpose::STANDARD.encode(message))
+/// A SASL message (from [`crate::fetch::sasl`]) as a POP3 line carries it,
+/// base64-encoded. The result is a secret.
+pub fn sasl_response(message: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(message)
 }
 
 #[cfg(test)]
@@ -1239,7 +1237,8 @@ mod tests {
         assert_eq!(Command::Retr(12).encode().unwrap(), b"RETR 12\r\n");
         assert_eq!(Command::Dele(3).encode().unwrap(), b"DELE 3\r\n");
         assert_eq!(
-            Command::AuthPlain {
+            Command::Auth {
+                mechanism: "PLAIN",
                 initial_response: None
             }
             .encode()
@@ -1247,7 +1246,8 @@ mod tests {
             b"AUTH PLAIN\r\n"
         );
         assert_eq!(
-            Command::AuthPlain {
+            Command::Auth {
+                mechanism: "PLAIN",
                 initial_response: Some("AGE=")
             }
             .encode()
@@ -1280,7 +1280,8 @@ mod tests {
         let shown = format!(
             "{:?} {:?} {:?}",
             Command::Pass("hunter2"),
-            Command::AuthPlain {
+            Command::Auth {
+                mechanism: "XOAUTH2",
                 initial_response: Some("hunter2")
             },
             Command::SaslResponse("hunter2")
@@ -1290,19 +1291,12 @@ mod tests {
     }
 
     #[test]
-    fn plain_initial_response_follows_rfc_4616() {
+    fn sasl_responses_are_base64() {
         // base64("\0alice\0s3cret"), computed independently.
         assert_eq!(
-            plain_initial_response("alice", "s3cret").unwrap(),
+            sasl_response(&crate::fetch::sasl::plain("alice", "s3cret").unwrap()),
             "AGFsaWNlAHMzY3JldA=="
         );
-        assert_eq!(
-            plain_initial_response("a\0b", "x"),
-            Err(ProtoError::BadArgument("user name"))
-        );
-        assert_eq!(
-            plain_initial_response("a", "x\0"),
-            Err(ProtoError::BadArgument("password"))
-        );
+        assert_eq!(sasl_response(b""), "");
     }
 }

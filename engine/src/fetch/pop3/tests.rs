@@ -14,7 +14,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream, duplex}
 use tokio::task::JoinHandle;
 
 use super::*;
-use crate::fetch::{Protocol, Secret};
+use crate::fetch::{Auth, Protocol, Secret};
 
 /// The server's end of the connection.
 struct Server {
@@ -899,7 +899,7 @@ async fn the_password_never_reaches_the_logs() {
                         s.reply(&format!("PASS {password}"), b"-ERR [AUTH] wrong\r\n")
                             .await;
                     }
-                    Auth::Plain => {
+                    _ => {
                         s.reply(
                             &format!("AUTH PLAIN {expected_auth}"),
                             b"-ERR [AUTH] wrong\r\n",
