@@ -14,7 +14,8 @@
 //! [`service`] is the one layer the command line, `intake serve` and the
 //! HTTP API call (tenancy, access and each resource's rules live there),
 //! [`serve`] runs the engine by itself: scheduler, IDLE, metrics, and
-//! [`api`] is the HTTP API under `/v1` that `intake serve` also serves.
+//! [`api`] is the HTTP API under `/v1` that `intake serve` also serves,
+//! and [`console`] the admin console's pages at `/`.
 //!
 //! [`domain`] holds the types these stages share (account settings, a
 //! message's identity and cursor, the decision as stored),
@@ -33,6 +34,7 @@ pub mod allocator;
 pub mod api;
 pub mod bundled;
 pub mod cli;
+pub mod console;
 pub mod directory;
 pub mod domain;
 pub mod fetch;

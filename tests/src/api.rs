@@ -202,8 +202,23 @@ impl Client {
 
     /// `method path` with a body of `content_type`.
     pub async fn send(&self, method: &str, path: &str, body: Option<(&str, Vec<u8>)>) -> Response {
+        self.send_with(method, path, &[], body).await
+    }
+
+    /// [`send`](Self::send) with extra request headers (a cookie, an
+    /// `Origin`).
+    pub async fn send_with(
+        &self,
+        method: &str,
+        path: &str,
+        extra: &[(&str, &str)],
+        body: Option<(&str, Vec<u8>)>,
+    ) -> Response {
         let mut head =
             format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+        for (name, value) in extra {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
         if let Some(token) = &self.token {
             head.push_str(&format!("Authorization: Bearer {token}\r\n"));
         }

@@ -171,7 +171,14 @@ pub async fn run(
             metrics,
             scheduling: scheduling.clone(),
         })
-        .merge(crate::api::router(service.clone(), config.api.clone()));
+        .merge(crate::api::router(service.clone(), config.api.clone()))
+        .merge(crate::console::router(
+            service.clone(),
+            crate::console::ConsoleConfig {
+                operator: config.api.operator.clone(),
+                tls: config.tls.is_some(),
+            },
+        ));
         let stop = shutdown.clone();
         tasks.spawn(async move {
             if let Err(e) = http::serve(listener, router, tls, stop).await {

@@ -254,12 +254,6 @@ impl Service {
         }
     }
 
-    /// The same service, opening credentials with `key`.
-    pub fn with_key(mut self, key: Option<MasterKey>) -> Self {
-        self.key = key;
-        self
-    }
-
     /// The store (for the scheduler's queries).
     pub fn store(&self) -> &Store {
         &self.store

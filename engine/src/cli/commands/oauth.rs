@@ -73,7 +73,7 @@ pub(crate) async fn oauth(
                 .transpose()?;
             let key = master_key_for_storing(c, &store).await?;
             let info = Service::admin(store)
-                .with_key(Some(key))
+                .with_master_key(key)
                 .put_oauth_provider(ProviderSpec {
                     name,
                     kind,
@@ -153,7 +153,7 @@ pub(crate) async fn authorize(
 ) -> anyhow::Result<ExitCode> {
     let (store, tenant) = open(c, OpenMode::Create).await?;
     let key = master_key_for_storing(c, &store).await?;
-    let service = Service::admin(store).with_key(Some(key));
+    let service = Service::admin(store).with_master_key(key);
     let scope = Scope::local(tenant, &c.tenant);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
         .await

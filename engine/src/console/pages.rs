@@ -1,0 +1,1204 @@
+//! The console's pages: one handler per page or form, each a thin layer
+//! over the service (parse the form, call the service with the session's
+//! scope, render). Templates are in `engine/templates/console/`.
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use super::{ConsoleState, Posted, Signed, cleared_cookie, session_cookie};
+use crate::domain::{Auth, FetchMode, Protocol, Security};
+use crate::service::accounts::{AccountPatch, AccountView};
+use crate::service::messages::{MessageItem, MessageQuery, QuarantineQuery, Release};
+use crate::service::{Principal, ServiceError};
+use crate::store::ProxyConfig;
+
+pub(super) fn routes() -> Router<ConsoleState> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/accounts") }))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/static/{file}", get(asset))
+        .route("/accounts", get(accounts))
+        .route("/accounts/new", get(new_account).post(create_account))
+        .route(
+            "/accounts/{name}/edit",
+            get(edit_account).post(update_account),
+        )
+        .route("/accounts/{name}/check", post(check_now))
+        .route("/accounts/{name}/enable", post(enable))
+        .route("/accounts/{name}/disable", post(disable))
+        .route("/accounts/{name}/test", get(test_page).post(run_test))
+        .route("/accounts/{name}/inbox", get(inbox))
+        .route("/messages/{id}", get(message))
+        .route("/messages/{id}/body", get(message_body))
+        .route("/quarantine", get(quarantine))
+        .route("/quarantine/{id}/release", post(release))
+        .route("/quarantine/{id}/drop", post(drop_held))
+}
+
+// ---------------------------------------------------------------- helpers
+
+/// A page rendered, or the error page.
+fn page<T: Template>(template: T) -> Response {
+    match template.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            tracing::error!("console template: {e}");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page could not be rendered",
+            )
+                .into_response()
+        }
+    }
+}
+
+/// A service error as a page: not found, refused, or a fault.
+fn failure(user: &Signed, e: ServiceError) -> Response {
+    let status = match &e {
+        ServiceError::Store(crate::store::Error::NotFound { .. }) => StatusCode::NOT_FOUND,
+        ServiceError::Forbidden { .. } => StatusCode::FORBIDDEN,
+        ServiceError::Invalid { .. } | ServiceError::Refused(_) | ServiceError::Disabled(_) => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
+        tracing::error!("console: {e}");
+        "something went wrong in the engine; the log has the details".to_string()
+    } else {
+        e.to_string()
+    };
+    let mut response = page(ErrorPage {
+        tenant: user.scope.tenant_name().to_owned(),
+        csrf: user.csrf.clone(),
+        message,
+    });
+    *response.status_mut() = status;
+    response
+}
+
+fn when(t: Option<DateTime<Utc>>) -> String {
+    t.map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+        .unwrap_or_else(|| "—".into())
+}
+
+/// Bounded, control-free text from mail or servers, for display.
+fn shown(text: &str, cap: usize) -> String {
+    crate::text::neutralize(&crate::text::bounded(text, cap)).into_owned()
+}
+
+fn see_other(to: &str) -> Response {
+    Redirect::to(to).into_response()
+}
+
+/// A path segment (an account name) for a link.
+fn seg(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+#[derive(Template)]
+#[template(path = "console/error.html")]
+struct ErrorPage {
+    tenant: String,
+    csrf: String,
+    message: String,
+}
+
+// ---------------------------------------------------------------- assets
+
+async fn asset(Path(file): Path<String>) -> Response {
+    let (body, kind): (&'static [u8], &str) = match file.as_str() {
+        "console.css" => (
+            include_bytes!("../../assets/console/console.css"),
+            "text/css",
+        ),
+        "console.js" => (
+            include_bytes!("../../assets/console/console.js"),
+            "text/javascript",
+        ),
+        "htmx.min.js" => (
+            include_bytes!("../../assets/console/htmx-2.0.11.min.js"),
+            "text/javascript",
+        ),
+        _ => return StatusCode::NOT_FOUND.into_response(),
+    };
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_str(kind).unwrap_or(HeaderValue::from_static("text/plain")),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=3600"),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+// ---------------------------------------------------------------- sign-in
+
+#[derive(Template)]
+#[template(path = "console/login.html")]
+struct LoginPage {
+    error: Option<String>,
+    operator: bool,
+}
+
+async fn login_page(State(state): State<ConsoleState>) -> Response {
+    page(LoginPage {
+        error: None,
+        operator: state.config.operator.is_some(),
+    })
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    token: String,
+    #[serde(default)]
+    tenant: String,
+}
+
+async fn login(
+    State(state): State<ConsoleState>,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<LoginForm>,
+) -> Response {
+    let refused = |message: &str| {
+        let mut r = page(LoginPage {
+            error: Some(message.to_owned()),
+            operator: state.config.operator.is_some(),
+        });
+        *r.status_mut() = StatusCode::UNAUTHORIZED;
+        r
+    };
+    if !super::same_origin(&headers) {
+        return refused("this sign-in was posted from another site");
+    }
+    let tenant = form.tenant.trim();
+    let principal = state
+        .service
+        .authenticate(
+            form.token.trim(),
+            state.config.operator.as_ref(),
+            (!tenant.is_empty()).then_some(tenant),
+        )
+        .await;
+    let scope = match principal {
+        Ok(Principal::Tenant(scope)) => scope,
+        Ok(Principal::Operator) => {
+            return refused("the admin credential signs in to a tenant: name the tenant too");
+        }
+        Err(ServiceError::Store(crate::store::Error::NotFound { .. })) => {
+            return refused("no such tenant");
+        }
+        Err(_) => return refused("that token is not valid (unknown, revoked or mistyped)"),
+    };
+    let (id, _) = state.sessions.open(scope);
+    let mut response = see_other("/accounts");
+    if let Ok(cookie) = HeaderValue::from_str(&session_cookie(&id, state.config.tls)) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+#[derive(Deserialize)]
+struct Empty {}
+
+async fn logout(State(state): State<ConsoleState>, posted: Posted<Empty>) -> Response {
+    state.sessions.close(&posted.user.session);
+    let mut response = see_other("/login");
+    if let Ok(cookie) = HeaderValue::from_str(&cleared_cookie(state.config.tls)) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+// ---------------------------------------------------------------- accounts
+
+struct AccountRow {
+    name: String,
+    link: String,
+    protocol: String,
+    host: String,
+    state: String,
+    state_class: &'static str,
+    last_check: String,
+    last_error: String,
+    next_check: String,
+    enabled: bool,
+    disabled: bool,
+}
+
+fn account_row(view: &AccountView) -> AccountRow {
+    use crate::store::HealthState;
+    let c = &view.config;
+    let h = &view.health;
+    let disabled = h.state == HealthState::Disabled;
+    AccountRow {
+        name: c.name.clone(),
+        link: seg(&c.name),
+        protocol: format!("{:?}", c.protocol).to_uppercase(),
+        host: format!(
+            "{}:{}",
+            c.host,
+            c.port.map_or_else(|| "default".into(), |p| p.to_string())
+        ),
+        state: shown(&view.state, 300),
+        state_class: match (c.enabled, &h.state) {
+            (false, _) => "off",
+            (true, HealthState::Ok) => "ok",
+            (true, HealthState::BackingOff) => "warn",
+            (true, HealthState::Disabled) => "bad",
+        },
+        last_check: when(h.last_check_at),
+        last_error: h
+            .last_error
+            .as_deref()
+            .map(|e| {
+                format!(
+                    "{}: {}",
+                    h.last_error_class.as_deref().unwrap_or("error"),
+                    shown(e, 300)
+                )
+            })
+            .unwrap_or_default(),
+        next_check: if c.enabled && c.auto_check && !disabled {
+            when(h.next_check_at.or(Some(Utc::now())))
+        } else {
+            "—".into()
+        },
+        enabled: c.enabled,
+        disabled,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/accounts.html")]
+struct AccountsPage {
+    tenant: String,
+    csrf: String,
+    accounts: Vec<AccountRow>,
+    notice: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct Notice {
+    #[serde(default)]
+    notice: Option<String>,
+}
+
+async fn accounts(
+    State(state): State<ConsoleState>,
+    user: Signed,
+    Query(q): Query<Notice>,
+) -> Response {
+    match state.service.accounts(&user.scope).await {
+        Ok(views) => page(AccountsPage {
+            tenant: user.scope.tenant_name().to_owned(),
+            csrf: user.csrf.clone(),
+            accounts: views.iter().map(account_row).collect(),
+            notice: q.notice.map(|n| shown(&n, 300)),
+        }),
+        Err(e) => failure(&user, e),
+    }
+}
+
+/// The account form's fields, as text (what the user typed stays on a
+/// refused form).
+#[derive(Deserialize, Default, Clone)]
+struct AccountFields {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    protocol: String,
+    #[serde(default)]
+    host: String,
+    #[serde(default)]
+    port: String,
+    #[serde(default)]
+    security: String,
+    #[serde(default)]
+    credential: String,
+    #[serde(default)]
+    auth: String,
+    #[serde(default)]
+    verify_certificate: Option<String>,
+    #[serde(default)]
+    pinned_certificate: String,
+    #[serde(default)]
+    keep_on_server: Option<String>,
+    #[serde(default)]
+    auto_check: Option<String>,
+    #[serde(default)]
+    check_interval_secs: String,
+    #[serde(default)]
+    enabled: Option<String>,
+    #[serde(default)]
+    proxy_host: String,
+    #[serde(default)]
+    proxy_port: String,
+    #[serde(default)]
+    proxy_credential: String,
+    #[serde(default)]
+    folders: String,
+    #[serde(default)]
+    mode: String,
+    #[serde(default)]
+    max_message_mb: String,
+    #[serde(default)]
+    batch_size: String,
+}
+
+impl AccountFields {
+    fn from_view(view: &AccountView) -> Self {
+        let c = &view.config;
+        let on = |b: bool| b.then(|| "on".to_string());
+        AccountFields {
+            name: c.name.clone(),
+            protocol: enum_text(c.protocol),
+            host: c.host.clone(),
+            port: c.port.map(|p| p.to_string()).unwrap_or_default(),
+            security: enum_text(c.security),
+            credential: c.credential.clone(),
+            auth: enum_text(c.auth),
+            verify_certificate: on(c.verify_certificate),
+            pinned_certificate: c
+                .pinned_certificate
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
+            keep_on_server: on(c.keep_on_server),
+            auto_check: on(c.auto_check),
+            check_interval_secs: c.check_interval_secs.to_string(),
+            enabled: on(c.enabled),
+            proxy_host: c.proxy.as_ref().map(|p| p.host.clone()).unwrap_or_default(),
+            proxy_port: c
+                .proxy
+                .as_ref()
+                .map(|p| p.port.to_string())
+                .unwrap_or_default(),
+            proxy_credential: c
+                .proxy
+                .as_ref()
+                .and_then(|p| p.credential.clone())
+                .unwrap_or_default(),
+            folders: c.folders.join("\n"),
+            mode: enum_text(c.mode),
+            max_message_mb: (c.max_message_bytes >> 20).to_string(),
+            batch_size: c.batch_size.to_string(),
+        }
+    }
+
+    fn blank() -> Self {
+        AccountFields {
+            protocol: "imap".into(),
+            security: "tls".into(),
+            auth: "login".into(),
+            verify_certificate: Some("on".into()),
+            keep_on_server: Some("on".into()),
+            auto_check: Some("on".into()),
+            enabled: Some("on".into()),
+            check_interval_secs: "300".into(),
+            folders: "INBOX".into(),
+            mode: "new".into(),
+            max_message_mb: "50".into(),
+            batch_size: "100".into(),
+            ..AccountFields::default()
+        }
+    }
+
+    /// The change these fields make; the first unreadable field is named.
+    fn patch(&self) -> Result<AccountPatch, (String, String)> {
+        fn choice<T: clap::ValueEnum>(field: &str, text: &str) -> Result<T, (String, String)> {
+            T::from_str(text, true).map_err(|_| {
+                (
+                    field.to_owned(),
+                    format!("choose one of the listed values, not {text:?}"),
+                )
+            })
+        }
+        fn number<T: std::str::FromStr>(field: &str, text: &str) -> Result<T, (String, String)> {
+            text.trim().parse().map_err(|_| {
+                (
+                    field.to_owned(),
+                    format!("a whole number, not {:?}", text.trim()),
+                )
+            })
+        }
+        let port = if self.port.trim().is_empty() {
+            None
+        } else {
+            Some(number::<u16>("port", &self.port)?)
+        };
+        let proxy = if self.proxy_host.trim().is_empty() {
+            None
+        } else {
+            Some(ProxyConfig {
+                host: self.proxy_host.trim().to_owned(),
+                port: if self.proxy_port.trim().is_empty() {
+                    1080
+                } else {
+                    number("proxy.port", &self.proxy_port)?
+                },
+                credential: (!self.proxy_credential.trim().is_empty())
+                    .then(|| self.proxy_credential.trim().to_owned()),
+            })
+        };
+        let pin = if self.pinned_certificate.trim().is_empty() {
+            None
+        } else {
+            Some(
+                self.pinned_certificate
+                    .parse()
+                    .map_err(|e: crate::domain::BadPin| {
+                        ("pinned_certificate".to_owned(), e.to_string())
+                    })?,
+            )
+        };
+        let protocol: Protocol = choice("protocol", &self.protocol)?;
+        Ok(AccountPatch {
+            protocol: Some(protocol),
+            host: Some(self.host.trim().to_owned()),
+            port: Some(port),
+            security: Some(choice::<Security>("security", &self.security)?),
+            credential: Some(self.credential.trim().to_owned()),
+            auth: Some(choice::<Auth>("auth", &self.auth)?),
+            verify_certificate: Some(self.verify_certificate.is_some()),
+            pinned_certificate: Some(pin),
+            keep_on_server: Some(self.keep_on_server.is_some()),
+            folders: (protocol == Protocol::Imap).then(|| {
+                self.folders
+                    .split(['\n', ','])
+                    .map(|f| f.trim().to_owned())
+                    .filter(|f| !f.is_empty())
+                    .collect()
+            }),
+            mode: Some(choice::<FetchMode>("mode", &self.mode)?),
+            max_message_bytes: Some(
+                number::<u64>("max_message_mb", &self.max_message_mb)?.saturating_mul(1 << 20),
+            ),
+            first_sync_count: None,
+            first_sync_since: None,
+            auto_check: Some(self.auto_check.is_some()),
+            check_interval_secs: Some(number("check_interval_secs", &self.check_interval_secs)?),
+            enabled: Some(self.enabled.is_some()),
+            proxy: Some(proxy),
+            batch_size: Some(number("batch_size", &self.batch_size)?),
+            ca_file: None,
+        })
+    }
+}
+
+fn enum_text<T: clap::ValueEnum>(value: T) -> String {
+    value
+        .to_possible_value()
+        .map(|v| v.get_name().to_owned())
+        .unwrap_or_default()
+}
+
+#[derive(Template)]
+#[template(path = "console/account_form.html")]
+struct AccountForm {
+    tenant: String,
+    csrf: String,
+    /// `None` for a new account; else its current name.
+    editing: Option<String>,
+    action: String,
+    f: AccountFields,
+    errors: BTreeMap<String, String>,
+    credentials: Vec<String>,
+}
+
+impl AccountForm {
+    fn error(&self, field: &str) -> &str {
+        self.errors.get(field).map(String::as_str).unwrap_or("")
+    }
+
+    fn checked(&self, value: &Option<String>) -> bool {
+        value.is_some()
+    }
+}
+
+async fn credential_names(state: &ConsoleState, user: &Signed) -> Vec<String> {
+    state
+        .service
+        .credentials(&user.scope)
+        .await
+        .map(|c| c.into_iter().map(|c| c.name).collect())
+        .unwrap_or_default()
+}
+
+async fn new_account(State(state): State<ConsoleState>, user: Signed) -> Response {
+    let credentials = credential_names(&state, &user).await;
+    page(AccountForm {
+        tenant: user.scope.tenant_name().to_owned(),
+        csrf: user.csrf.clone(),
+        editing: None,
+        action: "/accounts/new".into(),
+        f: AccountFields::blank(),
+        errors: BTreeMap::new(),
+        credentials,
+    })
+}
+
+async fn edit_account(
+    State(state): State<ConsoleState>,
+    user: Signed,
+    Path(name): Path<String>,
+) -> Response {
+    let view = match state.service.account(&user.scope, &name).await {
+        Ok(v) => v,
+        Err(e) => return failure(&user, e),
+    };
+    let credentials = credential_names(&state, &user).await;
+    page(AccountForm {
+        tenant: user.scope.tenant_name().to_owned(),
+        csrf: user.csrf.clone(),
+        action: format!("/accounts/{}/edit", seg(&name)),
+        editing: Some(name),
+        f: AccountFields::from_view(&view),
+        errors: BTreeMap::new(),
+        credentials,
+    })
+}
+
+async fn refused_form(
+    state: &ConsoleState,
+    user: &Signed,
+    editing: Option<String>,
+    f: AccountFields,
+    field: String,
+    reason: String,
+) -> Response {
+    let credentials = credential_names(state, user).await;
+    let action = match &editing {
+        Some(name) => format!("/accounts/{}/edit", seg(name)),
+        None => "/accounts/new".into(),
+    };
+    let mut errors = BTreeMap::new();
+    // Nested fields (`proxy.port`) are shown at their input.
+    errors.insert(field.replace('.', "_"), reason);
+    let mut r = page(AccountForm {
+        tenant: user.scope.tenant_name().to_owned(),
+        csrf: user.csrf.clone(),
+        editing,
+        action,
+        f,
+        errors,
+        credentials,
+    });
+    *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+    r
+}
+
+async fn save_account(
+    state: ConsoleState,
+    posted: Posted<AccountFields>,
+    editing: Option<String>,
+) -> Response {
+    let Posted { user, form } = posted;
+    let patch = match form.patch() {
+        Ok(p) => p,
+        Err((field, reason)) => {
+            return refused_form(&state, &user, editing, form, field, reason).await;
+        }
+    };
+    let result = match &editing {
+        None => {
+            state
+                .service
+                .create_account(&user.scope, form.name.trim(), &patch)
+                .await
+        }
+        Some(name) => {
+            state
+                .service
+                .update_account(&user.scope, name, &patch)
+                .await
+        }
+    };
+    match result {
+        Ok(change) => {
+            let mut notice = format!("saved {}", change.account.config.name);
+            for w in &change.warnings {
+                notice.push_str("; ");
+                notice.push_str(w);
+            }
+            see_other(&format!(
+                "/accounts?notice={}",
+                form_urlencoded::byte_serialize(notice.as_bytes()).collect::<String>()
+            ))
+        }
+        Err(ServiceError::Invalid { field, reason }) => {
+            refused_form(&state, &user, editing, form, field, reason).await
+        }
+        Err(ServiceError::Store(e @ crate::store::Error::AlreadyExists { .. })) => {
+            refused_form(&state, &user, editing, form, "name".into(), e.to_string()).await
+        }
+        Err(ServiceError::Store(e @ crate::store::Error::NotFound { .. }))
+            if e.to_string().contains("credential") =>
+        {
+            refused_form(
+                &state,
+                &user,
+                editing,
+                form,
+                "credential".into(),
+                e.to_string(),
+            )
+            .await
+        }
+        Err(e) => failure(&user, e),
+    }
+}
+
+async fn create_account(
+    State(state): State<ConsoleState>,
+    posted: Posted<AccountFields>,
+) -> Response {
+    save_account(state, posted, None).await
+}
+
+async fn update_account(
+    State(state): State<ConsoleState>,
+    Path(name): Path<String>,
+    posted: Posted<AccountFields>,
+) -> Response {
+    save_account(state, posted, Some(name)).await
+}
+
+async fn check_now(
+    State(state): State<ConsoleState>,
+    Path(name): Path<String>,
+    posted: Posted<Empty>,
+) -> Response {
+    let user = posted.user;
+    match state.service.request_check(&user.scope, &name).await {
+        Ok(_) => see_other(&format!(
+            "/accounts?notice={}",
+            seg(&format!(
+                "{name}: a check was asked for; it runs within seconds"
+            ))
+        )),
+        Err(e) => failure(&user, e),
+    }
+}
+
+async fn enable(
+    State(state): State<ConsoleState>,
+    Path(name): Path<String>,
+    posted: Posted<Empty>,
+) -> Response {
+    let user = posted.user;
+    match state.service.enable_account(&user.scope, &name).await {
+        Ok(_) => see_other(&format!(
+            "/accounts?notice={}",
+            seg(&format!("{name} is on"))
+        )),
+        Err(e) => failure(&user, e),
+    }
+}
+
+async fn disable(
+    State(state): State<ConsoleState>,
+    Path(name): Path<String>,
+    posted: Posted<Empty>,
+) -> Response {
+    let user = posted.user;
+    let patch = AccountPatch {
+        enabled: Some(false),
+        ..AccountPatch::default()
+    };
+    match state
+        .service
+        .update_account(&user.scope, &name, &patch)
+        .await
+    {
+        Ok(_) => see_other(&format!(
+            "/accounts?notice={}",
+            seg(&format!("{name} is off"))
+        )),
+        Err(e) => failure(&user, e),
+    }
+}
+
+// ---------------------------------------------------------------- test settings
+
+struct StepRow {
+    name: String,
+    class: &'static str,
+    mark: &'static str,
+    detail: String,
+    hint: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/test.html")]
+struct TestPage {
+    tenant: String,
+    csrf: String,
+    name: String,
+    link: String,
+    steps: Vec<StepRow>,
+    ran: bool,
+    ok: bool,
+}
+
+async fn test_page(user: Signed, Path(name): Path<String>) -> Response {
+    page(TestPage {
+        tenant: user.scope.tenant_name().to_owned(),
+        csrf: user.csrf.clone(),
+        link: seg(&name),
+        name,
+        steps: Vec::new(),
+        ran: false,
+        ok: false,
+    })
+}
+
+async fn run_test(
+    State(state): State<ConsoleState>,
+    Path(name): Path<String>,
+    posted: Posted<Empty>,
+) -> Response {
+    let user = posted.user;
+    let report = match state.service.test_account(&user.scope, &name).await {
+        Ok(r) => r,
+        Err(e) => return failure(&user, e),
+    };
+    let steps = report
+        .steps
+        .iter()
+        .map(|s| StepRow {
+            name: s.name.to_owned(),
+            class: match (s.ok, s.hint.is_some()) {
+                (false, _) => "bad",
+                (true, true) => "warn",
+                (true, false) => "ok",
+            },
+            mark: match (s.ok, s.hint.is_some()) {
+                (false, _) => "failed",
+                (true, true) => "warning",
+                (true, false) => "passed",
+            },
+            detail: shown(&s.detail, 2000),
+            hint: s
+                .hint
+                .as_deref()
+                .map(|h| shown(h, 2000))
+                .unwrap_or_default(),
+        })
+        .collect();
+    page(TestPage {
+        tenant: user.scope.tenant_name().to_owned(),
+        csrf: user.csrf.clone(),
+        link: seg(&name),
+        name,
+        steps,
+        ran: true,
+        ok: report.ok(),
+    })
+}
+
+// ---------------------------------------------------------------- inbox
+
+struct MessageRow {
+    id: i64,
+    date: String,
+    from: String,
+    subject: String,
+    parties: String,
+    disposition: &'static str,
+    decided_by: String,
+}
+
+fn message_row(item: &MessageItem) -> MessageRow {
+    use crate::store::MessageStatus;
+    let m = &item.summary;
+    MessageRow {
+        id: m.id.0,
+        date: when(m.date.or(Some(m.created_at))),
+        from: shown(m.from.as_deref().unwrap_or("(no sender)"), 200),
+        subject: shown(m.subject.as_deref().unwrap_or("(no subject)"), 300),
+        parties: m
+            .parties
+            .iter()
+            .map(|p| {
+                let name = p.name.as_deref().unwrap_or("");
+                let kind = format!("{:?}", p.kind).to_lowercase();
+                shown(
+                    &if name.is_empty() {
+                        format!("{} ({kind})", p.email)
+                    } else {
+                        format!("{name} <{}> ({kind})", p.email)
+                    },
+                    200,
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        disposition: match (&m.status, m.parties.is_empty()) {
+            (MessageStatus::Quarantined, _) => "quarantined",
+            (_, false) => "linked",
+            (_, true) => "unlinked",
+        },
+        decided_by: m.decided_by.clone().unwrap_or_else(|| "—".into()),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/inbox.html")]
+struct InboxPage {
+    tenant: String,
+    csrf: String,
+    account: String,
+    link: String,
+    messages: Vec<MessageRow>,
+    next: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct PageQuery {
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+async fn inbox(
+    State(state): State<ConsoleState>,
+    user: Signed,
+    Path(name): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    // An account the tenant does not have is not found, not empty.
+    if let Err(e) = state.service.account(&user.scope, &name).await {
+        return failure(&user, e);
+    }
+    let query = MessageQuery {
+        account: Some(name.clone()),
+        cursor: q.cursor,
+        limit: Some(50),
+        ..MessageQuery::default()
+    };
+    match state.service.messages(&user.scope, &query).await {
+        Ok(found) => page(InboxPage {
+            tenant: user.scope.tenant_name().to_owned(),
+            csrf: user.csrf.clone(),
+            link: seg(&name),
+            account: name,
+            messages: found.items.iter().map(message_row).collect(),
+            next: found.next,
+        }),
+        Err(e) => failure(&user, e),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/message.html")]
+struct MessagePage {
+    tenant: String,
+    csrf: String,
+    row: MessageRow,
+    account: String,
+    link: String,
+    headers: Vec<(String, String)>,
+    text: String,
+    has_html: bool,
+    attachments: Vec<(String, String, String)>,
+}
+
+/// Longest text body shown.
+const MAX_TEXT_CHARS: usize = 200_000;
+
+async fn message(State(state): State<ConsoleState>, user: Signed, Path(id): Path<i64>) -> Response {
+    let item = match state.service.message(&user.scope, id).await {
+        Ok(m) => m,
+        Err(e) => return failure(&user, e),
+    };
+    let raw = match state.service.raw_message(&user.scope, id).await {
+        Ok(r) => r,
+        Err(e) => return failure(&user, e),
+    };
+    let parsed = mail_parser::MessageParser::default().parse(&raw);
+    let mut headers = Vec::new();
+    let mut text = String::new();
+    let mut has_html = false;
+    let mut attachments = Vec::new();
+    if let Some(m) = &parsed {
+        for h in m.headers().iter().take(100) {
+            let name = h.name.as_str();
+            if [
+                "from",
+                "to",
+                "cc",
+                "date",
+                "subject",
+                "reply-to",
+                "message-id",
+            ]
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(name))
+            {
+                let value = m
+                    .header_raw(name)
+                    .map(|v| v.trim().to_owned())
+                    .unwrap_or_default();
+                headers.push((name.to_owned(), shown(&value, 1000)));
+            }
+        }
+        text = m
+            .body_text(0)
+            .map(|t| shown(&t, MAX_TEXT_CHARS))
+            .unwrap_or_default();
+        // mail-parser offers the text body as HTML when there is none; only
+        // a real text/html part gets the frame.
+        has_html = m.html_part(0).is_some_and(|p| p.is_text_html());
+        for part in m.attachments().take(200) {
+            use mail_parser::MimeHeaders;
+            let name = part.attachment_name().unwrap_or("(unnamed)");
+            let kind = part
+                .content_type()
+                .map(|c| match c.subtype() {
+                    Some(sub) => format!("{}/{sub}", c.ctype()),
+                    None => c.ctype().to_string(),
+                })
+                .unwrap_or_default();
+            attachments.push((shown(name, 200), shown(&kind, 100), human_size(part.len())));
+        }
+    }
+    let account = item.account_name.clone().unwrap_or_default();
+    page(MessagePage {
+        tenant: user.scope.tenant_name().to_owned(),
+        csrf: user.csrf.clone(),
+        row: message_row(&item),
+        link: seg(&account),
+        account,
+        headers,
+        text,
+        has_html,
+        attachments,
+    })
+}
+
+fn human_size(bytes: usize) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    }
+}
+
+/// The policy of the frame a message's HTML is shown in: no scripts, no
+/// requests at all (remote images stay blocked), inline styles only, and
+/// the frame is sandboxed even if opened on its own.
+const MESSAGE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; \
+                           frame-ancestors 'self'; base-uri 'none'; form-action 'none'; sandbox";
+
+/// Largest HTML body sanitised and shown.
+const MAX_HTML_BYTES: usize = 2 << 20;
+
+async fn message_body(
+    State(state): State<ConsoleState>,
+    user: Signed,
+    Path(id): Path<i64>,
+) -> Response {
+    let raw = match state.service.raw_message(&user.scope, id).await {
+        Ok(r) => r,
+        Err(e) => return failure(&user, e),
+    };
+    let html = mail_parser::MessageParser::default()
+        .parse(&raw)
+        .filter(|m| m.html_part(0).is_some_and(|p| p.is_text_html()))
+        .and_then(|m| m.body_html(0).map(|h| h.into_owned()))
+        .unwrap_or_default();
+    let html = crate::text::bounded(&html, MAX_HTML_BYTES);
+    let clean = sanitize(&html);
+    let document = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"></head><body>{clean}</body></html>"
+    );
+    (
+        [
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(MESSAGE_CSP),
+            ),
+            (
+                header::X_FRAME_OPTIONS,
+                HeaderValue::from_static("SAMEORIGIN"),
+            ),
+        ],
+        Html(document),
+    )
+        .into_response()
+}
+
+/// A message's HTML with everything active removed: scripts, event
+/// handlers, `javascript:` links, styles (CSS can hide or fake content),
+/// forms, frames; links open nothing of ours.
+pub(crate) fn sanitize(html: &str) -> String {
+    let mut builder = ammonia::Builder::default();
+    builder
+        .url_schemes(
+            ["http", "https", "mailto", "cid", "data"]
+                .into_iter()
+                .collect(),
+        )
+        .link_rel(Some("noopener noreferrer nofollow"))
+        .strip_comments(true);
+    builder.clean(html).to_string()
+}
+
+// ---------------------------------------------------------------- quarantine
+
+struct HeldRow {
+    row: MessageRow,
+    reason: String,
+    plugin: String,
+    held: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/quarantine.html")]
+struct QuarantinePage {
+    tenant: String,
+    csrf: String,
+    held: Vec<HeldRow>,
+    notice: Option<String>,
+}
+
+async fn quarantine(
+    State(state): State<ConsoleState>,
+    user: Signed,
+    Query(q): Query<Notice>,
+) -> Response {
+    let query = QuarantineQuery {
+        limit: Some(100),
+        ..QuarantineQuery::default()
+    };
+    match state.service.quarantined(&user.scope, &query).await {
+        Ok(found) => page(QuarantinePage {
+            tenant: user.scope.tenant_name().to_owned(),
+            csrf: user.csrf.clone(),
+            held: found
+                .items
+                .iter()
+                .map(|e| HeldRow {
+                    row: message_row(&MessageItem {
+                        summary: e.message.clone(),
+                        account_name: None,
+                    }),
+                    reason: shown(&e.reason, 500),
+                    plugin: e.plugin.clone().unwrap_or_else(|| "—".into()),
+                    held: when(Some(e.quarantined_at)),
+                })
+                .collect(),
+            notice: q.notice.map(|n| shown(&n, 300)),
+        }),
+        Err(e) => failure(&user, e),
+    }
+}
+
+#[derive(Deserialize)]
+struct ReleaseForm {
+    action: String,
+    #[serde(default)]
+    emails: String,
+}
+
+async fn release(
+    State(state): State<ConsoleState>,
+    Path(id): Path<i64>,
+    posted: Posted<ReleaseForm>,
+) -> Response {
+    let Posted { user, form } = posted;
+    let how = match form.action.as_str() {
+        "rerun" => Release::Rerun,
+        "unlinked" => Release::Unlinked,
+        "attach" => Release::Attach {
+            party_ids: Vec::new(),
+            emails: form
+                .emails
+                .split([',', '\n', ' '])
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        },
+        _ => {
+            return failure(
+                &user,
+                ServiceError::Invalid {
+                    field: "action".into(),
+                    reason: "attach, rerun or unlinked".into(),
+                },
+            );
+        }
+    };
+    match state.service.release(&user.scope, id, &how).await {
+        Ok(done) => see_other(&format!(
+            "/quarantine?notice={}",
+            seg(&format!(
+                "message {id} released{}",
+                done.decided_by
+                    .map(|p| format!(" (decided by {p})"))
+                    .unwrap_or_default()
+            ))
+        )),
+        Err(e) => failure(&user, e),
+    }
+}
+
+async fn drop_held(
+    State(state): State<ConsoleState>,
+    Path(id): Path<i64>,
+    posted: Posted<Empty>,
+) -> Response {
+    let user = posted.user;
+    match state.service.drop_quarantined(&user.scope, id).await {
+        Ok(()) => see_other(&format!(
+            "/quarantine?notice={}",
+            seg(&format!("message {id} dropped"))
+        )),
+        Err(e) => failure(&user, e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_html_is_inert() {
+        let dirty = r#"<p onclick="x()">hi<script>alert(1)</script>
+            <a href="javascript:alert(2)">a</a><img src="x" onerror="alert(3)">
+            <style>body{display:none}</style><iframe src="https://evil.example"></iframe>
+            <form action="https://evil.example"><input name=p></form>
+            <div style="position:fixed;top:0">fake</div></p>"#;
+        let clean = sanitize(dirty);
+        for bad in [
+            "script",
+            "onclick",
+            "onerror",
+            "javascript:",
+            "<style",
+            "iframe",
+            "<form",
+            "style=",
+        ] {
+            assert!(!clean.contains(bad), "{bad} in {clean}");
+        }
+        assert!(clean.contains("hi") && clean.contains("fake"), "{clean}");
+    }
+}

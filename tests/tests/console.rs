@@ -1,0 +1,380 @@
+//! The admin console over real HTTP against a real `intake serve` with a
+//! real Dovecot behind its account: signing in (cookie flags), the pages a
+//! tenant sees, another tenant's session refused on every page and form
+//! (also by URL), CSRF and foreign-origin posts refused, field errors named
+//! at their field, Test settings step by step, and a message carrying
+//! script, event handlers, `javascript:` links and CSS tricks shown inert.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use intake::fetch::{Protocol, Security};
+use intake::store::MasterKey;
+use intake_tests::api::{ApiServe, Client, OPERATOR, Response};
+use intake_tests::servers::{Dovecot, PASSWORD, USER};
+use serde_json::json;
+
+fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_intake-under-test"))
+}
+
+const HOSTILE: &str = "From: \"<script>alert('from')</script>\" <ann.lee@acme.example>\r\n\
+To: sales@ourco.example\r\n\
+Subject: <img src=x onerror=alert('subject')> Quarterly numbers\r\n\
+Message-ID: <hostile@test.example>\r\n\
+Date: Mon, 02 Nov 2026 09:00:00 +0000\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/alternative; boundary=b\r\n\
+\r\n\
+--b\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+\r\n\
+Plain <script>alert('text')</script> body.\r\n\
+--b\r\n\
+Content-Type: text/html; charset=utf-8\r\n\
+\r\n\
+<html><head><style>body{display:none}</style><script>alert('head')</script></head>\
+<body onload=\"alert('body')\"><p>Visible text</p>\
+<a href=\"javascript:alert('link')\">click</a>\
+<img src=\"http://127.0.0.1:9/tracker.png\" onerror=\"alert('img')\">\
+<div style=\"position:fixed;top:0;left:0\">overlay</div>\
+<iframe src=\"https://evil.example\"></iframe>\
+<form action=\"https://evil.example\"><input name=p></form></body></html>\r\n\
+--b--\r\n";
+
+/// A browser-like session: the cookie and the page's CSRF token.
+struct Browser {
+    client: Client,
+    cookie: Option<String>,
+}
+
+impl Browser {
+    fn new(serve: &ApiServe) -> Self {
+        Browser {
+            client: serve.client(None),
+            cookie: None,
+        }
+    }
+
+    fn headers(&self) -> Vec<(&str, String)> {
+        self.cookie
+            .as_ref()
+            .map(|c| vec![("Cookie", c.clone())])
+            .unwrap_or_default()
+    }
+
+    async fn get(&self, path: &str) -> Response {
+        let headers = self.headers();
+        let extra: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        self.client.send_with("GET", path, &extra, None).await
+    }
+
+    async fn post(&self, path: &str, fields: &[(&str, &str)], more: &[(&str, &str)]) -> Response {
+        let body: String = form_body(fields);
+        let headers = self.headers();
+        let mut extra: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        extra.extend_from_slice(more);
+        self.client
+            .send_with(
+                "POST",
+                path,
+                &extra,
+                Some(("application/x-www-form-urlencoded", body.into_bytes())),
+            )
+            .await
+    }
+
+    async fn sign_in(&mut self, token: &str) -> Response {
+        let r = self.post("/login", &[("token", token)], &[]).await;
+        if let Some(set) = r.header("set-cookie") {
+            self.cookie = Some(set.split(';').next().unwrap().to_owned());
+        }
+        r
+    }
+
+    /// The CSRF token of the page at `path`.
+    async fn csrf(&self, path: &str) -> String {
+        let page = self.get(path).await.text();
+        let marker = "name=\"csrf\" value=\"";
+        let start = page
+            .find(marker)
+            .unwrap_or_else(|| panic!("no csrf in {page}"))
+            + marker.len();
+        page[start..].split('"').next().unwrap().to_owned()
+    }
+}
+
+fn form_body(fields: &[(&str, &str)]) -> String {
+    let mut out = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in fields {
+        out.append_pair(k, v);
+    }
+    out.finish()
+}
+
+async fn tenant_token(serve: &ApiServe, tenant: &str) -> String {
+    let operator = serve.client(Some(OPERATOR));
+    let r = operator
+        .json("POST", "/v1/tenants", &json!({ "name": tenant }))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = operator
+        .json(
+            "POST",
+            &format!("/v1/tenants/{tenant}/tokens"),
+            &json!({ "name": "console", "scope": "admin" }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()["token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_shows_a_tenant_its_own_pages_and_nothing_runs_from_mail() {
+    let dovecot = Dovecot::start();
+    dovecot.deliver(USER, "INBOX", HOSTILE.as_bytes(), false);
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("intake.key");
+    std::fs::write(&key, MasterKey::generate().unwrap().to_base64()).unwrap();
+    let db = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("intake.db").display()
+    );
+    let serve = ApiServe::start(&binary(), &db, &key, &[]);
+    let acme_token = tenant_token(&serve, "acme").await;
+    let globex_token = tenant_token(&serve, "globex").await;
+    let acme = serve.client(Some(&acme_token));
+    let r = acme
+        .json(
+            "POST",
+            "/v1/credentials",
+            &json!({ "name": "alice", "username": USER, "secret": PASSWORD }),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    let r = acme
+        .json(
+            "POST",
+            "/v1/parties/bulk",
+            &json!({ "parties": [{ "kind": "contact", "email": "ann.lee@acme.example", "name": "Ann Lee" }] }),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // Signing in.
+    let mut browser = Browser::new(&serve);
+    let r = browser.get("/accounts").await;
+    assert_eq!((r.status, r.header("location")), (303, Some("/login")));
+    let r = browser.get("/login").await;
+    assert_eq!(r.status, 200);
+    let csp = r.header("content-security-policy").unwrap().to_owned();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe"),
+        "{csp}"
+    );
+    let r = browser.sign_in("itk_wrong_token").await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert!(browser.cookie.is_none());
+    let r = browser.sign_in(&acme_token).await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let cookie = r.header("set-cookie").unwrap();
+    assert!(
+        cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict")
+            && !cookie.contains("Secure"),
+        "{cookie}"
+    );
+    let r = browser.get("/accounts").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("No accounts yet"), "{}", r.text());
+
+    // A new account: a field error is named at its field, then it saves.
+    let csrf = browser.csrf("/accounts/new").await;
+    let port = dovecot
+        .account(Protocol::Imap, Security::None)
+        .port
+        .unwrap()
+        .to_string();
+    let mut fields = vec![
+        ("csrf", csrf.as_str()),
+        ("name", "sales"),
+        ("protocol", "imap"),
+        ("host", "localhost"),
+        ("port", "not-a-port"),
+        ("security", "none"),
+        ("credential", "alice"),
+        ("auth", "login"),
+        ("verify_certificate", "on"),
+        ("keep_on_server", "on"),
+        ("auto_check", "on"),
+        ("check_interval_secs", "3600"),
+        ("enabled", "on"),
+        ("folders", "INBOX"),
+        ("mode", "new"),
+        ("max_message_mb", "50"),
+        ("batch_size", "100"),
+    ];
+    let r = browser.post("/accounts/new", &fields, &[]).await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    let page = r.text();
+    let at_port = page.find("id=\"port-error\">").unwrap();
+    assert!(
+        page[at_port..].starts_with("id=\"port-error\">a whole number"),
+        "{page}"
+    );
+    assert!(
+        page.contains("value=\"localhost\""),
+        "what was typed stays: {page}"
+    );
+    fields[4].1 = &port;
+    let r = browser.post("/accounts/new", &fields, &[]).await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let r = browser.get(r.header("location").unwrap()).await;
+    assert!(
+        r.text().contains("saved sales") && r.text().contains("without TLS"),
+        "{}",
+        r.text()
+    );
+
+    // Test settings: every step, in order.
+    let csrf = browser.csrf("/accounts/sales/test").await;
+    let r = browser
+        .post("/accounts/sales/test", &[("csrf", &csrf)], &[])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let page = r.text();
+    let mut at = 0;
+    for step in ["resolve", "connect", "capabilities", "login", "folder"] {
+        let found = page[at..]
+            .find(&format!("data-step=\"{step}\""))
+            .unwrap_or_else(|| panic!("no {step} step after byte {at}: {page}"));
+        at += found;
+    }
+    assert!(page.contains("Every step passed"), "{page}");
+
+    // Check now, then the inbox shows the message linked to its contact.
+    let csrf = browser.csrf("/accounts").await;
+    let r = browser
+        .post("/accounts/sales/check", &[("csrf", &csrf)], &[])
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let started = Instant::now();
+    let inbox = loop {
+        let page = browser.get("/accounts/sales/inbox").await.text();
+        if page.contains("Quarterly numbers") {
+            break page;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not ingested: {page}\n{}",
+            serve.log()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert!(
+        inbox.contains("ann.lee@acme.example") && inbox.contains(">linked<"),
+        "{inbox}"
+    );
+    // Mail text is escaped, never markup.
+    assert!(
+        !inbox.contains("<script>alert") && !inbox.contains("<img src=x"),
+        "{inbox}"
+    );
+    assert!(inbox.contains("&#60;img src=x onerror=alert"), "{inbox}");
+    let id = inbox
+        .split("href=\"/messages/")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    let r = browser.get(&format!("/messages/{id}")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let page = r.text();
+    assert!(!page.contains("<script>alert"), "{page}");
+    assert!(
+        page.contains("sandbox=\"\"") && page.contains(&format!("/messages/{id}/body")),
+        "{page}"
+    );
+    let r = browser.get(&format!("/messages/{id}/body")).await;
+    let frame_csp = r.header("content-security-policy").unwrap().to_owned();
+    assert!(
+        frame_csp.contains("sandbox") && frame_csp.contains("img-src data:"),
+        "{frame_csp}"
+    );
+    let body = r.text();
+    assert!(
+        body.contains("Visible text") && body.contains("overlay"),
+        "{body}"
+    );
+    for inert in [
+        "<script",
+        "onload",
+        "onerror",
+        "javascript:",
+        "<style",
+        "<iframe",
+        "<form",
+        "style=",
+    ] {
+        assert!(!body.contains(inert), "{inert} in {body}");
+    }
+
+    // CSRF: a missing or wrong token, or another site's origin, is refused.
+    let r = browser
+        .post("/accounts/sales/check", &[("csrf", "forged")], &[])
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    let csrf = browser.csrf("/accounts").await;
+    let r = browser
+        .post(
+            "/accounts/sales/disable",
+            &[("csrf", &csrf)],
+            &[("Origin", "https://evil.example")],
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text());
+
+    // Another tenant's session sees none of it, by page, URL or form.
+    let mut other = Browser::new(&serve);
+    assert_eq!(other.sign_in(&globex_token).await.status, 303);
+    let page = other.get("/accounts").await.text();
+    assert!(!page.contains("sales"), "{page}");
+    for path in [
+        "/accounts/sales/inbox".to_string(),
+        "/accounts/sales/edit".to_string(),
+        format!("/messages/{id}"),
+        format!("/messages/{id}/body"),
+    ] {
+        let r = other.get(&path).await;
+        assert_eq!(r.status, 404, "{path}: {}", r.text());
+        assert!(!r.text().contains("Quarterly"), "{path}");
+    }
+    let other_csrf = other.csrf("/accounts").await;
+    for path in [
+        "/accounts/sales/disable",
+        "/accounts/sales/check",
+        "/accounts/sales/test",
+    ] {
+        let r = other.post(path, &[("csrf", &other_csrf)], &[]).await;
+        assert_eq!(r.status, 404, "{path}: {}", r.text());
+    }
+    // acme's session token does not work in globex's session either way.
+    let r = other
+        .post("/accounts/sales/disable", &[("csrf", &csrf)], &[])
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = acme.get("/v1/accounts/sales").await;
+    assert_eq!(
+        r.json()["enabled"],
+        true,
+        "nothing was switched off: {}",
+        r.text()
+    );
+
+    // Signing out ends the session.
+    let csrf = browser.csrf("/accounts").await;
+    let r = browser.post("/logout", &[("csrf", &csrf)], &[]).await;
+    assert_eq!(r.status, 303);
+    let r = browser.get("/accounts").await;
+    assert_eq!((r.status, r.header("location")), (303, Some("/login")));
+}
