@@ -16,6 +16,9 @@
 //! [`serve`] runs the engine by itself: scheduler, IDLE, metrics, and
 //! [`api`] is the HTTP API under `/v1` that `intake serve` also serves.
 //!
+//! [`discover`] finds an e-mail address's mail servers (the bundled
+//! provider table, DNS SRV records, autoconfig documents).
+//!
 //! [`domain`] holds the types these stages share (account settings, a
 //! message's identity and cursor, the decision as stored),
 //! [`directory`] is the tenant's contacts and leads as plugins query them,
@@ -32,6 +35,7 @@ pub mod api;
 pub mod bundled;
 pub mod cli;
 pub mod directory;
+pub mod discover;
 pub mod domain;
 pub mod fetch;
 pub mod home;

@@ -12,6 +12,7 @@
 mod accounts;
 mod contacts;
 mod credentials;
+mod discover;
 mod inbox;
 mod ingest;
 mod key;
@@ -24,6 +25,7 @@ mod webhooks;
 pub(crate) use accounts::*;
 pub(crate) use contacts::*;
 pub(crate) use credentials::*;
+pub(crate) use discover::*;
 pub(crate) use inbox::*;
 pub(crate) use ingest::*;
 pub(crate) use key::*;
