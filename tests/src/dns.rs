@@ -1,5 +1,6 @@
 //! A tiny authoritative DNS responder on 127.0.0.1 (UDP) for the discovery
-//! tests: it answers SRV queries from a table, NXDOMAIN for anything else,
+//! tests: it answers SRV and MX queries from a table (no records of the
+//! type asked: an empty answer; an unknown name: NXDOMAIN),
 //! and never answers names it is told to ignore (a hanging server). The
 //! wire format is written by hand (RFC 1035, RFC 2782), so the test does
 //! not share a DNS library with the code under test.
@@ -45,9 +46,27 @@ pub struct DnsResponder {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// SRV owner names (`_imaps._tcp.example.com`, no trailing dot) and their
-/// records.
-pub type Zone = HashMap<String, Vec<Srv>>;
+/// A record the responder serves.
+#[derive(Debug, Clone)]
+pub enum Record {
+    /// An SRV record.
+    Srv(Srv),
+    /// An MX record: preference, exchange.
+    Mx(u16, String),
+}
+
+impl Record {
+    fn qtype(&self) -> u16 {
+        match self {
+            Record::Srv(_) => 33,
+            Record::Mx(..) => 15,
+        }
+    }
+}
+
+/// Owner names (`_imaps._tcp.example.com`, `example.com`, no trailing dot)
+/// and their records.
+pub type Zone = HashMap<String, Vec<Record>>;
 
 impl DnsResponder {
     /// Starts answering from `zone`; queries for names in `ignore` get no
@@ -139,20 +158,20 @@ fn encode_name(name: &str, out: &mut Vec<u8>) {
     out.push(0);
 }
 
-/// The response: the question echoed, the SRV records as answers, or
-/// NXDOMAIN when the name has none.
-fn answer(query: &[u8], question_end: usize, records: Option<&Vec<Srv>>) -> Vec<u8> {
+/// The response: the question echoed, the name's records of the type
+/// asked as answers; NXDOMAIN when the name has no records at all.
+fn answer(query: &[u8], question_end: usize, records: Option<&Vec<Record>>) -> Vec<u8> {
     let qtype = u16::from_be_bytes([query[question_end - 4], query[question_end - 3]]);
-    let records: &[Srv] = match records {
-        Some(r) if qtype == 33 => r,
-        _ => &[],
-    };
+    let exists = records.is_some_and(|r| !r.is_empty());
+    let records: Vec<&Record> = records
+        .map(|r| r.iter().filter(|r| r.qtype() == qtype).collect())
+        .unwrap_or_default();
     let mut out = Vec::with_capacity(512);
     out.extend_from_slice(&query[0..2]); // id
     let rd = query[2] & 0x01;
     // QR, opcode 0, AA, RD as asked; RA; RCODE 0 or 3 (NXDOMAIN).
     out.push(0x84 | rd);
-    out.push(if records.is_empty() { 0x83 } else { 0x80 });
+    out.push(if exists { 0x80 } else { 0x83 });
     out.extend_from_slice(&1u16.to_be_bytes()); // questions
     out.extend_from_slice(&(records.len() as u16).to_be_bytes()); // answers
     out.extend_from_slice(&0u16.to_be_bytes()); // authority
@@ -160,14 +179,22 @@ fn answer(query: &[u8], question_end: usize, records: Option<&Vec<Srv>>) -> Vec<
     out.extend_from_slice(&query[12..question_end]);
     for r in records {
         out.extend_from_slice(&[0xc0, 0x0c]); // the question's name
-        out.extend_from_slice(&33u16.to_be_bytes()); // SRV
+        out.extend_from_slice(&r.qtype().to_be_bytes());
         out.extend_from_slice(&1u16.to_be_bytes()); // IN
         out.extend_from_slice(&60u32.to_be_bytes()); // TTL
         let mut rdata = Vec::new();
-        rdata.extend_from_slice(&r.priority.to_be_bytes());
-        rdata.extend_from_slice(&r.weight.to_be_bytes());
-        rdata.extend_from_slice(&r.port.to_be_bytes());
-        encode_name(&r.target, &mut rdata);
+        match r {
+            Record::Srv(srv) => {
+                rdata.extend_from_slice(&srv.priority.to_be_bytes());
+                rdata.extend_from_slice(&srv.weight.to_be_bytes());
+                rdata.extend_from_slice(&srv.port.to_be_bytes());
+                encode_name(&srv.target, &mut rdata);
+            }
+            Record::Mx(preference, exchange) => {
+                rdata.extend_from_slice(&preference.to_be_bytes());
+                encode_name(exchange, &mut rdata);
+            }
+        }
         out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
         out.extend_from_slice(&rdata);
     }

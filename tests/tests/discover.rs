@@ -19,7 +19,7 @@ use intake::discover::{
     DiscoverError, Discoverer, DiscoveryConfig, DiscoveryMode, Method, OAuthProvider,
 };
 use intake::fetch::{Protocol, Security};
-use intake_tests::dns::{DnsResponder, Srv, Zone};
+use intake_tests::dns::{DnsResponder, Record, Srv, Zone};
 
 const AUTOCONFIG: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <clientConfig version="1.1">
@@ -109,21 +109,35 @@ async fn start_http(seen: Seen) -> std::net::SocketAddr {
 }
 
 fn zone() -> Zone {
+    let srv = |records: Vec<Srv>| records.into_iter().map(Record::Srv).collect::<Vec<_>>();
     let mut zone = Zone::new();
     zone.insert(
         "_imaps._tcp.srv.example".into(),
-        vec![
+        srv(vec![
             Srv::new(10, 0, 993, "imap.srv.example"),
             Srv::new(20, 0, 993, "backup.srv.example"),
-        ],
+        ]),
     );
     zone.insert(
         "_imap._tcp.srv.example".into(),
-        vec![Srv::new(0, 0, 0, ".")],
+        srv(vec![Srv::new(0, 0, 0, ".")]),
     );
     zone.insert(
         "_pop3s._tcp.srv.example".into(),
-        vec![Srv::new(10, 0, 995, "pop.srv.example")],
+        srv(vec![Srv::new(10, 0, 995, "pop.srv.example")]),
+    );
+    // A company on Microsoft 365 that publishes nothing else.
+    zone.insert(
+        "m365.example".into(),
+        vec![
+            Record::Mx(20, "backup-mx.m365.example".into()),
+            Record::Mx(10, "m365-example.mail.protection.outlook.com".into()),
+        ],
+    );
+    // Its own mail server: MX tells nothing.
+    zone.insert(
+        "ownmx.example".into(),
+        vec![Record::Mx(10, "mx.ownmx.example".into())],
     );
     zone
 }
@@ -278,6 +292,34 @@ async fn autoconfig_is_asked_after_srv() {
 }
 
 #[tokio::test]
+async fn a_domain_hosted_by_a_known_provider_is_found_by_its_mx() {
+    let dns = dns();
+    let seen = Seen::default();
+    let http = start_http(seen.clone()).await;
+    let d = Discoverer::new(config(&dns, http));
+    let found = d.discover("ann@m365.example").await.unwrap();
+    let tried = results(&found.tried);
+    assert_eq!(found.method, Method::Mx, "{tried}");
+    assert_eq!(found.provider.as_deref(), Some("microsoft"));
+    assert_eq!(found.oauth2, Some(OAuthProvider::Microsoft));
+    assert_eq!(found.servers[0].host, "outlook.office365.com");
+    assert_eq!(
+        found.servers[0].username.as_deref(),
+        Some("ann@m365.example")
+    );
+    assert!(
+        found
+            .source
+            .contains("m365-example.mail.protection.outlook.com"),
+        "{}",
+        found.source
+    );
+    // Only after SRV and both autoconfig URLs gave nothing.
+    assert_eq!(found.tried.len(), 8, "{tried}");
+    assert_eq!(seen.0.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
 async fn nothing_found_lists_every_step() {
     let dns = dns();
     let http = start_http(Seen::default()).await;
@@ -297,7 +339,8 @@ async fn nothing_found_lists_every_step() {
             Method::Srv,
             Method::Srv,
             Method::Autoconfig,
-            Method::Autoconfig
+            Method::Autoconfig,
+            Method::Mx
         ]
     );
     let text = e.to_string();
@@ -310,6 +353,14 @@ async fn nothing_found_lists_every_step() {
         "{text}"
     );
     assert!(text.contains("HTTP 404"), "{text}");
+
+    assert!(text.contains("MX nothing.example: no records"), "{text}");
+    let e = d.discover("x@ownmx.example").await.unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("MX ownmx.example: mx.ownmx.example: not a provider the table knows"),
+        "{e}"
+    );
 
     // A document that is not an autoconfig document is no answer either.
     let e = d.discover("x@garbage.example").await.unwrap_err();

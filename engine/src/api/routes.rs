@@ -1037,8 +1037,9 @@ async fn list_providers(
 }
 
 /// The incoming servers of an e-mail address: the bundled table, then DNS
-/// SRV records (RFC 6186), then the domain's autoconfig document, as far as
-/// the operator allows (`--discovery`). The answer says which method found
+/// SRV records (RFC 6186), then the domain's autoconfig document, then its
+/// MX records (a domain hosted by a known provider), as far as the
+/// operator allows (`--discovery`). The answer says which method found
 /// them and every step tried; nothing found is a 404 problem listing the
 /// steps. Needs the write scope (it makes outbound requests).
 #[utoipa::path(get, path = "/v1/discover", tag = "discovery", params(DiscoverQuery),

@@ -5,7 +5,10 @@
 //! 2. RFC 6186 SRV records on the domain ([`srv`]);
 //! 3. Mozilla-style autoconfig documents ([`autoconfig`]):
 //!    `https://autoconfig.<domain>/mail/config-v1.1.xml?emailaddress=…`,
-//!    then `https://<domain>/.well-known/autoconfig/mail/config-v1.1.xml`.
+//!    then `https://<domain>/.well-known/autoconfig/mail/config-v1.1.xml`;
+//! 4. the domain's MX records ([`mx`]): a company domain whose mail a
+//!    provider of the table hosts (Microsoft 365, Google Workspace, …) gets
+//!    that provider's servers, as Thunderbird does.
 //!
 //! Every network step has a timeout and the whole discovery a deadline;
 //! bodies are capped, redirects few and never from https to http, and —
@@ -18,6 +21,7 @@
 //! server on loopback). This module knows no database and no tenant.
 
 pub mod autoconfig;
+pub mod mx;
 pub mod presets;
 pub mod srv;
 
@@ -128,6 +132,8 @@ pub enum Method {
     Srv,
     /// A Mozilla-style autoconfig document.
     Autoconfig,
+    /// The domain's MX records point at a provider of the table.
+    Mx,
 }
 
 impl Method {
@@ -137,6 +143,7 @@ impl Method {
             Method::Table => "the bundled provider table",
             Method::Srv => "DNS SRV records (RFC 6186)",
             Method::Autoconfig => "an autoconfig document",
+            Method::Mx => "the domain's MX records (a known provider hosts its mail)",
         }
     }
 }
@@ -188,6 +195,7 @@ impl std::fmt::Display for Attempt {
             Method::Table => "table",
             Method::Srv => "SRV",
             Method::Autoconfig => "autoconfig",
+            Method::Mx => "MX",
         };
         write!(f, "{method} {}: {}", self.target, self.result)
     }
@@ -217,6 +225,35 @@ pub struct Discovered {
     pub notes: Vec<String>,
     /// Every step tried, in order, the one that found them last.
     pub tried: Vec<Attempt>,
+}
+
+/// Why a DNS look-up found nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    /// The name has no records of the type (or does not exist).
+    #[error("no records")]
+    NoRecords,
+    /// No answer in time.
+    #[error("no answer within {} s", .0.as_secs())]
+    Timeout(Duration),
+    /// The resolver failed (no name server answered, a malformed answer, …).
+    #[error("DNS failed: {0}")]
+    Dns(String),
+}
+
+impl DnsError {
+    /// A look-up's answer under our timeout, its failures in our terms.
+    fn of<T>(
+        answer: Result<Result<T, hickory_resolver::net::NetError>, tokio::time::error::Elapsed>,
+        timeout: Duration,
+    ) -> Result<T, DnsError> {
+        match answer {
+            Err(_) => Err(DnsError::Timeout(timeout)),
+            Ok(Err(e)) if e.is_no_records_found() || e.is_nx_domain() => Err(DnsError::NoRecords),
+            Ok(Err(e)) => Err(DnsError::Dns(crate::text::bounded(&e.to_string(), 300))),
+            Ok(Ok(answer)) => Ok(answer),
+        }
+    }
 }
 
 /// Why discovery failed.
@@ -332,8 +369,8 @@ impl Discoverer {
         &self.inner.config
     }
 
-    /// The servers of `email`: the table, then (in network mode) SRV, then
-    /// autoconfig, within the whole discovery's deadline.
+    /// The servers of `email`: the table, then (in network mode) SRV,
+    /// autoconfig and MX, within the whole discovery's deadline.
     #[tracing::instrument(name = "discover", skip_all, fields(domain = tracing::field::Empty))]
     pub async fn discover(&self, email: &str) -> Result<Discovered, DiscoverError> {
         let (email, domain) = split_address(email)?;
@@ -432,6 +469,27 @@ impl Discoverer {
                 Err(_) => out_of_time(&mut tried, Method::Autoconfig, url, true),
             }
         }
+
+        if tokio::time::Instant::now() >= deadline {
+            out_of_time(&mut tried, Method::Mx, domain.clone(), false);
+            return Err(DiscoverError::NotFound { domain, tried });
+        }
+        match tokio::time::timeout_at(deadline, self.by_mx(&domain)).await {
+            Ok(Ok((preset, exchange))) => {
+                tried.push(Attempt {
+                    method: Method::Mx,
+                    target: domain.clone(),
+                    result: format!("found {exchange}: {}", preset.id),
+                });
+                return Ok(mx::discovered(preset, &exchange, email, domain, tried));
+            }
+            Ok(Err(why)) => tried.push(Attempt {
+                method: Method::Mx,
+                target: domain.clone(),
+                result: why,
+            }),
+            Err(_) => out_of_time(&mut tried, Method::Mx, domain.clone(), true),
+        }
         Err(DiscoverError::NotFound { domain, tried })
     }
 
@@ -477,6 +535,22 @@ impl Discoverer {
             });
         }
         (!found.is_empty()).then(|| srv::order(found))
+    }
+
+    /// Step 4: the domain's MX records, matched against the table.
+    async fn by_mx(&self, domain: &str) -> Result<(&'static Preset, String), String> {
+        let resolver = self.resolver().map_err(str::to_owned)?;
+        let records = mx::lookup(resolver, domain, self.inner.config.lookup_timeout)
+            .await
+            .map_err(|e| e.to_string())?;
+        mx::provider(&records).ok_or_else(|| {
+            let first = records
+                .iter()
+                .min_by_key(|(preference, _)| *preference)
+                .map(|(_, host)| host.as_str())
+                .unwrap_or("");
+            format!("{first}: not a provider the table knows")
+        })
     }
 
     /// Step 3: one autoconfig URL.

@@ -92,6 +92,10 @@ pub struct Preset {
     pub name: &'static str,
     /// The e-mail domains it serves (lower case).
     pub domains: &'static [&'static str],
+    /// The domains its mail exchangers are under: a company domain whose
+    /// MX records point there is hosted by this provider (Google
+    /// Workspace, Microsoft 365, …).
+    pub mx: &'static [&'static str],
     /// Its IMAP server.
     pub imap: Option<Endpoint>,
     /// Its POP3 server, where it offers POP3.
@@ -157,6 +161,7 @@ pub static PRESETS: &[Preset] = &[
         id: "gmail",
         name: "Gmail",
         domains: &["gmail.com", "googlemail.com"],
+        mx: &["google.com", "googlemail.com"],
         imap: tls("imap.gmail.com", 993),
         pop3: tls("pop.gmail.com", 995),
         username: UserName::Address,
@@ -190,6 +195,7 @@ pub static PRESETS: &[Preset] = &[
             "live.fr",
             "live.nl",
         ],
+        mx: &["mail.protection.outlook.com"],
         imap: tls("outlook.office365.com", 993),
         pop3: tls("outlook.office365.com", 995),
         username: UserName::Address,
@@ -217,6 +223,7 @@ pub static PRESETS: &[Preset] = &[
             "yahoo.com.au",
             "yahoo.co.jp",
         ],
+        mx: &[],
         imap: tls("imap.mail.yahoo.com", 993),
         pop3: tls("pop.mail.yahoo.com", 995),
         username: UserName::Address,
@@ -228,6 +235,7 @@ pub static PRESETS: &[Preset] = &[
         id: "icloud",
         name: "iCloud Mail",
         domains: &["icloud.com", "me.com", "mac.com"],
+        mx: &["mail.icloud.com"],
         imap: tls("imap.mail.me.com", 993),
         pop3: None,
         username: UserName::LocalPart,
@@ -248,6 +256,7 @@ pub static PRESETS: &[Preset] = &[
             "fastmail.net",
             "fastmail.org",
         ],
+        mx: &["messagingengine.com"],
         imap: tls("imap.fastmail.com", 993),
         pop3: tls("pop.fastmail.com", 995),
         username: UserName::Address,
@@ -259,6 +268,7 @@ pub static PRESETS: &[Preset] = &[
         id: "zoho",
         name: "Zoho Mail",
         domains: &["zoho.com", "zohomail.com"],
+        mx: &["zoho.com"],
         imap: tls("imap.zoho.com", 993),
         pop3: tls("pop.zoho.com", 995),
         username: UserName::Address,
@@ -273,6 +283,7 @@ pub static PRESETS: &[Preset] = &[
         id: "zoho-eu",
         name: "Zoho Mail (EU)",
         domains: &["zoho.eu", "zohomail.eu"],
+        mx: &["zoho.eu"],
         imap: tls("imap.zoho.eu", 993),
         pop3: tls("pop.zoho.eu", 995),
         username: UserName::Address,
@@ -284,6 +295,7 @@ pub static PRESETS: &[Preset] = &[
         id: "gmx",
         name: "GMX",
         domains: &["gmx.net", "gmx.de", "gmx.at", "gmx.ch"],
+        mx: &[],
         imap: tls("imap.gmx.net", 993),
         pop3: tls("pop.gmx.net", 995),
         username: UserName::Address,
@@ -295,6 +307,7 @@ pub static PRESETS: &[Preset] = &[
         id: "gmx-com",
         name: "GMX (international)",
         domains: &["gmx.com", "gmx.us", "gmx.co.uk", "gmx.fr", "gmx.es"],
+        mx: &[],
         imap: tls("imap.gmx.com", 993),
         pop3: tls("pop.gmx.com", 995),
         username: UserName::Address,
@@ -306,6 +319,7 @@ pub static PRESETS: &[Preset] = &[
         id: "aol",
         name: "AOL Mail",
         domains: &["aol.com", "aim.com"],
+        mx: &[],
         imap: tls("imap.aol.com", 993),
         pop3: tls("pop.aol.com", 995),
         username: UserName::Address,
@@ -325,6 +339,7 @@ pub static PRESETS: &[Preset] = &[
             "yandex.ua",
             "narod.ru",
         ],
+        mx: &["yandex.net", "yandex.ru"],
         imap: tls("imap.yandex.com", 993),
         pop3: tls("pop.yandex.com", 995),
         username: UserName::Address,
@@ -339,6 +354,7 @@ pub static PRESETS: &[Preset] = &[
         id: "proton-bridge",
         name: "Proton Mail (through Proton Mail Bridge)",
         domains: &["proton.me", "protonmail.com", "protonmail.ch", "pm.me"],
+        mx: &["protonmail.ch"],
         imap: Some(Endpoint {
             host: "127.0.0.1",
             port: 1143,
@@ -370,6 +386,16 @@ pub fn preset_for_domain(domain: &str) -> Option<&'static Preset> {
     PRESETS
         .iter()
         .find(|p| p.domains.iter().any(|d| d.eq_ignore_ascii_case(domain)))
+}
+
+/// The preset whose mail exchangers are under a domain of its `mx` list
+/// (`host` is an MX record's exchange, without the trailing dot).
+pub fn preset_for_mx(host: &str) -> Option<&'static Preset> {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    PRESETS.iter().find(|p| {
+        p.mx.iter()
+            .any(|d| host == *d || host.ends_with(&format!(".{d}")))
+    })
 }
 
 /// The preset whose servers include `host`: a custom domain hosted by a
@@ -463,5 +489,15 @@ mod tests {
             Some(OAuthProvider::Google)
         );
         assert_eq!(OAuthProvider::for_host("evilgoogle.com"), None);
+        assert_eq!(
+            preset_for_mx("contoso-com.mail.protection.outlook.com.")
+                .unwrap()
+                .id,
+            "microsoft"
+        );
+        assert_eq!(preset_for_mx("ASPMX.L.GOOGLE.COM").unwrap().id, "gmail");
+        assert_eq!(preset_for_mx("mx01.mail.icloud.com").unwrap().id, "icloud");
+        assert!(preset_for_mx("mail.evil-google.com").is_none());
+        assert!(preset_for_mx("outlook.com.evil.example").is_none());
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use hickory_resolver::TokioResolver;
 use hickory_resolver::proto::rr::RData;
 
-use super::{Authentication, ServerSettings, valid_host};
+use super::{Authentication, DnsError, ServerSettings, valid_host};
 use crate::domain::{Protocol, Security};
 
 /// One of the four services RFC 6186 names for mail access.
@@ -145,20 +145,6 @@ pub fn order(found: Vec<(MailService, SrvRecord)>) -> Vec<ServerSettings> {
         .collect()
 }
 
-/// Why a look-up found nothing.
-#[derive(Debug, thiserror::Error)]
-pub enum SrvError {
-    /// The name has no SRV records (or does not exist).
-    #[error("no records")]
-    NoRecords,
-    /// No answer in time.
-    #[error("no answer within {} s", .0.as_secs())]
-    Timeout(Duration),
-    /// The resolver failed (no name server answered, a malformed answer, …).
-    #[error("DNS failed: {0}")]
-    Dns(String),
-}
-
 /// The SRV records of `service` on `domain` (an absolute name is asked,
 /// so no search domain is appended).
 pub async fn lookup(
@@ -166,16 +152,12 @@ pub async fn lookup(
     service: MailService,
     domain: &str,
     timeout: Duration,
-) -> Result<Vec<SrvRecord>, SrvError> {
+) -> Result<Vec<SrvRecord>, DnsError> {
     let name = format!("{}.{domain}.", service.label());
-    let answer = match tokio::time::timeout(timeout, resolver.srv_lookup(name.as_str())).await {
-        Err(_) => return Err(SrvError::Timeout(timeout)),
-        Ok(Err(e)) if e.is_no_records_found() || e.is_nx_domain() => {
-            return Err(SrvError::NoRecords);
-        }
-        Ok(Err(e)) => return Err(SrvError::Dns(e.to_string())),
-        Ok(Ok(answer)) => answer,
-    };
+    let answer = DnsError::of(
+        tokio::time::timeout(timeout, resolver.srv_lookup(name.as_str())).await,
+        timeout,
+    )?;
     let records: Vec<SrvRecord> = answer
         .answers()
         .iter()
@@ -195,7 +177,7 @@ pub async fn lookup(
         .take(64)
         .collect();
     if records.is_empty() {
-        Err(SrvError::NoRecords)
+        Err(DnsError::NoRecords)
     } else {
         Ok(records)
     }

@@ -1,6 +1,7 @@
 //! `intake account`: add, list, show, edit, remove, enable, check now
-//! (Test settings is in `cli`; discovery and presets in `discover`). State, enable and check go through the
-//! service layer, as the service itself does.
+//! (Test settings is in `cli`; discovery and presets in `discover`).
+//! State, enable and check go through the service layer, as the service
+//! itself does.
 
 use super::*;
 use crate::service::accounts::AccountPatch;
@@ -46,8 +47,8 @@ pub(crate) enum AccountCommand {
     /// to change. Exits non-zero if any step fails.
     Test(crate::cli::AccountTest),
     /// Find an e-mail address's incoming servers: the bundled provider
-    /// table, DNS SRV records (RFC 6186), then the domain's autoconfig
-    /// document; says what was found, how, and what was tried.
+    /// table, DNS SRV records (RFC 6186), the domain's autoconfig document,
+    /// then its MX records; says what was found, how, and what was tried.
     Discover(DiscoverArgs),
     /// The bundled provider presets (for `account add --provider`).
     Providers,

@@ -28,8 +28,8 @@ pub(crate) struct ServerFrom {
     #[arg(long)]
     email: Option<String>,
     /// Fill protocol, host, port and security from the address: the
-    /// bundled provider table, DNS SRV records, then the domain's
-    /// autoconfig document.
+    /// bundled provider table, DNS SRV records, the domain's autoconfig
+    /// document, then its MX records.
     #[arg(long, requires = "email")]
     discover: bool,
     /// Fill them from a provider preset (`intake account providers`

@@ -114,7 +114,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "INTAKE_WEBHOOK_ALLOW_PRIVATE_NETWORKS")]
     webhook_allow_private_networks: bool,
     /// Provider discovery for the API (`GET /v1/discover`): `network` (the
-    /// bundled table, then DNS SRV and autoconfig over HTTPS: outbound
+    /// bundled table, then DNS SRV, autoconfig over HTTPS and MX: outbound
     /// requests on a tenant's behalf), `table` (the bundled table only, no
     /// outbound request) or `off`.
     #[arg(long, env = "INTAKE_DISCOVERY", default_value = "network")]
