@@ -17,6 +17,9 @@
 //! [`api`] is the HTTP API under `/v1` that `intake serve` also serves,
 //! and [`console`] the admin console's pages at `/`.
 //!
+//! [`discover`] finds an e-mail address's mail servers (the bundled
+//! provider table, DNS SRV records, autoconfig documents).
+//!
 //! [`domain`] holds the types these stages share (account settings, a
 //! message's identity and cursor, the decision as stored),
 //! [`directory`] is the tenant's contacts and leads as plugins query them,
@@ -36,6 +39,7 @@ pub mod bundled;
 pub mod cli;
 pub mod console;
 pub mod directory;
+pub mod discover;
 pub mod domain;
 pub mod fetch;
 pub mod home;

@@ -13,6 +13,7 @@ use intake::plugin::{Binding, LoadedPlugin, PluginRuntime, RuntimeConfig};
 
 pub mod api;
 pub mod databases;
+pub mod dns;
 pub mod hostile;
 pub mod oauth;
 pub mod servers;

@@ -672,6 +672,21 @@ fn routes(acme: &Acme) -> Vec<Route> {
             None,
             Some("write"),
         ),
+        r(
+            "GET",
+            "/v1/providers",
+            "/v1/providers".into(),
+            None,
+            Some("read"),
+        ),
+        // A provider in the bundled table: no outbound request.
+        r(
+            "GET",
+            "/v1/discover",
+            "/v1/discover?email=someone%40gmail.com".into(),
+            None,
+            Some("write"),
+        ),
     ]
 }
 
@@ -1374,6 +1389,93 @@ async fn resources_round_trip_and_bad_fields_are_named(db: Db) {
     assert!(v["items"][0]["account_name"].is_null(), "{v}");
 }
 
+/// The provider presets and discovery: the table answers, nothing found is
+/// a 404 problem listing what was tried, a bad address names the field,
+/// and the operator's `--discovery` switch is obeyed (`table`: no outbound
+/// request; `off`: refused, presets still listed).
+async fn providers_and_discovery(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let key = key_file(dir.path());
+    let serve = ApiServe::start(&binary(), &db.url, &key, &["--discovery", "table"]);
+    create_tenant(&serve, "acme").await;
+    let (_, write) = issue(&serve, "acme", "crm", "write").await;
+    let (_, read) = issue(&serve, "acme", "reader", "read").await;
+    let (write, read) = (serve.client(Some(&write)), serve.client(Some(&read)));
+
+    let providers = expect(&read.get("/v1/providers").await, 200);
+    let by_id = |id: &str| {
+        providers
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == id)
+            .unwrap_or_else(|| panic!("no {id} in {providers}"))
+            .clone()
+    };
+    let gmail = by_id("gmail");
+    assert_eq!(gmail["servers"][0]["host"], "imap.gmail.com");
+    assert_eq!(gmail["servers"][0]["port"], 993);
+    assert_eq!(gmail["servers"][0]["security"], "tls");
+    assert_eq!(gmail["servers"][1]["host"], "pop.gmail.com");
+    assert_eq!(gmail["oauth2"], "google");
+    let proton = by_id("proton-bridge");
+    assert_eq!(proton["servers"].as_array().unwrap().len(), 1, "{proton}");
+    assert_eq!(proton["servers"][0]["port"], 1143);
+    assert_eq!(proton["servers"][0]["security"], "starttls");
+    assert_eq!(proton["self_signed_certificate"], true);
+    for id in [
+        "microsoft",
+        "yahoo",
+        "icloud",
+        "fastmail",
+        "zoho",
+        "gmx",
+        "aol",
+        "yandex",
+    ] {
+        by_id(id);
+    }
+
+    let v = expect(
+        &write.get("/v1/discover?email=Ann.Lee%40Hotmail.com").await,
+        200,
+    );
+    assert_eq!(v["method"], "table", "{v}");
+    assert_eq!(v["provider"], "microsoft", "{v}");
+    assert_eq!(v["oauth2"], "microsoft", "{v}");
+    assert_eq!(v["servers"][0]["host"], "outlook.office365.com", "{v}");
+    assert_eq!(v["servers"][0]["username"], "Ann.Lee@hotmail.com", "{v}");
+    assert_eq!(v["tried"][0]["method"], "table", "{v}");
+    // Outbound requests on the tenant's behalf need the write scope.
+    let r = read.get("/v1/discover?email=ann%40gmail.com").await;
+    assert_eq!(r.status, 403, "{}", r.text());
+
+    let r = write.get("/v1/discover?email=x%40nowhere.example").await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    let p = r.json();
+    assert_eq!(p["type"], "urn:intake:problem:not-found");
+    let detail = p["detail"].as_str().unwrap();
+    assert!(detail.contains("nowhere.example"), "{detail}");
+    assert!(detail.contains("network discovery is off"), "{detail}");
+    refused(
+        &write.get("/v1/discover?email=not-an-address").await,
+        422,
+        "email",
+    );
+    refused(&write.get("/v1/discover").await, 422, "email");
+    drop(serve);
+
+    let serve = ApiServe::start(&binary(), &db.url, &key, &["--discovery", "off"]);
+    let (_, write) = issue(&serve, "acme", "crm2", "write").await;
+    let write = serve.client(Some(&write));
+    let r = write.get("/v1/discover?email=ann%40gmail.com").await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert_eq!(r.json()["type"], "urn:intake:problem:refused");
+    assert!(r.text().contains("switched off"), "{}", r.text());
+    expect(&write.get("/v1/providers").await, 200);
+}
+
 /// Per-token rate limits answer 429 with Retry-After, and another token
 /// is not held up; unknown routes and methods answer problem documents;
 /// the documentation page is served with a strict policy.
@@ -1634,6 +1736,7 @@ on_both_databases!(
     every_route_refuses_the_wrong_caller,
     resources_round_trip_and_bad_fields_are_named,
     limits_documents_and_the_docs_page,
+    providers_and_discovery,
     the_openapi_document_validates,
     the_listener_serves_tls,
     concurrent_upserts_during_ingestion_make_no_duplicates,

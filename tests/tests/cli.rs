@@ -554,3 +554,173 @@ async fn a_certificate_is_pinned_from_the_command_line() {
     let (ok, out) = intake_store(&db, &key, &["account", "test", "private"]).await;
     assert!(!ok && out.contains("itself a CA certificate"), "{out}");
 }
+
+/// Presets and discovery from the command line, on providers of the
+/// bundled table (no network): `account providers`, `account discover`,
+/// `account add --provider` and `--email … --discover`, options given
+/// winning over what is filled.
+#[tokio::test]
+async fn accounts_from_presets_and_discovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("intake.db").display()
+    );
+    let key = dir.path().join("intake.key");
+    std::fs::write(&key, "nZ8y6b1Ttxv3Lkz1yE6P6k2m8D3mQ0b5Xw7cJ4hR2aU=").unwrap();
+    let (ok, out) = intake_store(&db, &key, &["account", "providers"]).await;
+    assert!(ok, "{out}");
+    let gmail = out.lines().find(|l| l.starts_with("gmail ")).unwrap();
+    assert!(gmail.contains("imap.gmail.com:993 tls"), "{gmail}");
+    assert!(gmail.contains("pop.gmail.com:995 tls"), "{gmail}");
+    for id in [
+        "microsoft",
+        "yahoo",
+        "icloud",
+        "fastmail",
+        "zoho",
+        "gmx",
+        "aol",
+        "yandex",
+        "proton-bridge",
+    ] {
+        assert!(
+            out.lines().any(|l| l.starts_with(&format!("{id} "))),
+            "{id}: {out}"
+        );
+    }
+
+    let (ok, out) = intake_store(&db, &key, &["account", "discover", "ann@me.com"]).await;
+    assert!(ok, "{out}");
+    assert!(out.contains("found by the bundled provider table"), "{out}");
+    assert!(out.contains("imap.mail.me.com:993"), "{out}");
+    assert!(
+        out.contains("user ann "),
+        "iCloud's user name is the local part: {out}"
+    );
+    let (ok, out) = intake_store(
+        &db,
+        &key,
+        &["account", "discover", "ann@gmail.com", "--json"],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["method"], "table");
+    assert_eq!(v["servers"][0]["host"], "imap.gmail.com");
+    let (ok, out) = intake_store(&db, &key, &["account", "discover", "not an address"]).await;
+    assert!(!ok && out.contains("email"), "{out}");
+
+    unsafe { std::env::set_var("INTAKE_CLI_DISCOVER_SECRET", "s3cret") };
+    let (ok, out) = intake_store(
+        &db,
+        &key,
+        &[
+            "credential",
+            "add",
+            "box",
+            "--user",
+            "u",
+            "--secret-env",
+            "INTAKE_CLI_DISCOVER_SECRET",
+        ],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let (ok, out) = intake_store(
+        &db,
+        &key,
+        &[
+            "account",
+            "add",
+            "g",
+            "--provider",
+            "gmail",
+            "--credential",
+            "box",
+            "--auto-check",
+            "false",
+        ],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let show = |name: &'static str| {
+        let (db, key) = (db.clone(), key.clone());
+        async move {
+            let (ok, out) = intake_store(&db, &key, &["account", "show", name]).await;
+            assert!(ok, "{out}");
+            serde_json::from_str::<serde_json::Value>(&out).unwrap()
+        }
+    };
+    let g = show("g").await;
+    assert_eq!(g["protocol"], "imap", "{g}");
+    assert_eq!(g["host"], "imap.gmail.com", "{g}");
+    assert_eq!(g["port"], 993, "{g}");
+    assert_eq!(g["security"], "tls", "{g}");
+
+    // Options given win; the rest comes from the provider's POP3 server.
+    let (ok, out) = intake_store(
+        &db,
+        &key,
+        &[
+            "account",
+            "add",
+            "p",
+            "--email",
+            "ann@outlook.com",
+            "--discover",
+            "--protocol",
+            "pop3",
+            "--port",
+            "1995",
+            "--credential",
+            "box",
+        ],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let p = show("p").await;
+    assert_eq!(p["protocol"], "pop3", "{p}");
+    assert_eq!(p["host"], "outlook.office365.com", "{p}");
+    assert_eq!(p["port"], 1995, "{p}");
+
+    let (ok, out) = intake_store(
+        &db,
+        &key,
+        &[
+            "account",
+            "add",
+            "x",
+            "--provider",
+            "nope",
+            "--credential",
+            "box",
+        ],
+    )
+    .await;
+    assert!(
+        !ok && out.contains("--provider nope: unknown provider; known: gmail"),
+        "{out}"
+    );
+    let (ok, out) = intake_store(
+        &db,
+        &key,
+        &[
+            "account",
+            "add",
+            "y",
+            "--email",
+            "ann@icloud.com",
+            "--discover",
+            "--protocol",
+            "pop3",
+            "--credential",
+            "box",
+        ],
+    )
+    .await;
+    assert!(
+        !ok && out.contains("iCloud Mail offers no pop3 server"),
+        "{out}"
+    );
+}

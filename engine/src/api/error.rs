@@ -204,6 +204,7 @@ impl From<ServiceError> for ApiError {
                  the operator must set INTAKE_MASTER_KEY or --key-file"
                     .into(),
             ),
+            ServiceError::NothingFound(detail) => ApiError::not_found(detail),
             ServiceError::Store(s) => s.into(),
             ServiceError::NoPipeline | ServiceError::Internal(_) => ApiError::internal(&e),
         }

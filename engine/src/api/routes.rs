@@ -16,10 +16,12 @@ use super::auth::{OperatorCaller, TenantCaller};
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{Json, Query, Wasm, id, parse_json};
 use crate::directory::Party;
+use crate::discover::Discovered;
 use crate::domain::Secret;
 use crate::fetch::check::Report;
 use crate::service::accounts::{AccountChange, AccountPatch, AccountView};
 use crate::service::directory::{PartyPage, PartyQuery};
+use crate::service::discover::ProviderView;
 use crate::service::messages::{
     MessageItem, MessagePage, MessageQuery, QuarantinePage, QuarantineQuery, Release, Released,
 };
@@ -78,6 +80,8 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(redeliver_dead_webhooks))
         .routes(routes!(list_webhook_deliveries))
         .routes(routes!(redeliver_webhook))
+        .routes(routes!(list_providers))
+        .routes(routes!(discover_settings))
 }
 
 // ---- tenants and tokens ----------------------------------------------------
@@ -1007,4 +1011,46 @@ async fn redeliver_webhook(
 ) -> Out<WebhookDelivery> {
     let delivery = WebhookDeliveryId(id(&delivery, "webhook delivery")?);
     ok(state.service.redeliver_webhook(&s, delivery).await?)
+}
+
+// ---- provider presets and discovery ------------------------------------------
+
+/// Which address to discover.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DiscoverQuery {
+    /// The e-mail address whose incoming servers to find.
+    pub email: Option<String>,
+}
+
+/// The bundled provider presets (Gmail, Microsoft 365, …): servers, user
+/// name, OAuth2 provider, notes.
+#[utoipa::path(get, path = "/v1/providers", tag = "discovery",
+    responses((status = 200, body = Vec<ProviderView>),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn list_providers(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+) -> Out<Vec<ProviderView>> {
+    ok(state.service.providers(&s)?)
+}
+
+/// The incoming servers of an e-mail address: the bundled table, then DNS
+/// SRV records (RFC 6186), then the domain's autoconfig document, then its
+/// MX records (a domain hosted by a known provider), as far as the
+/// operator allows (`--discovery`). The answer says which method found
+/// them and every step tried; nothing found is a 404 problem listing the
+/// steps. Needs the write scope (it makes outbound requests).
+#[utoipa::path(get, path = "/v1/discover", tag = "discovery", params(DiscoverQuery),
+    responses((status = 200, body = Discovered),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn discover_settings(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+    Query(query): Query<DiscoverQuery>,
+) -> Out<Discovered> {
+    // An absent address is refused by the service, after the scope check.
+    let email = query.email.unwrap_or_default();
+    ok(state.service.discover(&s, &email).await?)
 }

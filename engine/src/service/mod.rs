@@ -10,6 +10,7 @@
 //! - [`messages`]: the inbox and the quarantine;
 //! - [`tenants`]: tenants (the operator's) and API tokens;
 //! - [`webhooks`]: webhook endpoints and deliveries;
+//! - [`discover`]: provider presets and discovery of an address's servers;
 //! - [`scope`]: who is asking.
 //!
 //! It owns the rules around a check — one worker at a time per
@@ -24,6 +25,7 @@
 
 pub mod accounts;
 pub mod directory;
+pub mod discover;
 pub mod messages;
 pub mod oauth;
 pub mod plugins;
@@ -87,6 +89,10 @@ pub enum ServiceError {
     /// A fault of the engine, not of the request.
     #[error("internal error: {0}")]
     Internal(String),
+    /// Nothing was found for a query that is not about a stored thing
+    /// (discovery of an address's servers); the text says what was tried.
+    #[error("{0}")]
+    NothingFound(String),
 }
 
 /// A refused field, named as the request names it.
@@ -193,6 +199,8 @@ pub struct Service {
     /// Tenants seen with a plugin chain, so a check asks the store only
     /// for a tenant's first check in this process.
     chained: std::sync::Mutex<std::collections::HashSet<TenantId>>,
+    /// Provider discovery, as far as the operator lets it reach.
+    discovery: discover::Discovery,
 }
 
 impl std::fmt::Debug for Service {
@@ -228,6 +236,7 @@ impl Service {
             plugin_dir: None,
             webhooks: webhooks::WebhookPolicy::default(),
             chained: Default::default(),
+            discovery: discover::Discovery::default(),
         }
     }
 
@@ -251,6 +260,7 @@ impl Service {
             plugin_dir: None,
             webhooks: webhooks::WebhookPolicy::default(),
             chained: Default::default(),
+            discovery: discover::Discovery::default(),
         }
     }
 

@@ -1,6 +1,7 @@
 //! `intake account`: add, list, show, edit, remove, enable, check now
-//! (Test settings is in `cli`). State, enable and check go through the
-//! service layer, as the service itself does.
+//! (Test settings is in `cli`; discovery and presets in `discover`).
+//! State, enable and check go through the service layer, as the service
+//! itself does.
 
 use super::*;
 use crate::domain::CertificatePin;
@@ -9,8 +10,9 @@ use crate::service::{AccountStatus, Scope, Service, ServiceError};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum AccountCommand {
-    /// Add an account.
-    Add(AccountSpec),
+    /// Add an account. `--provider gmail` or `--email a@b.example
+    /// --discover` fill the server settings not given.
+    Add(AccountAdd),
     /// The tenant's accounts.
     List,
     /// One account's settings.
@@ -45,6 +47,21 @@ pub(crate) enum AccountCommand {
     /// folders, one line per step; on failure, the step that failed and what
     /// to change. Exits non-zero if any step fails.
     Test(crate::cli::AccountTest),
+    /// Find an e-mail address's incoming servers: the bundled provider
+    /// table, DNS SRV records (RFC 6186), the domain's autoconfig document,
+    /// then its MX records; says what was found, how, and what was tried.
+    Discover(DiscoverArgs),
+    /// The bundled provider presets (for `account add --provider`).
+    Providers,
+}
+
+/// `intake account add`: the settings, and where to take the server from.
+#[derive(Debug, Args)]
+pub(crate) struct AccountAdd {
+    #[command(flatten)]
+    spec: AccountSpec,
+    #[command(flatten)]
+    from: ServerFrom,
 }
 
 /// An account as CRM admins describe it.
@@ -171,6 +188,12 @@ pub(crate) async fn account(
     cmd: AccountCommand,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
+    // Discovery and presets need no store.
+    let cmd = match cmd {
+        AccountCommand::Discover(args) => return discover_command(&args, out).await,
+        AccountCommand::Providers => return providers_command(out),
+        cmd => cmd,
+    };
     let mode = match &cmd {
         AccountCommand::List | AccountCommand::Show { .. } | AccountCommand::Check { .. } => {
             OpenMode::Existing
@@ -184,13 +207,18 @@ pub(crate) async fn account(
     };
     let (store, tenant) = open(c, mode).await?;
     match cmd {
-        AccountCommand::Add(spec) => {
-            if spec.protocol.is_none() || spec.host.is_none() || spec.credential.is_none() {
-                bail!("a new account needs --protocol, --host and --credential");
+        AccountCommand::Add(AccountAdd { spec, from }) => {
+            let mut patch = spec.patch()?;
+            from.fill(&mut patch).await?;
+            if patch.protocol.is_none() || patch.host.is_none() || patch.credential.is_none() {
+                bail!(
+                    "a new account needs --protocol, --host and --credential (or --provider \
+                     NAME, or --email ADDRESS --discover, for the server)"
+                );
             }
             let scope = Scope::local(tenant, &c.tenant);
             let change = Service::admin(store.clone())
-                .create_account(&scope, &spec.name, &spec.patch()?)
+                .create_account(&scope, &spec.name, &patch)
                 .await
                 .map_err(cli_field_error)?;
             for warning in &change.warnings {
@@ -309,6 +337,9 @@ pub(crate) async fn account(
             writeln!(out, "removed account {name}")?;
         }
         AccountCommand::Test(_) => unreachable!("dispatched in cli::run"),
+        AccountCommand::Discover(_) | AccountCommand::Providers => {
+            unreachable!("answered before the store is opened")
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -13,6 +13,7 @@
 mod accounts;
 mod contacts;
 mod credentials;
+mod discover;
 mod inbox;
 mod ingest;
 mod key;
@@ -26,6 +27,7 @@ mod webhooks;
 pub(crate) use accounts::*;
 pub(crate) use contacts::*;
 pub(crate) use credentials::*;
+pub(crate) use discover::*;
 pub(crate) use inbox::*;
 pub(crate) use ingest::*;
 pub(crate) use key::*;

@@ -4,10 +4,12 @@
 
 use super::*;
 use crate::api::{ApiConfig, RateLimit};
+use crate::discover::{DiscoveryConfig, DiscoveryMode};
 use crate::serve::http::TlsFiles;
 use crate::serve::scheduler::Limits;
 use crate::serve::webhooks::WebhookConfig;
 use crate::serve::{self, SchedulerKind, ServeConfig};
+use crate::service::discover::Discovery;
 use crate::service::webhooks::WebhookPolicy;
 use crate::service::{OperatorKey, RetryPolicy, Service, ServiceOptions};
 
@@ -111,6 +113,12 @@ pub(crate) struct ServeArgs {
     /// in hosted use a tenant cannot aim webhooks at the internal network).
     #[arg(long, env = "INTAKE_WEBHOOK_ALLOW_PRIVATE_NETWORKS")]
     webhook_allow_private_networks: bool,
+    /// Provider discovery for the API (`GET /v1/discover`): `network` (the
+    /// bundled table, then DNS SRV, autoconfig over HTTPS and MX: outbound
+    /// requests on a tenant's behalf), `table` (the bundled table only, no
+    /// outbound request) or `off`.
+    #[arg(long, env = "INTAKE_DISCOVERY", default_value = "network")]
+    discovery: String,
 }
 
 /// The operator's credential, from its file or `INTAKE_ADMIN_TOKEN`.
@@ -235,6 +243,10 @@ pub(crate) async fn serve(
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
     let config = args.config(&c.store)?;
+    let discovery_mode: DiscoveryMode = args
+        .discovery
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--discovery {e}"))?;
     let tls = config.tls.is_some();
     let (store, _) = open(c, OpenMode::Create).await?;
     // A store with credentials needs its key now, not at the first check;
@@ -274,7 +286,10 @@ pub(crate) async fn serve(
             },
         )
         .with_plugin_dir(c.plugin_dir.clone())
-        .with_webhook_policy(policy),
+        .with_webhook_policy(policy)
+        // A tenant's autoconfig requests never reach the operator's
+        // private networks.
+        .with_discovery(Discovery::new(discovery_mode, DiscoveryConfig::default())),
     );
     serve::run(config, service, key, shutdown, |addr| {
         if let Some(addr) = addr {
