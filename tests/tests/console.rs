@@ -378,3 +378,150 @@ async fn the_console_shows_a_tenant_its_own_pages_and_nothing_runs_from_mail() {
     let r = browser.get("/accounts").await;
     assert_eq!((r.status, r.header("location")), (303, Some("/login")));
 }
+
+/// A new account from a preset, and "Sign in with …" from the console: the
+/// provider's redirect comes back to the console without the session cookie
+/// and is matched by its state, once; the credential then signs in to a
+/// Dovecot that takes OAuth2 bearer tokens only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presets_fill_the_form_and_oauth2_signs_in_from_the_console() {
+    use intake_tests::oauth::{CLIENT_ID, CLIENT_SECRET, OAuthServer};
+    use intake_tests::servers::DovecotOptions;
+    let oauth = OAuthServer::start().await;
+    let dovecot = Dovecot::start_oauth2(DovecotOptions::default(), &oauth.introspection_url());
+    dovecot.deliver(
+        USER,
+        "INBOX",
+        b"From: a@b.example\r\nSubject: via oauth\r\nMessage-ID: <o@x>\r\n\r\nhi\r\n",
+        false,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("intake.key");
+    std::fs::write(&key, MasterKey::generate().unwrap().to_base64()).unwrap();
+    let db = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("intake.db").display()
+    );
+    let status = std::process::Command::new(binary())
+        .args([
+            "oauth",
+            "add",
+            "local",
+            "--kind",
+            "generic",
+            "--client-id",
+            CLIENT_ID,
+            "--client-secret-env",
+            "INTAKE_TEST_CLIENT_SECRET",
+            "--auth-url",
+            &format!("{}/authorize", oauth.base()),
+            "--token-url",
+            &format!("{}/token", oauth.base()),
+            "--scope",
+            "mail",
+        ])
+        .env("INTAKE_DATABASE_URL", &db)
+        .env("INTAKE_KEY_FILE", &key)
+        .env("INTAKE_TEST_CLIENT_SECRET", CLIENT_SECRET)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let serve = ApiServe::start(&binary(), &db, &key, &[]);
+    let token = tenant_token(&serve, "acme").await;
+    let mut browser = Browser::new(&serve);
+    assert_eq!(browser.sign_in(&token).await.status, 303);
+
+    // A preset fills protocol, host, port and security.
+    let page = browser.get("/accounts/new?provider=gmail").await.text();
+    assert!(
+        page.contains("value=\"imap.gmail.com\"")
+            && page.contains("value=\"993\"")
+            && page.contains("Filled from the Gmail preset"),
+        "{page}"
+    );
+    assert!(page.contains("OAuth2"), "{page}");
+
+    // Sign in with the provider.
+    let csrf = browser.csrf("/credentials").await;
+    let r = browser
+        .post(
+            "/credentials/authorize",
+            &[
+                ("csrf", &csrf),
+                ("provider", "local"),
+                ("name", "alice-oauth"),
+                ("username", USER),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let to_provider = r.header("location").unwrap().to_owned();
+    assert!(
+        to_provider.starts_with(&oauth.base()) && to_provider.contains("code_challenge="),
+        "{to_provider}"
+    );
+    // The provider signs in at once and redirects back to the console.
+    let provider = Client {
+        addr: oauth.base().trim_start_matches("http://").to_owned(),
+        token: None,
+        tenant: None,
+        tls: None,
+    };
+    let path = &to_provider[oauth.base().len()..];
+    let r = provider.get(path).await;
+    assert_eq!(r.status, 302, "{}", r.text());
+    let back = r.header("location").unwrap().to_owned();
+    let back_path = back
+        .split_once("/oauth/callback")
+        .map(|(_, q)| format!("/oauth/callback{q}"))
+        .unwrap();
+    // No cookie on the way back (cross-site): the state is enough, once.
+    let r = serve.client(None).get(&back_path).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.text().contains("credential alice-oauth is stored"),
+        "{}",
+        r.text()
+    );
+    let r = serve.client(None).get(&back_path).await;
+    assert_eq!(r.status, 400, "a state is good once: {}", r.text());
+    let page = browser.get("/credentials").await.text();
+    assert!(page.contains("OAuth2 (local)"), "{page}");
+
+    // An account with it checks mail over XOAUTH2.
+    let csrf = browser.csrf("/accounts/new").await;
+    let port = dovecot.imaps_port.to_string();
+    let fields = vec![
+        ("csrf", csrf.as_str()),
+        ("name", "sales"),
+        ("protocol", "imap"),
+        ("host", "localhost"),
+        ("port", port.as_str()),
+        ("security", "tls"),
+        ("credential", "alice-oauth"),
+        ("auth", "xoauth2"),
+        ("pinned_certificate", ""),
+        ("keep_on_server", "on"),
+        ("auto_check", "on"),
+        ("check_interval_secs", "3600"),
+        ("enabled", "on"),
+        ("folders", "INBOX"),
+        ("mode", "new"),
+        ("max_message_mb", "50"),
+        ("batch_size", "100"),
+    ];
+    // Without verification the self-made test CA is not needed; the form
+    // says that is a warned choice.
+    let r = browser.post("/accounts/new", &fields, &[]).await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let csrf = browser.csrf("/accounts/sales/test").await;
+    let page = browser
+        .post("/accounts/sales/test", &[("csrf", &csrf)], &[])
+        .await
+        .text();
+    assert!(
+        page.contains("data-step=\"login\"") && page.contains("logged in"),
+        "{page}"
+    );
+}

@@ -62,10 +62,25 @@ struct Session {
     last_used: Instant,
 }
 
+/// How long an OAuth2 sign-in may take, from the button to the provider's
+/// answer.
+const SIGN_IN_TTL: Duration = Duration::from_secs(600);
+
+/// An OAuth2 sign-in under way, found again by its `state` when the
+/// provider sends the browser back (that request is cross-site, so the
+/// `SameSite=Strict` session cookie does not come with it).
+#[derive(Debug, Clone)]
+struct SignIn {
+    scope: Scope,
+    pending: crate::service::oauth::PendingAuthorization,
+    started: Instant,
+}
+
 /// The sessions of this process.
 #[derive(Debug, Default)]
 pub struct Sessions {
     map: Mutex<HashMap<String, Session>>,
+    sign_ins: Mutex<HashMap<String, SignIn>>,
 }
 
 impl Sessions {
@@ -102,6 +117,30 @@ impl Sessions {
         }
         session.last_used = Instant::now();
         Some(session.clone())
+    }
+
+    fn begin_sign_in(&self, scope: Scope, pending: crate::service::oauth::PendingAuthorization) {
+        let mut map = self.sign_ins.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, s| s.started.elapsed() < SIGN_IN_TTL);
+        if map.len() >= MAX_SESSIONS {
+            return;
+        }
+        map.insert(
+            pending.state.clone(),
+            SignIn {
+                scope,
+                pending,
+                started: Instant::now(),
+            },
+        );
+    }
+
+    /// The sign-in `state` belongs to, once: a second answer with the same
+    /// state finds nothing.
+    fn finish_sign_in(&self, state: &str) -> Option<SignIn> {
+        let mut map = self.sign_ins.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(state)
+            .filter(|s| s.started.elapsed() < SIGN_IN_TTL)
     }
 
     fn close(&self, id: &str) {

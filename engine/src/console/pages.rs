@@ -39,6 +39,9 @@ pub(super) fn routes() -> Router<ConsoleState> {
         .route("/accounts/{name}/inbox", get(inbox))
         .route("/messages/{id}", get(message))
         .route("/messages/{id}/body", get(message_body))
+        .route("/credentials", get(credentials).post(add_credential))
+        .route("/credentials/authorize", post(authorize))
+        .route("/oauth/callback", get(oauth_callback))
         .route("/quarantine", get(quarantine))
         .route("/quarantine/{id}/release", post(release))
         .route("/quarantine/{id}/drop", post(drop_held))
@@ -241,6 +244,9 @@ struct AccountRow {
     next_check: String,
     enabled: bool,
     disabled: bool,
+    /// Disabled because the OAuth2 grant was revoked: offer signing in.
+    reauthorize: bool,
+    credential: String,
 }
 
 fn account_row(view: &AccountView) -> AccountRow {
@@ -282,6 +288,11 @@ fn account_row(view: &AccountView) -> AccountRow {
             "—".into()
         },
         enabled: c.enabled,
+        reauthorize: disabled
+            && h.disabled_reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with("re-authorize")),
+        credential: c.credential.clone(),
         disabled,
     }
 }
@@ -541,17 +552,151 @@ async fn credential_names(state: &ConsoleState, user: &Signed) -> Vec<String> {
         .unwrap_or_default()
 }
 
-async fn new_account(State(state): State<ConsoleState>, user: Signed) -> Response {
+/// How a new account's form is filled before the user edits it.
+#[derive(Deserialize, Default)]
+struct FillFrom {
+    /// A preset's id.
+    #[serde(default)]
+    provider: Option<String>,
+    /// An address to discover the servers of.
+    #[serde(default)]
+    email: Option<String>,
+}
+
+/// The form's protocol, host, port, security (and name, sign-in) from the
+/// best of `servers`.
+fn fill_fields(f: &mut AccountFields, servers: &[crate::discover::ServerSettings], oauth2: bool) {
+    let mut patch = AccountPatch::default();
+    if crate::service::discover::fill(&mut patch, servers).is_some() {
+        if let Some(p) = patch.protocol {
+            f.protocol = enum_text(p);
+        }
+        if let Some(h) = patch.host {
+            f.host = h;
+        }
+        if let Some(Some(port)) = patch.port {
+            f.port = port.to_string();
+        }
+        if let Some(sec) = patch.security {
+            f.security = enum_text(sec);
+        }
+    }
+    if oauth2 {
+        f.auth = "xoauth2".into();
+    }
+}
+
+async fn new_account(
+    State(state): State<ConsoleState>,
+    user: Signed,
+    Query(from): Query<FillFrom>,
+) -> Response {
     let credentials = credential_names(&state, &user).await;
-    page(AccountForm {
+    let mut f = AccountFields::blank();
+    let mut found: Vec<String> = Vec::new();
+    let mut errors = BTreeMap::new();
+    let providers = state.service.providers(&user.scope).unwrap_or_default();
+    if let Some(id) = from.provider.as_deref().filter(|p| !p.is_empty()) {
+        match providers.iter().find(|p| p.id == id) {
+            Some(p) => {
+                fill_fields(&mut f, &p.servers, false);
+                found.push(format!("Filled from the {} preset.", p.name));
+                if let Some(oauth) = p.oauth2 {
+                    found.push(format!(
+                        "{} signs in with OAuth2 ({}): sign the mailbox in on the Credentials page, then choose that credential and OAuth2.",
+                        p.name,
+                        oauth.as_str()
+                    ));
+                }
+                found.extend(p.notes.iter().map(|n| shown(n, 500)));
+            }
+            None => {
+                errors.insert("provider".to_string(), "unknown provider".to_string());
+            }
+        }
+    } else if let Some(email) = from.email.as_deref().filter(|e| !e.trim().is_empty()) {
+        f.name = email.trim().to_owned();
+        match state.service.discover(&user.scope, email.trim()).await {
+            Ok(d) => {
+                fill_fields(&mut f, &d.servers, false);
+                found.push(format!(
+                    "Found by {} ({}).",
+                    d.method.describe(),
+                    shown(&d.source, 300)
+                ));
+                if let Some(user_name) = d.servers.first().and_then(|s| s.username.clone()) {
+                    found.push(format!(
+                        "The server expects the user name {}.",
+                        shown(&user_name, 200)
+                    ));
+                }
+                if let Some(oauth) = d.oauth2 {
+                    found.push(format!(
+                        "This mailbox signs in with OAuth2 ({}): sign it in on the Credentials page.",
+                        oauth.as_str()
+                    ));
+                }
+                found.extend(d.notes.iter().map(|n| shown(n, 500)));
+            }
+            Err(ServiceError::Invalid { reason, .. }) => {
+                errors.insert("email".to_string(), reason);
+            }
+            Err(e) => {
+                errors.insert("email".to_string(), shown(&e.to_string(), 1000));
+            }
+        }
+    }
+    page(NewAccountPage {
         tenant: user.scope.tenant_name().to_owned(),
         csrf: user.csrf.clone(),
         editing: None,
         action: "/accounts/new".into(),
-        f: AccountFields::blank(),
+        f,
         errors: BTreeMap::new(),
         credentials,
+        providers: providers
+            .iter()
+            .map(|p| (p.id.clone(), p.name.clone()))
+            .collect(),
+        chosen: from.provider.unwrap_or_default(),
+        email: from.email.unwrap_or_default(),
+        found,
+        fill_errors: errors,
     })
+}
+
+#[derive(Template)]
+#[template(path = "console/account_new.html")]
+struct NewAccountPage {
+    tenant: String,
+    csrf: String,
+    editing: Option<String>,
+    action: String,
+    f: AccountFields,
+    errors: BTreeMap<String, String>,
+    credentials: Vec<String>,
+    providers: Vec<(String, String)>,
+    chosen: String,
+    email: String,
+    found: Vec<String>,
+    fill_errors: BTreeMap<String, String>,
+}
+
+impl NewAccountPage {
+    fn fill_error(&self, field: &str) -> &str {
+        self.fill_errors
+            .get(field)
+            .map(String::as_str)
+            .unwrap_or("")
+    }
+
+    fn error(&self, field: &str) -> &str {
+        self.errors.get(field).map(String::as_str).unwrap_or("")
+    }
+
+    fn checked(&self, value: &Option<String>) -> bool {
+        value.is_some()
+    }
 }
 
 async fn edit_account(
@@ -1058,6 +1203,257 @@ pub(crate) fn sanitize(html: &str) -> String {
         .link_rel(Some("noopener noreferrer nofollow"))
         .strip_comments(true);
     builder.clean(html).to_string()
+}
+
+// ---------------------------------------------------------------- credentials
+
+struct CredentialRow {
+    name: String,
+    user: String,
+    kind: String,
+    detail: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/credentials.html")]
+struct CredentialsPage {
+    tenant: String,
+    csrf: String,
+    rows: Vec<CredentialRow>,
+    providers: Vec<String>,
+    notice: Option<String>,
+    problem: Option<String>,
+    /// Prefilled sign-in fields (re-authorizing a credential).
+    again: Option<(String, String, String)>,
+}
+
+#[derive(Deserialize, Default)]
+struct CredentialsQuery {
+    #[serde(default)]
+    notice: Option<String>,
+    /// A credential to sign in again.
+    #[serde(default)]
+    reauthorize: Option<String>,
+}
+
+async fn credentials_page(
+    state: &ConsoleState,
+    user: &Signed,
+    notice: Option<String>,
+    problem: Option<String>,
+    again: Option<String>,
+) -> Response {
+    let infos = match state.service.credentials(&user.scope).await {
+        Ok(c) => c,
+        Err(e) => return failure(user, e),
+    };
+    let providers = state
+        .service
+        .oauth_providers(&user.scope)
+        .await
+        .map(|p| p.into_iter().map(|p| p.name).collect())
+        .unwrap_or_default();
+    let again = again.and_then(|name| {
+        infos.iter().find(|i| i.name == name).map(|i| {
+            (
+                i.name.clone(),
+                i.username.clone(),
+                i.oauth_provider.clone().unwrap_or_default(),
+            )
+        })
+    });
+    let rows = infos
+        .into_iter()
+        .map(|i| CredentialRow {
+            kind: match &i.oauth_provider {
+                Some(p) => format!("OAuth2 ({p})"),
+                None => "password".into(),
+            },
+            detail: i
+                .access_expires_at
+                .map(|t| format!("access token valid until {}", when(Some(t))))
+                .unwrap_or_default(),
+            name: i.name,
+            user: shown(&i.username, 200),
+        })
+        .collect();
+    let status = if problem.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    let mut r = page(CredentialsPage {
+        tenant: user.scope.tenant_name().to_owned(),
+        csrf: user.csrf.clone(),
+        rows,
+        providers,
+        notice: notice.map(|n| shown(&n, 500)),
+        problem: problem.map(|p| shown(&p, 1000)),
+        again,
+    });
+    *r.status_mut() = status;
+    r
+}
+
+async fn credentials(
+    State(state): State<ConsoleState>,
+    user: Signed,
+    Query(q): Query<CredentialsQuery>,
+) -> Response {
+    credentials_page(&state, &user, q.notice, None, q.reauthorize).await
+}
+
+#[derive(Deserialize)]
+struct NewCredential {
+    name: String,
+    username: String,
+    secret: String,
+}
+
+async fn add_credential(
+    State(state): State<ConsoleState>,
+    posted: Posted<NewCredential>,
+) -> Response {
+    let Posted { user, form } = posted;
+    let secret = crate::domain::Secret::new(form.secret);
+    match state
+        .service
+        .add_credential(&user.scope, form.name.trim(), form.username.trim(), &secret)
+        .await
+    {
+        Ok(()) => see_other(&format!(
+            "/credentials?notice={}",
+            seg(&format!(
+                "stored credential {} (encrypted)",
+                form.name.trim()
+            ))
+        )),
+        Err(e @ (ServiceError::Invalid { .. } | ServiceError::Store(_))) => {
+            credentials_page(&state, &user, None, Some(e.to_string()), None).await
+        }
+        Err(e) => failure(&user, e),
+    }
+}
+
+#[derive(Deserialize)]
+struct SignInForm {
+    provider: String,
+    name: String,
+    username: String,
+}
+
+/// Where the provider sends the browser back: this engine's own address,
+/// as the browser reached it.
+fn callback_uri(state: &ConsoleState, headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1");
+    let scheme = if state.config.tls { "https" } else { "http" };
+    format!("{scheme}://{host}/oauth/callback")
+}
+
+async fn authorize(
+    State(state): State<ConsoleState>,
+    headers: HeaderMap,
+    posted: Posted<SignInForm>,
+) -> Response {
+    let Posted { user, form } = posted;
+    let redirect = callback_uri(&state, &headers);
+    match state
+        .service
+        .begin_authorization(
+            &user.scope,
+            form.name.trim(),
+            form.username.trim(),
+            form.provider.trim(),
+            &redirect,
+        )
+        .await
+    {
+        Ok(pending) => {
+            let url = pending.url.clone();
+            state.sessions.begin_sign_in(user.scope.clone(), pending);
+            see_other(&url)
+        }
+        Err(e @ (ServiceError::Invalid { .. } | ServiceError::Store(_))) => {
+            credentials_page(&state, &user, None, Some(e.to_string()), None).await
+        }
+        Err(e) => failure(&user, e),
+    }
+}
+
+#[derive(Deserialize)]
+struct CallbackQuery {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "console/signed_in.html")]
+struct SignedInPage {
+    ok: bool,
+    message: String,
+}
+
+/// The provider's answer. The browser arrives from the provider's site,
+/// so the session cookie is not sent: the `state` finds the sign-in (and
+/// its tenant), once.
+async fn oauth_callback(
+    State(state): State<ConsoleState>,
+    Query(q): Query<CallbackQuery>,
+) -> Response {
+    let answer = |ok: bool, message: String| {
+        let mut r = page(SignedInPage { ok, message });
+        if !ok {
+            *r.status_mut() = StatusCode::BAD_REQUEST;
+        }
+        r
+    };
+    let Some(sign_in) = q
+        .state
+        .as_deref()
+        .and_then(|s| state.sessions.finish_sign_in(s))
+    else {
+        return answer(
+            false,
+            "This answer belongs to no sign-in in progress (it expired, was used, or was not started here): start again from the Credentials page.".into(),
+        );
+    };
+    if let Some(error) = q.error {
+        return answer(
+            false,
+            format!(
+                "{} did not sign the mailbox in: {}",
+                sign_in.pending.provider,
+                shown(&error, 200)
+            ),
+        );
+    }
+    let Some(code) = q.code else {
+        return answer(false, "The provider's answer carries no code.".into());
+    };
+    let presented = sign_in.pending.state.clone();
+    match state
+        .service
+        .complete_authorization(&sign_in.scope, &sign_in.pending, &code, &presented)
+        .await
+    {
+        Ok(info) => answer(
+            true,
+            format!(
+                "{} is signed in with {}: credential {} is stored, encrypted, and its accounts are switched back on.",
+                shown(&info.username, 200),
+                sign_in.pending.provider,
+                info.name
+            ),
+        ),
+        Err(e) => answer(false, shown(&e.to_string(), 1000)),
+    }
 }
 
 // ---------------------------------------------------------------- quarantine
