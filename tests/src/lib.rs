@@ -170,3 +170,31 @@ pub fn env_usize(name: &str, default: usize) -> usize {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
+
+/// A message from Ann Lee (a contact in the console tests) whose subject,
+/// sender name and bodies carry script, event handlers, a `javascript:`
+/// link, a remote image, CSS tricks, a frame and a form: the console must
+/// show it inert.
+pub const HOSTILE_MAIL: &str = "From: \"<script>alert('from')</script>\" <ann.lee@acme.example>\r\n\
+To: sales@ourco.example\r\n\
+Subject: <img src=x onerror=alert('subject')> Quarterly numbers\r\n\
+Message-ID: <hostile@test.example>\r\n\
+Date: Mon, 02 Nov 2026 09:00:00 +0000\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/alternative; boundary=b\r\n\
+\r\n\
+--b\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+\r\n\
+Plain <script>alert('text')</script> body.\r\n\
+--b\r\n\
+Content-Type: text/html; charset=utf-8\r\n\
+\r\n\
+<html><head><style>body{display:none}</style><script>alert('head')</script></head>\
+<body onload=\"alert('body')\"><p>Visible text</p>\
+<a href=\"javascript:alert('link')\">click</a>\
+<img src=\"http://127.0.0.1:9/tracker.png\" onerror=\"alert('img')\">\
+<div style=\"position:fixed;top:0;left:0\">overlay</div>\
+<iframe src=\"https://evil.example\"></iframe>\
+<form action=\"https://evil.example\"><input name=p></form></body></html>\r\n\
+--b--\r\n";

@@ -18,30 +18,6 @@ fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_intake-under-test"))
 }
 
-const HOSTILE: &str = "From: \"<script>alert('from')</script>\" <ann.lee@acme.example>\r\n\
-To: sales@ourco.example\r\n\
-Subject: <img src=x onerror=alert('subject')> Quarterly numbers\r\n\
-Message-ID: <hostile@test.example>\r\n\
-Date: Mon, 02 Nov 2026 09:00:00 +0000\r\n\
-MIME-Version: 1.0\r\n\
-Content-Type: multipart/alternative; boundary=b\r\n\
-\r\n\
---b\r\n\
-Content-Type: text/plain; charset=utf-8\r\n\
-\r\n\
-Plain <script>alert('text')</script> body.\r\n\
---b\r\n\
-Content-Type: text/html; charset=utf-8\r\n\
-\r\n\
-<html><head><style>body{display:none}</style><script>alert('head')</script></head>\
-<body onload=\"alert('body')\"><p>Visible text</p>\
-<a href=\"javascript:alert('link')\">click</a>\
-<img src=\"http://127.0.0.1:9/tracker.png\" onerror=\"alert('img')\">\
-<div style=\"position:fixed;top:0;left:0\">overlay</div>\
-<iframe src=\"https://evil.example\"></iframe>\
-<form action=\"https://evil.example\"><input name=p></form></body></html>\r\n\
---b--\r\n";
-
 /// A browser-like session: the cookie and the page's CSRF token.
 struct Browser {
     client: Client,
@@ -132,7 +108,7 @@ async fn tenant_token(serve: &ApiServe, tenant: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_shows_a_tenant_its_own_pages_and_nothing_runs_from_mail() {
     let dovecot = Dovecot::start();
-    dovecot.deliver(USER, "INBOX", HOSTILE.as_bytes(), false);
+    dovecot.deliver(USER, "INBOX", intake_tests::HOSTILE_MAIL.as_bytes(), false);
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("intake.key");
     std::fs::write(&key, MasterKey::generate().unwrap().to_base64()).unwrap();

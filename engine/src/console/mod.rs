@@ -285,7 +285,10 @@ async fn security_headers(req: Request, next: axum::middleware::Next) -> Respons
     };
     set(header::CONTENT_SECURITY_POLICY, CSP);
     set(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
-    set(header::REFERRER_POLICY, "no-referrer");
+    // `same-origin`, not `no-referrer`: with `no-referrer` browsers send
+    // `Origin: null` on the console's own form posts, which the origin
+    // check must refuse.
+    set(header::REFERRER_POLICY, "same-origin");
     set(header::X_FRAME_OPTIONS, "DENY");
     set(header::CACHE_CONTROL, "no-store");
     response

@@ -902,7 +902,14 @@ struct TestPage {
     ok: bool,
 }
 
-async fn test_page(user: Signed, Path(name): Path<String>) -> Response {
+async fn test_page(
+    State(state): State<ConsoleState>,
+    user: Signed,
+    Path(name): Path<String>,
+) -> Response {
+    if let Err(e) = state.service.account(&user.scope, &name).await {
+        return failure(&user, e);
+    }
     page(TestPage {
         tenant: user.scope.tenant_name().to_owned(),
         csrf: user.csrf.clone(),
@@ -1201,6 +1208,14 @@ pub(crate) fn sanitize(html: &str) -> String {
                 .collect(),
         )
         .link_rel(Some("noopener noreferrer nofollow"))
+        // Remote images (trackers) are removed, not only blocked by the
+        // frame's policy: no request is even attempted.
+        .attribute_filter(|element, attribute, value| {
+            let remote = element == "img"
+                && attribute == "src"
+                && !(value.starts_with("data:") || value.starts_with("cid:"));
+            (!remote).then(|| value.into())
+        })
         .strip_comments(true);
     builder.clean(html).to_string()
 }
@@ -1596,5 +1611,12 @@ mod tests {
             assert!(!clean.contains(bad), "{bad} in {clean}");
         }
         assert!(clean.contains("hi") && clean.contains("fake"), "{clean}");
+        let images = sanitize(
+            r#"<img src="https://tracker.example/p.png" alt="t"><img src="data:image/png;base64,AA==">"#,
+        );
+        assert!(
+            !images.contains("tracker.example") && images.contains("data:image/png"),
+            "{images}"
+        );
     }
 }
