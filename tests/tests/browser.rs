@@ -42,7 +42,11 @@ async fn token(serve: &ApiServe, tenant: &str) -> String {
 
 async fn ok(client: &Client, method: &str, path: &str, body: serde_json::Value) {
     let r = client.json(method, path, &body).await;
-    assert!((200..300).contains(&r.status), "{method} {path}: {}", r.text());
+    assert!(
+        (200..300).contains(&r.status),
+        "{method} {path}: {}",
+        r.text()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,13 +75,28 @@ Subject: Held for the browser test\r\nMessage-ID: <held@test.example>\r\n\r\nPle
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("intake.key");
     std::fs::write(&key, MasterKey::generate().unwrap().to_base64()).unwrap();
-    let db = format!("sqlite://{}?mode=rwc", dir.path().join("intake.db").display());
+    let db = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("intake.db").display()
+    );
     let serve = ApiServe::start(&binary(), &db, &key, &[]);
     let acme_token = token(&serve, "acme").await;
     let globex_token = token(&serve, "globex").await;
     let acme = serve.client(Some(&acme_token));
-    ok(&acme, "POST", "/v1/credentials", json!({ "name": "alice", "username": USER, "secret": PASSWORD })).await;
-    ok(&acme, "POST", "/v1/credentials", json!({ "name": "bob", "username": "bob", "secret": "bobpw" })).await;
+    ok(
+        &acme,
+        "POST",
+        "/v1/credentials",
+        json!({ "name": "alice", "username": USER, "secret": PASSWORD }),
+    )
+    .await;
+    ok(
+        &acme,
+        "POST",
+        "/v1/credentials",
+        json!({ "name": "bob", "username": "bob", "secret": "bobpw" }),
+    )
+    .await;
     ok(
         &acme,
         "POST",
@@ -91,7 +110,10 @@ Subject: Held for the browser test\r\nMessage-ID: <held@test.example>\r\n\r\nPle
         .send(
             "POST",
             "/v1/plugins?name=hostile&role=matcher&config=%7B%22mode%22%3A%22panic%22%7D",
-            Some(("application/wasm", std::fs::read(plugin("hostile")).unwrap())),
+            Some((
+                "application/wasm",
+                std::fs::read(plugin("hostile")).unwrap(),
+            )),
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.text());
@@ -104,7 +126,10 @@ Subject: Held for the browser test\r\nMessage-ID: <held@test.example>\r\n\r\nPle
         .collect();
     names.rotate_right(1);
     ok(&acme, "PUT", "/v1/chain/order", json!({ "names": names })).await;
-    let port = dovecot.account(Protocol::Imap, Security::None).port.unwrap();
+    let port = dovecot
+        .account(Protocol::Imap, Security::None)
+        .port
+        .unwrap();
     ok(
         &acme,
         "POST",
@@ -139,7 +164,9 @@ Subject: Held for the browser test\r\nMessage-ID: <held@test.example>\r\n\r\nPle
             .env("INTAKE_TOKEN_GLOBEX", &globex_token)
             .env("INTAKE_DOVECOT_PORT", port.to_string())
             .env("INTAKE_CHROMIUM", &chromium);
-        let output = cmd.output().expect("run node (./dev test installs Node.js)");
+        let output = cmd
+            .output()
+            .expect("run node (./dev test installs Node.js)");
         (output, serve)
     })
     .await
