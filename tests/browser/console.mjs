@@ -149,6 +149,16 @@ try {
   await page.getByText(/released/).waitFor();
   assert.equal(await page.locator("li.held-item").filter({ hasText: "Held for the browser test" }).count(), 0);
 
+  // ---- contacts and webhooks
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Contacts" }).click();
+  await page.getByLabel("Search").fill("ann");
+  await page.getByRole("button", { name: "Search" }).click();
+  await page.getByRole("row", { name: /ann\.lee@acme\.example/ }).waitFor();
+  await shot(page, "contacts");
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Webhooks" }).click();
+  await page.getByRole("heading", { name: "Webhooks" }).waitFor();
+  await shot(page, "webhooks");
+
   // ---- credentials page
   await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Credentials" }).click();
   await page.getByRole("heading", { name: "Credentials" }).waitFor();

@@ -295,6 +295,33 @@ async fn the_console_shows_a_tenant_its_own_pages_and_nothing_runs_from_mail() {
         assert!(!body.contains(inert), "{inert} in {body}");
     }
 
+    // Contacts and leads: searched by name or address.
+    let page = browser.get("/contacts?q=ann").await.text();
+    assert!(
+        page.contains("ann.lee@acme.example") && page.contains("Ann Lee"),
+        "{page}"
+    );
+    let page = browser.get("/contacts?q=nobody-here").await.text();
+    assert!(page.contains("Nobody found"), "{page}");
+
+    // Webhooks: an endpoint the engine may not call is refused in words.
+    let page = browser.get("/webhooks").await.text();
+    assert!(page.contains("No endpoints yet"), "{page}");
+    let csrf = browser.csrf("/webhooks").await;
+    let r = browser
+        .post(
+            "/webhooks",
+            &[
+                ("csrf", &csrf),
+                ("url", "http://127.0.0.1:9/hook"),
+                ("events", ""),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}\n{}", r.text(), serve.log());
+    assert!(r.text().contains("class=\"problem\""), "{}", r.text());
+
     // CSRF: a missing or wrong token, or another site's origin, is refused.
     let r = browser
         .post("/accounts/sales/check", &[("csrf", "forged")], &[])

@@ -42,6 +42,9 @@ pub(super) fn routes() -> Router<ConsoleState> {
         .route("/credentials", get(credentials).post(add_credential))
         .route("/credentials/authorize", post(authorize))
         .route("/oauth/callback", get(oauth_callback))
+        .route("/contacts", get(contacts))
+        .route("/webhooks", get(webhooks).post(add_webhook))
+        .route("/webhooks/deliveries/{id}/redeliver", post(redeliver))
         .route("/quarantine", get(quarantine))
         .route("/quarantine/{id}/release", post(release))
         .route("/quarantine/{id}/drop", post(drop_held))
@@ -69,9 +72,14 @@ fn failure(user: &Signed, e: ServiceError) -> Response {
     let status = match &e {
         ServiceError::Store(crate::store::Error::NotFound { .. }) => StatusCode::NOT_FOUND,
         ServiceError::Forbidden { .. } => StatusCode::FORBIDDEN,
-        ServiceError::Invalid { .. } | ServiceError::Refused(_) | ServiceError::Disabled(_) => {
-            StatusCode::UNPROCESSABLE_ENTITY
-        }
+        ServiceError::Invalid { .. }
+        | ServiceError::Refused(_)
+        | ServiceError::Disabled(_)
+        | ServiceError::Store(
+            crate::store::Error::Invalid { .. }
+            | crate::store::Error::AlreadyExists { .. }
+            | crate::store::Error::InUse { .. },
+        ) => StatusCode::UNPROCESSABLE_ENTITY,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
@@ -1468,6 +1476,270 @@ async fn oauth_callback(
             ),
         ),
         Err(e) => answer(false, shown(&e.to_string(), 1000)),
+    }
+}
+
+// ---------------------------------------------------------------- contacts
+
+struct PartyRow {
+    id: String,
+    kind: String,
+    name: String,
+    email: String,
+    company: String,
+    external_id: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/contacts.html")]
+struct ContactsPage {
+    tenant: String,
+    csrf: String,
+    q: String,
+    kind: String,
+    parties: Vec<PartyRow>,
+    next: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct ContactsQuery {
+    #[serde(default)]
+    q: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+async fn contacts(
+    State(state): State<ConsoleState>,
+    user: Signed,
+    Query(q): Query<ContactsQuery>,
+) -> Response {
+    use crate::directory::PartyKind;
+    let kind = match q.kind.as_deref() {
+        Some("contact") => Some(PartyKind::Contact),
+        Some("lead") => Some(PartyKind::Lead),
+        _ => None,
+    };
+    let query = crate::service::directory::PartyQuery {
+        kind,
+        q: q.q.clone().filter(|t| !t.trim().is_empty()),
+        cursor: q.cursor.clone(),
+        limit: Some(100),
+        ..Default::default()
+    };
+    match state.service.parties(&user.scope, &query).await {
+        Ok(found) => page(ContactsPage {
+            tenant: user.scope.tenant_name().to_owned(),
+            csrf: user.csrf.clone(),
+            q: q.q.unwrap_or_default(),
+            kind: q.kind.unwrap_or_default(),
+            parties: found
+                .items
+                .into_iter()
+                .map(|p| PartyRow {
+                    id: p.id,
+                    kind: format!("{:?}", p.kind).to_lowercase(),
+                    name: shown(p.name.as_deref().unwrap_or(""), 200),
+                    email: shown(&p.email, 200),
+                    company: shown(p.company.as_deref().unwrap_or(""), 200),
+                    external_id: shown(p.external_id.as_deref().unwrap_or(""), 200),
+                })
+                .collect(),
+            next: found.next,
+        }),
+        Err(e) => failure(&user, e),
+    }
+}
+
+// ---------------------------------------------------------------- webhooks
+
+struct EndpointRow {
+    id: i64,
+    url: String,
+    events: String,
+    state: String,
+    state_class: &'static str,
+    failing: String,
+}
+
+struct DeliveryRow {
+    id: i64,
+    endpoint: i64,
+    event_type: String,
+    state: String,
+    attempts: u32,
+    last: String,
+    next: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/webhooks.html")]
+struct WebhooksPage {
+    tenant: String,
+    csrf: String,
+    endpoints: Vec<EndpointRow>,
+    deliveries: Vec<DeliveryRow>,
+    notice: Option<String>,
+    problem: Option<String>,
+}
+
+async fn webhooks_page(
+    state: &ConsoleState,
+    user: &Signed,
+    notice: Option<String>,
+    problem: Option<String>,
+) -> Response {
+    use crate::store::webhooks::{DeliveryQuery, DeliveryState, EndpointState};
+    let endpoints = match state.service.webhooks(&user.scope).await {
+        Ok(e) => e,
+        Err(e) => return failure(user, e),
+    };
+    // What needs attention: deliveries not (yet) delivered.
+    let mut deliveries = Vec::new();
+    for wanted in [DeliveryState::Dead, DeliveryState::Pending] {
+        let query = DeliveryQuery {
+            endpoint: None,
+            state: Some(wanted),
+            before: None,
+            limit: 50,
+        };
+        match state.service.webhook_deliveries(&user.scope, &query).await {
+            Ok(found) => deliveries.extend(found),
+            Err(e) => return failure(user, e),
+        }
+    }
+    let status = if problem.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    let mut r = page(WebhooksPage {
+        tenant: user.scope.tenant_name().to_owned(),
+        csrf: user.csrf.clone(),
+        endpoints: endpoints
+            .into_iter()
+            .map(|e| EndpointRow {
+                id: e.id.0,
+                url: shown(&e.url, 500),
+                events: if e.event_types.is_empty() {
+                    "all".into()
+                } else {
+                    e.event_types.join(", ")
+                },
+                state: if e.enabled {
+                    e.state.as_str().to_owned()
+                } else {
+                    "off".into()
+                },
+                state_class: match (e.enabled, e.state) {
+                    (false, _) => "off",
+                    (true, EndpointState::Ok) => "ok",
+                    (true, EndpointState::Failing) => "bad",
+                },
+                failing: e
+                    .failing_since
+                    .map(|t| {
+                        format!(
+                            "{} failures in a row since {}",
+                            e.consecutive_failures,
+                            when(Some(t))
+                        )
+                    })
+                    .unwrap_or_default(),
+            })
+            .collect(),
+        deliveries: deliveries
+            .into_iter()
+            .map(|d| DeliveryRow {
+                id: d.id.0,
+                endpoint: d.endpoint.0,
+                event_type: d.event_type,
+                state: d.state.as_str().to_owned(),
+                attempts: d.attempts,
+                last: match (d.last_status, d.last_error) {
+                    (Some(status), _) => format!("HTTP {status}"),
+                    (None, Some(e)) => shown(&e, 300),
+                    (None, None) => "—".into(),
+                },
+                next: when(d.next_attempt_at),
+            })
+            .collect(),
+        notice: notice.map(|n| shown(&n, 500)),
+        problem: problem.map(|p| shown(&p, 1000)),
+    });
+    *r.status_mut() = status;
+    r
+}
+
+async fn webhooks(
+    State(state): State<ConsoleState>,
+    user: Signed,
+    Query(q): Query<Notice>,
+) -> Response {
+    webhooks_page(&state, &user, q.notice, None).await
+}
+
+#[derive(Deserialize)]
+struct NewWebhook {
+    url: String,
+    #[serde(default)]
+    events: String,
+    #[serde(default)]
+    description: String,
+}
+
+async fn add_webhook(State(state): State<ConsoleState>, posted: Posted<NewWebhook>) -> Response {
+    let Posted { user, form } = posted;
+    let input = crate::service::webhooks::WebhookInput {
+        url: form.url.trim().to_owned(),
+        event_types: form
+            .events
+            .split([',', ' ', '\n'])
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        description: Some(form.description.trim().to_owned()).filter(|d| !d.is_empty()),
+        enabled: true,
+    };
+    match state.service.create_webhook(&user.scope, &input).await {
+        // The signing secret is shown once, on this page only.
+        Ok(created) => {
+            webhooks_page(
+                &state,
+                &user,
+                Some(format!(
+                    "added {}; its signing secret, shown only now: {}",
+                    created.endpoint.url,
+                    created.secret.expose()
+                )),
+                None,
+            )
+            .await
+        }
+        Err(
+            e @ (ServiceError::Invalid { .. }
+            | ServiceError::Store(crate::store::Error::Invalid { .. })),
+        ) => webhooks_page(&state, &user, None, Some(e.to_string())).await,
+        Err(e) => failure(&user, e),
+    }
+}
+
+async fn redeliver(
+    State(state): State<ConsoleState>,
+    Path(id): Path<i64>,
+    posted: Posted<Empty>,
+) -> Response {
+    let user = posted.user;
+    let id = crate::store::WebhookDeliveryId(id);
+    match state.service.redeliver_webhook(&user.scope, id).await {
+        Ok(_) => see_other(&format!(
+            "/webhooks?notice={}",
+            seg(&format!("delivery {} queued again", id.0))
+        )),
+        Err(e) => failure(&user, e),
     }
 }
 
