@@ -158,6 +158,9 @@ try {
   await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Webhooks" }).click();
   await page.getByRole("heading", { name: "Webhooks" }).waitFor();
   await shot(page, "webhooks");
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Plugins" }).click();
+  await page.locator("li.plugin").first().waitFor();
+  await shot(page, "plugins");
 
   // ---- credentials page
   await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Credentials" }).click();

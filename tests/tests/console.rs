@@ -295,6 +295,99 @@ async fn the_console_shows_a_tenant_its_own_pages_and_nothing_runs_from_mail() {
         assert!(!body.contains(inert), "{inert} in {body}");
     }
 
+    // Plugins: the bundled chain (installed at the first check), a refused
+    // configuration shown, an order change, an upload and a removal.
+    let page = browser.get("/plugins").await.text();
+    assert!(page.contains("data-name=\"exact_match\""), "{page}");
+    let order = |v: serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let before = order(acme.get("/v1/plugins").await.json());
+    let csrf = browser.csrf("/plugins").await;
+    let r = browser
+        .post(
+            "/plugins/exact_match/configure",
+            &[("csrf", &csrf), ("config", "{ not json"), ("enabled", "on")],
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(
+        r.text().contains("id=\"plugin-problem\">exact_match:"),
+        "{}",
+        r.text()
+    );
+    let second = before[1].clone();
+    let r = browser
+        .post(
+            &format!("/plugins/{second}/move"),
+            &[("csrf", &csrf), ("direction", "up")],
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let after = order(acme.get("/v1/plugins").await.json());
+    assert_eq!(after[0], second, "{before:?} → {after:?}");
+    let boundary = "intake-test-boundary";
+    let mut body = Vec::new();
+    for (name, value) in [
+        ("csrf", csrf.as_str()),
+        ("name", "hostile"),
+        ("role", "matcher"),
+        ("config", r#"{"mode": "panic"}"#),
+    ] {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"component\"; filename=\"hostile.wasm\"\r\nContent-Type: application/wasm\r\n\r\n")
+            .as_bytes(),
+    );
+    body.extend_from_slice(&std::fs::read(intake_tests::plugin("hostile")).unwrap());
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let cookie = browser.cookie.clone().unwrap();
+    let r = browser
+        .client
+        .send_with(
+            "POST",
+            "/plugins",
+            &[("Cookie", &cookie)],
+            Some((
+                &format!("multipart/form-data; boundary={boundary}"),
+                body.clone(),
+            )),
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert!(order(acme.get("/v1/plugins").await.json()).contains(&"hostile".to_string()));
+    // Without the session's token, an upload is refused.
+    let forged = String::from_utf8_lossy(&body)
+        .replace(&csrf, "forged")
+        .into_bytes();
+    let r = browser
+        .client
+        .send_with(
+            "POST",
+            "/plugins",
+            &[("Cookie", &cookie)],
+            Some((&format!("multipart/form-data; boundary={boundary}"), forged)),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = browser
+        .post("/plugins/hostile/remove", &[("csrf", &csrf)], &[])
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert!(!order(acme.get("/v1/plugins").await.json()).contains(&"hostile".to_string()));
+
     // Contacts and leads: searched by name or address.
     let page = browser.get("/contacts?q=ann").await.text();
     assert!(

@@ -43,6 +43,10 @@ pub(super) fn routes() -> Router<ConsoleState> {
         .route("/credentials/authorize", post(authorize))
         .route("/oauth/callback", get(oauth_callback))
         .route("/contacts", get(contacts))
+        .route("/plugins", get(plugins).post(upload_plugin))
+        .route("/plugins/{name}/configure", post(configure_plugin))
+        .route("/plugins/{name}/move", post(move_plugin))
+        .route("/plugins/{name}/remove", post(remove_plugin))
         .route("/webhooks", get(webhooks).post(add_webhook))
         .route("/webhooks/deliveries/{id}/redeliver", post(redeliver))
         .route("/quarantine", get(quarantine))
@@ -1476,6 +1480,305 @@ async fn oauth_callback(
             ),
         ),
         Err(e) => answer(false, shown(&e.to_string(), 1000)),
+    }
+}
+
+// ---------------------------------------------------------------- plugins
+
+struct PluginRow {
+    name: String,
+    link: String,
+    role: String,
+    enabled: bool,
+    config: String,
+    deadline_ms: u64,
+    memory_mb: usize,
+    on_error: String,
+    size: String,
+    first: bool,
+    last: bool,
+}
+
+#[derive(Template)]
+#[template(path = "console/plugins.html")]
+struct PluginsPage {
+    tenant: String,
+    csrf: String,
+    plugins: Vec<PluginRow>,
+    notice: Option<String>,
+    problem: Option<String>,
+}
+
+async fn plugins_page(
+    state: &ConsoleState,
+    user: &Signed,
+    notice: Option<String>,
+    problem: Option<String>,
+) -> Response {
+    let views = match state.service.plugins(&user.scope).await {
+        Ok(v) => v,
+        Err(e) => return failure(user, e),
+    };
+    let count = views.len();
+    let status = if problem.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    let mut r = page(PluginsPage {
+        tenant: user.scope.tenant_name().to_owned(),
+        csrf: user.csrf.clone(),
+        plugins: views
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| PluginRow {
+                link: seg(&v.name),
+                role: v.role,
+                enabled: v.enabled,
+                config: serde_json::to_string_pretty(&v.config).unwrap_or_default(),
+                deadline_ms: v.deadline_ms,
+                memory_mb: v.memory_mb,
+                on_error: v.on_error,
+                size: human_size(v.size),
+                first: i == 0,
+                last: i + 1 == count,
+                name: v.name,
+            })
+            .collect(),
+        notice: notice.map(|n| shown(&n, 500)),
+        problem: problem.map(|p| shown(&p, 2000)),
+    });
+    *r.status_mut() = status;
+    r
+}
+
+async fn plugins(
+    State(state): State<ConsoleState>,
+    user: Signed,
+    Query(q): Query<Notice>,
+) -> Response {
+    plugins_page(&state, &user, q.notice, None).await
+}
+
+/// Largest component accepted from the console (the API's default).
+const MAX_COMPONENT_BYTES: usize = 32 << 20;
+
+/// A component uploaded as `multipart/form-data`: the CSRF token and origin
+/// are checked before anything is stored.
+async fn upload_plugin(
+    State(state): State<ConsoleState>,
+    user: Signed,
+    headers: HeaderMap,
+    mut form: axum::extract::Multipart,
+) -> Response {
+    if !super::same_origin(&headers) {
+        return (
+            StatusCode::FORBIDDEN,
+            "this form was posted from another site",
+        )
+            .into_response();
+    }
+    let mut fields: BTreeMap<String, String> = BTreeMap::new();
+    let mut wasm = Vec::new();
+    loop {
+        match form.next_field().await {
+            Ok(Some(mut field)) => {
+                let name = field.name().unwrap_or_default().to_owned();
+                let mut bytes = Vec::new();
+                loop {
+                    match field.chunk().await {
+                        Ok(Some(chunk)) => {
+                            if bytes.len() + chunk.len() > MAX_COMPONENT_BYTES {
+                                return (
+                                    StatusCode::PAYLOAD_TOO_LARGE,
+                                    "the component is larger than 32 MiB",
+                                )
+                                    .into_response();
+                            }
+                            bytes.extend_from_slice(&chunk);
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            return (StatusCode::BAD_REQUEST, format!("unreadable upload: {e}"))
+                                .into_response();
+                        }
+                    }
+                }
+                if name == "component" {
+                    wasm = bytes;
+                } else if bytes.len() <= 256 * 1024 {
+                    fields.insert(name, String::from_utf8_lossy(&bytes).into_owned());
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                return (StatusCode::BAD_REQUEST, format!("unreadable upload: {e}")).into_response();
+            }
+        }
+    }
+    let token = fields.get("csrf").map(String::as_str).unwrap_or("");
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(
+        token.as_bytes(),
+        user.csrf.as_bytes(),
+    )) {
+        return (
+            StatusCode::FORBIDDEN,
+            "this form has expired or was not sent by the console: reload the page",
+        )
+            .into_response();
+    }
+    let name = fields
+        .get("name")
+        .map(|n| n.trim().to_owned())
+        .unwrap_or_default();
+    let config = fields
+        .get("config")
+        .map(|c| c.trim().to_owned())
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| "{}".into());
+    let settings = crate::service::plugins::PluginSettings {
+        role: fields.get("role").cloned(),
+        ..Default::default()
+    };
+    if wasm.is_empty() {
+        return plugins_page(
+            &state,
+            &user,
+            None,
+            Some("choose a component file (.wasm)".into()),
+        )
+        .await;
+    }
+    match state
+        .service
+        .add_plugin(&user.scope, &name, wasm, &config, &settings)
+        .await
+    {
+        Ok(view) => see_other(&format!(
+            "/plugins?notice={}",
+            seg(&format!("added {} at the end of the chain", view.name))
+        )),
+        Err(
+            e @ (ServiceError::Invalid { .. } | ServiceError::Store(_) | ServiceError::Refused(_)),
+        ) => plugins_page(&state, &user, None, Some(e.to_string())).await,
+        Err(e) => failure(&user, e),
+    }
+}
+
+#[derive(Deserialize)]
+struct ConfigureForm {
+    config: String,
+    #[serde(default)]
+    enabled: Option<String>,
+    #[serde(default)]
+    deadline_ms: String,
+    #[serde(default)]
+    memory_mb: String,
+    #[serde(default)]
+    on_error: String,
+}
+
+async fn configure_plugin(
+    State(state): State<ConsoleState>,
+    Path(name): Path<String>,
+    posted: Posted<ConfigureForm>,
+) -> Response {
+    let Posted { user, form } = posted;
+    let number = |field: &str, text: &str| -> Result<Option<u64>, String> {
+        if text.trim().is_empty() {
+            Ok(None)
+        } else {
+            text.trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| format!("invalid {field}: a whole number, not {:?}", text.trim()))
+        }
+    };
+    let (deadline_ms, memory_mb) = match (
+        number("deadline_ms", &form.deadline_ms),
+        number("memory_mb", &form.memory_mb),
+    ) {
+        (Ok(d), Ok(m)) => (d, m.map(|m| m as usize)),
+        (Err(e), _) | (_, Err(e)) => return plugins_page(&state, &user, None, Some(e)).await,
+    };
+    let settings = crate::service::plugins::PluginSettings {
+        role: None,
+        deadline_ms,
+        memory_mb,
+        on_error: Some(form.on_error.trim().to_owned()).filter(|o| !o.is_empty()),
+    };
+    match state
+        .service
+        .configure_plugin(
+            &user.scope,
+            &name,
+            Some(form.config.trim()),
+            &settings,
+            Some(form.enabled.is_some()),
+        )
+        .await
+    {
+        Ok(_) => see_other(&format!(
+            "/plugins?notice={}",
+            seg(&format!("saved {name}; it applies from the next check"))
+        )),
+        Err(e @ (ServiceError::Invalid { .. } | ServiceError::Refused(_))) => {
+            plugins_page(&state, &user, None, Some(format!("{name}: {e}"))).await
+        }
+        Err(e) => failure(&user, e),
+    }
+}
+
+#[derive(Deserialize)]
+struct MoveForm {
+    direction: String,
+}
+
+async fn move_plugin(
+    State(state): State<ConsoleState>,
+    Path(name): Path<String>,
+    posted: Posted<MoveForm>,
+) -> Response {
+    let Posted { user, form } = posted;
+    let mut names: Vec<String> = match state.service.plugins(&user.scope).await {
+        Ok(v) => v.into_iter().map(|p| p.name).collect(),
+        Err(e) => return failure(&user, e),
+    };
+    let Some(at) = names.iter().position(|n| *n == name) else {
+        return failure(
+            &user,
+            ServiceError::Store(crate::store::Error::NotFound {
+                what: "plugin",
+                name: name.clone(),
+            }),
+        );
+    };
+    match form.direction.as_str() {
+        "up" if at > 0 => names.swap(at, at - 1),
+        "down" if at + 1 < names.len() => names.swap(at, at + 1),
+        _ => {}
+    }
+    match state.service.order_plugins(&user.scope, &names).await {
+        Ok(_) => see_other(&format!(
+            "/plugins?notice={}",
+            seg(&format!("moved {name}"))
+        )),
+        Err(e) => failure(&user, e),
+    }
+}
+
+async fn remove_plugin(
+    State(state): State<ConsoleState>,
+    Path(name): Path<String>,
+    posted: Posted<Empty>,
+) -> Response {
+    let user = posted.user;
+    match state.service.remove_plugin(&user.scope, &name).await {
+        Ok(()) => see_other(&format!(
+            "/plugins?notice={}",
+            seg(&format!("removed {name}"))
+        )),
+        Err(e) => failure(&user, e),
     }
 }
 
