@@ -396,6 +396,48 @@ async fn the_console_shows_a_tenant_its_own_pages_and_nothing_runs_from_mail() {
     );
     let page = browser.get("/contacts?q=nobody-here").await.text();
     assert!(page.contains("Nobody found"), "{page}");
+    // CSV import: every row checked first, a bad one named by its line.
+    let csrf = browser.csrf("/contacts").await;
+    let upload = |csv: &str| {
+        let mut body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{csrf}\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"csv\"; filename=\"c.csv\"\r\n\
+             Content-Type: text/csv\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(csv.as_bytes());
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        body
+    };
+    for (csv, status) in [
+        (
+            "email,name,company,kind\nraj@acme.example,Raj,Acme,lead\nnot-an-address,X,,contact\n",
+            422,
+        ),
+        (
+            "email,name,company,kind\nraj@acme.example,Raj,Acme,lead\n",
+            303,
+        ),
+    ] {
+        let r = browser
+            .client
+            .send_with(
+                "POST",
+                "/contacts/import",
+                &[("Cookie", &cookie)],
+                Some((
+                    &format!("multipart/form-data; boundary={boundary}"),
+                    upload(csv),
+                )),
+            )
+            .await;
+        assert_eq!(r.status, status, "{}", r.text());
+        if status == 422 {
+            assert!(r.text().contains("line 3"), "{}", r.text());
+        }
+    }
+    let page = browser.get("/contacts?kind=lead").await.text();
+    assert!(page.contains("raj@acme.example"), "{page}");
 
     // Webhooks: an endpoint the engine may not call is refused in words.
     let page = browser.get("/webhooks").await.text();

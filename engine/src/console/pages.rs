@@ -43,6 +43,7 @@ pub(super) fn routes() -> Router<ConsoleState> {
         .route("/credentials/authorize", post(authorize))
         .route("/oauth/callback", get(oauth_callback))
         .route("/contacts", get(contacts))
+        .route("/contacts/import", post(import_contacts))
         .route("/plugins", get(plugins).post(upload_plugin))
         .route("/plugins/{name}/configure", post(configure_plugin))
         .route("/plugins/{name}/move", post(move_plugin))
@@ -1569,64 +1570,13 @@ async fn upload_plugin(
     State(state): State<ConsoleState>,
     user: Signed,
     headers: HeaderMap,
-    mut form: axum::extract::Multipart,
+    form: axum::extract::Multipart,
 ) -> Response {
-    if !super::same_origin(&headers) {
-        return (
-            StatusCode::FORBIDDEN,
-            "this form was posted from another site",
-        )
-            .into_response();
-    }
-    let mut fields: BTreeMap<String, String> = BTreeMap::new();
-    let mut wasm = Vec::new();
-    loop {
-        match form.next_field().await {
-            Ok(Some(mut field)) => {
-                let name = field.name().unwrap_or_default().to_owned();
-                let mut bytes = Vec::new();
-                loop {
-                    match field.chunk().await {
-                        Ok(Some(chunk)) => {
-                            if bytes.len() + chunk.len() > MAX_COMPONENT_BYTES {
-                                return (
-                                    StatusCode::PAYLOAD_TOO_LARGE,
-                                    "the component is larger than 32 MiB",
-                                )
-                                    .into_response();
-                            }
-                            bytes.extend_from_slice(&chunk);
-                        }
-                        Ok(None) => break,
-                        Err(e) => {
-                            return (StatusCode::BAD_REQUEST, format!("unreadable upload: {e}"))
-                                .into_response();
-                        }
-                    }
-                }
-                if name == "component" {
-                    wasm = bytes;
-                } else if bytes.len() <= 256 * 1024 {
-                    fields.insert(name, String::from_utf8_lossy(&bytes).into_owned());
-                }
-            }
-            Ok(None) => break,
-            Err(e) => {
-                return (StatusCode::BAD_REQUEST, format!("unreadable upload: {e}")).into_response();
-            }
-        }
-    }
-    let token = fields.get("csrf").map(String::as_str).unwrap_or("");
-    if !bool::from(subtle::ConstantTimeEq::ct_eq(
-        token.as_bytes(),
-        user.csrf.as_bytes(),
-    )) {
-        return (
-            StatusCode::FORBIDDEN,
-            "this form has expired or was not sent by the console: reload the page",
-        )
-            .into_response();
-    }
+    let (fields, wasm) =
+        match multipart_form(&user, &headers, form, "component", MAX_COMPONENT_BYTES).await {
+            Ok(read) => read,
+            Err(response) => return response,
+        };
     let name = fields
         .get("name")
         .map(|n| n.trim().to_owned())
@@ -1798,6 +1748,8 @@ struct PartyRow {
 struct ContactsPage {
     tenant: String,
     csrf: String,
+    notice: Option<String>,
+    problem: Option<String>,
     q: String,
     kind: String,
     parties: Vec<PartyRow>,
@@ -1806,6 +1758,8 @@ struct ContactsPage {
 
 #[derive(Deserialize, Default)]
 struct ContactsQuery {
+    #[serde(default)]
+    notice: Option<String>,
     #[serde(default)]
     q: Option<String>,
     #[serde(default)]
@@ -1836,6 +1790,8 @@ async fn contacts(
         Ok(found) => page(ContactsPage {
             tenant: user.scope.tenant_name().to_owned(),
             csrf: user.csrf.clone(),
+            notice: q.notice.map(|n| shown(&n, 500)),
+            problem: None,
             q: q.q.unwrap_or_default(),
             kind: q.kind.unwrap_or_default(),
             parties: found
@@ -1852,6 +1808,104 @@ async fn contacts(
                 .collect(),
             next: found.next,
         }),
+        Err(e) => failure(&user, e),
+    }
+}
+
+/// Reads a multipart form whose CSRF token matches the session's: the
+/// text fields, and the bytes of the file field `file_field` (at most
+/// `max` bytes). An error is the response to send.
+async fn multipart_form(
+    user: &Signed,
+    headers: &HeaderMap,
+    mut form: axum::extract::Multipart,
+    file_field: &str,
+    max: usize,
+) -> Result<(BTreeMap<String, String>, Vec<u8>), Response> {
+    if !super::same_origin(headers) {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "this form was posted from another site",
+        )
+            .into_response());
+    }
+    let unreadable = |e: axum::extract::multipart::MultipartError| {
+        (StatusCode::BAD_REQUEST, format!("unreadable upload: {e}")).into_response()
+    };
+    let mut fields = BTreeMap::new();
+    let mut file = Vec::new();
+    while let Some(mut field) = form.next_field().await.map_err(unreadable)? {
+        let name = field.name().unwrap_or_default().to_owned();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = field.chunk().await.map_err(unreadable)? {
+            if bytes.len() + chunk.len() > max {
+                return Err((
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the upload is larger than {} KiB", max / 1024),
+                )
+                    .into_response());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        if name == file_field {
+            file = bytes;
+        } else if bytes.len() <= 256 * 1024 {
+            fields.insert(name, String::from_utf8_lossy(&bytes).into_owned());
+        }
+    }
+    let token = fields.get("csrf").map(String::as_str).unwrap_or("");
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(
+        token.as_bytes(),
+        user.csrf.as_bytes(),
+    )) {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "this form has expired or was not sent by the console: reload the page",
+        )
+            .into_response());
+    }
+    Ok((fields, file))
+}
+
+/// Largest CSV accepted from the console.
+const MAX_CSV_BYTES: usize = 16 << 20;
+
+async fn import_contacts(
+    State(state): State<ConsoleState>,
+    user: Signed,
+    headers: HeaderMap,
+    form: axum::extract::Multipart,
+) -> Response {
+    let (_, csv) = match multipart_form(&user, &headers, form, "csv", MAX_CSV_BYTES).await {
+        Ok(read) => read,
+        Err(response) => return response,
+    };
+    match state
+        .service
+        .import_parties_csv(&user.scope, "the uploaded file", &csv)
+        .await
+    {
+        Ok(summary) => see_other(&format!(
+            "/contacts?notice={}",
+            seg(&format!(
+                "imported: {} created, {} updated, {} unchanged",
+                summary.created, summary.updated, summary.unchanged
+            ))
+        )),
+        Err(e @ ServiceError::Invalid { .. }) => {
+            let mut r = page(ContactsPage {
+                tenant: user.scope.tenant_name().to_owned(),
+                csrf: user.csrf.clone(),
+                notice: None,
+                problem: Some(shown(&e.to_string(), 1000)),
+                q: String::new(),
+                kind: String::new(),
+                parties: Vec::new(),
+                next: None,
+            });
+            *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+            r
+        }
         Err(e) => failure(&user, e),
     }
 }

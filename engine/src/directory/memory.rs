@@ -99,14 +99,26 @@ impl MemoryDirectory {
     /// line) into `tenant`. Returns how many parties were added.
     pub fn load_csv(&self, tenant: &str, path: &Path) -> Result<usize, CsvError> {
         let shown = path.display().to_string();
+        let file = std::fs::File::open(path).map_err(|e| CsvError::Read {
+            path: shown.clone(),
+            source: csv::Error::from(e),
+        })?;
+        self.load_csv_from(tenant, &shown, file)
+    }
+
+    /// [`load_csv`](Self::load_csv) from any reader (an upload); `shown`
+    /// names it in errors.
+    pub fn load_csv_from(
+        &self,
+        tenant: &str,
+        shown: &str,
+        input: impl std::io::Read,
+    ) -> Result<usize, CsvError> {
+        let shown = shown.to_owned();
         let mut reader = csv::ReaderBuilder::new()
             .trim(csv::Trim::All)
             .flexible(true)
-            .from_path(path)
-            .map_err(|source| CsvError::Read {
-                path: shown.clone(),
-                source,
-            })?;
+            .from_reader(input);
         let headers = reader
             .headers()
             .map_err(|source| CsvError::Read {

@@ -57,6 +57,36 @@ pub(crate) fn parse_cursor(cursor: Option<&str>) -> Result<Option<i64>> {
 }
 
 impl Service {
+    /// Imports `email,name,company,kind[,external_id]` rows (with a header
+    /// line), as `intake contact import` does: every row is checked first
+    /// (a bad one is named by its line, and nothing is stored), then all are
+    /// upserted.
+    pub async fn import_parties_csv(
+        &self,
+        scope: &Scope,
+        shown: &str,
+        csv: &[u8],
+    ) -> Result<ImportSummary> {
+        scope.require(TokenScope::Write)?;
+        let staging = crate::directory::MemoryDirectory::new();
+        staging
+            .load_csv_from("import", shown, csv)
+            .map_err(|e| invalid("csv", e.to_string()))?;
+        let mut parties = Vec::new();
+        for kind in [PartyKind::Contact, PartyKind::Lead] {
+            for p in staging.all("import", kind) {
+                parties.push(NewParty {
+                    kind,
+                    email: p.email,
+                    name: p.name,
+                    company: p.company,
+                    external_id: p.external_id,
+                });
+            }
+        }
+        Ok(self.store.import_parties(scope.tenant(), &parties).await?)
+    }
+
     /// Creates or updates parties: one with an external id is the party the
     /// CRM knows by it; one without is found by kind and address. All or
     /// nothing.

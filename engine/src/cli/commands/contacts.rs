@@ -47,22 +47,15 @@ pub(crate) async fn contact(
     let (store, tenant) = open(c, mode).await?;
     match cmd {
         ContactCommand::Import { csv } => {
-            // The in-memory loader checks every row and reports the line.
-            let staging = crate::directory::MemoryDirectory::new();
-            staging.load_csv("import", &csv)?;
-            let mut parties = Vec::new();
-            for kind in [PartyKind::Contact, PartyKind::Lead] {
-                for p in staging.all("import", kind) {
-                    parties.push(NewParty {
-                        kind,
-                        email: p.email,
-                        name: p.name,
-                        company: p.company,
-                        external_id: p.external_id,
-                    });
-                }
-            }
-            let summary = store.import_parties(tenant, &parties).await?;
+            let bytes =
+                std::fs::read(&csv).with_context(|| format!("cannot read {}", csv.display()))?;
+            let summary = crate::service::Service::admin(store.clone())
+                .import_parties_csv(
+                    &crate::service::Scope::local(tenant, &c.tenant),
+                    &csv.display().to_string(),
+                    &bytes,
+                )
+                .await?;
             writeln!(
                 out,
                 "imported {}: {} created, {} updated, {} unchanged",
