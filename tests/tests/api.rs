@@ -267,7 +267,7 @@ async fn set_up_acme(serve: &ApiServe, dovecot: &Dovecot) -> Acme {
         200,
     );
     until(
-        Duration::from_secs(30),
+        Duration::from_secs(90),
         "the third message held",
         || async { held_count(&admin).await == 1 },
     )
