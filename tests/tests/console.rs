@@ -663,3 +663,213 @@ async fn presets_fill_the_form_and_oauth2_signs_in_from_the_console() {
         "{page}"
     );
 }
+
+/// The text of attribute `name` in `page` (the first one).
+fn attribute<'a>(page: &'a str, name: &str) -> Option<&'a str> {
+    let marker = format!("{name}=\"");
+    let start = page.find(&marker)? + marker.len();
+    page[start..].split('"').next()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_settings_shows_each_step_as_it_is_made() {
+    // A server that takes the connection and never greets: resolve and
+    // connect pass at once, then the check waits on the capabilities step
+    // until its 10 s limit, long enough to watch it run.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        for stream in silent.incoming().take(2) {
+            kept.push(stream);
+        }
+        std::thread::sleep(Duration::from_secs(30));
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("intake.key");
+    std::fs::write(&key, MasterKey::generate().unwrap().to_base64()).unwrap();
+    let db = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("intake.db").display()
+    );
+    let serve = ApiServe::start(&binary(), &db, &key, &[]);
+    let token = tenant_token(&serve, "acme").await;
+    let api = serve.client(Some(&token));
+    let r = api
+        .json(
+            "POST",
+            "/v1/credentials",
+            &json!({ "name": "alice", "username": USER, "secret": PASSWORD }),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    let r = api
+        .json(
+            "POST",
+            "/v1/accounts",
+            &json!({
+                "name": "quiet", "protocol": "imap", "host": "127.0.0.1", "port": port,
+                "security": "none", "credential": "alice", "auto_check": false
+            }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let mut browser = Browser::new(&serve);
+    assert_eq!(browser.sign_in(&token).await.status, 303);
+
+    // As htmx posts it: the answer comes before the check is over, with
+    // the steps made so far and the step under way, and polls for more.
+    let csrf = browser.csrf("/accounts/quiet/test").await;
+    let started = Instant::now();
+    let r = browser
+        .post(
+            "/accounts/quiet/test",
+            &[("csrf", &csrf)],
+            &[("HX-Request", "true")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the answer waited for the check: {:?}",
+        started.elapsed()
+    );
+    let page = r.text();
+    assert!(
+        !page.contains("Every step passed") && !page.contains("A step failed"),
+        "{page}"
+    );
+    let poll = attribute(&page, "hx-get")
+        .unwrap_or_else(|| panic!("no polling in {page}"))
+        .to_owned();
+    assert!(poll.starts_with("/accounts/quiet/test/"), "{poll}");
+
+    // Polled: resolve and connect are shown passed while capabilities runs.
+    let mut seen_running = false;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let last = loop {
+        let r = browser.get(&poll).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let page = r.text();
+        if page.contains("data-running=\"capabilities\"") {
+            assert!(
+                page.contains("data-step=\"resolve\"") && page.contains("data-step=\"connect\""),
+                "{page}"
+            );
+            assert!(
+                attribute(&page, "hx-get").is_some(),
+                "still polling: {page}"
+            );
+            seen_running = true;
+        }
+        if page.contains("A step failed") || page.contains("Every step passed") {
+            break page;
+        }
+        assert!(Instant::now() < deadline, "the run never ended: {page}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert!(
+        seen_running,
+        "the capabilities step was never shown running"
+    );
+    // Over: the failed step with its hint, and no more polling.
+    let at = last.find("data-step=\"capabilities\"").expect(&last);
+    assert!(last[at..].contains("failed"), "{last}");
+    assert!(last.contains("What to do:"), "{last}");
+    assert!(attribute(&last, "hx-get").is_none(), "{last}");
+
+    // The run is this session's: another session (even of the same
+    // tenant) cannot read it, nor can an unsigned visitor.
+    let mut other = Browser::new(&serve);
+    assert_eq!(other.sign_in(&token).await.status, 303);
+    assert_eq!(other.get(&poll).await.status, 404);
+    let r = Browser::new(&serve).get(&poll).await;
+    assert_eq!((r.status, r.header("location")), (303, Some("/login")));
+    drop(held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_accounts_page_shows_a_long_first_sync_as_it_goes() {
+    const MESSAGES: usize = 1_000;
+    let dovecot = Dovecot::start();
+    for n in 0..MESSAGES {
+        let raw = format!(
+            "From: Ann <ann@acme.example>\r\nTo: sales@example.com\r\nSubject: order {n}\r\n\
+             Message-ID: <sync-{n}@acme.example>\r\n\r\nbody {n}\r\n"
+        );
+        dovecot.deliver(USER, "INBOX", raw.as_bytes(), false);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("intake.key");
+    std::fs::write(&key, MasterKey::generate().unwrap().to_base64()).unwrap();
+    let db = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("intake.db").display()
+    );
+    let serve = ApiServe::start(&binary(), &db, &key, &["--progress-ms", "100"]);
+    let token = tenant_token(&serve, "acme").await;
+    let api = serve.client(Some(&token));
+    let r = api
+        .json(
+            "POST",
+            "/v1/credentials",
+            &json!({ "name": "alice", "username": USER, "secret": PASSWORD }),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    let mut browser = Browser::new(&serve);
+    assert_eq!(browser.sign_in(&token).await.status, 303);
+    let port = dovecot.account(Protocol::Imap, Security::None).port.unwrap();
+    // Due at once: the first sync starts at the next tick.
+    let r = api
+        .json(
+            "POST",
+            "/v1/accounts",
+            &json!({
+                "name": "big", "protocol": "imap", "host": "localhost", "port": port,
+                "security": "none", "credential": "alice", "batch_size": 20,
+                "check_interval_secs": 3600
+            }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+
+    // While it runs: how far it has got, a progress bar, and the table
+    // refreshing itself.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let running = loop {
+        let page = browser.get("/accounts").await.text();
+        if page.contains("<progress") {
+            break page;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no progress shown during the sync: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        running.contains("checking: ") && running.contains(" of 1,000 messages stored"),
+        "{running}"
+    );
+    assert!(running.contains("hx-trigger=\"every 2s\""), "{running}");
+
+    // Over: no progress left, and the page stops refreshing.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let r = api.get("/v1/accounts/big").await;
+        let v = r.json();
+        if v["health"]["last_ingested"].as_u64() == Some(MESSAGES as u64) && v["activity"].is_null()
+        {
+            assert!(v["health"]["progress"].is_null(), "{v}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the sync never ended: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let page = browser.get("/accounts").await.text();
+    assert!(
+        !page.contains("<progress") && !page.contains("every 2s"),
+        "{page}"
+    );
+}

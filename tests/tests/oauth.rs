@@ -78,6 +78,7 @@ async fn setup(db: &Db, oauth: &OAuthServer, server: &Dovecot, key: &MasterKey) 
             worker_id: "oauth-test".into(),
             lease: Duration::from_secs(60),
             retry: RetryPolicy::default(),
+            progress_every: Duration::from_secs(2),
         },
     );
     service

@@ -379,11 +379,36 @@ async fn sigterm_during_a_first_sync_loses_nothing(db: Db) {
     for n in 0..MESSAGES {
         server.deliver(USER, "INBOX", &mail("sync", n), false);
     }
-    let mut serve = Serve::start(&db.url, &key_file, &["--grace-secs", "20"]);
-    until(Duration::from_secs(60), "the first commits", || async {
-        stored(&db.store, tenant).await > 0
-    })
+    let account_id = db.store.account_id(tenant, "pop").await.unwrap();
+    let mut serve = Serve::start(
+        &db.url,
+        &key_file,
+        &["--grace-secs", "20", "--progress-ms", "100"],
+    );
+    // While it runs, the account says how far the check has got.
+    until(
+        Duration::from_secs(60),
+        "the first commits, shown",
+        || async {
+            let health = db.store.health(account_id).await.unwrap();
+            health.progress.is_some_and(|p| p.done > 0)
+        },
+    )
     .await;
+    let health = db.store.health(account_id).await.unwrap();
+    let progress = health.progress.unwrap();
+    assert_eq!(progress.total, MESSAGES as u64, "{progress:?}");
+    let status = intake::service::AccountStatus {
+        name: "pop".into(),
+        enabled: true,
+        auto_check: true,
+        health,
+    };
+    let activity = status.activity_line().unwrap();
+    assert!(
+        activity.starts_with("checking: ") && activity.contains(" of 400 messages stored"),
+        "{activity}"
+    );
     serve.terminate();
     let took = serve.wait(Duration::from_secs(25));
     eprintln!("SIGTERM: exited after {} ms", took.as_millis());
@@ -405,6 +430,16 @@ async fn sigterm_during_a_first_sync_loses_nothing(db: Db) {
     until(Duration::from_secs(20), "the server emptied", || async {
         server.files(USER, "INBOX").is_empty()
     })
+    .await;
+    // Over: no progress is left behind.
+    until(
+        Duration::from_secs(20),
+        "the check recorded as over",
+        || async {
+            let health = db.store.health(account_id).await.unwrap();
+            health.lease_owner.is_none() && health.progress.is_none()
+        },
+    )
     .await;
 }
 

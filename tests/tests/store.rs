@@ -198,10 +198,10 @@ async fn migrations_are_idempotent(db: Db) {
     let conn = raw_connection(&db).await;
     // One row per migration: the initial schema, the content key, account
     // health, lz4 for raw bytes, webhooks, API tokens, message dates,
-    // certificate pins and OAuth2.
+    // certificate pins, OAuth2 and check progress.
     assert_eq!(
         count(&conn, "SELECT COUNT(*) FROM seaql_migrations").await,
-        9
+        10
     );
     assert_eq!(count(&conn, "SELECT COUNT(*) FROM tenants").await, 1);
     if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
@@ -267,10 +267,10 @@ async fn migrations_are_idempotent(db: Db) {
     }
     // One row per migration: the initial schema, the content key, account
     // health, lz4 for raw bytes, webhooks, API tokens, message dates,
-    // certificate pins and OAuth2.
+    // certificate pins, OAuth2 and check progress.
     assert_eq!(
         count(&conn, "SELECT COUNT(*) FROM seaql_migrations").await,
-        9
+        10
     );
 }
 

@@ -76,11 +76,28 @@ struct SignIn {
     started: Instant,
 }
 
+/// How long the steps of a Test settings run can be read back.
+const TEST_RUN_TTL: Duration = Duration::from_secs(600);
+
+/// Test settings runs one session may have under way at once.
+const TEST_RUNS_PER_SESSION: usize = 4;
+
+/// A Test settings run under way (or just over), whose steps the page
+/// polls while they are made.
+#[derive(Debug, Clone)]
+struct TestRun {
+    session: String,
+    account: String,
+    live: tokio::sync::watch::Receiver<crate::fetch::check::Live>,
+    started: Instant,
+}
+
 /// The sessions of this process.
 #[derive(Debug, Default)]
 pub struct Sessions {
     map: Mutex<HashMap<String, Session>>,
     sign_ins: Mutex<HashMap<String, SignIn>>,
+    tests: Mutex<HashMap<String, TestRun>>,
 }
 
 impl Sessions {
@@ -141,6 +158,51 @@ impl Sessions {
         let mut map = self.sign_ins.lock().unwrap_or_else(|p| p.into_inner());
         map.remove(state)
             .filter(|s| s.started.elapsed() < SIGN_IN_TTL)
+    }
+
+    /// Keeps a Test settings run of `session` for reading back; `None`
+    /// when the session already has as many under way as it may.
+    fn begin_test(
+        &self,
+        session: &str,
+        account: &str,
+        live: tokio::sync::watch::Receiver<crate::fetch::check::Live>,
+    ) -> Option<String> {
+        let mut map = self.tests.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, t| t.started.elapsed() < TEST_RUN_TTL);
+        let running = map
+            .values()
+            .filter(|t| t.session == session && !t.live.borrow().done)
+            .count();
+        if running >= TEST_RUNS_PER_SESSION || map.len() >= MAX_SESSIONS {
+            return None;
+        }
+        let id = crate::oauth::random_token(16);
+        map.insert(
+            id.clone(),
+            TestRun {
+                session: session.to_owned(),
+                account: account.to_owned(),
+                live,
+                started: Instant::now(),
+            },
+        );
+        Some(id)
+    }
+
+    /// The steps so far of run `id`, if it is `session`'s run of `account`.
+    fn test_progress(
+        &self,
+        session: &str,
+        account: &str,
+        id: &str,
+    ) -> Option<crate::fetch::check::Live> {
+        let map = self.tests.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(id)
+            .filter(|t| {
+                t.session == session && t.account == account && t.started.elapsed() < TEST_RUN_TTL
+            })
+            .map(|t| t.live.borrow().clone())
     }
 
     fn close(&self, id: &str) {

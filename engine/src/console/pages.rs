@@ -3,6 +3,7 @@
 //! scope, render). Templates are in `engine/templates/console/`.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use askama::Template;
 use axum::Router;
@@ -15,6 +16,7 @@ use serde::Deserialize;
 
 use super::{ConsoleState, Posted, Signed, cleared_cookie, session_cookie};
 use crate::domain::{Auth, FetchMode, Protocol, Security};
+use crate::fetch::check;
 use crate::service::accounts::{AccountPatch, AccountView};
 use crate::service::messages::{MessageItem, MessageQuery, QuarantineQuery, Release};
 use crate::service::{Principal, ServiceError};
@@ -36,6 +38,7 @@ pub(super) fn routes() -> Router<ConsoleState> {
         .route("/accounts/{name}/enable", post(enable))
         .route("/accounts/{name}/disable", post(disable))
         .route("/accounts/{name}/test", get(test_page).post(run_test))
+        .route("/accounts/{name}/test/{run}", get(test_progress))
         .route("/accounts/{name}/inbox", get(inbox))
         .route("/messages/{id}", get(message))
         .route("/messages/{id}/body", get(message_body))
@@ -93,13 +96,14 @@ fn failure(user: &Signed, e: ServiceError) -> Response {
     } else {
         e.to_string()
     };
-    let mut response = page(ErrorPage {
-        tenant: user.scope.tenant_name().to_owned(),
-        csrf: user.csrf.clone(),
-        message,
-    });
-    *response.status_mut() = status;
-    response
+    page_with(
+        status,
+        ErrorPage {
+            tenant: user.scope.tenant_name().to_owned(),
+            csrf: user.csrf.clone(),
+            message,
+        },
+    )
 }
 
 fn when(t: Option<DateTime<Utc>>) -> String {
@@ -110,6 +114,20 @@ fn when(t: Option<DateTime<Utc>>) -> String {
 /// Bounded, control-free text from mail or servers, for display.
 fn shown(text: &str, cap: usize) -> String {
     crate::text::neutralize(&crate::text::bounded(text, cap)).into_owned()
+}
+
+/// Back to `path` with a notice shown at its top.
+fn done(path: &str, notice: &str) -> Response {
+    see_other(&format!("{path}?notice={}", seg(notice)))
+}
+
+/// A page with another status than 200 (a refused form shown again).
+fn page_with<T: Template>(status: StatusCode, template: T) -> Response {
+    let mut response = page(template);
+    if response.status() == StatusCode::OK {
+        *response.status_mut() = status;
+    }
+    response
 }
 
 fn see_other(to: &str) -> Response {
@@ -194,12 +212,13 @@ async fn login(
     axum::Form(form): axum::Form<LoginForm>,
 ) -> Response {
     let refused = |message: &str| {
-        let mut r = page(LoginPage {
-            error: Some(message.to_owned()),
-            operator: state.config.operator.is_some(),
-        });
-        *r.status_mut() = StatusCode::UNAUTHORIZED;
-        r
+        page_with(
+            StatusCode::UNAUTHORIZED,
+            LoginPage {
+                error: Some(message.to_owned()),
+                operator: state.config.operator.is_some(),
+            },
+        )
     };
     if !super::same_origin(&headers) {
         return refused("this sign-in was posted from another site");
@@ -260,6 +279,12 @@ struct AccountRow {
     /// Disabled because the OAuth2 grant was revoked: offer signing in.
     reauthorize: bool,
     credential: String,
+    /// A check under way, in words (with how far it has got).
+    activity: String,
+    /// How far that check has got, for a progress bar: (done, total).
+    progress: Option<(u64, u64)>,
+    /// A check is under way or asked for: the page refreshes itself.
+    busy: bool,
 }
 
 fn account_row(view: &AccountView) -> AccountRow {
@@ -306,6 +331,12 @@ fn account_row(view: &AccountView) -> AccountRow {
                 .as_deref()
                 .is_some_and(|r| r.starts_with("re-authorize")),
         credential: c.credential.clone(),
+        activity: view.activity.clone().unwrap_or_default(),
+        progress: h
+            .progress
+            .filter(|_| view.activity.is_some())
+            .map(|p| (p.done.min(p.total), p.total)),
+        busy: view.activity.is_some() || (h.check_requested_at.is_some() && c.enabled && !disabled),
         disabled,
     }
 }
@@ -317,6 +348,8 @@ struct AccountsPage {
     csrf: String,
     accounts: Vec<AccountRow>,
     notice: Option<String>,
+    /// Some account is being checked: the table refreshes itself.
+    checking: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -331,12 +364,16 @@ async fn accounts(
     Query(q): Query<Notice>,
 ) -> Response {
     match state.service.accounts(&user.scope).await {
-        Ok(views) => page(AccountsPage {
-            tenant: user.scope.tenant_name().to_owned(),
-            csrf: user.csrf.clone(),
-            accounts: views.iter().map(account_row).collect(),
-            notice: q.notice.map(|n| shown(&n, 300)),
-        }),
+        Ok(views) => {
+            let accounts: Vec<AccountRow> = views.iter().map(account_row).collect();
+            page(AccountsPage {
+                tenant: user.scope.tenant_name().to_owned(),
+                csrf: user.csrf.clone(),
+                checking: accounts.iter().any(|a| a.busy),
+                accounts,
+                notice: q.notice.map(|n| shown(&n, 300)),
+            })
+        }
         Err(e) => failure(&user, e),
     }
 }
@@ -749,17 +786,18 @@ async fn refused_form(
     let mut errors = BTreeMap::new();
     // Nested fields (`proxy.port`) are shown at their input.
     errors.insert(field.replace('.', "_"), reason);
-    let mut r = page(AccountForm {
-        tenant: user.scope.tenant_name().to_owned(),
-        csrf: user.csrf.clone(),
-        editing,
-        action,
-        f,
-        errors,
-        credentials,
-    });
-    *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-    r
+    page_with(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        AccountForm {
+            tenant: user.scope.tenant_name().to_owned(),
+            csrf: user.csrf.clone(),
+            editing,
+            action,
+            f,
+            errors,
+            credentials,
+        },
+    )
 }
 
 async fn save_account(
@@ -795,10 +833,7 @@ async fn save_account(
                 notice.push_str("; ");
                 notice.push_str(w);
             }
-            see_other(&format!(
-                "/accounts?notice={}",
-                form_urlencoded::byte_serialize(notice.as_bytes()).collect::<String>()
-            ))
+            done("/accounts", &notice)
         }
         Err(ServiceError::Invalid { field, reason }) => {
             refused_form(&state, &user, editing, form, field, reason).await
@@ -845,12 +880,10 @@ async fn check_now(
 ) -> Response {
     let user = posted.user;
     match state.service.request_check(&user.scope, &name).await {
-        Ok(_) => see_other(&format!(
-            "/accounts?notice={}",
-            seg(&format!(
-                "{name}: a check was asked for; it runs within seconds"
-            ))
-        )),
+        Ok(_) => done(
+            "/accounts",
+            &format!("{name}: a check was asked for; it runs within seconds"),
+        ),
         Err(e) => failure(&user, e),
     }
 }
@@ -862,10 +895,7 @@ async fn enable(
 ) -> Response {
     let user = posted.user;
     match state.service.enable_account(&user.scope, &name).await {
-        Ok(_) => see_other(&format!(
-            "/accounts?notice={}",
-            seg(&format!("{name} is on"))
-        )),
+        Ok(_) => done("/accounts", &format!("{name} is on")),
         Err(e) => failure(&user, e),
     }
 }
@@ -885,10 +915,7 @@ async fn disable(
         .update_account(&user.scope, &name, &patch)
         .await
     {
-        Ok(_) => see_other(&format!(
-            "/accounts?notice={}",
-            seg(&format!("{name} is off"))
-        )),
+        Ok(_) => done("/accounts", &format!("{name} is off")),
         Err(e) => failure(&user, e),
     }
 }
@@ -903,51 +930,9 @@ struct StepRow {
     hint: String,
 }
 
-#[derive(Template)]
-#[template(path = "console/test.html")]
-struct TestPage {
-    tenant: String,
-    csrf: String,
-    name: String,
-    link: String,
-    steps: Vec<StepRow>,
-    ran: bool,
-    ok: bool,
-}
-
-async fn test_page(
-    State(state): State<ConsoleState>,
-    user: Signed,
-    Path(name): Path<String>,
-) -> Response {
-    if let Err(e) = state.service.account(&user.scope, &name).await {
-        return failure(&user, e);
-    }
-    page(TestPage {
-        tenant: user.scope.tenant_name().to_owned(),
-        csrf: user.csrf.clone(),
-        link: seg(&name),
-        name,
-        steps: Vec::new(),
-        ran: false,
-        ok: false,
-    })
-}
-
-async fn run_test(
-    State(state): State<ConsoleState>,
-    Path(name): Path<String>,
-    posted: Posted<Empty>,
-) -> Response {
-    let user = posted.user;
-    let report = match state.service.test_account(&user.scope, &name).await {
-        Ok(r) => r,
-        Err(e) => return failure(&user, e),
-    };
-    let steps = report
-        .steps
-        .iter()
-        .map(|s| StepRow {
+impl StepRow {
+    fn of(s: &check::Step) -> StepRow {
+        StepRow {
             name: s.name.to_owned(),
             class: match (s.ok, s.hint.is_some()) {
                 (false, _) => "bad",
@@ -965,17 +950,147 @@ async fn run_test(
                 .as_deref()
                 .map(|h| shown(h, 2000))
                 .unwrap_or_default(),
-        })
-        .collect();
-    page(TestPage {
-        tenant: user.scope.tenant_name().to_owned(),
-        csrf: user.csrf.clone(),
-        link: seg(&name),
-        name,
-        steps,
-        ran: true,
-        ok: report.ok(),
-    })
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/test.html")]
+struct TestPage {
+    tenant: String,
+    csrf: String,
+    name: String,
+    link: String,
+    steps: Vec<StepRow>,
+    /// The step under way, while the run is shown as it goes.
+    running: Option<&'static str>,
+    /// The run being shown as it goes (polled until it is over).
+    run: Option<String>,
+    ran: bool,
+    ok: bool,
+}
+
+impl TestPage {
+    fn new(user: &Signed, name: String) -> TestPage {
+        TestPage {
+            tenant: user.scope.tenant_name().to_owned(),
+            csrf: user.csrf.clone(),
+            link: seg(&name),
+            name,
+            steps: Vec::new(),
+            running: None,
+            run: None,
+            ran: false,
+            ok: false,
+        }
+    }
+
+    /// The page for a run as far as it has got.
+    fn live(mut self, live: &check::Live, run: String) -> TestPage {
+        self.steps = live.steps.iter().map(StepRow::of).collect();
+        self.running = live.running;
+        self.ok = live.done && live.steps.iter().all(|s| s.ok);
+        self.ran = live.done;
+        self.run = (!live.done).then_some(run);
+        self
+    }
+}
+
+async fn test_page(
+    State(state): State<ConsoleState>,
+    user: Signed,
+    Path(name): Path<String>,
+) -> Response {
+    if let Err(e) = state.service.account(&user.scope, &name).await {
+        return failure(&user, e);
+    }
+    page(TestPage::new(&user, name))
+}
+
+/// Runs Test settings. From the page's script (htmx), the check runs on a
+/// task of its own and the answer shows its first steps, then polls
+/// [`test_progress`] until it is over, so each step shows as it is made.
+/// Without the script, the form waits for the whole report.
+async fn run_test(
+    State(state): State<ConsoleState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    posted: Posted<Empty>,
+) -> Response {
+    let user = posted.user;
+    if !headers.contains_key("hx-request") {
+        return match state.service.test_account(&user.scope, &name).await {
+            Ok(report) => {
+                let mut page_ = TestPage::new(&user, name);
+                page_.steps = report.steps.iter().map(StepRow::of).collect();
+                page_.ran = true;
+                page_.ok = report.ok();
+                page(page_)
+            }
+            Err(e) => failure(&user, e),
+        };
+    }
+    // Refusals (no such account, a read-only token) answer at once.
+    if let Err(e) = state.service.account(&user.scope, &name).await {
+        return failure(&user, e);
+    }
+    if let Err(e) = user.scope.require(crate::store::TokenScope::Write) {
+        return failure(&user, e);
+    }
+    let (sender, receiver) = tokio::sync::watch::channel(check::Live::default());
+    let Some(run) = state
+        .sessions
+        .begin_test(&user.session, &name, receiver.clone())
+    else {
+        return failure(
+            &user,
+            ServiceError::Refused(
+                "Test settings is already running several times for this session: wait for one to end"
+                    .into(),
+            ),
+        );
+    };
+    {
+        let service = state.service.clone();
+        let scope = user.scope.clone();
+        let name = name.clone();
+        tokio::spawn(async move {
+            if let Err(e) = service
+                .test_account_live(&scope, &name, sender.clone())
+                .await
+            {
+                let report = check::Report::failed_at(
+                    "settings",
+                    e.to_string(),
+                    "the account could not be read: reload the page",
+                );
+                check::finish_live(&sender, &report);
+            }
+        });
+    }
+    // The first steps (resolving the host) usually take a moment.
+    let mut first = receiver;
+    let _ = tokio::time::timeout(Duration::from_millis(300), first.changed()).await;
+    let live = first.borrow().clone();
+    page(TestPage::new(&user, name).live(&live, run))
+}
+
+/// The steps a Test settings run has made so far; the page polls it.
+async fn test_progress(
+    State(state): State<ConsoleState>,
+    user: Signed,
+    Path((name, run)): Path<(String, String)>,
+) -> Response {
+    match state.sessions.test_progress(&user.session, &name, &run) {
+        Some(live) => page(TestPage::new(&user, name).live(&live, run)),
+        None => failure(
+            &user,
+            ServiceError::Store(crate::store::Error::NotFound {
+                what: "test run",
+                name: run,
+            }),
+        ),
+    }
 }
 
 // ---------------------------------------------------------------- inbox
@@ -1310,17 +1425,18 @@ async fn credentials_page(
     } else {
         StatusCode::OK
     };
-    let mut r = page(CredentialsPage {
-        tenant: user.scope.tenant_name().to_owned(),
-        csrf: user.csrf.clone(),
-        rows,
-        providers,
-        notice: notice.map(|n| shown(&n, 500)),
-        problem: problem.map(|p| shown(&p, 1000)),
-        again,
-    });
-    *r.status_mut() = status;
-    r
+    page_with(
+        status,
+        CredentialsPage {
+            tenant: user.scope.tenant_name().to_owned(),
+            csrf: user.csrf.clone(),
+            rows,
+            providers,
+            notice: notice.map(|n| shown(&n, 500)),
+            problem: problem.map(|p| shown(&p, 1000)),
+            again,
+        },
+    )
 }
 
 async fn credentials(
@@ -1349,13 +1465,10 @@ async fn add_credential(
         .add_credential(&user.scope, form.name.trim(), form.username.trim(), &secret)
         .await
     {
-        Ok(()) => see_other(&format!(
-            "/credentials?notice={}",
-            seg(&format!(
-                "stored credential {} (encrypted)",
-                form.name.trim()
-            ))
-        )),
+        Ok(()) => done(
+            "/credentials",
+            &format!("stored credential {} (encrypted)", form.name.trim()),
+        ),
         Err(e @ (ServiceError::Invalid { .. } | ServiceError::Store(_))) => {
             credentials_page(&state, &user, None, Some(e.to_string()), None).await
         }
@@ -1526,31 +1639,32 @@ async fn plugins_page(
     } else {
         StatusCode::OK
     };
-    let mut r = page(PluginsPage {
-        tenant: user.scope.tenant_name().to_owned(),
-        csrf: user.csrf.clone(),
-        plugins: views
-            .into_iter()
-            .enumerate()
-            .map(|(i, v)| PluginRow {
-                link: seg(&v.name),
-                role: v.role,
-                enabled: v.enabled,
-                config: serde_json::to_string_pretty(&v.config).unwrap_or_default(),
-                deadline_ms: v.deadline_ms,
-                memory_mb: v.memory_mb,
-                on_error: v.on_error,
-                size: human_size(v.size),
-                first: i == 0,
-                last: i + 1 == count,
-                name: v.name,
-            })
-            .collect(),
-        notice: notice.map(|n| shown(&n, 500)),
-        problem: problem.map(|p| shown(&p, 2000)),
-    });
-    *r.status_mut() = status;
-    r
+    page_with(
+        status,
+        PluginsPage {
+            tenant: user.scope.tenant_name().to_owned(),
+            csrf: user.csrf.clone(),
+            plugins: views
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| PluginRow {
+                    link: seg(&v.name),
+                    role: v.role,
+                    enabled: v.enabled,
+                    config: serde_json::to_string_pretty(&v.config).unwrap_or_default(),
+                    deadline_ms: v.deadline_ms,
+                    memory_mb: v.memory_mb,
+                    on_error: v.on_error,
+                    size: human_size(v.size),
+                    first: i == 0,
+                    last: i + 1 == count,
+                    name: v.name,
+                })
+                .collect(),
+            notice: notice.map(|n| shown(&n, 500)),
+            problem: problem.map(|p| shown(&p, 2000)),
+        },
+    )
 }
 
 async fn plugins(
@@ -1604,10 +1718,10 @@ async fn upload_plugin(
         .add_plugin(&user.scope, &name, wasm, &config, &settings)
         .await
     {
-        Ok(view) => see_other(&format!(
-            "/plugins?notice={}",
-            seg(&format!("added {} at the end of the chain", view.name))
-        )),
+        Ok(view) => done(
+            "/plugins",
+            &format!("added {} at the end of the chain", view.name),
+        ),
         Err(
             e @ (ServiceError::Invalid { .. } | ServiceError::Store(_) | ServiceError::Refused(_)),
         ) => plugins_page(&state, &user, None, Some(e.to_string())).await,
@@ -1668,10 +1782,10 @@ async fn configure_plugin(
         )
         .await
     {
-        Ok(_) => see_other(&format!(
-            "/plugins?notice={}",
-            seg(&format!("saved {name}; it applies from the next check"))
-        )),
+        Ok(_) => done(
+            "/plugins",
+            &format!("saved {name}; it applies from the next check"),
+        ),
         Err(e @ (ServiceError::Invalid { .. } | ServiceError::Refused(_))) => {
             plugins_page(&state, &user, None, Some(format!("{name}: {e}"))).await
         }
@@ -1709,10 +1823,7 @@ async fn move_plugin(
         _ => {}
     }
     match state.service.order_plugins(&user.scope, &names).await {
-        Ok(_) => see_other(&format!(
-            "/plugins?notice={}",
-            seg(&format!("moved {name}"))
-        )),
+        Ok(_) => done("/plugins", &format!("moved {name}")),
         Err(e) => failure(&user, e),
     }
 }
@@ -1724,10 +1835,7 @@ async fn remove_plugin(
 ) -> Response {
     let user = posted.user;
     match state.service.remove_plugin(&user.scope, &name).await {
-        Ok(()) => see_other(&format!(
-            "/plugins?notice={}",
-            seg(&format!("removed {name}"))
-        )),
+        Ok(()) => done("/plugins", &format!("removed {name}")),
         Err(e) => failure(&user, e),
     }
 }
@@ -1885,15 +1993,16 @@ async fn import_contacts(
         .import_parties_csv(&user.scope, "the uploaded file", &csv)
         .await
     {
-        Ok(summary) => see_other(&format!(
-            "/contacts?notice={}",
-            seg(&format!(
+        Ok(summary) => done(
+            "/contacts",
+            &format!(
                 "imported: {} created, {} updated, {} unchanged",
                 summary.created, summary.updated, summary.unchanged
-            ))
-        )),
-        Err(e @ ServiceError::Invalid { .. }) => {
-            let mut r = page(ContactsPage {
+            ),
+        ),
+        Err(e @ ServiceError::Invalid { .. }) => page_with(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ContactsPage {
                 tenant: user.scope.tenant_name().to_owned(),
                 csrf: user.csrf.clone(),
                 notice: None,
@@ -1902,10 +2011,8 @@ async fn import_contacts(
                 kind: String::new(),
                 parties: Vec::new(),
                 next: None,
-            });
-            *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-            r
-        }
+            },
+        ),
         Err(e) => failure(&user, e),
     }
 }
@@ -1972,62 +2079,63 @@ async fn webhooks_page(
     } else {
         StatusCode::OK
     };
-    let mut r = page(WebhooksPage {
-        tenant: user.scope.tenant_name().to_owned(),
-        csrf: user.csrf.clone(),
-        endpoints: endpoints
-            .into_iter()
-            .map(|e| EndpointRow {
-                id: e.id.0,
-                url: shown(&e.url, 500),
-                events: if e.event_types.is_empty() {
-                    "all".into()
-                } else {
-                    e.event_types.join(", ")
-                },
-                state: if e.enabled {
-                    e.state.as_str().to_owned()
-                } else {
-                    "off".into()
-                },
-                state_class: match (e.enabled, e.state) {
-                    (false, _) => "off",
-                    (true, EndpointState::Ok) => "ok",
-                    (true, EndpointState::Failing) => "bad",
-                },
-                failing: e
-                    .failing_since
-                    .map(|t| {
-                        format!(
-                            "{} failures in a row since {}",
-                            e.consecutive_failures,
-                            when(Some(t))
-                        )
-                    })
-                    .unwrap_or_default(),
-            })
-            .collect(),
-        deliveries: deliveries
-            .into_iter()
-            .map(|d| DeliveryRow {
-                id: d.id.0,
-                endpoint: d.endpoint.0,
-                event_type: d.event_type,
-                state: d.state.as_str().to_owned(),
-                attempts: d.attempts,
-                last: match (d.last_status, d.last_error) {
-                    (Some(status), _) => format!("HTTP {status}"),
-                    (None, Some(e)) => shown(&e, 300),
-                    (None, None) => "—".into(),
-                },
-                next: when(d.next_attempt_at),
-            })
-            .collect(),
-        notice: notice.map(|n| shown(&n, 500)),
-        problem: problem.map(|p| shown(&p, 1000)),
-    });
-    *r.status_mut() = status;
-    r
+    page_with(
+        status,
+        WebhooksPage {
+            tenant: user.scope.tenant_name().to_owned(),
+            csrf: user.csrf.clone(),
+            endpoints: endpoints
+                .into_iter()
+                .map(|e| EndpointRow {
+                    id: e.id.0,
+                    url: shown(&e.url, 500),
+                    events: if e.event_types.is_empty() {
+                        "all".into()
+                    } else {
+                        e.event_types.join(", ")
+                    },
+                    state: if e.enabled {
+                        e.state.as_str().to_owned()
+                    } else {
+                        "off".into()
+                    },
+                    state_class: match (e.enabled, e.state) {
+                        (false, _) => "off",
+                        (true, EndpointState::Ok) => "ok",
+                        (true, EndpointState::Failing) => "bad",
+                    },
+                    failing: e
+                        .failing_since
+                        .map(|t| {
+                            format!(
+                                "{} failures in a row since {}",
+                                e.consecutive_failures,
+                                when(Some(t))
+                            )
+                        })
+                        .unwrap_or_default(),
+                })
+                .collect(),
+            deliveries: deliveries
+                .into_iter()
+                .map(|d| DeliveryRow {
+                    id: d.id.0,
+                    endpoint: d.endpoint.0,
+                    event_type: d.event_type,
+                    state: d.state.as_str().to_owned(),
+                    attempts: d.attempts,
+                    last: match (d.last_status, d.last_error) {
+                        (Some(status), _) => format!("HTTP {status}"),
+                        (None, Some(e)) => shown(&e, 300),
+                        (None, None) => "—".into(),
+                    },
+                    next: when(d.next_attempt_at),
+                })
+                .collect(),
+            notice: notice.map(|n| shown(&n, 500)),
+            problem: problem.map(|p| shown(&p, 1000)),
+        },
+    )
 }
 
 async fn webhooks(
@@ -2092,10 +2200,7 @@ async fn redeliver(
     let user = posted.user;
     let id = crate::store::WebhookDeliveryId(id);
     match state.service.redeliver_webhook(&user.scope, id).await {
-        Ok(_) => see_other(&format!(
-            "/webhooks?notice={}",
-            seg(&format!("delivery {} queued again", id.0))
-        )),
+        Ok(_) => done("/webhooks", &format!("delivery {} queued again", id.0)),
         Err(e) => failure(&user, e),
     }
 }
@@ -2187,15 +2292,16 @@ async fn release(
         }
     };
     match state.service.release(&user.scope, id, &how).await {
-        Ok(done) => see_other(&format!(
-            "/quarantine?notice={}",
-            seg(&format!(
+        Ok(released) => done(
+            "/quarantine",
+            &format!(
                 "message {id} released{}",
-                done.decided_by
+                released
+                    .decided_by
                     .map(|p| format!(" (decided by {p})"))
                     .unwrap_or_default()
-            ))
-        )),
+            ),
+        ),
         Err(e) => failure(&user, e),
     }
 }
@@ -2207,10 +2313,7 @@ async fn drop_held(
 ) -> Response {
     let user = posted.user;
     match state.service.drop_quarantined(&user.scope, id).await {
-        Ok(()) => see_other(&format!(
-            "/quarantine?notice={}",
-            seg(&format!("message {id} dropped"))
-        )),
+        Ok(()) => done("/quarantine", &format!("message {id} dropped")),
         Err(e) => failure(&user, e),
     }
 }

@@ -1,6 +1,7 @@
 //! "Test settings": checks an account step by step — resolve, TCP connect,
 //! TLS, capabilities, login, folders — and says exactly which step failed and
-//! what to change. Used by `intake account test` and, later, the API.
+//! what to change. Used by `intake account test`, the API, and the
+//! console, which shows each step as it is made ([`test_account_live`]).
 
 use std::time::Duration;
 
@@ -34,6 +35,21 @@ pub struct Step {
 pub struct Report {
     /// Steps in order; the first failure is the last step.
     pub steps: Vec<Step>,
+    /// Where the steps are shown as they are made, if anywhere.
+    #[serde(skip)]
+    watcher: Option<tokio::sync::watch::Sender<Live>>,
+}
+
+/// A check as it runs, for a display that shows each step as it happens
+/// ([`test_account_live`]).
+#[derive(Debug, Clone, Default)]
+pub struct Live {
+    /// The steps made so far.
+    pub steps: Vec<Step>,
+    /// The step under way.
+    pub running: Option<&'static str>,
+    /// The check is over: `steps` is the whole report.
+    pub done: bool,
 }
 
 impl Report {
@@ -48,8 +64,25 @@ impl Report {
         self.steps.iter().all(|s| s.ok)
     }
 
+    /// Says which step is under way.
+    fn begin(&mut self, name: &'static str) {
+        if let Some(w) = &self.watcher {
+            w.send_modify(|live| live.running = Some(name));
+        }
+    }
+
+    fn push(&mut self, step: Step) {
+        if let Some(w) = &self.watcher {
+            w.send_modify(|live| {
+                live.steps.push(step.clone());
+                live.running = None;
+            });
+        }
+        self.steps.push(step);
+    }
+
     fn pass(&mut self, name: &'static str, detail: impl Into<String>) {
-        self.steps.push(Step {
+        self.push(Step {
             name,
             ok: true,
             detail: detail.into(),
@@ -58,7 +91,7 @@ impl Report {
     }
 
     fn warn(&mut self, name: &'static str, detail: impl Into<String>, hint: impl Into<String>) {
-        self.steps.push(Step {
+        self.push(Step {
             name,
             ok: true,
             detail: detail.into(),
@@ -72,7 +105,7 @@ impl Report {
         detail: impl Into<String>,
         hint: impl Into<String>,
     ) -> Report {
-        self.steps.push(Step {
+        self.push(Step {
             name,
             ok: false,
             detail: detail.into(),
@@ -116,14 +149,48 @@ async fn within<T>(
 
 /// Runs the check. Never fails: every problem is a failed step.
 pub async fn test_account(settings: &AccountSettings) -> Report {
+    run(settings, Report::default()).await
+}
+
+/// [`test_account`], showing each step on `live` as it is made (the
+/// console's Test settings page polls it). `live` ends with `done` set and
+/// the whole report.
+pub async fn test_account_live(
+    settings: &AccountSettings,
+    live: tokio::sync::watch::Sender<Live>,
+) -> Report {
+    let mut report = run(
+        settings,
+        Report {
+            steps: Vec::new(),
+            watcher: Some(live.clone()),
+        },
+    )
+    .await;
+    report.watcher = None;
+    finish_live(&live, &report);
+    report
+}
+
+/// Ends a live display with the whole `report` (also for a report made
+/// without running the check, such as a sign-in that had no token).
+pub fn finish_live(live: &tokio::sync::watch::Sender<Live>, report: &Report) {
+    live.send_replace(Live {
+        steps: report.steps.clone(),
+        running: None,
+        done: true,
+    });
+}
+
+async fn run(settings: &AccountSettings, mut report: Report) -> Report {
     let mut settings = settings.clone();
     settings.timeouts.io = settings.timeouts.io.min(STEP_LIMIT);
     settings.timeouts.tls = settings.timeouts.tls.min(STEP_LIMIT);
     let settings = &settings;
-    let mut report = Report::default();
     let port = settings.effective_port();
 
     // resolve
+    report.begin("resolve");
     match &settings.proxy {
         Some(proxy) => report.pass(
             "resolve",
@@ -152,6 +219,7 @@ pub async fn test_account(settings: &AccountSettings) -> Report {
     }
 
     // connect
+    report.begin("connect");
     let stream = match net::connect_tcp(settings).await {
         Ok((stream, addr)) => {
             let how = match (&settings.proxy, addr) {
@@ -170,6 +238,7 @@ pub async fn test_account(settings: &AccountSettings) -> Report {
 
     // tls (implicit)
     let (stream, tls) = if settings.security == Security::Tls {
+        report.begin("tls");
         match stream.start_tls(settings).await {
             Ok((stream, info)) => {
                 tls_step(&mut report, &info);
@@ -243,6 +312,11 @@ async fn check_imap(
     settings: &AccountSettings,
 ) -> Report {
     let had_tls = tls.is_some();
+    report.begin(if settings.security == Security::Starttls {
+        "tls"
+    } else {
+        "capabilities"
+    });
     let (stream, greeting) = match within(
         STEP_LIMIT,
         "capabilities",
@@ -259,6 +333,7 @@ async fn check_imap(
         tls_step(&mut report, info);
     }
     capability_step(&mut report, settings, &greeting.capabilities);
+    report.begin("login");
     let mut source = match within(
         STEP_LIMIT,
         "login",
@@ -271,6 +346,7 @@ async fn check_imap(
     };
     report.pass("login", format!("logged in as {}", settings.username));
     for folder in &settings.folders {
+        report.begin("folder");
         match within(STEP_LIMIT, "folder", source.status(folder)).await {
             Ok(status) => report.pass(
                 "folder",
@@ -296,6 +372,11 @@ async fn check_pop3(
     // each its own step, so a refused login is never reported as a
     // capabilities problem. The connection checked above is reused.
     drop(tls);
+    report.begin(if settings.security == Security::Starttls {
+        "tls"
+    } else {
+        "capabilities"
+    });
     let greeted = within(STEP_LIMIT, "capabilities", async {
         match settings.security {
             Security::Starttls => pop3::stls_client(stream, settings)
@@ -319,6 +400,7 @@ async fn check_pop3(
         .map(|c| c.names().collect::<Vec<_>>().join(" "))
         .unwrap_or_default();
     capability_step(&mut report, settings, &[caps]);
+    report.begin("login");
     let mut source = match within(
         STEP_LIMIT,
         "login",
@@ -341,6 +423,7 @@ async fn check_pop3(
             "list only INBOX for POP3 accounts, or use IMAP to read other folders",
         );
     }
+    report.begin("folder");
     match within(
         STEP_LIMIT,
         "folder",

@@ -425,14 +425,17 @@ pub async fn fresh_settings_with(
                 account.config.auth
             )));
         }
-        return Ok(store.settings(tenant, name, key).await?);
+        return Ok(store.settings_with(tenant, &account, &login, key).await?);
     };
     let fresh = |expires_at: Option<DateTime<Utc>>| {
         expires_at.is_some_and(|at| {
             at - chrono::Duration::from_std(REFRESH_MARGIN).unwrap_or_default() > Utc::now()
         })
     };
-    if !(grant.access_token.is_some() && fresh(grant.expires_at)) {
+    if grant.access_token.is_some() && fresh(grant.expires_at) {
+        return Ok(store.settings_with(tenant, &account, &login, key).await?);
+    }
+    {
         let lock = refresh_lock(tenant, &credential_name);
         let _held = lock.lock().await;
         // Another check may have refreshed it while this one waited.

@@ -201,6 +201,10 @@ pub struct AccountView {
     pub config: AccountConfig,
     /// The state in words (`ok`, `backing off (until …)`, `disabled: …`).
     pub state: String,
+    /// What a worker is doing with it now (`checking: 1,200 of 5,000
+    /// messages stored (24%)`), while a check runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub activity: Option<String>,
     /// How its checks are going.
     pub health: crate::store::AccountHealth,
 }
@@ -357,19 +361,51 @@ impl Service {
     /// Test settings for a stored account: each step, and for a failed
     /// one what to change.
     pub async fn test_account(&self, scope: &Scope, name: &str) -> Result<check::Report> {
+        self.test_account_watched(scope, name, None).await
+    }
+
+    /// [`test_account`](Self::test_account), showing each step on `live`
+    /// as it is made. The account is looked up (and the scope checked)
+    /// before this returns an error; the check itself never fails.
+    pub async fn test_account_live(
+        &self,
+        scope: &Scope,
+        name: &str,
+        live: tokio::sync::watch::Sender<check::Live>,
+    ) -> Result<check::Report> {
+        self.test_account_watched(scope, name, Some(live)).await
+    }
+
+    async fn test_account_watched(
+        &self,
+        scope: &Scope,
+        name: &str,
+        live: Option<tokio::sync::watch::Sender<check::Live>>,
+    ) -> Result<check::Report> {
         scope.require(TokenScope::Write)?;
         self.store.account_id(scope.tenant(), name).await?;
         let key = self.key.as_ref().ok_or(ServiceError::NoKey)?;
-        match crate::oauth::fresh_settings(&self.store, scope.tenant(), name, key).await {
-            Ok(settings) => Ok(check::test_account(&settings).await),
-            Err(crate::oauth::OAuthError::Store(e)) => Err(e.into()),
-            Err(e) => Ok(check::Report::failed_at(
+        let report = match crate::oauth::fresh_settings(&self.store, scope.tenant(), name, key)
+            .await
+        {
+            Ok(settings) => {
+                return Ok(match live {
+                    Some(live) => check::test_account_live(&settings, live).await,
+                    None => check::test_account(&settings).await,
+                });
+            }
+            Err(crate::oauth::OAuthError::Store(e)) => return Err(e.into()),
+            Err(e) => check::Report::failed_at(
                 "login",
                 e.to_string(),
                 "the account signs in with OAuth2 and no access token could be had: \
                  re-authorize the credential (sign in again), or check the OAuth2 provider's settings",
-            )),
+            ),
+        };
+        if let Some(live) = &live {
+            check::finish_live(live, &report);
         }
+        Ok(report)
     }
 
     /// The tenant's credentials, without secrets.
@@ -456,6 +492,7 @@ fn credential_field(config: &AccountConfig) -> impl Fn(crate::store::Error) -> S
 fn view(config: AccountConfig, status: AccountStatus) -> AccountView {
     AccountView {
         state: status.state_line(),
+        activity: status.activity_line(),
         health: status.health,
         config,
     }

@@ -153,6 +153,41 @@ impl AccountStatus {
             ),
         }
     }
+
+    /// What is happening now, when a worker is checking the account: how
+    /// far a long check has got (`checking: 1,200 of 5,000 messages
+    /// stored`), or just `checking now`.
+    pub fn activity_line(&self) -> Option<String> {
+        let h = &self.health;
+        if !h.is_leased(Utc::now()) {
+            return None;
+        }
+        Some(match &h.progress {
+            Some(p) => format!(
+                "checking: {} of {} messages stored{}",
+                thousands(p.done),
+                thousands(p.total),
+                (p.done.min(p.total) * 100)
+                    .checked_div(p.total)
+                    .map(|pct| format!(" ({pct}%)"))
+                    .unwrap_or_default()
+            ),
+            None => "checking now".into(),
+        })
+    }
+}
+
+/// `12345` as `12,345`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// What one check did.
@@ -181,6 +216,9 @@ pub struct ServiceOptions {
     pub lease: Duration,
     /// Backoff and disabling.
     pub retry: RetryPolicy,
+    /// How often a running check records how far it has got (the
+    /// console's progress display); a shorter check records nothing.
+    pub progress_every: Duration,
 }
 
 /// The service layer over one store and pipeline.
@@ -256,6 +294,7 @@ impl Service {
                 worker_id: String::new(),
                 lease: Duration::from_secs(60),
                 retry: RetryPolicy::default(),
+                progress_every: PROGRESS_EVERY,
             },
             plugin_dir: None,
             webhooks: webhooks::WebhookPolicy::default(),
@@ -363,9 +402,20 @@ impl Service {
                 }
             })
         };
+        let counted = Counted {
+            inner: progress,
+            counts: Arc::default(),
+        };
+        let reporter = tokio::spawn(report_progress(
+            self.store.clone(),
+            account,
+            owner.to_string(),
+            counted.counts.clone(),
+            self.options.progress_every,
+        ));
         let result = match (&self.pipeline, &self.key) {
             (Some(pipeline), Some(key)) => {
-                pipeline.run_account(tenant_name, name, key, progress).await
+                pipeline.run_account(tenant_name, name, key, &counted).await
             }
             _ => Err(PipelineError::Store(store::Error::Invalid {
                 what: "master key",
@@ -373,6 +423,7 @@ impl Service {
             })),
         };
         renewer.abort();
+        reporter.abort();
         let interval = match self.store.account(tenant, name).await {
             Ok(a) => Duration::from_secs(u64::from(a.config.check_interval_secs.max(1))),
             Err(_) => Duration::from_secs(300),
@@ -536,6 +587,65 @@ pub(crate) fn status(account: Account, health: AccountHealth) -> AccountStatus {
 }
 
 /// Counts a run's messages by disposition.
+/// How often a running check writes how far it has got, by default: a
+/// check shorter than this writes nothing.
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+
+/// Messages a check has listed and committed so far.
+#[derive(Debug, Default)]
+struct Counts {
+    listed: std::sync::atomic::AtomicU64,
+    committed: std::sync::atomic::AtomicU64,
+}
+
+/// Passes a run's progress on, counting it for [`report_progress`].
+struct Counted<'a> {
+    inner: &'a dyn Progress,
+    counts: Arc<Counts>,
+}
+
+impl Progress for Counted<'_> {
+    fn listed(&self, account: &str, folder: &str, total: usize) {
+        self.counts
+            .listed
+            .fetch_add(total as u64, std::sync::atomic::Ordering::Relaxed);
+        self.inner.listed(account, folder, total);
+    }
+
+    fn committed(&self, n: usize) {
+        self.counts
+            .committed
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        self.inner.committed(n);
+    }
+}
+
+/// Writes the counts to the account's health row `every` so often while
+/// they change, for the console's and `account show`'s progress display
+/// during a long check. Runs until aborted.
+async fn report_progress(
+    store: crate::store::Store,
+    account: AccountId,
+    owner: String,
+    counts: Arc<Counts>,
+    every: Duration,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut written = (0, 0);
+    loop {
+        tokio::time::sleep(every).await;
+        let now = (counts.committed.load(Relaxed), counts.listed.load(Relaxed));
+        if now == written {
+            continue;
+        }
+        match store.record_progress(account, &owner, now.0, now.1).await {
+            Ok(true) => written = now,
+            Ok(false) => return,
+            Err(e) => tracing::debug!(%account, "cannot record the check's progress: {e}"),
+        }
+    }
+}
+
 fn record_summary(s: &Summary) {
     for (disposition, n) in [
         ("attached", s.attached),
@@ -572,5 +682,34 @@ mod tests {
             "elsewhere.example:{dead}:00ff"
         )));
         assert!(!is_dead_local_worker("graphile_worker_abc"));
+    }
+
+    #[test]
+    fn a_running_check_says_how_far_it_has_got() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000), "1,000");
+        assert_eq!(thousands(12_345_678), "12,345,678");
+        let mut status = AccountStatus {
+            name: "a".into(),
+            enabled: true,
+            auto_check: true,
+            health: AccountHealth::default(),
+        };
+        assert_eq!(status.activity_line(), None, "not leased: idle");
+        status.health.lease_owner = Some("w".into());
+        status.health.lease_until = Some(Utc::now() + chrono::Duration::seconds(30));
+        assert_eq!(status.activity_line().as_deref(), Some("checking now"));
+        status.health.progress = Some(crate::store::CheckProgress {
+            done: 1_200,
+            total: 5_000,
+            at: Utc::now(),
+        });
+        assert_eq!(
+            status.activity_line().as_deref(),
+            Some("checking: 1,200 of 5,000 messages stored (24%)")
+        );
+        status.health.lease_until = Some(Utc::now() - chrono::Duration::seconds(1));
+        assert_eq!(status.activity_line(), None, "an expired lease is no check");
     }
 }

@@ -195,6 +195,7 @@ pub fn after_check(
         lease_owner: None,
         lease_until: None,
         check_requested_at: None,
+        progress: None,
         ..previous.clone()
     };
     match outcome {

@@ -304,6 +304,18 @@ impl Store {
         let login = self
             .credential(tenant, &account.config.credential, key)
             .await?;
+        self.settings_with(tenant, &account, &login, key).await
+    }
+
+    /// The settings of `account` signing in with `login` (its credential,
+    /// already read), the proxy's credential read if it has one.
+    pub async fn settings_with(
+        &self,
+        tenant: TenantId,
+        account: &Account,
+        login: &Credential,
+        key: &MasterKey,
+    ) -> Result<AccountSettings> {
         let proxy = match account
             .config
             .proxy
@@ -313,7 +325,7 @@ impl Store {
             Some(name) => Some(self.credential(tenant, name, key).await?),
             None => None,
         };
-        Ok(account.settings(&login, proxy.as_ref()))
+        Ok(account.settings(login, proxy.as_ref()))
     }
 
     /// `(id, name)` of the tenant's credentials.

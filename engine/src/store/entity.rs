@@ -585,6 +585,12 @@ pub mod account_health {
         pub lease_owner: Option<String>,
         /// Until when the lease holds unless renewed.
         pub lease_until: Option<DateTimeUtc>,
+        /// A running check: messages committed so far.
+        pub progress_done: Option<i64>,
+        /// A running check: messages listed so far.
+        pub progress_total: Option<i64>,
+        /// When the running check last wrote its progress.
+        pub progress_at: Option<DateTimeUtc>,
     }
 
     /// No relations are navigated through the ORM.

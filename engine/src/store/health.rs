@@ -84,6 +84,21 @@ pub struct AccountHealth {
     pub lease_owner: Option<String>,
     /// Until when that lease holds unless renewed.
     pub lease_until: Option<DateTime<Utc>>,
+    /// How far the running check has got, when it has run long enough to
+    /// say (see [`Store::record_progress`]).
+    pub progress: Option<CheckProgress>,
+}
+
+/// How far a running check has got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct CheckProgress {
+    /// Messages committed so far.
+    pub done: u64,
+    /// Messages listed so far (a large folder is listed a window at a
+    /// time, so this can grow while the check runs).
+    pub total: u64,
+    /// When the worker wrote these figures.
+    pub at: DateTime<Utc>,
 }
 
 impl Default for AccountHealth {
@@ -103,6 +118,7 @@ impl Default for AccountHealth {
             check_requested_at: None,
             lease_owner: None,
             lease_until: None,
+            progress: None,
         }
     }
 }
@@ -164,6 +180,14 @@ fn from_row(row: health::Model) -> Result<AccountHealth> {
         check_requested_at: row.check_requested_at,
         lease_owner: row.lease_owner,
         lease_until: row.lease_until,
+        progress: match (row.progress_done, row.progress_total, row.progress_at) {
+            (Some(done), Some(total), Some(at)) => Some(CheckProgress {
+                done: u64::try_from(done).unwrap_or(0),
+                total: u64::try_from(total).unwrap_or(0),
+                at,
+            }),
+            _ => None,
+        },
     })
 }
 
@@ -407,6 +431,34 @@ impl Store {
         Ok(renewed.rows_affected == 1)
     }
 
+    /// Records how far `owner`'s running check has got; false when the
+    /// account is no longer theirs. The figures are cleared when the check
+    /// ends ([`finish_check`](Self::finish_check)).
+    pub async fn record_progress(
+        &self,
+        account: AccountId,
+        owner: &str,
+        done: u64,
+        total: u64,
+    ) -> Result<bool> {
+        let _turn = self.write_turn().await;
+        let written = health::Entity::update_many()
+            .col_expr(
+                health::Column::ProgressDone,
+                Expr::value(i64::try_from(done).unwrap_or(i64::MAX)),
+            )
+            .col_expr(
+                health::Column::ProgressTotal,
+                Expr::value(i64::try_from(total).unwrap_or(i64::MAX)),
+            )
+            .col_expr(health::Column::ProgressAt, Expr::value(now()))
+            .filter(health::Column::AccountId.eq(account.0))
+            .filter(health::Column::LeaseOwner.eq(owner))
+            .exec(&self.db)
+            .await?;
+        Ok(written.rows_affected == 1)
+    }
+
     /// Records the end of a check by `owner` and gives up its lease. When
     /// the outcome disables the account, or is a success after failures,
     /// the `account.disabled` / `account.recovered` webhook events are
@@ -475,6 +527,18 @@ impl Store {
             )
             .col_expr(
                 health::Column::LeaseUntil,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .col_expr(
+                health::Column::ProgressDone,
+                Expr::value(Option::<i64>::None),
+            )
+            .col_expr(
+                health::Column::ProgressTotal,
+                Expr::value(Option::<i64>::None),
+            )
+            .col_expr(
+                health::Column::ProgressAt,
                 Expr::value(Option::<DateTime<Utc>>::None),
             )
             .filter(health::Column::AccountId.eq(account.0))

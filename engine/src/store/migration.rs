@@ -30,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(MessageDates),
             Box::new(CertificatePins),
             Box::new(OAuth),
+            Box::new(CheckProgress),
         ]
     }
 }
@@ -1005,6 +1006,58 @@ impl MigrationTrait for OAuth {
         manager
             .drop_table(Table::drop().table(a("oauth_providers")).to_owned())
             .await
+    }
+}
+
+/// How far a running check has got (messages committed of those listed),
+/// written every few seconds by the worker, for a progress display while
+/// a long first sync runs.
+struct CheckProgress;
+
+impl MigrationName for CheckProgress {
+    fn name(&self) -> &str {
+        "m20261205_000001_check_progress"
+    }
+}
+
+const PROGRESS_COLUMNS: [&str; 3] = ["progress_done", "progress_total", "progress_at"];
+
+#[allow(elided_lifetimes_in_paths)]
+#[async_trait::async_trait]
+impl MigrationTrait for CheckProgress {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for column in [
+            col("progress_done").big_integer().null().to_owned(),
+            col("progress_total").big_integer().null().to_owned(),
+            col("progress_at")
+                .timestamp_with_time_zone()
+                .null()
+                .to_owned(),
+        ] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(a("account_health"))
+                        .add_column(column)
+                        .to_owned(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for column in PROGRESS_COLUMNS {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(a("account_health"))
+                        .drop_column(a(column))
+                        .to_owned(),
+                )
+                .await?;
+        }
+        Ok(())
     }
 }
 

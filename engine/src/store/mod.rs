@@ -64,7 +64,7 @@ pub use batch::{
 };
 pub use credentials::{Credential, CredentialInfo};
 pub use directory::StoreDirectory;
-pub use health::{AccountHealth, DueAccount, HealthState, WorkerInfo};
+pub use health::{AccountHealth, CheckProgress, DueAccount, HealthState, WorkerInfo};
 pub use inbox::{
     DiscardEntry, MessageFilter, MessageQuery, MessageStatus, MessageSummary, QuarantineEntry,
     StoredMessage,

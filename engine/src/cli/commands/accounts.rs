@@ -283,7 +283,10 @@ pub(crate) async fn account(
                             .last_check_at
                             .map(|t| t.format("%m-%d %H:%M:%S").to_string())
                             .unwrap_or_else(|| "never".into()),
-                        s.state_line(),
+                        match s.activity_line() {
+                            Some(now) => format!("{}; {now}", s.state_line()),
+                            None => s.state_line(),
+                        },
                     ),
                     None => ("never".into(), "ok".into()),
                 };
@@ -311,6 +314,9 @@ pub(crate) async fn account(
             let mut shown = serde_json::to_value(&account.config)?;
             if let Some(object) = shown.as_object_mut() {
                 object.insert("state".into(), status.state_line().into());
+                if let Some(now) = status.activity_line() {
+                    object.insert("activity".into(), now.into());
+                }
                 object.insert("health".into(), serde_json::to_value(&status.health)?);
             }
             writeln!(out, "{}", serde_json::to_string_pretty(&shown)?)?;
@@ -395,6 +401,9 @@ fn print_check(out: &mut (dyn Write + Send), s: &AccountStatus) -> std::io::Resu
     let h = &s.health;
     writeln!(out, "account     {}", safe(&s.name))?;
     writeln!(out, "state       {}", safe(&s.state_line()))?;
+    if let Some(now) = s.activity_line() {
+        writeln!(out, "now         {now}")?;
+    }
     let at = |t: Option<chrono::DateTime<chrono::Utc>>| {
         t.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
             .unwrap_or_else(|| "-".into())

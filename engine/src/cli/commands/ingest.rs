@@ -127,6 +127,7 @@ pub(crate) async fn fetch(
             worker_id: format!("fetch:{}", crate::serve::worker_id()),
             lease: Duration::from_secs(60),
             retry: RetryPolicy::default(),
+            progress_every: crate::service::PROGRESS_EVERY,
         },
     );
     let bar = progress();

@@ -54,6 +54,10 @@ pub(crate) struct ServeArgs {
     /// How often the store is asked which accounts are due, milliseconds.
     #[arg(long, env = "INTAKE_TICK_MS", default_value_t = 1000)]
     tick_ms: u64,
+    /// How often a running check records how far it has got (shown by the
+    /// console and `account show` during a long first sync), milliseconds.
+    #[arg(long, env = "INTAKE_PROGRESS_MS", default_value_t = 2000)]
+    progress_ms: u64,
     /// Who decides when accounts are checked: `local` (this process), or
     /// `graphile` (graphile_worker on the PostgreSQL store, shared by every
     /// engine on it). Default: graphile on PostgreSQL, else local.
@@ -283,6 +287,7 @@ pub(crate) async fn serve(
                     max_backoff: Duration::from_secs(args.backoff_max_secs),
                     disable_after: args.disable_after.max(1),
                 },
+                progress_every: Duration::from_millis(args.progress_ms.max(100)),
             },
         )
         .with_plugin_dir(c.plugin_dir.clone())
