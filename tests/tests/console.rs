@@ -819,7 +819,10 @@ async fn the_accounts_page_shows_a_long_first_sync_as_it_goes() {
     assert_eq!(r.status, 204, "{}", r.text());
     let mut browser = Browser::new(&serve);
     assert_eq!(browser.sign_in(&token).await.status, 303);
-    let port = dovecot.account(Protocol::Imap, Security::None).port.unwrap();
+    let port = dovecot
+        .account(Protocol::Imap, Security::None)
+        .port
+        .unwrap();
     // Due at once: the first sync starts at the next tick.
     let r = api
         .json(

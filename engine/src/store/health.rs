@@ -220,7 +220,7 @@ impl Store {
                 .to_owned(),
         )
         .do_nothing()
-        .exec(&self.db)
+        .exec(self.books())
         .await?;
         Ok(())
     }
@@ -384,7 +384,7 @@ impl Store {
                     .add(health::Column::LeaseUntil.is_null())
                     .add(health::Column::LeaseUntil.lt(at)),
             )
-            .exec(&self.db)
+            .exec(self.books())
             .await?;
         Ok(taken.rows_affected == 1)
     }
@@ -409,7 +409,7 @@ impl Store {
             )
             .filter(health::Column::AccountId.eq(account.0))
             .filter(health::Column::LeaseOwner.eq(stale))
-            .exec(&self.db)
+            .exec(self.books())
             .await?;
         Ok(taken.rows_affected == 1)
     }
@@ -426,7 +426,7 @@ impl Store {
             .col_expr(health::Column::LeaseUntil, Expr::value(until))
             .filter(health::Column::AccountId.eq(account.0))
             .filter(health::Column::LeaseOwner.eq(owner))
-            .exec(&self.db)
+            .exec(self.books())
             .await?;
         Ok(renewed.rows_affected == 1)
     }
@@ -454,7 +454,7 @@ impl Store {
             .col_expr(health::Column::ProgressAt, Expr::value(now()))
             .filter(health::Column::AccountId.eq(account.0))
             .filter(health::Column::LeaseOwner.eq(owner))
-            .exec(&self.db)
+            .exec(self.books())
             .await?;
         Ok(written.rows_affected == 1)
     }
@@ -471,7 +471,7 @@ impl Store {
     ) -> Result<()> {
         let _turn = self.write_turn().await;
         let h = health;
-        let txn = self.db.begin().await?;
+        let txn = self.books().begin().await?;
         // The row as it was, for the webhook events its change reports
         // (disabled, recovered). SQLite: write first, so the transaction is
         // the writer from the start (see `lock_tenant`); PostgreSQL: lock it.
@@ -623,7 +623,7 @@ impl Store {
                 .update_column(workers::Column::HeartbeatAt)
                 .to_owned(),
         )
-        .exec(&self.db)
+        .exec(self.books())
         .await?;
         Ok(())
     }
