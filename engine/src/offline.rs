@@ -128,15 +128,38 @@ pub struct OfflineRun {
 }
 
 impl OfflineRun {
-    /// Runs the chain on one file, through the pipeline's own
-    /// [`decide`](crate::pipeline::decide::decide). Unparseable input is
+    /// Runs the chain on every message of a file, through the pipeline's
+    /// own [`decide`](crate::pipeline::decide::decide): the messages of an
+    /// mbox (a file that starts with a `From ` line), each reported as
+    /// `PATH#N` (from 1), or the file as one message. Unparseable input is
     /// reported as a quarantine, as the pipeline stores it.
-    pub async fn run_file(&self, path: &Path) -> std::io::Result<Report> {
-        let raw = bytes::Bytes::from(std::fs::read(path)?);
+    pub async fn run_path(&self, path: &Path) -> std::io::Result<Vec<Report>> {
+        let data = std::fs::read(path)?;
+        if !data.starts_with(b"From ") {
+            return Ok(vec![
+                self.run_raw(path.display().to_string(), data.into()).await,
+            ]);
+        }
+        let mut reports = Vec::new();
+        for (n, (offset, len)) in crate::fetch::files::mbox_ranges(&data)
+            .into_iter()
+            .enumerate()
+        {
+            let (start, end) = (offset as usize, (offset + len) as usize);
+            let raw = crate::fetch::files::mbox_message(&data[start..end]);
+            let label = format!("{}#{}", path.display(), n + 1);
+            reports.push(self.run_raw(label, raw.into()).await);
+        }
+        Ok(reports)
+    }
+
+    /// Runs the chain on one message's bytes, `label` naming it in the
+    /// report.
+    async fn run_raw(&self, label: String, raw: bytes::Bytes) -> Report {
         let envelope = Envelope {
             tenant_id: self.tenant.clone(),
             account_id: "offline".into(),
-            origin: Origin::File(path.display().to_string()),
+            origin: Origin::File(label.clone()),
         };
         let decided = decide(
             &self.chain,
@@ -148,8 +171,8 @@ impl OfflineRun {
         .await;
         let meta = decided.meta();
         self.learn(meta.message_id.as_deref(), &decided.decision);
-        Ok(Report {
-            file: path.display().to_string(),
+        Report {
+            file: label,
             message_id: meta.message_id,
             from: meta.from,
             subject: meta.subject,
@@ -157,7 +180,7 @@ impl OfflineRun {
             server_action: decided.decision.server_action,
             decided_by: decided.decision.decided_by,
             steps: decided.decision.steps,
-        })
+        }
     }
 
     /// Applies a decision to the in-memory directory, as the store would.

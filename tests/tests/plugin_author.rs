@@ -310,6 +310,11 @@ fn a_directory_gives_only_its_mail_and_names_what_it_skipped() {
     let temp = tempfile::tempdir().unwrap();
     std::fs::copy(fixture("contact-plain.eml"), temp.path().join("a.eml")).unwrap();
     std::fs::copy(fixture("contacts.csv"), temp.path().join("contacts.csv")).unwrap();
+    let mbox = "From ann@acme.example Mon Nov  2 09:00:00 2026\n\
+                From: ann@acme.example\nMessage-ID: <m1@acme.example>\nSubject: one\n\nfirst\n\n\
+                From bo@acme.example Mon Nov  2 10:00:00 2026\n\
+                From: bo@acme.example\nMessage-ID: <m2@acme.example>\nSubject: two\n\n>From here\n";
+    std::fs::write(temp.path().join("box.mbox"), mbox).unwrap();
     let exact = plugin("exact_match");
     let out = intake(&[
         "plugin",
@@ -321,8 +326,11 @@ fn a_directory_gives_only_its_mail_and_names_what_it_skipped() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_plain(&out);
     let lines = json_lines(&out);
-    assert_eq!(lines.len(), 1, "only the .eml: {lines:?}");
-    assert!(lines[0]["file"].as_str().unwrap().ends_with("a.eml"));
+    let files: Vec<&str> = lines.iter().map(|l| l["file"].as_str().unwrap()).collect();
+    assert_eq!(files.len(), 3, "the .eml and the mbox's two: {files:?}");
+    assert!(files[0].ends_with("a.eml"), "{files:?}");
+    assert!(files[1].ends_with("box.mbox#1") && files[2].ends_with("box.mbox#2"), "{files:?}");
+    assert_eq!(lines[2]["subject"], "two");
     let said = text(&out.stderr);
     assert!(
         said.contains("contacts.csv") && said.contains("skipped"),

@@ -295,9 +295,9 @@ pub(crate) struct PluginTest {
     /// Plugin components (.wasm), in chain order.
     #[arg(required = true)]
     plugins: Vec<PathBuf>,
-    /// Mail to test on: .eml files, or directories of mail (a Maildir, a
-    /// folder of .eml files); in a directory, files that are not mail are
-    /// skipped and listed. Several may follow one flag (`-m *.eml`), and the
+    /// Mail to test on: .eml or mbox files, or directories of mail (a
+    /// Maildir, a folder of .eml files); in a directory, files that are not
+    /// mail are skipped and listed. Several may follow one flag (`-m *.eml`), and the
     /// flag may be repeated.
     #[arg(long = "message", short = 'm', required = true, num_args = 1..)]
     messages: Vec<PathBuf>,
@@ -571,16 +571,18 @@ async fn plugin_test(args: PluginTest, out: &mut (dyn Write + Send)) -> anyhow::
         files.extend(found.messages);
     }
     for file in files {
-        let report = run
-            .run_file(&file)
+        let reports = run
+            .run_path(&file)
             .await
             .with_context(|| format!("cannot read {}", file.display()))?;
-        let line = if args.pretty {
-            serde_json::to_string_pretty(&report)?
-        } else {
-            serde_json::to_string(&report)?
-        };
-        writeln!(out, "{line}")?;
+        for report in reports {
+            let line = if args.pretty {
+                serde_json::to_string_pretty(&report)?
+            } else {
+                serde_json::to_string(&report)?
+            };
+            writeln!(out, "{line}")?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
