@@ -329,7 +329,10 @@ fn a_directory_gives_only_its_mail_and_names_what_it_skipped() {
     let files: Vec<&str> = lines.iter().map(|l| l["file"].as_str().unwrap()).collect();
     assert_eq!(files.len(), 3, "the .eml and the mbox's two: {files:?}");
     assert!(files[0].ends_with("a.eml"), "{files:?}");
-    assert!(files[1].ends_with("box.mbox#1") && files[2].ends_with("box.mbox#2"), "{files:?}");
+    assert!(
+        files[1].ends_with("box.mbox#1") && files[2].ends_with("box.mbox#2"),
+        "{files:?}"
+    );
     assert_eq!(lines[2]["subject"], "two");
     let said = text(&out.stderr);
     assert!(
