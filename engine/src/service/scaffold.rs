@@ -267,18 +267,28 @@ impl Plugin for {{Type}} {
 }
 
 impl Matcher for {{Type}} {
-    fn match_message(&self, message: &Message, directory: &dyn Directory) -> Result<Verdict, Error> {
+    fn match_message(
+        &self,
+        message: &Message,
+        directory: &dyn Directory,
+    ) -> Result<Verdict, Error> {
         let Some(sender) = message.sender_address() else {
             return Ok(Verdict::no_opinion());
         };
         if let Some(domain) = address::domain(sender)
-            && self.config.ignore_domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
+            && self
+                .config
+                .ignore_domains
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(domain))
         {
             log::info(&format!("{domain} is ignored"));
             return Ok(Verdict::no_opinion());
         }
         let found = directory.find_by_address(sender)?;
-        Ok(Verdict::attach(found.parties.iter().map(|p| p.to_ref()).collect()))
+        Ok(Verdict::attach(
+            found.parties.iter().map(|p| p.to_ref()).collect(),
+        ))
     }
 }
 
@@ -313,8 +323,12 @@ mod tests {
     #[test]
     fn refuses_a_setting_of_the_wrong_type() {
         let message = MessageBuilder::new().build();
-        let err = run_matcher::<{{Type}}>(r#"{"ignore_domains": "acme.example"}"#, &message, &directory())
-            .unwrap_err();
+        let err = run_matcher::<{{Type}}>(
+            r#"{"ignore_domains": "acme.example"}"#,
+            &message,
+            &directory(),
+        )
+        .unwrap_err();
         assert!(err.contains("`ignore_domains` must be an array"), "{err}");
     }
 }
