@@ -65,9 +65,18 @@
 //! assert!(matches!(verdict.outcome, Outcome::Attach(ref p) if p.len() == 1));
 //! ```
 //!
+//! [`testing::run_matcher`] and [`testing::run_policy`] apply the engine's
+//! own checks ([`rules`]: the configuration schema, look-up arguments, the
+//! verdict's caps, attached parties) and collect the plugin's log lines
+//! ([`testing::logs`]), so a unit test fails where the engine would refuse.
+//! Declare required settings with [`config_schema!`] in
+//! [`Plugin::CONFIG_SCHEMA`]; the engine checks them when the plugin is
+//! added or tested.
+//!
 //! Build it with `cargo build --target wasm32-wasip2 --release` (the crate is a
 //! `cdylib`), and try it on real mail with
 //! `intake plugin test target/wasm32-wasip2/release/my_plugin.wasm --message mail/`.
+//! `intake plugin new NAME` starts a project with all of this in place;
 //! `docs/plugins.md` in the Intake repository walks through the whole cycle.
 
 #![deny(missing_docs)]
