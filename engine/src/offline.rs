@@ -38,13 +38,80 @@ pub struct Report {
     pub steps: Vec<Step>,
 }
 
-/// Every message file under `path`: the file itself, or the regular files
-/// below a directory (recursively, hidden files skipped), sorted by path.
-pub fn message_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
+/// The message files a path names, and the files beside them that were
+/// left out.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct MessageFiles {
+    /// Mail to run the chain on, sorted by path.
+    pub messages: Vec<PathBuf>,
+    /// Files of a directory that are not mail (a CSV beside the messages),
+    /// with why.
+    pub skipped: Vec<(PathBuf, &'static str)>,
+}
+
+/// The message files under `path`: the file itself (named, so taken as
+/// mail whatever it holds), or the mail files below a directory
+/// (recursively, hidden files skipped): `.eml` files, and files whose first
+/// line is a header field or an mbox `From ` line (Maildir names have no
+/// extension). Everything else is listed in `skipped`.
+pub fn message_files(path: &Path) -> std::io::Result<MessageFiles> {
     if std::fs::metadata(path)?.is_file() {
-        return Ok(vec![path.to_path_buf()]);
+        return Ok(MessageFiles {
+            messages: vec![path.to_path_buf()],
+            skipped: Vec::new(),
+        });
     }
-    crate::fetch::files::files_below(path)
+    let mut found = MessageFiles::default();
+    for file in crate::fetch::files::files_below(path)? {
+        match mail_file(&file)? {
+            Ok(()) => found.messages.push(file),
+            Err(why) => found.skipped.push((file, why)),
+        }
+    }
+    Ok(found)
+}
+
+/// Whether a file in a directory is mail: `Ok(())`, or why not.
+fn mail_file(path: &Path) -> std::io::Result<Result<(), &'static str>> {
+    let eml = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("eml"));
+    if eml {
+        return Ok(Ok(()));
+    }
+    let mut head = [0u8; 512];
+    let n = {
+        use std::io::Read;
+        let mut file = std::fs::File::open(path)?;
+        let mut n = 0;
+        while n < head.len() {
+            match file.read(&mut head[n..])? {
+                0 => break,
+                read => n += read,
+            }
+        }
+        n
+    };
+    Ok(if looks_like_mail(&head[..n]) {
+        Ok(())
+    } else {
+        Err(
+            "not an .eml file and does not start like a mail message (a header line or an mbox From line)",
+        )
+    })
+}
+
+/// True if `head` starts like an RFC 5322 message (`Name: value`, the
+/// name made of letters, digits and hyphens) or an mbox (`From `).
+pub fn looks_like_mail(head: &[u8]) -> bool {
+    if head.starts_with(b"From ") {
+        return true;
+    }
+    let name_len = head
+        .iter()
+        .take_while(|b| b.is_ascii_alphanumeric() || **b == b'-')
+        .count();
+    name_len > 0 && head.get(name_len) == Some(&b':')
 }
 
 /// The offline runner: a chain, an in-memory directory and a tenant.
@@ -61,15 +128,38 @@ pub struct OfflineRun {
 }
 
 impl OfflineRun {
-    /// Runs the chain on one file, through the pipeline's own
-    /// [`decide`](crate::pipeline::decide::decide). Unparseable input is
+    /// Runs the chain on every message of a file, through the pipeline's
+    /// own [`decide`](crate::pipeline::decide::decide): the messages of an
+    /// mbox (a file that starts with a `From ` line), each reported as
+    /// `PATH#N` (from 1), or the file as one message. Unparseable input is
     /// reported as a quarantine, as the pipeline stores it.
-    pub async fn run_file(&self, path: &Path) -> std::io::Result<Report> {
-        let raw = bytes::Bytes::from(std::fs::read(path)?);
+    pub async fn run_path(&self, path: &Path) -> std::io::Result<Vec<Report>> {
+        let data = std::fs::read(path)?;
+        if !data.starts_with(b"From ") {
+            return Ok(vec![
+                self.run_raw(path.display().to_string(), data.into()).await,
+            ]);
+        }
+        let mut reports = Vec::new();
+        for (n, (offset, len)) in crate::fetch::files::mbox_ranges(&data)
+            .into_iter()
+            .enumerate()
+        {
+            let (start, end) = (offset as usize, (offset + len) as usize);
+            let raw = crate::fetch::files::mbox_message(&data[start..end]);
+            let label = format!("{}#{}", path.display(), n + 1);
+            reports.push(self.run_raw(label, raw.into()).await);
+        }
+        Ok(reports)
+    }
+
+    /// Runs the chain on one message's bytes, `label` naming it in the
+    /// report.
+    async fn run_raw(&self, label: String, raw: bytes::Bytes) -> Report {
         let envelope = Envelope {
             tenant_id: self.tenant.clone(),
             account_id: "offline".into(),
-            origin: Origin::File(path.display().to_string()),
+            origin: Origin::File(label.clone()),
         };
         let decided = decide(
             &self.chain,
@@ -81,8 +171,8 @@ impl OfflineRun {
         .await;
         let meta = decided.meta();
         self.learn(meta.message_id.as_deref(), &decided.decision);
-        Ok(Report {
-            file: path.display().to_string(),
+        Report {
+            file: label,
             message_id: meta.message_id,
             from: meta.from,
             subject: meta.subject,
@@ -90,7 +180,7 @@ impl OfflineRun {
             server_action: decided.decision.server_action,
             decided_by: decided.decision.decided_by,
             steps: decided.decision.steps,
-        })
+        }
     }
 
     /// Applies a decision to the in-memory directory, as the store would.
@@ -119,5 +209,48 @@ impl OfflineRun {
         if let (Some(id), false) = (message_id, refs.is_empty()) {
             self.directory.link_message(&self.tenant, id, &refs);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_mail_is_taken_from_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+        write("a.eml", "anything");
+        write(
+            "1700000000.M1P2.host:2,S",
+            "Return-Path: <a@b>\r\nFrom: a@b\r\n\r\nhi",
+        );
+        write(
+            "box.mbox",
+            "From a@b Thu Jan  1 00:00:00 2026\nFrom: a@b\n\nhi\n",
+        );
+        write(
+            "contacts.csv",
+            "email,name,company,kind\nann@acme.example,Ann,,contact\n",
+        );
+        write("notes.txt", "to do: nothing");
+        let found = message_files(dir.path()).unwrap();
+        let names = |paths: Vec<&PathBuf>| -> Vec<String> {
+            paths
+                .iter()
+                .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(
+            names(found.messages.iter().collect()),
+            ["1700000000.M1P2.host:2,S", "a.eml", "box.mbox"]
+        );
+        assert_eq!(
+            names(found.skipped.iter().map(|(p, _)| p).collect()),
+            ["contacts.csv", "notes.txt"]
+        );
+        // A file named on its own is taken as it is.
+        let csv = dir.path().join("contacts.csv");
+        assert_eq!(message_files(&csv).unwrap().messages, [csv]);
     }
 }

@@ -17,7 +17,7 @@ use std::borrow::Cow;
 
 /// Longest text a plugin may leave in a reason, error or panic message that
 /// the engine keeps (bytes, before escaping).
-pub const MAX_PLUGIN_TEXT: usize = 1000;
+pub const MAX_PLUGIN_TEXT: usize = intake_plugin_sdk::rules::MAX_TEXT_BYTES;
 
 /// True for characters that must never reach a terminal or a log raw.
 fn is_hazard(c: char) -> bool {

@@ -32,12 +32,7 @@ pub fn local_part(address: &str) -> Option<&str> {
 /// assert!(!is_valid("a b@acme.com"));
 /// ```
 pub fn is_valid(address: &str) -> bool {
-    let address = address.trim();
-    address.len() <= 254
-        && address
-            .rsplit_once('@')
-            .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty())
-        && !address.chars().any(|c| c.is_whitespace() || c.is_control())
+    crate::rules::is_valid_address(address)
 }
 
 /// Lower-cases an address and trims white space, for comparisons.

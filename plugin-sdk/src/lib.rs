@@ -65,9 +65,18 @@
 //! assert!(matches!(verdict.outcome, Outcome::Attach(ref p) if p.len() == 1));
 //! ```
 //!
+//! [`testing::run_matcher`] and [`testing::run_policy`] apply the engine's
+//! own checks ([`rules`]: the configuration schema, look-up arguments, the
+//! verdict's caps, attached parties) and collect the plugin's log lines
+//! ([`testing::logs`]), so a unit test fails where the engine would refuse.
+//! Declare required settings with [`config_schema!`] in
+//! [`Plugin::CONFIG_SCHEMA`]; the engine checks them when the plugin is
+//! added or tested.
+//!
 //! Build it with `cargo build --target wasm32-wasip2 --release` (the crate is a
 //! `cdylib`), and try it on real mail with
 //! `intake plugin test target/wasm32-wasip2/release/my_plugin.wasm --message mail/`.
+//! `intake plugin new NAME` starts a project with all of this in place;
 //! `docs/plugins.md` in the Intake repository walks through the whole cycle.
 
 #![deny(missing_docs)]
@@ -78,6 +87,7 @@ pub mod address;
 mod directory;
 pub mod log;
 mod message;
+pub mod rules;
 pub mod testing;
 
 use std::fmt;
@@ -139,6 +149,17 @@ pub trait Plugin: Sized + 'static {
     /// operator gave none). Use [`NoConfig`] for a plugin without settings;
     /// `#[serde(deny_unknown_fields)]` turns typos into clear errors.
     type Config: serde::de::DeserializeOwned;
+
+    /// The settings the configuration must or may give, as JSON made by
+    /// [`config_schema!`]; empty (the default) declares nothing.
+    ///
+    /// [`export_plugin!`] embeds it in the component (a custom section,
+    /// [`rules::CONFIG_SCHEMA_SECTION`]), where the engine reads it without
+    /// running the plugin: `intake plugin add`, `plugin check`, `plugin
+    /// test` and the API's upload refuse a configuration that lacks a
+    /// required setting or gives one with the wrong type, naming the field.
+    /// The test helpers in [`testing`] check it the same way.
+    const CONFIG_SCHEMA: &'static str = "";
 
     /// Builds the plugin; an error is shown to the operator when the plugin is
     /// added or tested.
@@ -313,6 +334,52 @@ pub fn raw_message(size: u64) -> Vec<u8> {
     }
 }
 
+/// Declares a plugin's settings for [`Plugin::CONFIG_SCHEMA`]: one line per
+/// field, `name: type required|optional "what it is for"`, where type is
+/// `string`, `integer`, `number`, `boolean`, `array` or `object`.
+///
+/// ```
+/// use intake_plugin_sdk::{config_schema, rules::ConfigSchema};
+///
+/// const SCHEMA: &str = config_schema! {
+///     review_domains: array required "Domains whose mail is reviewed by hand",
+///     max_parties: integer optional "Attach to at most this many parties",
+/// };
+/// let schema = ConfigSchema::parse(SCHEMA.as_bytes()).unwrap().unwrap();
+/// assert_eq!(schema.fields[0].name, "review_domains");
+/// assert!(schema.fields[0].required);
+/// ```
+///
+/// The description is a string literal; keep to plain text (it is pasted
+/// into JSON as written).
+#[macro_export]
+macro_rules! config_schema {
+    ($first:ident : $ty:ident $req:ident $desc:literal $(, $name:ident : $t:ident $r:ident $d:literal)* $(,)?) => {
+        ::core::concat!(
+            "{\"fields\":[",
+            $crate::config_schema!(@field $first $ty $req $desc),
+            $( ",", $crate::config_schema!(@field $name $t $r $d), )*
+            "]}"
+        )
+    };
+    (@field $name:ident $ty:ident $req:ident $desc:literal) => {
+        ::core::concat!(
+            "{\"name\":\"", ::core::stringify!($name),
+            "\",\"type\":\"", $crate::config_schema!(@type $ty),
+            "\",\"required\":", $crate::config_schema!(@required $req),
+            ",\"description\":", ::core::stringify!($desc), "}"
+        )
+    };
+    (@type string) => { "string" };
+    (@type integer) => { "integer" };
+    (@type number) => { "number" };
+    (@type boolean) => { "boolean" };
+    (@type array) => { "array" };
+    (@type object) => { "object" };
+    (@required required) => { "true" };
+    (@required optional) => { "false" };
+}
+
 /// Exports a plugin type for the roles it implements.
 ///
 /// ```ignore
@@ -328,6 +395,15 @@ macro_rules! export_plugin {
     ($plugin:ty : $($role:ident),+ $(,)?) => {
         const _: () = {
             struct IntakeExports;
+
+            // The configuration schema, where the engine finds it without
+            // running the plugin: a custom section of the core module, kept
+            // by the linker (`#[used]`) and by the component wrapping.
+            #[cfg(target_arch = "wasm32")]
+            #[used]
+            #[unsafe(link_section = "intake:config-schema")]
+            static INTAKE_CONFIG_SCHEMA: [u8; <$plugin as $crate::Plugin>::CONFIG_SCHEMA.len()] =
+                $crate::__private::schema_bytes(<$plugin as $crate::Plugin>::CONFIG_SCHEMA);
 
             impl $crate::__private::LifecycleGuest for IntakeExports {
                 fn init(config: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {

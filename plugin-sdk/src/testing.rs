@@ -1,10 +1,29 @@
 //! Building messages and running a plugin natively, for a plugin's own unit
 //! tests (`cargo test` on the host, no engine needed).
 //!
+//! [`run_matcher`] and [`run_policy`] apply the engine's checks
+//! ([`crate::rules`], the same functions the engine calls) to everything
+//! the plugin does, so a test fails where the engine would refuse:
+//!
+//! - the configuration against the plugin's declared schema
+//!   ([`crate::Plugin::CONFIG_SCHEMA`]), then the plugin's own parsing;
+//! - each directory look-up's argument (1 to 998 bytes after trimming,
+//!   otherwise `invalid-argument`), with results capped at 100 parties;
+//! - the verdict: size, text caps, `move-to` folder, a new lead's address;
+//! - every attached party must be one a look-up of this call returned (the
+//!   engine requires that it exists in the tenant).
+//!
+//! The lines the plugin logs are collected: [`logs`] returns those of the
+//! last run on the calling thread.
+//!
 //! For end-to-end checks on real `.eml` files use `intake plugin test`.
 
-use crate::{Datetime, Directory, Header, Mailbox, Matcher, Message, Origin, PolicyVerdict};
-use crate::{UnknownSenderPolicy, Verdict};
+use std::cell::RefCell;
+
+use crate::log::LogLine;
+use crate::rules::{self, Violation};
+use crate::{Datetime, Directory, Header, LookupError, LookupResult, Mailbox, Matcher, Message};
+use crate::{Origin, Plugin, PolicyVerdict, UnknownSenderPolicy, Verdict};
 
 /// Builds a [`Message`] field by field. Address setters accept
 /// `Name <addr>` or a bare address, and also add the matching header so
@@ -183,24 +202,193 @@ impl MessageBuilder {
 }
 
 /// Builds `P` from a JSON configuration, as the engine's `init` would, and
-/// runs its matcher role on `message` against `directory`.
+/// runs its matcher role on `message` against `directory`, with the
+/// engine's checks (see the [module documentation](self)). The error is
+/// the text the engine would report.
 pub fn run_matcher<P: Matcher>(
     config: &str,
     message: &Message,
     directory: &dyn Directory,
 ) -> Result<Verdict, String> {
-    let plugin = crate::__private::build::<P>(config)?;
-    plugin
-        .match_message(message, directory)
-        .map_err(|e| e.to_string())
+    crate::log::clear_collected();
+    let plugin = build::<P>(config)?;
+    let checked = CheckedDirectory::new(directory);
+    let verdict = plugin
+        .match_message(message, &checked)
+        .map_err(|e| e.to_string())?;
+    let attached =
+        rules::check_verdict(&verdict, rules::DEFAULT_MAX_OUTPUT_BYTES).map_err(|v| refused(&v))?;
+    let returned = checked.returned.borrow();
+    for party in attached {
+        if !returned.contains(party) {
+            return Err(refused(&Violation::PartyNotReturned {
+                kind: party.kind,
+                id: party.id.clone(),
+            }));
+        }
+    }
+    Ok(verdict)
 }
 
-/// Builds `P` from a JSON configuration and runs its unknown-sender role.
+/// Builds `P` from a JSON configuration and runs its unknown-sender role,
+/// with the engine's checks.
 pub fn run_policy<P: UnknownSenderPolicy>(
     config: &str,
     message: &Message,
     directory: &dyn Directory,
 ) -> Result<PolicyVerdict, String> {
-    let plugin = crate::__private::build::<P>(config)?;
-    plugin.decide(message, directory).map_err(|e| e.to_string())
+    crate::log::clear_collected();
+    let plugin = build::<P>(config)?;
+    let checked = CheckedDirectory::new(directory);
+    let verdict = plugin
+        .decide(message, &checked)
+        .map_err(|e| e.to_string())?;
+    rules::check_policy_verdict(&verdict, rules::DEFAULT_MAX_OUTPUT_BYTES)
+        .map_err(|v| refused(&v))?;
+    Ok(verdict)
+}
+
+/// The lines the plugin logged during the last [`run_matcher`] or
+/// [`run_policy`] on this thread (at most 50, each cut to 2048 bytes, as
+/// the engine keeps them).
+pub fn logs() -> Vec<LogLine> {
+    crate::log::collected()
+}
+
+/// Checks the configuration against the declared schema, then builds the
+/// plugin as `init` does.
+fn build<P: Plugin>(config: &str) -> Result<P, String> {
+    let schema = rules::ConfigSchema::parse(P::CONFIG_SCHEMA.as_bytes())?;
+    if let Some(schema) = schema {
+        rules::check_config(&schema, config)
+            .map_err(|errors| format!("invalid configuration: {}", rules::describe(&errors)))?;
+    }
+    crate::__private::build::<P>(config)
+}
+
+/// The engine's words for a refused verdict.
+fn refused(violation: &Violation) -> String {
+    match violation {
+        Violation::OutputTooLarge { .. } => violation.to_string(),
+        other => format!("returned an invalid result: {other}"),
+    }
+}
+
+/// A directory that applies the host's argument and result rules and
+/// remembers every party it returned.
+struct CheckedDirectory<'a> {
+    inner: &'a dyn Directory,
+    returned: RefCell<Vec<crate::PartyRef>>,
+}
+
+impl<'a> CheckedDirectory<'a> {
+    fn new(inner: &'a dyn Directory) -> Self {
+        CheckedDirectory {
+            inner,
+            returned: RefCell::new(Vec::new()),
+        }
+    }
+
+    fn keep(&self, result: Result<LookupResult, LookupError>) -> Result<LookupResult, LookupError> {
+        let mut result = result?;
+        if result.parties.len() > rules::DEFAULT_MAX_LOOKUP_RESULTS {
+            result.parties.truncate(rules::DEFAULT_MAX_LOOKUP_RESULTS);
+            result.truncated = true;
+        }
+        self.returned
+            .borrow_mut()
+            .extend(result.parties.iter().map(crate::Party::to_ref));
+        Ok(result)
+    }
+}
+
+impl Directory for CheckedDirectory<'_> {
+    fn find_by_address(&self, address: &str) -> Result<LookupResult, LookupError> {
+        let address =
+            rules::lookup_argument(address, "address").map_err(LookupError::InvalidArgument)?;
+        self.keep(self.inner.find_by_address(address))
+    }
+    fn find_by_domain(&self, domain: &str) -> Result<LookupResult, LookupError> {
+        let domain =
+            rules::lookup_argument(domain, "domain").map_err(LookupError::InvalidArgument)?;
+        self.keep(self.inner.find_by_domain(domain))
+    }
+    fn parties_for_message_id(&self, message_id: &str) -> Result<LookupResult, LookupError> {
+        let id = rules::lookup_argument(message_id, "message id")
+            .map_err(LookupError::InvalidArgument)?;
+        self.keep(
+            self.inner
+                .parties_for_message_id(id.trim_matches(['<', '>'])),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Error, MemoryDirectory, NoConfig, PartyKind, PartyRef};
+
+    /// Attaches to whatever id its configuration names, without a look-up.
+    struct Blind;
+    impl Plugin for Blind {
+        type Config = NoConfig;
+        fn new(_: NoConfig) -> Result<Self, Error> {
+            Ok(Blind)
+        }
+    }
+    impl Matcher for Blind {
+        fn match_message(&self, m: &Message, d: &dyn Directory) -> Result<Verdict, Error> {
+            crate::log::info("looking up the sender");
+            let found = d.find_by_address(m.sender_address().unwrap_or_default())?;
+            let mut refs: Vec<PartyRef> = found.parties.iter().map(|p| p.to_ref()).collect();
+            refs.push(PartyRef {
+                kind: PartyKind::Contact,
+                id: "made-up".into(),
+            });
+            Ok(Verdict::attach(refs))
+        }
+    }
+
+    /// Requires a setting.
+    struct Needy;
+    impl Plugin for Needy {
+        type Config = serde_json::Value;
+        const CONFIG_SCHEMA: &'static str = crate::config_schema! {
+            domains: array required "our domains",
+        };
+        fn new(_: serde_json::Value) -> Result<Self, Error> {
+            Ok(Needy)
+        }
+    }
+    impl Matcher for Needy {
+        fn match_message(&self, _: &Message, d: &dyn Directory) -> Result<Verdict, Error> {
+            d.find_by_domain("  ")?;
+            Ok(Verdict::no_opinion())
+        }
+    }
+
+    #[test]
+    fn a_party_the_directory_never_returned_is_refused_and_logs_are_kept() {
+        let dir = MemoryDirectory::new().with_party(PartyKind::Contact, "ann@acme.example", None);
+        let m = MessageBuilder::new().from("ann@acme.example").build();
+        let err = run_matcher::<Blind>("{}", &m, &dir).unwrap_err();
+        assert!(
+            err.starts_with("returned an invalid result: contact \"made-up\""),
+            "{err}"
+        );
+        let logs = logs();
+        assert_eq!(logs.len(), 1);
+        assert_eq!(logs[0].message, "looking up the sender");
+        assert_eq!(logs[0].level, crate::log::Level::Info);
+    }
+
+    #[test]
+    fn the_schema_and_the_lookup_rules_apply() {
+        let m = MessageBuilder::new().build();
+        let dir = MemoryDirectory::new();
+        let err = run_matcher::<Needy>("{}", &m, &dir).unwrap_err();
+        assert!(err.contains("`domains` is required"), "{err}");
+        let err = run_matcher::<Needy>(r#"{"domains": []}"#, &m, &dir).unwrap_err();
+        assert!(err.contains("domain must be 1 to 998 bytes"), "{err}");
+    }
 }

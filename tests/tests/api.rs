@@ -1173,6 +1173,21 @@ async fn resources_round_trip_and_bad_fields_are_named(db: Db) {
         422,
         "config",
     );
+    // A setting the component declares (its configuration schema), of the
+    // wrong type: named before the plugin runs.
+    let r = c
+        .send(
+            "POST",
+            "/v1/plugins?name=domains3&role=matcher&config=%7B%22ignore_domains%22%3A%22ourco.example%22%7D",
+            Some(("application/wasm", wasm.clone())),
+        )
+        .await;
+    refused(&r, 422, "config.ignore_domains");
+    assert!(
+        r.text().contains("`ignore_domains` must be an array"),
+        "{}",
+        r.text()
+    );
     refused(
         &c.json("PATCH", "/v1/plugins/domains2", &json!({ "memory_mb": 0 }))
             .await,

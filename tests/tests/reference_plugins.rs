@@ -209,27 +209,47 @@ async fn an_encoded_local_part_becomes_a_lead_not_a_quarantine() {
     }
 }
 
-/// The SDK's `address::is_valid` and the host's create-lead check are one
-/// rule: a reference plugin that checks first is never refused.
-#[test]
-fn the_sdk_and_the_host_agree_on_lead_addresses() {
-    let cases = [
-        "ann@acme.example",
-        "björn@acme.com",
-        "@acme.com",
-        "ann@",
-        "no-at-sign",
-        "a b@acme.com",
-        "a\u{1b}@acme.com",
-        " padded@acme.com ",
-        "\"quoted@x\"@acme.com",
-        &format!("{}@acme.com", "x".repeat(250)),
-    ];
-    for case in cases {
-        assert_eq!(
-            intake_plugin_sdk::address::is_valid(case),
-            intake::directory::normalise::is_valid_address(case),
-            "{case:?}"
-        );
+/// domain-match declares its settings; the schema survives LTO, `strip`
+/// and the component wrapping, and the service that `plugin add`, `plugin
+/// check` and the API's upload share names a mistyped one.
+#[tokio::test]
+async fn domain_match_declares_its_settings_and_a_mistyped_one_is_named() {
+    let wasm = std::fs::read(intake_tests::plugin("domain_match")).unwrap();
+    let schema = intake::plugin::schema::read(&wasm).unwrap().unwrap();
+    let ignore = schema
+        .fields
+        .iter()
+        .find(|f| f.name == "ignore_domains")
+        .expect("ignore_domains declared");
+    assert!(!ignore.required, "the default chain runs it with {{}}");
+    let limits = intake::plugin::Limits::default();
+    let check = |config: &'static str| {
+        let wasm = wasm.clone();
+        let limits = limits.clone();
+        async move {
+            intake::service::plugins::check_component("domain_match", &wasm, config, &limits, "t")
+                .await
+        }
+    };
+    let ok = check(r#"{"ignore_domains": ["ourco.example"]}"#)
+        .await
+        .unwrap();
+    assert!(ok.roles.matcher);
+    match check(r#"{"ignore_domains": "ourco.example", "max_parties": "2"}"#).await {
+        Err(intake::service::ServiceError::Invalid { field, reason }) => {
+            assert_eq!(field, "config.ignore_domains");
+            assert!(
+                reason.contains("`ignore_domains` must be an array"),
+                "{reason}"
+            );
+            assert!(
+                reason.contains("`max_parties` must be an integer"),
+                "{reason}"
+            );
+        }
+        other => panic!("{other:?}"),
     }
+    // Components without a schema keep working as before.
+    let exact = std::fs::read(intake_tests::plugin("exact_match")).unwrap();
+    assert_eq!(intake::plugin::schema::read(&exact).unwrap(), None);
 }

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use intake::directory::{MemoryDirectory, Party, PartyKind};
-use intake::plugin::bindings::matcher::{Outcome, Terminal};
 use intake::plugin::{
     Binding, CallContext, CallError, Chain, Disposition, FailurePolicy, LoadError, PluginRuntime,
 };
+use intake_plugin_sdk::{Outcome, Terminal};
 use intake_tests::{load, load_binding, parse_bytes, plugin, runtime, simple_message};
 
 fn hostile(

@@ -261,6 +261,13 @@ pub(crate) enum PluginCommand {
     /// matchers run in that order; at most one may export the unknown-sender
     /// role. Exits non-zero if a plugin fails to load or to initialise.
     Test(PluginTest),
+    /// Check a component without adding it: it loads, exports a role, and
+    /// accepts the configuration (its declared settings, then its `init`).
+    /// Prints the roles and the settings it declares.
+    Check(commands::PluginCheck),
+    /// Start a new plugin project: Cargo.toml on the SDK, a matcher
+    /// skeleton with a unit test, a sample message, build.sh and a README.
+    New(commands::PluginNew),
     /// Add a component to the tenant's chain (appended at the end).
     Add(commands::PluginAdd),
     /// The tenant's chain, in order; with --bundled, the plugins built
@@ -288,8 +295,11 @@ pub(crate) struct PluginTest {
     /// Plugin components (.wasm), in chain order.
     #[arg(required = true)]
     plugins: Vec<PathBuf>,
-    /// An .eml file or a directory of them (repeatable).
-    #[arg(long = "message", short = 'm', required = true)]
+    /// Mail to test on: .eml or mbox files, or directories of mail (a
+    /// Maildir, a folder of .eml files); in a directory, files that are not
+    /// mail are skipped and listed. Several may follow one flag (`-m *.eml`), and the
+    /// flag may be repeated.
+    #[arg(long = "message", short = 'm', required = true, num_args = 1..)]
     messages: Vec<PathBuf>,
     /// Contacts and leads: CSV with columns email,name,company,kind.
     #[arg(long)]
@@ -333,7 +343,7 @@ pub fn run_process() -> ExitCode {
 /// The whole `intake` program: logging to stderr, parse arguments, run, and
 /// turn errors into a message and exit status 1. The binary is this call.
 pub async fn main() -> ExitCode {
-    let args = Cli::parse();
+    let args = parse_args();
     // Colour codes only where a terminal will interpret them; in a log file
     // or a pipe they are noise.
     let stderr_is_terminal = std::io::stderr().is_terminal();
@@ -368,15 +378,59 @@ pub async fn main() -> ExitCode {
     }
 }
 
+/// The global options that only commands on the store use (the default
+/// chain's plugin directory included): hidden from the help of the
+/// commands that never open it.
+const STORE_OPTIONS: [&str; 4] = ["database_url", "key_file", "home", "plugin_dir"];
+
+/// The commands that work without the store (and their help says so).
+const OFFLINE_PLUGIN_COMMANDS: [&str; 3] = ["test", "check", "new"];
+
+/// The command-line definition, with the store's options hidden from the
+/// commands that do not use them.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    // Global options reach the subcommands when the command is built; only
+    // then can one subcommand's copy be changed.
+    cmd.build();
+    cmd.mut_subcommand("plugin", |plugin| {
+        OFFLINE_PLUGIN_COMMANDS.iter().fold(plugin, |plugin, name| {
+            // In place (`mut_args`, not `mut_arg`, which moves the option
+            // to the end), so the lookup built with the command still
+            // points at the right options.
+            plugin.mut_subcommand(name, |sub| {
+                sub.mut_args(|arg| {
+                    let store_option = STORE_OPTIONS.contains(&arg.get_id().as_str());
+                    if store_option { arg.hide(true) } else { arg }
+                })
+            })
+        })
+    })
+}
+
+/// Parses the process's arguments (exits with the usage on an error, as
+/// clap does).
+fn parse_args() -> Cli {
+    use clap::FromArgMatches;
+    let matches = command().get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 /// Runs a parsed command line, writing results to `out` (stdout in the
 /// binary; a buffer in tests). Logs go to `tracing`.
 pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<ExitCode> {
-    if let Command::Plugin(PluginCommand::Test(args)) = cli.command {
-        return plugin_test(args, out).await;
-    }
+    // The plugin author's commands need no store.
+    let command = match cli.command {
+        Command::Plugin(PluginCommand::Test(args)) => return plugin_test(args, out).await,
+        Command::Plugin(PluginCommand::Check(args)) => {
+            return commands::plugin_check(&cli.global.tenant, args, out).await;
+        }
+        Command::Plugin(PluginCommand::New(args)) => return commands::plugin_new(args, out),
+        other => other,
+    };
     let c = Config::from_global(&cli.global)?;
-    match cli.command {
-        Command::Plugin(PluginCommand::Test(_)) => unreachable!("handled above"),
+    match command {
         Command::Plugin(other) => commands::plugin(&c, other, out).await,
         Command::Account(commands::AccountCommand::Test(args)) => account_test(&c, args, out).await,
         Command::Account(cmd) => commands::account(&c, cmd, out).await,
@@ -472,6 +526,7 @@ async fn plugin_test(args: PluginTest, out: &mut (dyn Write + Send)) -> anyhow::
     let mut matchers: Vec<Arc<LoadedPlugin>> = Vec::new();
     let mut policy: Option<Arc<LoadedPlugin>> = None;
     for path in &args.plugins {
+        not_wasm_hint(path)?;
         let mut binding = Binding::from_file(path);
         binding.limits.deadline = Duration::from_millis(args.deadline_ms);
         binding.limits.memory_bytes = args.memory_mb << 20;
@@ -508,22 +563,60 @@ async fn plugin_test(args: PluginTest, out: &mut (dyn Write + Send)) -> anyhow::
     };
     let mut files = Vec::new();
     for path in &args.messages {
-        files.extend(
-            offline::message_files(path)
-                .with_context(|| format!("cannot read {}", path.display()))?,
-        );
+        let found = offline::message_files(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        for (skipped, why) in &found.skipped {
+            tracing::warn!(file = %skipped.display(), "skipped: {why}");
+        }
+        files.extend(found.messages);
     }
     for file in files {
-        let report = run
-            .run_file(&file)
+        let reports = run
+            .run_path(&file)
             .await
             .with_context(|| format!("cannot read {}", file.display()))?;
-        let line = if args.pretty {
-            serde_json::to_string_pretty(&report)?
-        } else {
-            serde_json::to_string(&report)?
-        };
-        writeln!(out, "{line}")?;
+        for report in reports {
+            let line = if args.pretty {
+                serde_json::to_string_pretty(&report)?
+            } else {
+                serde_json::to_string(&report)?
+            };
+            writeln!(out, "{line}")?;
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A "plugin" that is not WebAssembly is usually a message the shell
+/// expanded after `--message a.eml` (older versions took one file per
+/// flag): say so before the compiler's "bad magic number".
+fn not_wasm_hint(path: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::Read;
+    let mut head = [0u8; 64];
+    // A file that cannot be read is the loader's to report.
+    let Ok(n) = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)) else {
+        return Ok(());
+    };
+    let head = &head[..n];
+    if head.starts_with(b"\0asm") {
+        return Ok(());
+    }
+    let looks_like_mail = offline::looks_like_mail(head)
+        || path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("eml"));
+    if looks_like_mail {
+        bail!(
+            "{} is given as a plugin but is a mail message, not a WebAssembly component; \
+             put the messages after --message (it takes several: `--message a.eml b.eml`) \
+             and the .wasm files before it",
+            path.display()
+        );
+    }
+    bail!(
+        "{} is not a WebAssembly component (it does not start with \\0asm); \
+         build a plugin with `cargo build --target wasm32-wasip2 --release` and pass \
+         target/wasm32-wasip2/release/NAME.wasm",
+        path.display()
+    );
 }

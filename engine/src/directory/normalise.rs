@@ -35,16 +35,9 @@ pub fn message_id(id: &str) -> Option<String> {
 
 /// The rule every stored address must pass: a non-empty local part and
 /// domain around the last `@`, at most 254 bytes, no white space or control
-/// characters. The SDK's `address::is_valid` states the same rule for
-/// plugins; a test holds the two to it.
-pub fn is_valid_address(address: &str) -> bool {
-    let address = address.trim();
-    address.len() <= 254
-        && address
-            .rsplit_once('@')
-            .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty())
-        && !address.chars().any(|c| c.is_whitespace() || c.is_control())
-}
+/// characters. One implementation, the SDK's, which plugins call as
+/// `address::is_valid`.
+pub use intake_plugin_sdk::rules::is_valid_address;
 
 #[cfg(test)]
 mod tests {

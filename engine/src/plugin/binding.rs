@@ -9,10 +9,12 @@ use serde::{Deserialize, Serialize};
 use wasmtime::component::InstancePre;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
+use intake_plugin_sdk::rules::ConfigSchema;
+
 use super::bindings::types::Message;
 use super::bindings::{lifecycle, matcher, unknown_sender};
 use super::error::{CallError, LoadError};
-use super::host::{CallContext, HostState};
+use super::host::{CallContext, HostState, PluginLog};
 use super::limits::{Limits, MAX_MEMORY_BYTES};
 use super::runtime::EPOCH_TICK;
 use crate::parse::MessageView;
@@ -95,6 +97,8 @@ pub struct LoadedPlugin {
     name: Arc<str>,
     /// Pre-linked component; instantiation is a pooled-slot copy.
     pre: InstancePre<HostState>,
+    /// The settings the component declares (`intake:config-schema`).
+    schema: Option<ConfigSchema>,
     /// Export indices, looked up once.
     lifecycle: lifecycle::GuestIndices,
     matcher: Option<matcher::GuestIndices>,
@@ -121,7 +125,11 @@ pub struct Roles {
 }
 
 impl LoadedPlugin {
-    pub(crate) fn new(binding: Binding, pre: InstancePre<HostState>) -> Result<Self, LoadError> {
+    pub(crate) fn new(
+        binding: Binding,
+        pre: InstancePre<HostState>,
+        schema: Option<ConfigSchema>,
+    ) -> Result<Self, LoadError> {
         let name = binding.name.clone();
         if binding.limits.memory_bytes > MAX_MEMORY_BYTES {
             return Err(LoadError::Engine(format!(
@@ -161,6 +169,7 @@ impl LoadedPlugin {
             name: binding.name.clone().into(),
             binding,
             pre,
+            schema,
             lifecycle,
             matcher,
             policy,
@@ -185,20 +194,34 @@ impl LoadedPlugin {
         }
     }
 
-    /// Runs `init` on a throw-away instance, so a bad configuration is
+    /// The settings the component declares, if it declares any.
+    pub fn config_schema(&self) -> Option<&ConfigSchema> {
+        self.schema.as_ref()
+    }
+
+    /// Checks the binding's configuration against the declared schema, then
+    /// runs `init` on a throw-away instance, so a bad configuration is
     /// reported when the plugin is added or tested, not on the first message.
     pub async fn check_init(
         &self,
         tenant_id: &str,
         directory: Arc<dyn crate::directory::Directory>,
     ) -> Result<(), LoadError> {
+        if let Some(schema) = &self.schema {
+            intake_plugin_sdk::rules::check_config(schema, &self.binding.config).map_err(
+                |errors| LoadError::Config {
+                    name: self.name.to_string(),
+                    errors,
+                },
+            )?;
+        }
         let call = Arc::new(CallContext {
             tenant_id: tenant_id.to_string(),
             account_id: "init-check".into(),
             directory,
             raw: bytes::Bytes::new(),
         });
-        match self.with_instance(&call, RoleCall::InitOnly).await {
+        match self.with_instance(&call, RoleCall::InitOnly).await.0 {
             Ok(_) => Ok(()),
             Err(e) => Err(LoadError::Init {
                 name: self.name.to_string(),
@@ -210,72 +233,80 @@ impl LoadedPlugin {
         }
     }
 
-    /// Runs the matcher role on one message in a fresh instance.
+    /// Runs the matcher role on one message in a fresh instance. The
+    /// verdict has passed the size, text and server-action rules; its
+    /// parties are not yet checked against the directory (the chain does).
     pub async fn run_matcher(
         &self,
         message: &MessageView,
         call: &Arc<CallContext>,
-    ) -> Result<matcher::Verdict, CallError> {
+    ) -> Result<intake_plugin_sdk::Verdict, CallError> {
         self.run_matcher_wit(&super::view::to_wit(message), call)
             .await
+            .0
     }
 
     /// [`Self::run_matcher`] on a message already converted for the
-    /// contract (the chain converts once for all its plugins).
+    /// contract (the chain converts once for all its plugins), with the
+    /// lines the plugin logged.
     pub(crate) async fn run_matcher_wit(
         &self,
         message: &Message,
         call: &Arc<CallContext>,
-    ) -> Result<matcher::Verdict, CallError> {
+    ) -> (
+        Result<intake_plugin_sdk::Verdict, CallError>,
+        Vec<PluginLog>,
+    ) {
         if self.matcher.is_none() {
-            return Err(CallError::Host(format!("{} is not a matcher", self.name)));
+            let error = CallError::Host(format!("{} is not a matcher", self.name));
+            return (Err(error), Vec::new());
         }
-        match self.with_instance(call, RoleCall::Matcher(message)).await? {
-            RoleResult::Matcher(verdict) => {
-                self.check_output_size(matcher_output_size(&verdict))?;
-                Ok(verdict)
+        let (result, logs) = self.with_instance(call, RoleCall::Matcher(message)).await;
+        let result = match result {
+            Ok(RoleResult::Matcher(verdict)) => {
+                super::rules::matcher_verdict(verdict, self.limits.max_output_bytes)
             }
-            _ => Err(CallError::Host("role result mismatch".into())),
-        }
+            Ok(_) => Err(CallError::Host("role result mismatch".into())),
+            Err(e) => Err(e),
+        };
+        (result, logs)
     }
 
-    /// Runs the unknown-sender role on one message in a fresh instance.
+    /// Runs the unknown-sender role on one message in a fresh instance; the
+    /// verdict has passed the SDK's rules.
     pub async fn run_policy(
         &self,
         message: &MessageView,
         call: &Arc<CallContext>,
-    ) -> Result<unknown_sender::PolicyVerdict, CallError> {
+    ) -> Result<intake_plugin_sdk::PolicyVerdict, CallError> {
         self.run_policy_wit(&super::view::to_wit(message), call)
             .await
+            .0
     }
 
-    /// [`Self::run_policy`] on a message already converted for the contract.
+    /// [`Self::run_policy`] on a message already converted for the
+    /// contract, with the lines the plugin logged.
     pub(crate) async fn run_policy_wit(
         &self,
         message: &Message,
         call: &Arc<CallContext>,
-    ) -> Result<unknown_sender::PolicyVerdict, CallError> {
+    ) -> (
+        Result<intake_plugin_sdk::PolicyVerdict, CallError>,
+        Vec<PluginLog>,
+    ) {
         if self.policy.is_none() {
-            return Err(CallError::Host(format!(
-                "{} is not an unknown-sender policy",
-                self.name
-            )));
+            let error = CallError::Host(format!("{} is not an unknown-sender policy", self.name));
+            return (Err(error), Vec::new());
         }
-        match self.with_instance(call, RoleCall::Policy(message)).await? {
-            RoleResult::Policy(verdict) => {
-                self.check_output_size(policy_output_size(&verdict))?;
-                Ok(verdict)
+        let (result, logs) = self.with_instance(call, RoleCall::Policy(message)).await;
+        let result = match result {
+            Ok(RoleResult::Policy(verdict)) => {
+                super::rules::policy_verdict(verdict, self.limits.max_output_bytes)
             }
-            _ => Err(CallError::Host("role result mismatch".into())),
-        }
-    }
-
-    fn check_output_size(&self, size: usize) -> Result<(), CallError> {
-        let cap = self.limits.max_output_bytes;
-        if size > cap {
-            return Err(CallError::OutputTooLarge { size, cap });
-        }
-        Ok(())
+            Ok(_) => Err(CallError::Host("role result mismatch".into())),
+            Err(e) => Err(e),
+        };
+        (result, logs)
     }
 
     /// Instantiates into a fresh Store with the limiter and deadline set,
@@ -286,7 +317,7 @@ impl LoadedPlugin {
         &self,
         call: &Arc<CallContext>,
         role: RoleCall<'_>,
-    ) -> Result<RoleResult, CallError> {
+    ) -> (Result<RoleResult, CallError>, Vec<PluginLog>) {
         let deadline = self.limits.deadline;
         let state = HostState::new(self.name.clone(), self.limits.clone(), call.clone());
         let mut store = Store::new(self.pre.engine(), state);
@@ -351,9 +382,10 @@ impl LoadedPlugin {
         let outcome =
             tokio::time::timeout(deadline + deadline / 2 + Duration::from_millis(20), run).await;
         let stderr_tail = store.data().flush_stdio();
+        let logs = store.data_mut().take_logs();
         // Text the plugin supplied is bounded and neutralized here, once,
         // before it can be kept, logged or printed anywhere.
-        match outcome {
+        let result = match outcome {
             Err(_elapsed) => Err(CallError::Timeout(deadline)),
             Ok(Ok(Ok(value))) => Ok(value),
             Ok(Ok(Err(Failure::Init(m)))) => Err(CallError::Init(text::from_plugin(&m))),
@@ -365,40 +397,8 @@ impl LoadedPlugin {
                 stderr_tail,
                 transfer_cap(&self.limits),
             )),
-        }
-    }
-}
-
-/// Approximate size of a verdict: its strings plus a little per item.
-fn matcher_output_size(verdict: &matcher::Verdict) -> usize {
-    let outcome = match &verdict.outcome {
-        matcher::Outcome::NoOpinion
-        | matcher::Outcome::EndChain(matcher::Terminal::KeepUnlinked) => 0,
-        matcher::Outcome::Attach(refs) => refs.iter().map(|r| r.id.len() + 8).sum(),
-        matcher::Outcome::EndChain(
-            matcher::Terminal::Discard(t) | matcher::Terminal::Quarantine(t),
-        ) => t.len(),
-    };
-    outcome + action_size(verdict.server_action.as_ref())
-}
-
-fn policy_output_size(verdict: &unknown_sender::PolicyVerdict) -> usize {
-    let decision = match &verdict.decision {
-        unknown_sender::Decision::CreateLead(lead) => {
-            lead.email.len()
-                + lead.name.as_ref().map_or(0, String::len)
-                + lead.company.as_ref().map_or(0, String::len)
-        }
-        unknown_sender::Decision::Quarantine(t) | unknown_sender::Decision::Discard(t) => t.len(),
-        unknown_sender::Decision::KeepUnlinked => 0,
-    };
-    decision + action_size(verdict.server_action.as_ref())
-}
-
-fn action_size(action: Option<&super::bindings::types::ServerAction>) -> usize {
-    match action {
-        Some(super::bindings::types::ServerAction::MoveTo(folder)) => folder.len(),
-        _ => 0,
+        };
+        (result, logs)
     }
 }
 

@@ -12,16 +12,15 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use intake_plugin_sdk as sdk;
+use intake_plugin_sdk::rules::Violation;
+
 use super::binding::{FailurePolicy, LoadedPlugin};
-use super::bindings::{matcher, types, unknown_sender};
 use super::error::{CallError, LoadError};
-use super::host::CallContext;
+use super::host::{CallContext, PluginLog};
 use crate::directory::{Directory, Party, PartyKind, PartyRef};
 use crate::domain::ServerAction;
 use crate::parse::ParsedMessage;
-
-/// Longest reason, name, company or folder a plugin may return (bytes).
-const MAX_TEXT: usize = crate::text::MAX_PLUGIN_TEXT;
 
 /// What to do with a message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -76,6 +75,9 @@ pub struct Step {
     pub error: Option<StepError>,
     /// Wall time of the call, microseconds (instantiate + init + call).
     pub micros: u64,
+    /// What the plugin logged during the call (also sent to the log).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<PluginLog>,
 }
 
 /// A failed step, for reports.
@@ -160,24 +162,31 @@ impl Chain {
 
         for plugin in &self.matchers {
             let started = Instant::now();
-            let result = match plugin.run_matcher_wit(&view, &call).await {
+            let (result, logs) = plugin.run_matcher_wit(&view, &call).await;
+            let result = match result {
                 Ok(verdict) => self.check_matcher_verdict(verdict, &call).await,
                 Err(e) => Err(e),
             };
             let micros = started.elapsed().as_micros() as u64;
             match result {
-                Ok(None) => steps.push(step(plugin, "matcher", "no-opinion", None, micros)),
+                Ok(None) => steps.push(step(plugin, "matcher", "no-opinion", None, micros, logs)),
                 Ok(Some((disposition, action))) => {
                     let label = if matches!(disposition, Disposition::Attach { .. }) {
                         "attach"
                     } else {
                         "end-chain"
                     };
-                    steps.push(step(plugin, "matcher", label, None, micros));
+                    steps.push(step(plugin, "matcher", label, None, micros, logs));
                     return decided(disposition, action, plugin, steps);
                 }
                 Err(error) => {
-                    if let Some(d) = on_failure(plugin, "matcher", error, micros, &mut steps) {
+                    let failed = Failed {
+                        role: "matcher",
+                        error,
+                        micros,
+                        logs,
+                    };
+                    if let Some(d) = on_failure(plugin, failed, &mut steps) {
                         return d;
                     }
                 }
@@ -193,60 +202,72 @@ impl Chain {
             };
         };
         let started = Instant::now();
-        let result = match policy.run_policy_wit(&view, &call).await {
-            Ok(verdict) => check_policy_verdict(verdict),
-            Err(e) => Err(e),
-        };
+        let (result, logs) = policy.run_policy_wit(&view, &call).await;
+        let result = result.map(policy_disposition);
         let micros = started.elapsed().as_micros() as u64;
         match result {
             Ok((disposition, action)) => {
-                steps.push(step(policy, "unknown-sender", "decided", None, micros));
+                steps.push(step(
+                    policy,
+                    "unknown-sender",
+                    "decided",
+                    None,
+                    micros,
+                    logs,
+                ));
                 decided(disposition, action, policy, steps)
             }
-            Err(error) => on_failure(policy, "unknown-sender", error, micros, &mut steps)
-                .unwrap_or(Decision {
+            Err(error) => {
+                let failed = Failed {
+                    role: "unknown-sender",
+                    error,
+                    micros,
+                    logs,
+                };
+                on_failure(policy, failed, &mut steps).unwrap_or(Decision {
                     disposition: Disposition::KeepUnlinked,
                     server_action: None,
                     decided_by: None,
                     steps,
-                }),
+                })
+            }
         }
     }
 
-    /// Validates a matcher's verdict: size caps, and every party must exist
-    /// in the message's tenant. `None` means no opinion.
+    /// Turns a matcher's verdict (already through the SDK's rules) into a
+    /// disposition; every party must exist in the message's tenant. `None`
+    /// means no opinion.
     async fn check_matcher_verdict(
         &self,
-        verdict: matcher::Verdict,
+        verdict: sdk::Verdict,
         call: &CallContext,
     ) -> Result<Option<(Disposition, Option<ServerAction>)>, CallError> {
-        let action = verdict.server_action.map(server_action).transpose()?;
+        let action = verdict.server_action.map(server_action);
         let disposition = match verdict.outcome {
-            matcher::Outcome::NoOpinion => return Ok(None),
-            matcher::Outcome::Attach(refs) if refs.is_empty() => return Ok(None),
-            matcher::Outcome::Attach(refs) => {
+            sdk::Outcome::NoOpinion => return Ok(None),
+            sdk::Outcome::Attach(refs) if refs.is_empty() => return Ok(None),
+            sdk::Outcome::Attach(refs) => {
                 let mut parties: Vec<Party> = Vec::new();
                 for r in refs {
-                    let r = PartyRef {
+                    let wanted = PartyRef {
                         kind: match r.kind {
-                            types::PartyKind::Contact => PartyKind::Contact,
-                            types::PartyKind::Lead => PartyKind::Lead,
+                            sdk::PartyKind::Contact => PartyKind::Contact,
+                            sdk::PartyKind::Lead => PartyKind::Lead,
                         },
                         id: r.id,
                     };
-                    match call.directory.get(&call.tenant_id, &r).await {
+                    match call.directory.get(&call.tenant_id, &wanted).await {
                         Ok(Some(party)) => {
                             if !parties.contains(&party) {
                                 parties.push(party);
                             }
                         }
                         Ok(None) => {
-                            return Err(CallError::Malformed(format!(
-                                "{} {:?} does not exist in tenant {:?}",
-                                kind_name(r.kind),
-                                crate::text::bounded(&r.id, 100),
-                                call.tenant_id
-                            )));
+                            return Err(super::rules::refused(Violation::UnknownParty {
+                                kind: r.kind,
+                                id: wanted.id,
+                                tenant: call.tenant_id.clone(),
+                            }));
                         }
                         Err(e) => {
                             return Err(CallError::Host(format!(
@@ -257,88 +278,56 @@ impl Chain {
                 }
                 Disposition::Attach { parties }
             }
-            matcher::Outcome::EndChain(matcher::Terminal::Discard(reason)) => {
-                Disposition::Discard {
-                    reason: text(reason, "reason")?,
-                }
-            }
-            matcher::Outcome::EndChain(matcher::Terminal::Quarantine(reason)) => {
-                Disposition::Quarantine {
-                    reason: text(reason, "reason")?,
-                }
-            }
-            matcher::Outcome::EndChain(matcher::Terminal::KeepUnlinked) => {
-                Disposition::KeepUnlinked
-            }
+            sdk::Outcome::EndChain(sdk::Terminal::Discard(reason)) => Disposition::Discard {
+                reason: inert(reason),
+            },
+            sdk::Outcome::EndChain(sdk::Terminal::Quarantine(reason)) => Disposition::Quarantine {
+                reason: inert(reason),
+            },
+            sdk::Outcome::EndChain(sdk::Terminal::KeepUnlinked) => Disposition::KeepUnlinked,
         };
         Ok(Some((disposition, action)))
     }
 }
 
-fn check_policy_verdict(
-    verdict: unknown_sender::PolicyVerdict,
-) -> Result<(Disposition, Option<ServerAction>), CallError> {
-    let action = verdict.server_action.map(server_action).transpose()?;
+/// An unknown-sender policy's verdict (already through the SDK's rules) as
+/// a disposition.
+fn policy_disposition(verdict: sdk::PolicyVerdict) -> (Disposition, Option<ServerAction>) {
+    let action = verdict.server_action.map(server_action);
     let disposition = match verdict.decision {
-        unknown_sender::Decision::CreateLead(lead) => {
-            let email = lead.email.trim().to_lowercase();
-            if !crate::directory::normalise::is_valid_address(&email) {
-                return Err(CallError::Malformed(format!(
-                    "create-lead with invalid address {:?}",
-                    crate::text::bounded(&lead.email, 300)
-                )));
-            }
-            Disposition::CreateLead {
-                lead: NewLead {
-                    email,
-                    name: lead.name.map(|n| text(n, "lead name")).transpose()?,
-                    company: lead.company.map(|c| text(c, "lead company")).transpose()?,
-                },
-            }
-        }
-        unknown_sender::Decision::Quarantine(reason) => Disposition::Quarantine {
-            reason: text(reason, "reason")?,
+        sdk::Decision::CreateLead(lead) => Disposition::CreateLead {
+            lead: NewLead {
+                email: lead.email.trim().to_lowercase(),
+                name: lead.name.map(inert),
+                company: lead.company.map(inert),
+            },
         },
-        unknown_sender::Decision::Discard(reason) => Disposition::Discard {
-            reason: text(reason, "reason")?,
+        sdk::Decision::Quarantine(reason) => Disposition::Quarantine {
+            reason: inert(reason),
         },
-        unknown_sender::Decision::KeepUnlinked => Disposition::KeepUnlinked,
+        sdk::Decision::Discard(reason) => Disposition::Discard {
+            reason: inert(reason),
+        },
+        sdk::Decision::KeepUnlinked => Disposition::KeepUnlinked,
     };
-    Ok((disposition, action))
+    (disposition, action)
 }
 
-/// A text field of a verdict: over the cap it makes the result malformed;
-/// within it, control characters are neutralized before it is kept.
-fn text(value: String, what: &str) -> Result<String, CallError> {
-    if value.len() > MAX_TEXT {
-        return Err(CallError::Malformed(format!(
-            "{what} is {} bytes, over the {MAX_TEXT}-byte limit",
-            value.len()
-        )));
+/// A text field of a verdict, within its cap (the rules checked that),
+/// with control characters neutralized before it is kept.
+fn inert(value: String) -> String {
+    match crate::text::neutralize(&value) {
+        std::borrow::Cow::Borrowed(_) => value,
+        std::borrow::Cow::Owned(shown) => shown,
     }
-    Ok(crate::text::neutralize(&value).into_owned())
 }
 
-fn server_action(action: types::ServerAction) -> Result<ServerAction, CallError> {
-    Ok(match action {
-        types::ServerAction::Leave => ServerAction::Leave,
-        types::ServerAction::MarkSeen => ServerAction::MarkSeen,
-        types::ServerAction::Delete => ServerAction::Delete,
-        types::ServerAction::MoveTo(folder) => {
-            if folder.trim().is_empty() {
-                return Err(CallError::Malformed(
-                    "move-to with an empty folder name".into(),
-                ));
-            }
-            ServerAction::MoveTo(text(folder, "folder")?)
-        }
-    })
-}
-
-fn kind_name(kind: PartyKind) -> &'static str {
-    match kind {
-        PartyKind::Contact => "contact",
-        PartyKind::Lead => "lead",
+fn server_action(action: sdk::ServerAction) -> ServerAction {
+    match action {
+        sdk::ServerAction::Leave => ServerAction::Leave,
+        sdk::ServerAction::MarkSeen => ServerAction::MarkSeen,
+        sdk::ServerAction::Delete => ServerAction::Delete,
+        sdk::ServerAction::MoveTo(folder) => ServerAction::MoveTo(inert(folder)),
     }
 }
 
@@ -348,6 +337,7 @@ fn step(
     result: &'static str,
     error: Option<StepError>,
     micros: u64,
+    logs: Vec<PluginLog>,
 ) -> Step {
     // A no-op unless a recorder is installed (`intake serve`).
     metrics::histogram!(
@@ -362,6 +352,7 @@ fn step(
         result,
         error,
         micros,
+        logs,
     }
 }
 
@@ -379,15 +370,23 @@ fn decided(
     }
 }
 
-/// Records a failed step; returns the final decision if the policy is to
-/// quarantine, or `None` to go on (skip).
-fn on_failure(
-    plugin: &LoadedPlugin,
+/// A failed call, as the chain records it.
+struct Failed {
     role: &'static str,
     error: CallError,
     micros: u64,
-    steps: &mut Vec<Step>,
-) -> Option<Decision> {
+    logs: Vec<PluginLog>,
+}
+
+/// Records a failed step; returns the final decision if the policy is to
+/// quarantine, or `None` to go on (skip).
+fn on_failure(plugin: &LoadedPlugin, failed: Failed, steps: &mut Vec<Step>) -> Option<Decision> {
+    let Failed {
+        role,
+        error,
+        micros,
+        logs,
+    } = failed;
     tracing::warn!(plugin = plugin.name(), role, kind = error.kind(), error = %error, "plugin call failed");
     let policy = plugin.binding().on_error;
     let message = error.to_string();
@@ -405,6 +404,7 @@ fn on_failure(
             message: message.clone(),
         }),
         micros,
+        logs,
     ));
     match policy {
         FailurePolicy::Skip => None,

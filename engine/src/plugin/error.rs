@@ -45,6 +45,23 @@ pub enum LoadError {
         /// What it exports.
         exports: String,
     },
+    /// The configuration lacks a setting the component declares as
+    /// required, or gives one with the wrong type.
+    #[error("{name}: invalid configuration: {}", intake_plugin_sdk::rules::describe(.errors))]
+    Config {
+        /// Plugin name.
+        name: String,
+        /// One entry per field, naming it.
+        errors: Vec<intake_plugin_sdk::rules::FieldError>,
+    },
+    /// The component's configuration schema section is not a schema.
+    #[error("{name} declares a configuration schema the engine cannot read: {reason}")]
+    Schema {
+        /// Plugin name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
     /// `init` rejected the configuration, or failed.
     #[error("{name} rejected its configuration: {reason}")]
     Init {

@@ -14,10 +14,16 @@ use crate::directory::{Directory, DirectoryError, Page, Party, PartyKind};
 
 /// One raw read returns at most this much (the WIT says 1 MiB).
 const MAX_RAW_READ: u32 = 1 << 20;
-/// Longest argument a directory look-up accepts.
-const MAX_LOOKUP_ARG: usize = 998;
-/// Longest log line kept; longer ones are cut.
-const MAX_LOG_LINE: usize = 2048;
+
+/// One line a plugin logged during a call, kept for reports (`intake
+/// plugin test` prints them in each step) as well as sent to the log.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PluginLog {
+    /// `trace`, `debug`, `info`, `warn` or `error`.
+    pub level: &'static str,
+    /// The line, cut to 2048 bytes and made inert.
+    pub message: String,
+}
 
 /// What every plugin call for one message shares: who it belongs to, the
 /// tenant's directory and the raw bytes.
@@ -61,6 +67,8 @@ pub(crate) struct HostState {
     limits: Arc<Limits>,
     /// Log lines written so far in this call.
     log_lines: u32,
+    /// The lines kept (up to the binding's cap), for the call's report.
+    logs: Vec<PluginLog>,
     /// Captured guest stdout.
     pub(crate) stdout: CappedOutput,
     /// Captured guest stderr.
@@ -86,9 +94,15 @@ impl HostState {
             plugin,
             limits,
             log_lines: 0,
+            logs: Vec::new(),
             stdout,
             stderr,
         }
+    }
+
+    /// The lines the plugin logged in this call.
+    pub(crate) fn take_logs(&mut self) -> Vec<PluginLog> {
+        std::mem::take(&mut self.logs)
     }
 
     /// Sends captured stdout/stderr to the log and returns the tail of
@@ -131,12 +145,8 @@ impl HostState {
             Box<dyn Future<Output = Result<Page, DirectoryError>> + Send + 'a>,
         >,
     {
-        let arg = arg.trim();
-        if arg.is_empty() || arg.len() > MAX_LOOKUP_ARG {
-            return Err(types::LookupError::InvalidArgument(format!(
-                "{what} must be 1 to {MAX_LOOKUP_ARG} bytes"
-            )));
-        }
+        let arg = intake_plugin_sdk::rules::lookup_argument(&arg, what)
+            .map_err(types::LookupError::InvalidArgument)?;
         let limit = self.limits.max_lookup_results as usize;
         let call = self.call.clone();
         let page = f(call.directory.as_ref(), &call.tenant_id, arg, limit).await;
@@ -232,16 +242,33 @@ impl log::Host for HostState {
             }
             return Ok(());
         }
-        let message = crate::text::bounded(&message, MAX_LOG_LINE);
+        let message =
+            crate::text::neutralize(&intake_plugin_sdk::rules::log_line(&message)).into_owned();
         let (plugin, tenant, account) =
             (&*self.plugin, &self.call.tenant_id, &self.call.account_id);
-        match level {
-            log::Level::Trace => tracing::trace!(plugin, tenant, account, "{message}"),
-            log::Level::Debug => tracing::debug!(plugin, tenant, account, "{message}"),
-            log::Level::Info => tracing::info!(plugin, tenant, account, "{message}"),
-            log::Level::Warn => tracing::warn!(plugin, tenant, account, "{message}"),
-            log::Level::Error => tracing::error!(plugin, tenant, account, "{message}"),
-        }
+        let level = match level {
+            log::Level::Trace => {
+                tracing::trace!(plugin, tenant, account, "{message}");
+                "trace"
+            }
+            log::Level::Debug => {
+                tracing::debug!(plugin, tenant, account, "{message}");
+                "debug"
+            }
+            log::Level::Info => {
+                tracing::info!(plugin, tenant, account, "{message}");
+                "info"
+            }
+            log::Level::Warn => {
+                tracing::warn!(plugin, tenant, account, "{message}");
+                "warn"
+            }
+            log::Level::Error => {
+                tracing::error!(plugin, tenant, account, "{message}");
+                "error"
+            }
+        };
+        self.logs.push(PluginLog { level, message });
         Ok(())
     }
 }

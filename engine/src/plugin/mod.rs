@@ -7,6 +7,9 @@
 //! - `host`: the imports (directory, raw message, log), tenant-scoped.
 //! - `view`: the engine's message view → the contract's record (the only
 //!   place generated message types are built).
+//! - `rules`: verdicts checked by the SDK's rules (`intake_plugin_sdk::rules`),
+//!   the same functions a plugin's unit tests run.
+//! - [`schema`]: the configuration schema a component declares.
 //! - [`chain`]: matchers, then the unknown-sender policy → a [`Decision`].
 //!
 //! The contract is `wit/v0.1.0/plugin.wit`.
@@ -19,13 +22,15 @@ pub mod error;
 mod host;
 pub mod limits;
 mod output;
+mod rules;
 pub mod runtime;
+pub mod schema;
 mod view;
 
 pub use crate::domain::ServerAction;
 pub use binding::{Binding, FailurePolicy, LoadedPlugin, Roles, WasmSource};
 pub use chain::{Chain, Decision, Disposition, NewLead, Step};
 pub use error::{CallError, LoadError};
-pub use host::CallContext;
+pub use host::{CallContext, PluginLog};
 pub use limits::Limits;
 pub use runtime::{PluginRuntime, RuntimeConfig};

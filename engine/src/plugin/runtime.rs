@@ -129,7 +129,11 @@ impl PluginRuntime {
                 name: name.clone(),
                 reason: format!("{e:#}"),
             })?;
-        LoadedPlugin::new(binding, pre)
+        let schema = super::schema::read(wasm).map_err(|reason| LoadError::Schema {
+            name: name.clone(),
+            reason,
+        })?;
+        LoadedPlugin::new(binding, pre, schema)
     }
 
     /// [`Self::load`] on tokio's blocking pool: reading and compiling a

@@ -7,6 +7,7 @@
 //! - [`accounts`]: accounts and credentials, Test settings;
 //! - [`directory`]: contacts and leads, bulk upsert by external id;
 //! - [`plugins`]: the tenant's chain, components checked before storing;
+//! - [`scaffold`]: a new plugin project for `intake plugin new`;
 //! - [`messages`]: the inbox and the quarantine;
 //! - [`tenants`]: tenants (the operator's) and API tokens;
 //! - [`webhooks`]: webhook endpoints and deliveries;
@@ -30,6 +31,7 @@ pub mod messages;
 pub mod oauth;
 pub mod plugins;
 pub mod policy;
+pub mod scaffold;
 pub mod scope;
 pub mod tenants;
 pub mod webhooks;

@@ -114,23 +114,62 @@ fn on_error(settings: &PluginSettings, base: FailurePolicy) -> Result<FailurePol
     }
 }
 
-/// Checks that a component loads, has the role and accepts its config.
-pub(crate) async fn check_plugin(binding: &NewBinding, tenant: &str) -> Result<()> {
+/// What checking a component found: the roles it exports and the settings
+/// it declares.
+#[derive(Debug, Clone)]
+pub struct ComponentCheck {
+    /// The roles it exports.
+    pub roles: crate::plugin::Roles,
+    /// Its configuration schema (`intake:config-schema`), if it has one.
+    pub schema: Option<intake_plugin_sdk::rules::ConfigSchema>,
+}
+
+/// Checks that a component loads and accepts `config`: its declared
+/// settings (each bad field named), then its own `init`. The one check
+/// behind `intake plugin add`, `plugin check`, the API's upload and a
+/// configuration change.
+pub async fn check_component(
+    name: &str,
+    wasm: &[u8],
+    config: &str,
+    limits: &Limits,
+    tenant: &str,
+) -> Result<ComponentCheck> {
     let runtime = Arc::new(
         PluginRuntime::new(RuntimeConfig::default())
             .map_err(|e| ServiceError::Internal(format!("plugin runtime: {e}")))?,
     );
     let plugin = runtime
         .load_async(crate::plugin::Binding {
-            name: binding.name.clone(),
-            wasm: crate::plugin::WasmSource::Bytes(binding.wasm.clone().into()),
-            config: binding.config.clone(),
-            limits: binding.limits.clone(),
-            on_error: binding.on_error,
+            name: name.to_owned(),
+            wasm: crate::plugin::WasmSource::Bytes(wasm.into()),
+            config: config.to_owned(),
+            limits: limits.clone(),
+            on_error: FailurePolicy::default(),
         })
         .await
         .map_err(|e| invalid("wasm", e.to_string()))?;
-    let roles = plugin.roles();
+    plugin
+        .check_init(tenant, Arc::new(crate::directory::MemoryDirectory::new()))
+        .await
+        .map_err(config_error)?;
+    Ok(ComponentCheck {
+        roles: plugin.roles(),
+        schema: plugin.config_schema().cloned(),
+    })
+}
+
+/// Checks that a component loads, has the role and accepts its config.
+pub(crate) async fn check_plugin(binding: &NewBinding, tenant: &str) -> Result<()> {
+    let roles = check_component(
+        &binding.name,
+        &binding.wasm,
+        &binding.config,
+        &binding.limits,
+        tenant,
+    )
+    .await?
+    .roles;
     let ok = match binding.role {
         BindingRole::Matcher => roles.matcher,
         BindingRole::UnknownSender => roles.unknown_sender,
@@ -145,11 +184,22 @@ pub(crate) async fn check_plugin(binding: &NewBinding, tenant: &str) -> Result<(
             ),
         ));
     }
-    plugin
-        .check_init(tenant, Arc::new(crate::directory::MemoryDirectory::new()))
-        .await
-        .map_err(|e| invalid("config", e.to_string()))?;
     Ok(())
+}
+
+/// A refused configuration, named by its first bad field (`config.domains`)
+/// when the component's schema found one, with every field in the reason.
+fn config_error(error: crate::plugin::LoadError) -> ServiceError {
+    match &error {
+        crate::plugin::LoadError::Config { errors, .. } => {
+            let field = match errors.first() {
+                Some(first) if !first.field.is_empty() => format!("config.{}", first.field),
+                _ => "config".into(),
+            };
+            invalid(field, error.to_string())
+        }
+        _ => invalid("config", error.to_string()),
+    }
 }
 
 fn check_config(config: &str) -> Result<()> {

@@ -4,7 +4,7 @@
 /// Host imports and the shared `types` interface.
 pub mod imports {
     wit_bindgen::generate!({
-        path: ["../wit/v0.1.0", "wit"],
+        path: "wit",
         world: "intake:sdk/imports",
         generate_all,
         additional_derives: [PartialEq, Eq, Clone],
@@ -14,7 +14,7 @@ pub mod imports {
 /// The `lifecycle` export.
 pub mod lifecycle {
     wit_bindgen::generate!({
-        path: ["../wit/v0.1.0", "wit"],
+        path: "wit",
         world: "intake:sdk/lifecycle-export",
         pub_export_macro: true,
         export_macro_name: "__export_lifecycle",
@@ -25,7 +25,7 @@ pub mod lifecycle {
 /// The matcher role export.
 pub mod matcher {
     wit_bindgen::generate!({
-        path: ["../wit/v0.1.0", "wit"],
+        path: "wit",
         world: "intake:sdk/matcher-export",
         pub_export_macro: true,
         export_macro_name: "__export_matcher",
@@ -40,7 +40,7 @@ pub mod matcher {
 /// The unknown-sender policy role export.
 pub mod unknown_sender {
     wit_bindgen::generate!({
-        path: ["../wit/v0.1.0", "wit"],
+        path: "wit",
         world: "intake:sdk/unknown-sender-export",
         pub_export_macro: true,
         export_macro_name: "__export_unknown_sender",

@@ -20,6 +20,19 @@ thread_local! {
     static INSTANCE: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
 }
 
+/// The schema's bytes as a fixed-size array, for the custom section
+/// [`crate::export_plugin!`] emits.
+pub const fn schema_bytes<const N: usize>(schema: &str) -> [u8; N] {
+    let bytes = schema.as_bytes();
+    let mut out = [0u8; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = bytes[i];
+        i += 1;
+    }
+    out
+}
+
 /// Parses the binding's JSON configuration and builds the plugin.
 pub fn init<P: Plugin>(config: String) -> Result<(), String> {
     let plugin = build::<P>(&config)?;

@@ -101,6 +101,17 @@ struct DomainMatch {
 impl Plugin for DomainMatch {
     type Config = Config;
 
+    // Checked by the engine when the plugin is added, checked or tested, so
+    // a mistyped setting is named before any mail is matched.
+    const CONFIG_SCHEMA: &'static str = intake_plugin_sdk::config_schema! {
+        ignore_domains: array optional "Your own domains: without them every colleague's mail matches your company",
+        kinds: array optional "Which parties count: contact, lead",
+        max_parties: integer optional "Attach to all parties of a domain that has at most this many",
+        fields: array optional "Address fields to take domains from: from, sender, reply-to, to, cc",
+        free_mail_domains: array optional "Replaces the built-in list of free-mail domains",
+        extra_free_mail_domains: array optional "Added to the built-in list of free-mail domains",
+    };
+
     fn new(config: Config) -> Result<Self, Error> {
         if config.max_parties == 0 {
             return Err(Error::new("`max_parties` must be at least 1"));
@@ -262,6 +273,18 @@ mod tests {
         let v =
             run_matcher::<DomainMatch>(r#"{"free_mail_domains": []}"#, &m, &directory()).unwrap();
         assert_eq!(count(&v), 1);
+    }
+
+    #[test]
+    fn the_declared_schema_names_a_mistyped_setting() {
+        let m = MessageBuilder::new().from("x@acme.example").build();
+        let err =
+            run_matcher::<DomainMatch>(r#"{"ignore_domains": "ourco.example"}"#, &m, &directory())
+                .unwrap_err();
+        assert!(err.contains("`ignore_domains` must be an array"), "{err}");
+        let err =
+            run_matcher::<DomainMatch>(r#"{"max_parties": "2"}"#, &m, &directory()).unwrap_err();
+        assert!(err.contains("`max_parties` must be an integer"), "{err}");
     }
 
     #[test]

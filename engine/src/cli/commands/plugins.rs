@@ -142,7 +142,9 @@ pub(crate) async fn plugin(
             store.order_bindings(tenant, &names).await?;
             writeln!(out, "chain: {}", names.join(" → "))?;
         }
-        PluginCommand::Test(_) => unreachable!("dispatched in cli::run"),
+        PluginCommand::Test(_) | PluginCommand::Check(_) | PluginCommand::New(_) => {
+            unreachable!("dispatched in cli::run")
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -183,4 +185,112 @@ pub(super) async fn ensure_default_chain(
         writeln!(out, "installed the default plugin chain ({origin})")?;
     }
     Ok(())
+}
+
+/// `intake plugin check`.
+#[derive(Debug, Args)]
+pub(crate) struct PluginCheck {
+    /// The component (.wasm).
+    file: PathBuf,
+    /// Configuration: JSON, or @file.json.
+    #[arg(long, default_value = "{}")]
+    config: String,
+}
+
+/// Checks a component as `plugin add` would, without a store: loads it,
+/// checks the configuration against its schema, runs `init`.
+pub(crate) async fn plugin_check(
+    tenant: &str,
+    args: PluginCheck,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<ExitCode> {
+    let wasm = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let name = args
+        .file
+        .file_stem()
+        .map_or("plugin".into(), |s| s.to_string_lossy().into_owned());
+    let config = read_config(&args.config)?;
+    let check =
+        crate::service::plugins::check_component(&name, &wasm, &config, &Limits::default(), tenant)
+            .await
+            .map_err(|e| match e {
+                crate::service::ServiceError::Invalid { reason, .. } => anyhow::anyhow!(reason),
+                other => other.into(),
+            })?;
+    let roles: Vec<&str> = [
+        (check.roles.matcher, "matcher"),
+        (check.roles.unknown_sender, "unknown-sender"),
+    ]
+    .into_iter()
+    .filter_map(|(has, role)| has.then_some(role))
+    .collect();
+    writeln!(out, "{name}: ok, exports {}", roles.join(" and "))?;
+    match &check.schema {
+        None => writeln!(out, "declares no configuration schema")?,
+        Some(schema) => {
+            writeln!(out, "configuration:")?;
+            for field in &schema.fields {
+                let kind = serde_json::to_value(field.kind)?;
+                writeln!(
+                    out,
+                    "  {:<24} {:<8} {:<9} {}",
+                    safe(&field.name),
+                    kind.as_str().unwrap_or_default(),
+                    if field.required {
+                        "required"
+                    } else {
+                        "optional"
+                    },
+                    safe(&field.description)
+                )?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `intake plugin new`.
+#[derive(Debug, Args)]
+pub(crate) struct PluginNew {
+    /// The plugin's name: lower-case letters, digits, `-` or `_`
+    /// (`vip-match` builds `vip_match.wasm`).
+    name: String,
+    /// rust (python and js: not yet).
+    #[arg(long, default_value = "rust", value_parser = ["rust", "python", "js"])]
+    lang: String,
+    /// Where to write the project (default: ./NAME). Created; must be empty.
+    #[arg(long, value_name = "PATH")]
+    dir: Option<PathBuf>,
+    /// The plugin SDK to depend on, by path (default: the plugin-sdk of
+    /// the Intake checkout this binary was built from; the SDK is not on
+    /// crates.io yet).
+    #[arg(long, value_name = "PATH")]
+    sdk: Option<PathBuf>,
+}
+
+/// Writes a new plugin project.
+pub(crate) fn plugin_new(
+    args: PluginNew,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<ExitCode> {
+    use crate::service::scaffold;
+    let language: scaffold::Language = args.lang.parse().map_err(anyhow::Error::msg)?;
+    let dir = args.dir.unwrap_or_else(|| PathBuf::from(&args.name));
+    let sdk = args.sdk.unwrap_or_else(scaffold::default_sdk_path);
+    let project = scaffold::new_project(&args.name, language, &dir, &sdk)?;
+    writeln!(out, "created {}:", project.dir.display())?;
+    for file in &project.files {
+        writeln!(out, "  {}", file.display())?;
+    }
+    writeln!(out, "next:")?;
+    writeln!(out, "  cd {}", project.dir.display())?;
+    writeln!(out, "  cargo test")?;
+    writeln!(out, "  ./build.sh")?;
+    writeln!(
+        out,
+        "  intake plugin test {} --message sample/message.eml --contacts sample/contacts.csv --pretty",
+        project.component.display()
+    )?;
+    Ok(ExitCode::SUCCESS)
 }
