@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use clap::ValueEnum;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use serde::{Deserialize, Serialize};
 
 use super::credentials::Credential;
@@ -274,7 +274,7 @@ impl Store {
             .order_by_asc(accounts::Column::Name)
             .all(&self.db)
             .await?;
-        let names = self.credential_names(tenant).await?;
+        let names = self.credential_names_of(tenant, None).await?;
         rows.into_iter()
             .map(|r| account_from_row(r, &names))
             .collect()
@@ -288,7 +288,12 @@ impl Store {
             .one(&self.db)
             .await?
             .ok_or_else(|| not_found("account", name))?;
-        let names = self.credential_names(tenant).await?;
+        // Only the account's own credentials: a check reads its account
+        // several times, and a tenant may have thousands of credentials.
+        let ids: Vec<i64> = std::iter::once(row.credential_id)
+            .chain(row.proxy_credential_id)
+            .collect();
+        let names = self.credential_names_of(tenant, Some(&ids)).await?;
         account_from_row(row, &names)
     }
 
@@ -328,15 +333,22 @@ impl Store {
         Ok(account.settings(login, proxy.as_ref()))
     }
 
-    /// `(id, name)` of the tenant's credentials.
-    async fn credential_names(&self, tenant: TenantId) -> Result<Vec<(i64, String)>> {
-        Ok(credentials::Entity::find()
-            .filter(credentials::Column::TenantId.eq(tenant.0))
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .map(|c| (c.id, c.name))
-            .collect())
+    /// `(id, name)` of the tenant's credentials, or of those with `ids`
+    /// (two columns only: the rows also hold sealed secrets).
+    async fn credential_names_of(
+        &self,
+        tenant: TenantId,
+        ids: Option<&[i64]>,
+    ) -> Result<Vec<(i64, String)>> {
+        let mut query = credentials::Entity::find()
+            .select_only()
+            .column(credentials::Column::Id)
+            .column(credentials::Column::Name)
+            .filter(credentials::Column::TenantId.eq(tenant.0));
+        if let Some(ids) = ids {
+            query = query.filter(credentials::Column::Id.is_in(ids.iter().copied()));
+        }
+        Ok(query.into_tuple::<(i64, String)>().all(&self.db).await?)
     }
 
     /// The row for `config`, credentials resolved (without tenant or
