@@ -150,6 +150,19 @@ pub fn check_text(value: &str, what: &'static str) -> Result<(), Violation> {
     Ok(())
 }
 
+/// What every verdict must meet: its size under the cap, and a server
+/// action the engine can carry out.
+fn check_size_and_action(
+    size: usize,
+    cap: usize,
+    action: Option<&ServerAction>,
+) -> Result<(), Violation> {
+    if size > cap {
+        return Err(Violation::OutputTooLarge { size, cap });
+    }
+    action.map_or(Ok(()), check_server_action)
+}
+
 /// A suggested server action: `move-to` needs a folder name within the cap.
 pub fn check_server_action(action: &ServerAction) -> Result<(), Violation> {
     match action {
@@ -197,16 +210,11 @@ fn action_size(action: Option<&ServerAction>) -> usize {
 /// among what the directory returned (the test harness); an empty list
 /// attaches nothing.
 pub fn check_verdict(verdict: &Verdict, max_output_bytes: usize) -> Result<&[PartyRef], Violation> {
-    let size = verdict_size(verdict);
-    if size > max_output_bytes {
-        return Err(Violation::OutputTooLarge {
-            size,
-            cap: max_output_bytes,
-        });
-    }
-    if let Some(action) = &verdict.server_action {
-        check_server_action(action)?;
-    }
+    check_size_and_action(
+        verdict_size(verdict),
+        max_output_bytes,
+        verdict.server_action.as_ref(),
+    )?;
     match &verdict.outcome {
         Outcome::NoOpinion | Outcome::EndChain(Terminal::KeepUnlinked) => Ok(&[]),
         Outcome::Attach(refs) => Ok(refs),
@@ -223,16 +231,11 @@ pub fn check_policy_verdict(
     verdict: &PolicyVerdict,
     max_output_bytes: usize,
 ) -> Result<Option<String>, Violation> {
-    let size = policy_verdict_size(verdict);
-    if size > max_output_bytes {
-        return Err(Violation::OutputTooLarge {
-            size,
-            cap: max_output_bytes,
-        });
-    }
-    if let Some(action) = &verdict.server_action {
-        check_server_action(action)?;
-    }
+    check_size_and_action(
+        policy_verdict_size(verdict),
+        max_output_bytes,
+        verdict.server_action.as_ref(),
+    )?;
     match &verdict.decision {
         Decision::CreateLead(lead) => {
             let email = lead.email.trim().to_lowercase();

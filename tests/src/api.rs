@@ -3,7 +3,7 @@
 //! carries: status, headers and the exact body.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,6 +22,41 @@ pub struct ApiServe {
     pub tls: bool,
     /// Everything it wrote to stderr so far.
     log: Arc<Mutex<String>>,
+}
+
+/// A fresh SQLite store in `dir` for [`ApiServe::start`]: a new master key
+/// file and the database URL.
+pub fn sqlite_store(dir: &Path) -> (PathBuf, String) {
+    let key = dir.join("intake.key");
+    std::fs::write(
+        &key,
+        intake::store::MasterKey::generate().unwrap().to_base64(),
+    )
+    .unwrap();
+    let db = format!("sqlite://{}?mode=rwc", dir.join("intake.db").display());
+    (key, db)
+}
+
+/// Creates `tenant` as the operator and issues it an admin token.
+pub async fn tenant_token(serve: &ApiServe, tenant: &str) -> String {
+    let operator = serve.client(Some(OPERATOR));
+    let r = operator
+        .json(
+            "POST",
+            "/v1/tenants",
+            &serde_json::json!({ "name": tenant }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = operator
+        .json(
+            "POST",
+            &format!("/v1/tenants/{tenant}/tokens"),
+            &serde_json::json!({ "name": "console", "scope": "admin" }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()["token"].as_str().unwrap().to_owned()
 }
 
 impl ApiServe {

@@ -13,31 +13,13 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use intake::fetch::{Protocol, Security};
-use intake::store::MasterKey;
-use intake_tests::api::{ApiServe, Client, OPERATOR};
+use intake_tests::api::{ApiServe, Client, sqlite_store, tenant_token};
 use intake_tests::servers::{Dovecot, PASSWORD, USER};
 use intake_tests::{HOSTILE_MAIL, plugin, root};
 use serde_json::json;
 
 fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_intake-under-test"))
-}
-
-async fn token(serve: &ApiServe, tenant: &str) -> String {
-    let operator = serve.client(Some(OPERATOR));
-    let r = operator
-        .json("POST", "/v1/tenants", &json!({ "name": tenant }))
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    let r = operator
-        .json(
-            "POST",
-            &format!("/v1/tenants/{tenant}/tokens"),
-            &json!({ "name": "browser", "scope": "admin" }),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    r.json()["token"].as_str().unwrap().to_owned()
 }
 
 async fn ok(client: &Client, method: &str, path: &str, body: serde_json::Value) {
@@ -73,15 +55,10 @@ Subject: Held for the browser test\r\nMessage-ID: <held@test.example>\r\n\r\nPle
         false,
     );
     let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("intake.key");
-    std::fs::write(&key, MasterKey::generate().unwrap().to_base64()).unwrap();
-    let db = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("intake.db").display()
-    );
+    let (key, db) = sqlite_store(dir.path());
     let serve = ApiServe::start(&binary(), &db, &key, &[]);
-    let acme_token = token(&serve, "acme").await;
-    let globex_token = token(&serve, "globex").await;
+    let acme_token = tenant_token(&serve, "acme").await;
+    let globex_token = tenant_token(&serve, "globex").await;
     let acme = serve.client(Some(&acme_token));
     ok(
         &acme,

@@ -9,8 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use intake::fetch::{Protocol, Security};
-use intake::store::MasterKey;
-use intake_tests::api::{ApiServe, Client, OPERATOR, Response};
+use intake_tests::api::{ApiServe, Client, Response, sqlite_store, tenant_token};
 use intake_tests::servers::{Dovecot, PASSWORD, USER};
 use serde_json::json;
 
@@ -88,34 +87,12 @@ fn form_body(fields: &[(&str, &str)]) -> String {
     out.finish()
 }
 
-async fn tenant_token(serve: &ApiServe, tenant: &str) -> String {
-    let operator = serve.client(Some(OPERATOR));
-    let r = operator
-        .json("POST", "/v1/tenants", &json!({ "name": tenant }))
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    let r = operator
-        .json(
-            "POST",
-            &format!("/v1/tenants/{tenant}/tokens"),
-            &json!({ "name": "console", "scope": "admin" }),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    r.json()["token"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_shows_a_tenant_its_own_pages_and_nothing_runs_from_mail() {
     let dovecot = Dovecot::start();
     dovecot.deliver(USER, "INBOX", intake_tests::HOSTILE_MAIL.as_bytes(), false);
     let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("intake.key");
-    std::fs::write(&key, MasterKey::generate().unwrap().to_base64()).unwrap();
-    let db = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("intake.db").display()
-    );
+    let (key, db) = sqlite_store(dir.path());
     let serve = ApiServe::start(&binary(), &db, &key, &[]);
     let acme_token = tenant_token(&serve, "acme").await;
     let globex_token = tenant_token(&serve, "globex").await;
@@ -534,12 +511,7 @@ async fn presets_fill_the_form_and_oauth2_signs_in_from_the_console() {
         false,
     );
     let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("intake.key");
-    std::fs::write(&key, MasterKey::generate().unwrap().to_base64()).unwrap();
-    let db = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("intake.db").display()
-    );
+    let (key, db) = sqlite_store(dir.path());
     let status = std::process::Command::new(binary())
         .args([
             "oauth",
@@ -686,12 +658,7 @@ async fn test_settings_shows_each_step_as_it_is_made() {
         std::thread::sleep(Duration::from_secs(30));
     });
     let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("intake.key");
-    std::fs::write(&key, MasterKey::generate().unwrap().to_base64()).unwrap();
-    let db = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("intake.db").display()
-    );
+    let (key, db) = sqlite_store(dir.path());
     let serve = ApiServe::start(&binary(), &db, &key, &[]);
     let token = tenant_token(&serve, "acme").await;
     let api = serve.client(Some(&token));
@@ -800,12 +767,7 @@ async fn the_accounts_page_shows_a_long_first_sync_as_it_goes() {
         dovecot.deliver(USER, "INBOX", raw.as_bytes(), false);
     }
     let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("intake.key");
-    std::fs::write(&key, MasterKey::generate().unwrap().to_base64()).unwrap();
-    let db = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("intake.db").display()
-    );
+    let (key, db) = sqlite_store(dir.path());
     let serve = ApiServe::start(&binary(), &db, &key, &["--progress-ms", "100"]);
     let token = tenant_token(&serve, "acme").await;
     let api = serve.client(Some(&token));

@@ -135,6 +135,45 @@ fn index(name: &str, table: &str, columns: &[&str]) -> IndexCreateStatement {
     i
 }
 
+/// Adds `columns` to `table`, one statement each (SQLite alters one column
+/// at a time).
+async fn add_columns(
+    manager: &SchemaManager<'_>,
+    table: &str,
+    columns: impl IntoIterator<Item = ColumnDef>,
+) -> Result<(), DbErr> {
+    for mut column in columns {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(a(table))
+                    .add_column(&mut column)
+                    .to_owned(),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Drops `columns` from `table`, one statement each.
+async fn drop_columns(
+    manager: &SchemaManager<'_>,
+    table: &str,
+    columns: &[&str],
+) -> Result<(), DbErr> {
+    for column in columns {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(a(table))
+                    .drop_column(a(column))
+                    .to_owned(),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
 /// Unique indexes with a `WHERE`: the idempotency keys. Both databases treat
 /// NULLs as distinct, so the predicates only make intent explicit and keep
 /// the indexes small; what matters is that `ON CONFLICT DO NOTHING` (without
@@ -503,16 +542,12 @@ const BACKFILL_CHUNK: u64 = 200;
 #[async_trait::async_trait]
 impl MigrationTrait for ContentHash {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for column in ["content_sha256", "decided_by"] {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(a("messages"))
-                        .add_column(col(column).text().null())
-                        .to_owned(),
-                )
-                .await?;
-        }
+        add_columns(
+            manager,
+            "messages",
+            ["content_sha256", "decided_by"].map(|c| col(c).text().null().to_owned()),
+        )
+        .await?;
         backfill_content_hashes(manager.get_connection()).await?;
         manager
             .get_connection()
@@ -529,17 +564,7 @@ impl MigrationTrait for ContentHash {
             .get_connection()
             .execute_unprepared("DROP INDEX IF EXISTS ux_messages_content")
             .await?;
-        for column in ["content_sha256", "decided_by"] {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(a("messages"))
-                        .drop_column(a(column))
-                        .to_owned(),
-                )
-                .await?;
-        }
-        Ok(())
+        drop_columns(manager, "messages", &["content_sha256", "decided_by"]).await
     }
 }
 
@@ -924,25 +949,16 @@ impl MigrationName for CertificatePins {
 #[async_trait::async_trait]
 impl MigrationTrait for CertificatePins {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(a("accounts"))
-                    .add_column(col("pinned_certificate").text().null())
-                    .to_owned(),
-            )
-            .await
+        add_columns(
+            manager,
+            "accounts",
+            [col("pinned_certificate").text().null().to_owned()],
+        )
+        .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(a("accounts"))
-                    .drop_column(a("pinned_certificate"))
-                    .to_owned(),
-            )
-            .await
+        drop_columns(manager, "accounts", &["pinned_certificate"]).await
     }
 }
 
@@ -972,37 +988,28 @@ impl MigrationTrait for OAuth {
             .col(col("scopes").text().not_null())
             .col(col("created_at").timestamp_with_time_zone().not_null());
         manager.create_table(t.to_owned()).await?;
-        for column in [
-            col("oauth_provider").text().null().to_owned(),
-            col("access_token").blob().null().to_owned(),
-            col("access_expires_at")
-                .timestamp_with_time_zone()
-                .null()
-                .to_owned(),
-        ] {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(a("credentials"))
-                        .add_column(column)
-                        .to_owned(),
-                )
-                .await?;
-        }
-        Ok(())
+        add_columns(
+            manager,
+            "credentials",
+            [
+                col("oauth_provider").text().null().to_owned(),
+                col("access_token").blob().null().to_owned(),
+                col("access_expires_at")
+                    .timestamp_with_time_zone()
+                    .null()
+                    .to_owned(),
+            ],
+        )
+        .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for column in ["oauth_provider", "access_token", "access_expires_at"] {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(a("credentials"))
-                        .drop_column(a(column))
-                        .to_owned(),
-                )
-                .await?;
-        }
+        drop_columns(
+            manager,
+            "credentials",
+            &["oauth_provider", "access_token", "access_expires_at"],
+        )
+        .await?;
         manager
             .drop_table(Table::drop().table(a("oauth_providers")).to_owned())
             .await
@@ -1020,44 +1027,32 @@ impl MigrationName for CheckProgress {
     }
 }
 
-const PROGRESS_COLUMNS: [&str; 3] = ["progress_done", "progress_total", "progress_at"];
-
 #[allow(elided_lifetimes_in_paths)]
 #[async_trait::async_trait]
 impl MigrationTrait for CheckProgress {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for column in [
-            col("progress_done").big_integer().null().to_owned(),
-            col("progress_total").big_integer().null().to_owned(),
-            col("progress_at")
-                .timestamp_with_time_zone()
-                .null()
-                .to_owned(),
-        ] {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(a("account_health"))
-                        .add_column(column)
-                        .to_owned(),
-                )
-                .await?;
-        }
-        Ok(())
+        add_columns(
+            manager,
+            "account_health",
+            [
+                col("progress_done").big_integer().null().to_owned(),
+                col("progress_total").big_integer().null().to_owned(),
+                col("progress_at")
+                    .timestamp_with_time_zone()
+                    .null()
+                    .to_owned(),
+            ],
+        )
+        .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for column in PROGRESS_COLUMNS {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(a("account_health"))
-                        .drop_column(a(column))
-                        .to_owned(),
-                )
-                .await?;
-        }
-        Ok(())
+        drop_columns(
+            manager,
+            "account_health",
+            &["progress_done", "progress_total", "progress_at"],
+        )
+        .await
     }
 }
 
