@@ -229,6 +229,7 @@ async fn pop3_deletion_queued_by_an_earlier_run_is_done_in_a_later_session(db: D
                     outcome: Outcome::KeepUnlinked,
                     action: Some(Acknowledge::Delete),
                     decided_by: None,
+                    decision: None,
                 }],
                 ..BatchCommit::default()
             },

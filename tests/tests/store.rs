@@ -148,6 +148,7 @@ fn incoming(
         outcome,
         action: None,
         decided_by: None,
+        decision: None,
     }
 }
 
@@ -198,10 +199,10 @@ async fn migrations_are_idempotent(db: Db) {
     let conn = raw_connection(&db).await;
     // One row per migration: the initial schema, the content key, account
     // health, lz4 for raw bytes, webhooks, API tokens, message dates,
-    // certificate pins, OAuth2 and check progress.
+    // certificate pins, OAuth2, check progress and decision records.
     assert_eq!(
         count(&conn, "SELECT COUNT(*) FROM seaql_migrations").await,
-        10
+        11
     );
     assert_eq!(count(&conn, "SELECT COUNT(*) FROM tenants").await, 1);
     if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
@@ -267,10 +268,10 @@ async fn migrations_are_idempotent(db: Db) {
     }
     // One row per migration: the initial schema, the content key, account
     // health, lz4 for raw bytes, webhooks, API tokens, message dates,
-    // certificate pins, OAuth2 and check progress.
+    // certificate pins, OAuth2, check progress and decision records.
     assert_eq!(
         count(&conn, "SELECT COUNT(*) FROM seaql_migrations").await,
-        10
+        11
     );
 }
 
@@ -1233,6 +1234,7 @@ async fn content_key_backstop_covers_mail_without_message_id(db: Db) {
         },
         action: None,
         decided_by: None,
+        decision: None,
     };
     let first = s
         .commit_batch(

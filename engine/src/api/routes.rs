@@ -23,9 +23,11 @@ use crate::service::accounts::{AccountChange, AccountPatch, AccountView};
 use crate::service::directory::{PartyPage, PartyQuery};
 use crate::service::discover::ProviderView;
 use crate::service::messages::{
-    MessageItem, MessagePage, MessageQuery, QuarantinePage, QuarantineQuery, Release, Released,
+    Explanation, MessageItem, MessagePage, MessageQuery, QuarantinePage, QuarantineQuery, Release,
+    Released,
 };
 use crate::service::plugins::{PluginSettings, PluginView};
+use crate::service::replay::{ReplayChain, ReplayReport, ReplayRequest};
 use crate::service::tenants::{IssuedToken, TenantView};
 use crate::service::webhooks::{CreatedWebhook, WebhookInput};
 use crate::store::{
@@ -59,6 +61,7 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(test_account))
         .routes(routes!(check_account))
         .routes(routes!(enable_account))
+        .routes(routes!(replay_account))
         .routes(routes!(list_credentials, create_credential))
         .routes(routes!(set_credential, delete_credential))
         .routes(routes!(upsert_parties))
@@ -71,6 +74,7 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(list_messages))
         .routes(routes!(get_message))
         .routes(routes!(raw_message))
+        .routes(routes!(explain_message))
         .routes(routes!(list_quarantine))
         .routes(routes!(release_quarantined))
         .routes(routes!(drop_quarantined))
@@ -369,6 +373,45 @@ async fn check_account(
         }),
     )
         .into_response())
+}
+
+/// What to replay.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayInput {
+    /// Only report what would change (the default); `false` records it.
+    #[serde(default = "yes")]
+    pub dry_run: bool,
+    /// Only mail dated at or after this time (RFC 3339).
+    pub since: Option<DateTime<Utc>>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Replay: run the account's stored mail through the tenant's chain as
+/// stored now and report what changes — links added and removed, new
+/// leads, dispositions. With `dry_run: false` the new decisions are
+/// recorded (a second run changes nothing). The mail server is never
+/// contacted. The answer waits for the whole account.
+#[utoipa::path(post, path = "/v1/accounts/{name}/replay", tag = "accounts",
+    params(("name" = String, Path, description = "Account name")),
+    request_body = ReplayInput,
+    responses((status = 200, body = ReplayReport),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn replay_account(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    Json(input): Json<ReplayInput>,
+) -> Out<ReplayReport> {
+    let request = ReplayRequest {
+        since: input.since,
+        chain: ReplayChain::Stored,
+        apply: !input.dry_run,
+    };
+    ok(state.service.replay(&s, &name, &request).await?)
 }
 
 /// Switch an account on and clear a disablement or backoff.
@@ -698,6 +741,21 @@ async fn get_message(
     axum::extract::Path(message): axum::extract::Path<String>,
 ) -> Out<MessageItem> {
     ok(state.service.message(&s, id(&message, "message")?).await?)
+}
+
+/// How the plugin chain decided the message: each plugin as it ran (its
+/// answer and time, component SHA-256 and configuration version) and who
+/// decided.
+#[utoipa::path(get, path = "/v1/messages/{id}/explain", tag = "messages",
+    params(("id" = i64, Path, description = "Stored message id")),
+    responses((status = 200, body = Explanation),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn explain_message(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+    axum::extract::Path(message): axum::extract::Path<String>,
+) -> Out<Explanation> {
+    ok(state.service.explain(&s, id(&message, "message")?).await?)
 }
 
 /// The message's exact bytes, as the server sent them.

@@ -117,6 +117,10 @@ enum Command {
     /// Quarantined messages: list, release, drop.
     #[command(subcommand)]
     Quarantine(commands::QuarantineCommand),
+    /// Run an account's stored mail through a plugin chain (the stored one
+    /// or components given) and show what would change (--dry-run) or
+    /// record it (--apply). Never contacts the mail server.
+    Replay(commands::ReplayArgs),
     /// Tenants of a hosted engine: add, list.
     #[command(subcommand)]
     Tenant(commands::TenantCommand),
@@ -443,6 +447,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<ExitC
         Command::Inbox(args) => commands::inbox(&c, args, out).await,
         Command::Message(cmd) => commands::message(&c, cmd, out).await,
         Command::Quarantine(cmd) => commands::quarantine(&c, cmd, out).await,
+        Command::Replay(args) => commands::replay(&c, args, out).await,
         Command::Tenant(cmd) => commands::tenant(&c, cmd, out).await,
         Command::Oauth(cmd) => commands::oauth(&c, cmd, out).await,
         Command::Token(cmd) => commands::token(&c, cmd, out).await,

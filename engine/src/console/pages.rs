@@ -1197,6 +1197,19 @@ struct MessagePage {
     text: String,
     has_html: bool,
     attachments: Vec<(String, String, String)>,
+    /// How the chain decided it, one row per plugin (`message explain`).
+    steps: Vec<ChainStepRow>,
+}
+
+/// A plugin's part in a message's decision, as the message page shows it.
+struct ChainStepRow {
+    plugin: String,
+    role: String,
+    result: String,
+    time: String,
+    component: String,
+    config_version: String,
+    decided: bool,
 }
 
 /// Longest text body shown.
@@ -1209,6 +1222,25 @@ async fn message(State(state): State<ConsoleState>, user: Signed, Path(id): Path
     };
     let raw = match state.service.raw_message(&user.scope, id).await {
         Ok(r) => r,
+        Err(e) => return failure(&user, e),
+    };
+    let steps = match state.service.explain(&user.scope, id).await {
+        Ok(e) => e
+            .steps
+            .into_iter()
+            .map(|s| ChainStepRow {
+                time: format!("{} µs", s.micros),
+                component: s.component_sha256.chars().take(12).collect(),
+                plugin: s.plugin,
+                role: s.role,
+                result: match s.error {
+                    Some(error) => shown(&format!("{}: {error}", s.result), 300),
+                    None => s.result,
+                },
+                config_version: s.config_version,
+                decided: s.decided,
+            })
+            .collect(),
         Err(e) => return failure(&user, e),
     };
     let parsed = mail_parser::MessageParser::default().parse(&raw);
@@ -1269,6 +1301,7 @@ async fn message(State(state): State<ConsoleState>, user: Signed, Path(id): Path
         text,
         has_html,
         attachments,
+        steps,
     })
 }
 

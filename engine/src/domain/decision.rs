@@ -1,7 +1,7 @@
 //! What is done with a message: the outcome the store applies, and the
 //! server action — a plugin's suggestion, capped by the account.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::account::AccountSettings;
 use super::message::Acknowledge;
@@ -38,6 +38,57 @@ pub enum Outcome {
     },
     /// Store without links.
     KeepUnlinked,
+}
+
+/// How a decision came about, kept beside the stored message: every plugin
+/// of the chain as it ran, with its component and configuration, and who
+/// decided. Stored as compact JSON (short keys) in `messages.decision`, in
+/// the same row insert as the message, so it costs no statement of its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecisionRecord {
+    /// The disposition chosen: `attach`, `create-lead`, `quarantine`,
+    /// `discard` or `keep-unlinked`.
+    #[serde(rename = "d")]
+    pub disposition: String,
+    /// The plugin that decided; none when nothing did (kept unlinked, or
+    /// bytes that did not parse).
+    #[serde(rename = "by", default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+    /// Every plugin that ran, in order.
+    #[serde(rename = "s", default)]
+    pub steps: Vec<DecisionStep>,
+}
+
+/// One plugin's part in a recorded decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecisionStep {
+    /// Binding name.
+    #[serde(rename = "p")]
+    pub plugin: String,
+    /// `matcher` or `unknown-sender`.
+    #[serde(rename = "r")]
+    pub role: String,
+    /// `no-opinion`, `attach`, `end-chain`, `decided`, `failed` or `skipped`.
+    #[serde(rename = "o")]
+    pub result: String,
+    /// Wall time of the call, microseconds.
+    #[serde(rename = "us")]
+    pub micros: u64,
+    /// SHA-256 of the component's bytes, hex (as `intake plugin list`
+    /// shows it).
+    #[serde(rename = "c")]
+    pub component_sha256: String,
+    /// The binding's configuration version (see
+    /// `plugin::config_version`): changes whenever its component,
+    /// configuration, limits or failure policy do.
+    #[serde(rename = "cv")]
+    pub config_version: String,
+    /// The failure's stable kind (`timeout`, `trap`, …), if it failed.
+    #[serde(rename = "ek", default, skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<String>,
+    /// The failure, for people.
+    #[serde(rename = "em", default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A server action a plugin suggested (the account caps what is honoured).
@@ -110,6 +161,36 @@ mod tests {
         assert_eq!(
             capped_action(&a, Some(&ServerAction::MoveTo("X".into()))),
             Acknowledge::Delete
+        );
+    }
+
+    #[test]
+    fn decision_records_are_compact_and_round_trip() {
+        let record = DecisionRecord {
+            disposition: "attach".into(),
+            decided_by: Some("exact_match".into()),
+            steps: vec![DecisionStep {
+                plugin: "exact_match".into(),
+                role: "matcher".into(),
+                result: "attach".into(),
+                micros: 412,
+                component_sha256: "ab".repeat(32),
+                config_version: "0123456789ab".into(),
+                error_kind: None,
+                error: None,
+            }],
+        };
+        let json = serde_json::to_string(&record).unwrap();
+        assert_eq!(
+            json,
+            format!(
+                r#"{{"d":"attach","by":"exact_match","s":[{{"p":"exact_match","r":"matcher","o":"attach","us":412,"c":"{}","cv":"0123456789ab"}}]}}"#,
+                "ab".repeat(32)
+            )
+        );
+        assert_eq!(
+            serde_json::from_str::<DecisionRecord>(&json).unwrap(),
+            record
         );
     }
 }

@@ -22,5 +22,7 @@ pub use account::{
     AccountSettings, Auth, BadPin, CertificatePin, FetchMode, Protocol, ProxySettings, Secret,
     Security, Timeouts,
 };
-pub use decision::{Outcome, ServerAction, capped_action, default_action};
+pub use decision::{
+    DecisionRecord, DecisionStep, Outcome, ServerAction, capped_action, default_action,
+};
 pub use message::{Acknowledge, CursorAdvance, FolderCursor, INBOX, MessageKey};

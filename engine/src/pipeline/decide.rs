@@ -6,7 +6,10 @@
 use std::sync::Arc;
 
 use crate::directory::{Directory, Party};
-use crate::domain::{AccountSettings, MessageKey, Outcome, capped_action, default_action};
+use crate::domain::{
+    AccountSettings, DecisionRecord, DecisionStep, MessageKey, Outcome, capped_action,
+    default_action,
+};
 use crate::fetch;
 use crate::parse::{self, Envelope, MessageView, Origin};
 use crate::plugin::{Chain, Decision, Disposition};
@@ -64,6 +67,13 @@ impl Decided {
         }
     }
 
+    /// How the decision came about, as the store keeps it beside the
+    /// message (`intake message explain`): each step without its log lines,
+    /// a failure's text cut to [`RECORDED_ERROR_CHARS`].
+    pub fn record(&self) -> DecisionRecord {
+        record(&self.decision)
+    }
+
     /// The Message-ID and the parties it was attached to, for threading
     /// replies decided before this message is committed.
     pub fn thread_links(&self) -> Option<(String, Vec<Party>)> {
@@ -74,6 +84,35 @@ impl Decided {
             (Some(id), Disposition::Attach { parties }) => Some((id.clone(), parties.clone())),
             _ => None,
         }
+    }
+}
+
+/// Most characters of a step's failure kept in a decision record: enough
+/// to read what failed, not a plugin's whole output.
+pub const RECORDED_ERROR_CHARS: usize = 300;
+
+/// A chain's decision as the store records it.
+pub fn record(decision: &Decision) -> DecisionRecord {
+    DecisionRecord {
+        disposition: decision.disposition.kind().to_owned(),
+        decided_by: decision.decided_by.clone(),
+        steps: decision
+            .steps
+            .iter()
+            .map(|step| DecisionStep {
+                plugin: step.plugin.clone(),
+                role: step.role.to_owned(),
+                result: step.result.to_owned(),
+                micros: step.micros,
+                component_sha256: step.component_sha256.clone(),
+                config_version: step.config_version.clone(),
+                error_kind: step.error.as_ref().map(|e| e.kind.to_owned()),
+                error: step
+                    .error
+                    .as_ref()
+                    .map(|e| e.message.chars().take(RECORDED_ERROR_CHARS).collect()),
+            })
+            .collect(),
     }
 }
 
@@ -167,6 +206,7 @@ impl DecideJob {
                 outcome: decided.outcome(),
                 action: Some(action),
                 decided_by: decided.decision.decided_by.clone(),
+                decision: Some(decided.record()),
             },
             links: decided.thread_links(),
             parents,

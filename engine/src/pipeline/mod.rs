@@ -179,6 +179,17 @@ impl Pipeline {
         self
     }
 
+    /// The plugin runtime (for a chain of components given by hand, as
+    /// replay takes them).
+    pub fn runtime(&self) -> &Arc<PluginRuntime> {
+        &self.runtime
+    }
+
+    /// Batch and parsing limits.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
     /// The tenant's chain, loaded from its stored bindings (compiled
     /// components come from the on-disk cache).
     pub async fn chain(&self, tenant: TenantId, tenant_name: &str) -> Result<Chain, PipelineError> {

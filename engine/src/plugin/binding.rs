@@ -86,6 +86,36 @@ impl Binding {
     }
 }
 
+/// A binding's configuration version: the first 12 hex digits of a SHA-256
+/// over its component's hash, its configuration JSON, its limits and its
+/// failure policy. Any change to one of them is a new version, and the same
+/// settings give the same version wherever they are loaded (the store's
+/// chain, `intake plugin test`, replay), so a recorded decision says which
+/// settings decided without a counter to keep.
+pub fn config_version(
+    component_sha256: &str,
+    config: &str,
+    limits: &Limits,
+    on_error: FailurePolicy,
+) -> String {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    hash.update(component_sha256.as_bytes());
+    hash.update([0]);
+    hash.update(config.len().to_le_bytes());
+    hash.update(config.as_bytes());
+    hash.update([0]);
+    hash.update(serde_json::to_string(limits).unwrap_or_default().as_bytes());
+    hash.update([0]);
+    hash.update(match on_error {
+        FailurePolicy::Quarantine => b"quarantine".as_slice(),
+        FailurePolicy::Skip => b"skip".as_slice(),
+    });
+    let mut version = hex::encode(hash.finalize());
+    version.truncate(12);
+    version
+}
+
 /// A compiled, linked plugin ready to run. Cheap to call concurrently: each
 /// call instantiates into its own Store.
 pub struct LoadedPlugin {
@@ -99,6 +129,11 @@ pub struct LoadedPlugin {
     pre: InstancePre<HostState>,
     /// The settings the component declares (`intake:config-schema`).
     schema: Option<ConfigSchema>,
+    /// SHA-256 of the component's bytes, hex: which code ran, in every
+    /// recorded decision.
+    component_sha256: String,
+    /// [`config_version`] of this binding, in every recorded decision.
+    config_version: String,
     /// Export indices, looked up once.
     lifecycle: lifecycle::GuestIndices,
     matcher: Option<matcher::GuestIndices>,
@@ -129,6 +164,7 @@ impl LoadedPlugin {
         binding: Binding,
         pre: InstancePre<HostState>,
         schema: Option<ConfigSchema>,
+        component_sha256: String,
     ) -> Result<Self, LoadError> {
         let name = binding.name.clone();
         if binding.limits.memory_bytes > MAX_MEMORY_BYTES {
@@ -164,7 +200,15 @@ impl LoadedPlugin {
                 exports: exports(),
             });
         }
+        let config_version = config_version(
+            &component_sha256,
+            &binding.config,
+            &binding.limits,
+            binding.on_error,
+        );
         Ok(LoadedPlugin {
+            component_sha256,
+            config_version,
             limits: Arc::new(binding.limits.clone()),
             name: binding.name.clone().into(),
             binding,
@@ -184,6 +228,16 @@ impl LoadedPlugin {
     /// The binding.
     pub fn binding(&self) -> &Binding {
         &self.binding
+    }
+
+    /// SHA-256 of the component's bytes, hex.
+    pub fn component_sha256(&self) -> &str {
+        &self.component_sha256
+    }
+
+    /// The binding's configuration version (see [`config_version`]).
+    pub fn config_version(&self) -> &str {
+        &self.config_version
     }
 
     /// Which roles the component exports.
@@ -481,6 +535,33 @@ fn classify(
             } else {
                 CallError::Host(text::from_plugin(&message))
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_versions_change_with_every_setting_and_only_then() {
+        let limits = Limits::default();
+        let base = config_version("ab", "{}", &limits, FailurePolicy::Quarantine);
+        assert_eq!(base.len(), 12);
+        assert_eq!(
+            base,
+            config_version("ab", "{}", &limits, FailurePolicy::Quarantine),
+            "the same settings give the same version"
+        );
+        let mut slower = limits.clone();
+        slower.deadline = Duration::from_millis(500);
+        for other in [
+            config_version("cd", "{}", &limits, FailurePolicy::Quarantine),
+            config_version("ab", r#"{"a":1}"#, &limits, FailurePolicy::Quarantine),
+            config_version("ab", "{}", &slower, FailurePolicy::Quarantine),
+            config_version("ab", "{}", &limits, FailurePolicy::Skip),
+        ] {
+            assert_ne!(base, other);
         }
     }
 }

@@ -50,6 +50,20 @@ pub enum Disposition {
     KeepUnlinked,
 }
 
+impl Disposition {
+    /// Its kind, as reports and the decision record name it: `attach`,
+    /// `create-lead`, `quarantine`, `discard` or `keep-unlinked`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Disposition::Attach { .. } => "attach",
+            Disposition::CreateLead { .. } => "create-lead",
+            Disposition::Quarantine { .. } => "quarantine",
+            Disposition::Discard { .. } => "discard",
+            Disposition::KeepUnlinked => "keep-unlinked",
+        }
+    }
+}
+
 /// A lead an unknown-sender policy asked for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NewLead {
@@ -75,6 +89,10 @@ pub struct Step {
     pub error: Option<StepError>,
     /// Wall time of the call, microseconds (instantiate + init + call).
     pub micros: u64,
+    /// SHA-256 of the component's bytes, hex.
+    pub component_sha256: String,
+    /// The binding's configuration version ([`super::config_version`]).
+    pub config_version: String,
     /// What the plugin logged during the call (also sent to the log).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub logs: Vec<PluginLog>,
@@ -352,6 +370,8 @@ fn step(
         result,
         error,
         micros,
+        component_sha256: plugin.component_sha256().to_string(),
+        config_version: plugin.config_version().to_string(),
         logs,
     }
 }

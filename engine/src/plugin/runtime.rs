@@ -133,7 +133,11 @@ impl PluginRuntime {
             name: name.clone(),
             reason,
         })?;
-        LoadedPlugin::new(binding, pre, schema)
+        let component_sha256 = {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(wasm))
+        };
+        LoadedPlugin::new(binding, pre, schema, component_sha256)
     }
 
     /// [`Self::load`] on tokio's blocking pool: reading and compiling a

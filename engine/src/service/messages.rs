@@ -2,16 +2,15 @@
 //! the plugin that decided; and the admin actions on held messages —
 //! release (attach by hand or re-run the chain) and drop.
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::directory::{not_found, parse_cursor};
 use super::scope::Scope;
 use super::{Result, Service, ServiceError, invalid};
-use crate::pipeline::{Options, Pipeline};
-use crate::plugin::{Disposition, PluginRuntime, RuntimeConfig};
+use crate::directory::Party;
+use crate::domain::DecisionRecord;
+use crate::plugin::Disposition;
 use crate::store::{
     MessageFilter, MessageStatus, MessageSummary, PartyId, QuarantineEntry, StoredMessageId,
     TokenScope,
@@ -111,7 +110,130 @@ pub struct Released {
     pub decided_by: Option<String>,
 }
 
+/// How the chain decided a stored message (`intake message explain`,
+/// `GET /v1/messages/{id}/explain`).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Explanation {
+    /// The stored message.
+    pub id: i64,
+    /// The account's name (`null` once the account is removed).
+    pub account_name: Option<String>,
+    /// Its status now (a release or a replay may have changed it since).
+    pub status: MessageStatus,
+    /// Whether the decision was recorded; messages stored before the
+    /// engine recorded decisions have only `decided_by`.
+    pub recorded: bool,
+    /// The disposition the chain chose: `attach`, `create-lead`,
+    /// `quarantine`, `discard` or `keep-unlinked`.
+    pub disposition: Option<String>,
+    /// The plugin that decided; `null` when none did (kept unlinked by
+    /// default, or bytes that did not parse).
+    pub decided_by: Option<String>,
+    /// Why it is held, if it is in quarantine.
+    pub quarantine_reason: Option<String>,
+    /// Every plugin of the chain as it ran, in order.
+    pub steps: Vec<ExplainedStep>,
+    /// The parties it is linked to now.
+    pub parties: Vec<Party>,
+}
+
+/// One plugin's part in a recorded decision.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ExplainedStep {
+    /// Binding name.
+    pub plugin: String,
+    /// `matcher` or `unknown-sender`.
+    pub role: String,
+    /// Its answer: `no-opinion`, `attach`, `end-chain`, `decided`,
+    /// `failed` or `skipped`.
+    pub result: String,
+    /// Whether this step decided.
+    pub decided: bool,
+    /// Wall time of the call, microseconds.
+    pub micros: u64,
+    /// SHA-256 of the component's bytes, hex (as `intake plugin list`
+    /// shows it).
+    pub component_sha256: String,
+    /// The binding's configuration version (as `intake plugin list` shows
+    /// it): changes with its component, configuration, limits or failure
+    /// policy.
+    pub config_version: String,
+    /// The failure's kind, if it failed.
+    pub error_kind: Option<String>,
+    /// The failure, if it failed.
+    pub error: Option<String>,
+}
+
+impl Explanation {
+    fn steps(record: &DecisionRecord) -> Vec<ExplainedStep> {
+        // The deciding step is the last one of the plugin that decided
+        // (a chain stops there).
+        let deciding = record.decided_by.as_ref().and_then(|by| {
+            record
+                .steps
+                .iter()
+                .rposition(|s| &s.plugin == by && !matches!(s.result.as_str(), "skipped"))
+        });
+        record
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ExplainedStep {
+                plugin: s.plugin.clone(),
+                role: s.role.clone(),
+                result: s.result.clone(),
+                decided: Some(i) == deciding,
+                micros: s.micros,
+                component_sha256: s.component_sha256.clone(),
+                config_version: s.config_version.clone(),
+                error_kind: s.error_kind.clone(),
+                error: s.error.clone(),
+            })
+            .collect()
+    }
+}
+
 impl Service {
+    /// How the chain decided a message of the tenant: each plugin's answer
+    /// and time, its component and configuration version, and who decided.
+    pub async fn explain(&self, scope: &Scope, id: i64) -> Result<Explanation> {
+        scope.require(TokenScope::Read)?;
+        let message_id = StoredMessageId(id);
+        let found = self
+            .store
+            .message(scope.tenant(), message_id)
+            .await?
+            .ok_or_else(|| not_found("message", id))?;
+        let record = self
+            .store
+            .decision_record(scope.tenant(), message_id)
+            .await?;
+        let quarantine_reason = match found.summary.status {
+            MessageStatus::Quarantined => self
+                .store
+                .quarantine_reason(scope.tenant(), message_id)
+                .await?
+                .map(|(reason, _)| reason),
+            _ => None,
+        };
+        let names = self.account_names(scope).await?;
+        let summary = found.summary;
+        Ok(Explanation {
+            id,
+            account_name: summary.account.and_then(|a| names.get(&a.0).cloned()),
+            status: summary.status,
+            recorded: record.is_some(),
+            disposition: record.as_ref().map(|r| r.disposition.clone()),
+            decided_by: match &record {
+                Some(r) => r.decided_by.clone(),
+                None => summary.decided_by,
+            },
+            quarantine_reason,
+            steps: record.as_ref().map(Explanation::steps).unwrap_or_default(),
+            parties: summary.parties,
+        })
+    }
+
     /// The account a listing is filtered by, by name; an unknown name is a
     /// refused `account` parameter.
     async fn account_filter(
@@ -259,7 +381,7 @@ impl Service {
         {
             return Err(not_found("quarantined message", id));
         }
-        let (parties, decided_by) = match how {
+        let (parties, rerun) = match how {
             Release::Attach { party_ids, emails } => {
                 if party_ids.is_empty() && emails.is_empty() {
                     return Err(invalid(
@@ -302,11 +424,11 @@ impl Service {
             Release::Unlinked => (Vec::new(), None),
         };
         self.store
-            .release_quarantined_to(scope.tenant(), id, &parties, decided_by.as_deref())
+            .release_quarantined_to(scope.tenant(), id, &parties, rerun.as_ref())
             .await?;
         Ok(Released {
             message: self.message(scope, id.0).await?,
-            decided_by,
+            decided_by: rerun.and_then(|r| r.decided_by),
         })
     }
 
@@ -315,7 +437,7 @@ impl Service {
         &self,
         scope: &Scope,
         id: StoredMessageId,
-    ) -> Result<(Vec<PartyId>, Option<String>)> {
+    ) -> Result<(Vec<PartyId>, Option<DecisionRecord>)> {
         let raw = self
             .store
             .message(scope.tenant(), id)
@@ -324,22 +446,12 @@ impl Service {
             .ok_or_else(|| {
                 ServiceError::Refused("no raw bytes are kept for this message".into())
             })?;
-        let pipeline = match &self.pipeline {
-            Some(p) => p.clone(),
-            None => {
-                let runtime = PluginRuntime::new(RuntimeConfig::default())
-                    .map_err(|e| ServiceError::Internal(format!("plugin runtime: {e}")))?;
-                Arc::new(Pipeline::new(
-                    self.store.clone(),
-                    Arc::new(runtime),
-                    Options::default(),
-                ))
-            }
-        };
+        let pipeline = self.pipeline_or_default()?;
         let decided = pipeline
             .decide_stored(scope.tenant(), scope.tenant_name(), id, raw.into())
             .await
             .map_err(|e| ServiceError::Refused(format!("the chain could not run: {e}")))?;
+        let record = decided.record();
         let decision = decided.decision;
         if decided.view.is_none() {
             let reason = match &decision.disposition {
@@ -348,7 +460,6 @@ impl Service {
             };
             return Err(ServiceError::Refused(format!("still held: {reason}")));
         }
-        let by = decision.decided_by.clone();
         let parties = match decision.disposition {
             Disposition::Attach { parties } => parties
                 .iter()
@@ -374,7 +485,7 @@ impl Service {
             }
             Disposition::KeepUnlinked => Vec::new(),
         };
-        Ok((parties, by))
+        Ok((parties, Some(record)))
     }
 
     /// Drops a held message: only its keys stay, so it is not ingested

@@ -31,6 +31,7 @@ pub mod messages;
 pub mod oauth;
 pub mod plugins;
 pub mod policy;
+pub mod replay;
 pub mod scaffold;
 pub mod scope;
 pub mod tenants;

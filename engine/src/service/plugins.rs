@@ -53,12 +53,18 @@ pub struct PluginView {
     pub size: usize,
     /// The component's SHA-256, hex.
     pub sha256: String,
+    /// The binding's configuration version: changes with its component,
+    /// configuration, limits or failure policy; every recorded decision
+    /// names it (`intake message explain`).
+    pub config_version: String,
     /// When it was added.
     pub created_at: DateTime<Utc>,
 }
 
 fn view(b: &StoredBinding) -> PluginView {
+    let sha256 = hex::encode(sha2::Sha256::digest(&b.wasm));
     PluginView {
+        config_version: crate::plugin::config_version(&sha256, &b.config, &b.limits, b.on_error),
         name: b.name.clone(),
         position: b.position,
         role: b.role.as_str().into(),
@@ -71,7 +77,7 @@ fn view(b: &StoredBinding) -> PluginView {
             FailurePolicy::Skip => "skip".into(),
         },
         size: b.wasm.len(),
-        sha256: hex::encode(sha2::Sha256::digest(&b.wasm)),
+        sha256,
         created_at: b.created_at,
     }
 }

@@ -54,7 +54,9 @@ use super::{
     normalise_email, normalise_message_id, not_found, now,
 };
 use crate::directory::PartyKind;
-use crate::domain::{Acknowledge, CursorAdvance, FolderCursor, INBOX, MessageKey, Outcome};
+use crate::domain::{
+    Acknowledge, CursorAdvance, DecisionRecord, FolderCursor, INBOX, MessageKey, Outcome,
+};
 
 /// What the parser found in the headers; all optional, since a message that
 /// does not parse is still stored (quarantined) with its bytes.
@@ -71,7 +73,7 @@ pub struct MessageMeta {
 }
 
 /// The status a message is stored with.
-fn status_of(outcome: &Outcome) -> MessageStatus {
+pub(super) fn status_of(outcome: &Outcome) -> MessageStatus {
     match outcome {
         Outcome::Quarantine { .. } => MessageStatus::Quarantined,
         Outcome::Discard { .. } => MessageStatus::Discarded,
@@ -95,6 +97,8 @@ pub struct IncomingMessage {
     pub action: Option<Acknowledge>,
     /// The plugin that decided, if one did.
     pub decided_by: Option<String>,
+    /// How the chain came to it (kept as `messages.decision`).
+    pub decision: Option<DecisionRecord>,
 }
 
 /// A batch to commit in one transaction.
@@ -720,9 +724,16 @@ fn message_row(
         created_at: Set(stamp),
         content_sha256: Set(content),
         decided_by: Set(message.decided_by.clone()),
+        decision: Set(message.decision.as_ref().map(decision_json)),
         ..Default::default()
     };
     (key, row)
+}
+
+/// A decision record as stored: compact JSON.
+pub(super) fn decision_json(record: &DecisionRecord) -> String {
+    // Plain strings and numbers: serialising cannot fail.
+    serde_json::to_string(record).unwrap_or_default()
 }
 
 /// The Message-ID as stored.
@@ -739,16 +750,20 @@ fn sender_of(meta: &MessageMeta) -> Option<String> {
 }
 
 /// The rows a stored message's outcome adds besides its links.
-struct OutcomeRows {
-    tenant: TenantId,
-    account: AccountId,
-    stamp: DateTime<Utc>,
+pub(super) struct OutcomeRows {
+    pub(super) tenant: TenantId,
+    pub(super) account: AccountId,
+    pub(super) stamp: DateTime<Utc>,
     /// The stored message.
-    message: i64,
+    pub(super) message: i64,
 }
 
 impl OutcomeRows {
-    fn quarantine(&self, reason: &str, plugin: &Option<String>) -> quarantine::ActiveModel {
+    pub(super) fn quarantine(
+        &self,
+        reason: &str,
+        plugin: &Option<String>,
+    ) -> quarantine::ActiveModel {
         quarantine::ActiveModel {
             tenant_id: Set(self.tenant.0),
             account_id: Set(Some(self.account.0)),
@@ -761,7 +776,7 @@ impl OutcomeRows {
         }
     }
 
-    fn discard(
+    pub(super) fn discard(
         &self,
         meta: &MessageMeta,
         reason: &str,
@@ -866,10 +881,10 @@ async fn leads_for(
 
 /// The lead a create-lead decision links to: the tenant's existing lead
 /// with that address, left as it is, or a new one. The second value is the
-/// new lead's address when one was created. The pipeline and quarantine
-/// release share it, so a decision does the same wherever it is applied.
-/// Callers on PostgreSQL hold the tenant lock.
-async fn lead_for<C: ConnectionTrait>(
+/// new lead's address when one was created. The pipeline, quarantine
+/// release and replay share it, so a decision does the same wherever it is
+/// applied. Callers on PostgreSQL hold the tenant lock.
+pub(super) async fn lead_for<C: ConnectionTrait>(
     db: &C,
     tenant: TenantId,
     email: &str,

@@ -345,6 +345,9 @@ pub mod messages {
         pub content_sha256: Option<String>,
         /// The plugin that decided, if one did.
         pub decided_by: Option<String>,
+        /// How the chain decided (`DecisionRecord` as compact JSON); null
+        /// on rows stored before it was kept.
+        pub decision: Option<String>,
     }
 
     /// No relations are navigated through the ORM.

@@ -19,6 +19,7 @@ use super::{
     now,
 };
 use crate::directory::Party;
+use crate::domain::DecisionRecord;
 
 /// A stored message's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
@@ -45,7 +46,7 @@ impl MessageStatus {
         }
     }
 
-    fn parse(text: &str) -> Result<Self> {
+    pub(super) fn parse(text: &str) -> Result<Self> {
         Ok(match text {
             "stored" => MessageStatus::Stored,
             "quarantined" => MessageStatus::Quarantined,
@@ -323,6 +324,30 @@ impl Store {
             .map(|summary| StoredMessage { summary, raw }))
     }
 
+    /// How the chain decided a message, as recorded when it was stored (or
+    /// last re-decided); `None` for a message stored before decisions were
+    /// recorded. Not found if the message is not in the tenant.
+    pub async fn decision_record(
+        &self,
+        tenant: TenantId,
+        id: StoredMessageId,
+    ) -> Result<Option<DecisionRecord>> {
+        let row: Option<Option<String>> = messages::Entity::find()
+            .select_only()
+            .column(messages::Column::Decision)
+            .filter(messages::Column::TenantId.eq(tenant.0))
+            .filter(messages::Column::Id.eq(id.0))
+            .into_tuple()
+            .one(&self.db)
+            .await?;
+        let Some(json) = row.ok_or_else(|| not_found("message", &id.to_string()))? else {
+            return Ok(None);
+        };
+        serde_json::from_str(&json)
+            .map(Some)
+            .map_err(|e| corrupt("decision record", e))
+    }
+
     /// Why a message is held, if it is in quarantine and not released:
     /// the reason and the plugin that decided or failed.
     pub async fn quarantine_reason(
@@ -415,13 +440,14 @@ impl Store {
     }
 
     /// Releases a quarantined message and links it to `parties` (which must
-    /// be the tenant's), in one transaction.
+    /// be the tenant's), in one transaction. `rerun` is the chain's new
+    /// decision, when a re-run decided: it replaces the recorded one.
     pub async fn release_quarantined_to(
         &self,
         tenant: TenantId,
         id: StoredMessageId,
         parties: &[PartyId],
-        decided_by: Option<&str>,
+        rerun: Option<&DecisionRecord>,
     ) -> Result<()> {
         let txn = self.db.begin().await?;
         lock_tenant(&txn, tenant).await?;
@@ -442,9 +468,17 @@ impl Store {
             messages::Column::Status,
             Expr::value(MessageStatus::Stored.as_str()),
         );
-        if let Some(plugin) = decided_by {
+        if let Some(record) = rerun {
             // A re-run: the plugin that decided now is the one to show.
-            update = update.col_expr(messages::Column::DecidedBy, Expr::value(plugin));
+            update = update
+                .col_expr(
+                    messages::Column::DecidedBy,
+                    Expr::value(record.decided_by.clone()),
+                )
+                .col_expr(
+                    messages::Column::Decision,
+                    Expr::value(super::batch::decision_json(record)),
+                );
         }
         update
             .filter(messages::Column::TenantId.eq(tenant.0))

@@ -31,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(CertificatePins),
             Box::new(OAuth),
             Box::new(CheckProgress),
+            Box::new(DecisionRecords),
         ]
     }
 }
@@ -1053,6 +1054,35 @@ impl MigrationTrait for CheckProgress {
             &["progress_done", "progress_total", "progress_at"],
         )
         .await
+    }
+}
+
+/// Explainable decisions: how the chain decided each message (every
+/// plugin's answer and time, its component hash and configuration version,
+/// who decided), as compact JSON in the message's own row, written by the
+/// same insert.
+struct DecisionRecords;
+
+impl MigrationName for DecisionRecords {
+    fn name(&self) -> &str {
+        "m20261210_000001_decision_records"
+    }
+}
+
+#[allow(elided_lifetimes_in_paths)]
+#[async_trait::async_trait]
+impl MigrationTrait for DecisionRecords {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        add_columns(
+            manager,
+            "messages",
+            [col("decision").text().null().to_owned()],
+        )
+        .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        drop_columns(manager, "messages", &["decision"]).await
     }
 }
 

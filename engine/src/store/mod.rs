@@ -43,6 +43,7 @@ mod migration;
 pub mod oauth;
 pub mod parties;
 pub mod plugins;
+pub mod replay;
 pub mod tokens;
 pub mod webhooks;
 
@@ -74,6 +75,7 @@ pub use location::{OpenMode, StoreLocation};
 pub use oauth::{OAuthGrant, OAuthProvider, OAuthProviderInfo, ProviderKind};
 pub use parties::{ImportSummary, NewParty, PartyFilter, Upserted};
 pub use plugins::{BindingRole, NewBinding, StoredBinding};
+pub use replay::{ReplayApplied, ReplayRow, ReplayUpdate};
 pub use tokens::{TOKEN_PREFIX, TokenInfo, TokenMatch, TokenScope};
 pub use webhooks::{
     DeliveryQuery, DeliveryState, EndpointChanges, EndpointState, NewEndpoint, WebhookDelivery,

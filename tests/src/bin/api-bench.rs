@@ -115,6 +115,7 @@ Message-ID: <api-bench-{n}@test.example>\r\n\r\n{body}\r\n"
                             outcome,
                             action: None,
                             decided_by: Some("exact_match".into()),
+                            decision: None,
                         }
                     })
                     .collect(),

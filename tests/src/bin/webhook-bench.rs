@@ -134,6 +134,7 @@ async fn commit(
                     outcome: Outcome::KeepUnlinked,
                     action: None,
                     decided_by: Some("bench".into()),
+                    decision: None,
                 }
             })
             .collect();

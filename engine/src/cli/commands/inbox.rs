@@ -1,6 +1,8 @@
 //! `intake inbox` and `intake message`: the view inbox and one message in full.
 
 use super::*;
+use crate::service::messages::Explanation;
+use crate::service::{Scope, Service};
 
 /// `intake inbox`.
 #[derive(Debug, Args)]
@@ -79,6 +81,16 @@ pub(crate) enum MessageCommand {
         #[arg(long)]
         raw: bool,
     },
+    /// How the plugin chain decided a stored message: each plugin as it
+    /// ran (its answer and time, component SHA-256 and configuration
+    /// version) and who decided.
+    Explain {
+        /// The stored message's id (from `intake inbox`).
+        id: i64,
+        /// Print JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub(crate) async fn message(
@@ -87,7 +99,15 @@ pub(crate) async fn message(
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
     let (store, tenant) = open(c, OpenMode::Existing).await?;
-    let MessageCommand::Show { id, raw } = cmd;
+    let (id, raw) = match cmd {
+        MessageCommand::Show { id, raw } => (id, raw),
+        MessageCommand::Explain { id, json } => {
+            let explained = Service::admin(store)
+                .explain(&Scope::local(tenant, &c.tenant), id)
+                .await?;
+            return print_explanation(out, &explained, json);
+        }
+    };
     let m = store
         .message(tenant, StoredMessageId(id))
         .await?
@@ -153,6 +173,84 @@ pub(crate) async fn message(
         )?;
     }
     for p in &s.parties {
+        writeln!(
+            out,
+            "linked:      {} {} <{}>",
+            format!("{:?}", p.kind).to_lowercase(),
+            safe_opt(p.name.as_deref()),
+            safe(&p.email)
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `intake message explain`: one line per plugin, then who decided.
+fn print_explanation(
+    out: &mut (dyn Write + Send),
+    e: &Explanation,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(e)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(out, "message:     {}", e.id)?;
+    writeln!(out, "account:     {}", safe_opt(e.account_name.as_deref()))?;
+    writeln!(out, "status:      {}", e.status.as_str())?;
+    if !e.recorded {
+        writeln!(
+            out,
+            "decided by:  {} (stored before decisions were recorded: no chain to show)",
+            safe_opt(e.decided_by.as_deref())
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(out, "decision:    {}", safe_opt(e.disposition.as_deref()))?;
+    writeln!(
+        out,
+        "decided by:  {}",
+        safe_opt(
+            e.decided_by
+                .as_deref()
+                .or(Some("no plugin (the chain's default)"))
+        )
+    )?;
+    if let Some(reason) = &e.quarantine_reason {
+        writeln!(out, "held for:    {}", safe(reason))?;
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "  {:<2} {:<20} {:<15} {:<11} {:>9}  {:<14} CONFIG",
+        "#", "PLUGIN", "ROLE", "ANSWER", "TIME", "COMPONENT"
+    )?;
+    for (i, s) in e.steps.iter().enumerate() {
+        writeln!(
+            out,
+            "{} {:<2} {:<20} {:<15} {:<11} {:>7}µs  {:<14} {}",
+            if s.decided { "→" } else { " " },
+            i + 1,
+            clip(&s.plugin, 20),
+            s.role,
+            s.result,
+            s.micros,
+            // Enough of the hash to tell components apart; --json has it all.
+            s.component_sha256.get(..12).unwrap_or(&s.component_sha256),
+            s.config_version
+        )?;
+        if let Some(error) = &s.error {
+            writeln!(
+                out,
+                "       {}: {}",
+                safe_opt(s.error_kind.as_deref()),
+                safe(error)
+            )?;
+        }
+    }
+    if e.steps.is_empty() {
+        writeln!(out, "  (no plugin ran: the message did not parse)")?;
+    }
+    for p in &e.parties {
         writeln!(
             out,
             "linked:      {} {} <{}>",

@@ -116,19 +116,25 @@ pub(crate) async fn plugin(
         PluginCommand::List { .. } => {
             writeln!(
                 out,
-                "{:<4} {:<20} {:<15} {:<8} {:<10} {:<10} CONFIG",
-                "POS", "NAME", "ROLE", "ENABLED", "DEADLINE", "ON ERROR"
+                "{:<4} {:<20} {:<15} {:<8} {:<10} {:<10} {:<12} {:<12} CONFIG",
+                "POS", "NAME", "ROLE", "ENABLED", "DEADLINE", "ON ERROR", "SHA-256", "VERSION"
             )?;
             for b in store.bindings(tenant).await? {
+                let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&b.wasm[..]));
+                let version =
+                    crate::plugin::config_version(&sha256, &b.config, &b.limits, b.on_error);
                 writeln!(
                     out,
-                    "{:<4} {:<20} {:<15} {:<8} {:<10} {:<10} {}",
+                    "{:<4} {:<20} {:<15} {:<8} {:<10} {:<10} {:<12} {:<12} {}",
                     b.position,
                     safe(&b.name),
                     b.role.as_str(),
                     b.enabled,
                     format!("{} ms", b.limits.deadline.as_millis()),
                     format!("{:?}", b.on_error).to_lowercase(),
+                    // The first 12 digits, as `message explain` shows them.
+                    &sha256[..12],
+                    version,
                     safe(&b.config)
                 )?;
             }
