@@ -462,6 +462,14 @@ fn routes(acme: &Acme) -> Vec<Route> {
             None,
             Some("write"),
         ),
+        // Recording a replay needs write (a dry run, read).
+        r(
+            "POST",
+            "/v1/accounts/{name}/replay",
+            "/v1/accounts/sales/replay".into(),
+            j(json!({"dry_run": false})),
+            Some("write"),
+        ),
         r(
             "GET",
             "/v1/credentials",
@@ -585,6 +593,13 @@ fn routes(acme: &Acme) -> Vec<Route> {
             "GET",
             "/v1/messages/{id}/raw",
             format!("/v1/messages/{m}/raw"),
+            None,
+            Some("read"),
+        ),
+        r(
+            "GET",
+            "/v1/messages/{id}/explain",
+            format!("/v1/messages/{m}/explain"),
             None,
             Some("read"),
         ),
@@ -1245,6 +1260,56 @@ async fn resources_round_trip_and_bad_fields_are_named(db: Db) {
     assert_eq!(raw.status, 200);
     assert_eq!(raw.header("content-type"), Some("message/rfc822"));
     assert_eq!(raw.body, mail("Ann Lee <ann.lee@acme.example>", "first"));
+    // How it was decided, and a replay of the account with today's chain:
+    // the same chain changes nothing.
+    let v = expect(
+        &c.get(&format!("/v1/messages/{}/explain", acme.stored))
+            .await,
+        200,
+    );
+    assert_eq!(v["decided_by"], "exact_match", "{v}");
+    assert_eq!(v["recorded"], true, "{v}");
+    let last = v["steps"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (&last["plugin"], &last["decided"]),
+        (&json!("exact_match"), &json!(true)),
+        "{v}"
+    );
+    assert_eq!(last["component_sha256"].as_str().unwrap().len(), 64, "{v}");
+    expect(&c.get("/v1/messages/999999/explain").await, 404);
+    let v = expect(
+        &c.json("POST", "/v1/accounts/sales/replay", &json!({}))
+            .await,
+        200,
+    );
+    assert_eq!(
+        (&v["applied"], &v["changed"], &v["links_removed"]),
+        (&json!(false), &json!(2), &json!(2)),
+        "{v}"
+    );
+    assert!(
+        v["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["now"] == "quarantined" && c["decided_by"] == "hostile"),
+        "{v}"
+    );
+    let still = expect(&c.get(&format!("/v1/messages/{}", acme.stored)).await, 200);
+    assert_eq!(
+        still["status"], "stored",
+        "a dry run changes nothing: {still}"
+    );
+    refused(
+        &c.json(
+            "POST",
+            "/v1/accounts/sales/replay",
+            &json!({"dry_run": "no"}),
+        )
+        .await,
+        422,
+        "dry_run",
+    );
     expect(&c.get("/v1/messages/999999").await, 404);
     expect(&c.get("/v1/messages/abc").await, 404);
 

@@ -329,7 +329,7 @@ async fn replay_reports_then_applies_a_changed_chain_once(db: Db) {
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["id"].to_string() == jane)
+        .find(|c| c["id"].as_i64() == jane.parse().ok())
         .unwrap_or_else(|| panic!("no change for {jane}: {dry}"));
     assert_eq!(change["was"], "unlinked", "{change}");
     assert_eq!(change["now"], "linked", "{change}");
@@ -350,7 +350,7 @@ async fn replay_reports_then_applies_a_changed_chain_once(db: Db) {
             .as_array()
             .unwrap()
             .iter()
-            .any(|c| c["id"].to_string() == ann),
+            .any(|c| c["id"].as_i64() == ann.parse().ok()),
         "a matched contact stays: {dry}"
     );
     let text = ok(
@@ -399,7 +399,7 @@ async fn replay_reports_then_applies_a_changed_chain_once(db: Db) {
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["id"].to_string() == ann)
+        .find(|c| c["id"].as_i64() == ann.parse().ok())
         .unwrap_or_else(|| panic!("no change for {ann}: {hand}"));
     assert_eq!(
         ann_change["links_removed"][0]["email"], "ann.lee@acme.example",

@@ -152,7 +152,7 @@ impl Store {
                     },
                     (_, _, _, Some(uidl)) => MessageKey::Pop3 { uidl },
                     _ => MessageKey::File {
-                        path: format!("stored message {}", row.id).into(),
+                        path: format!("stored message {}", row.id),
                         offset: 0,
                     },
                 };
