@@ -248,6 +248,12 @@ async fn the_console_shows_a_tenant_its_own_pages_and_nothing_runs_from_mail() {
         page.contains("sandbox=\"\"") && page.contains(&format!("/messages/{id}/body")),
         "{page}"
     );
+    // How the chain decided it: each plugin, and an arrow at the one that
+    // decided.
+    assert!(
+        page.contains("How the chain decided") && page.contains("<tr class=\"decided\"><td>→ "),
+        "{page}"
+    );
     let r = browser.get(&format!("/messages/{id}/body")).await;
     let frame_csp = r.header("content-security-policy").unwrap().to_owned();
     assert!(
