@@ -266,8 +266,21 @@ async fn a_failing_plugin_quarantines_and_release_reruns_the_chain() {
             .to_string()
     };
     let ann = id_of("ann.lee@acme.example");
+    // Why it is held: the first plugin failed, and its failure decided.
+    let (_, why) = intake_store(&db, &key, &["message", "explain", &ann, "--json"]).await;
+    let why: serde_json::Value = serde_json::from_str(&why).unwrap();
+    assert_eq!(why["decided_by"], "hostile", "{why}");
+    assert_eq!(why["steps"][0]["result"], "failed", "{why}");
+    assert_eq!(why["steps"][0]["error_kind"], "trap", "{why}");
+    assert_eq!(why["steps"][0]["decided"], true, "{why}");
     let (ok, out) = intake_store(&db, &key, &["quarantine", "release", &ann, "--rerun"]).await;
     assert!(ok && out.contains("linked to 1 party"), "{out}");
+    // The re-run's decision replaces the recorded one.
+    let (_, why) = intake_store(&db, &key, &["message", "explain", &ann, "--json"]).await;
+    let why: serde_json::Value = serde_json::from_str(&why).unwrap();
+    assert_eq!(why["decided_by"], "exact_match", "{why}");
+    assert_eq!(why["steps"][0]["plugin"], "exact_match", "{why}");
+    assert_eq!(why["status"], "stored", "{why}");
     let tom = id_of("tom.baker@acme.example");
     let (ok, out) = intake_store(
         &db,

@@ -257,6 +257,11 @@ impl Service {
                     created_leads += applied.created_leads.len();
                     overlay.parties_added(&applied.created_leads);
                 }
+                if request.apply {
+                    // The page's links are in the store now: the overlay
+                    // need not hold them (a dry run keeps them all).
+                    overlay.forget(seq);
+                }
                 seq += 1;
             }
             report.passes = pass + 1;
