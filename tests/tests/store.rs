@@ -11,13 +11,14 @@ use std::collections::BTreeSet;
 use chrono::{TimeZone, Utc};
 use intake::directory::{Directory, MemoryDirectory, Party, PartyKind, PartyRef};
 use intake::domain::{
-    Acknowledge, Auth, CursorAdvance, FetchMode, MessageKey, Outcome, Protocol, Secret, Security,
+    Acknowledge, Auth, CursorAdvance, DecisionRecord, DecisionStep, FetchMode, MessageKey, Outcome,
+    Protocol, Secret, Security,
 };
 use intake::plugin::{FailurePolicy, Limits, WasmSource};
 use intake::store::{
     AccountConfig, AccountId, BatchCommit, BindingRole, Error, FirstSync, IncomingMessage,
     KeyError, MasterKey, MessageMeta, MessageQuery, MessageResult, MessageStatus, NewBinding,
-    NewParty, ProxyConfig, Store, TenantId, Upserted,
+    NewParty, PartyFilter, ProxyConfig, ReplayUpdate, Store, StoredMessageId, TenantId, Upserted,
 };
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 
@@ -44,6 +45,7 @@ on_both_databases!(
     inbox_filters_and_pages,
     bindings_keep_their_order,
     parties_upsert_and_import,
+    replay_pages_records_and_applies_decisions,
 );
 
 // ---------------------------------------------------------------------------
@@ -2264,4 +2266,218 @@ async fn parties_upsert_and_import(db: Db) {
             .as_deref(),
         Some("Ann B.")
     );
+}
+
+fn record(by: &str, disposition: &str) -> DecisionRecord {
+    DecisionRecord {
+        disposition: disposition.into(),
+        decided_by: Some(by.into()),
+        steps: vec![DecisionStep {
+            plugin: by.into(),
+            role: "matcher".into(),
+            result: "attach".into(),
+            micros: 7,
+            component_sha256: "c".repeat(64),
+            config_version: "0123456789ab".into(),
+            error_kind: None,
+            error: None,
+        }],
+    }
+}
+
+/// Replay's part of the store: the decision record goes in with the batch
+/// and comes back; an account's mail comes in pages, in stored order,
+/// without discarded rows, `since` by date; a new decision is applied as a
+/// commit would apply it, and applying it twice changes nothing more.
+async fn replay_pages_records_and_applies_decisions(db: Db) {
+    let s = &db.store;
+    let (t, account) = imap_account(&db, "acme", "inbox").await;
+    let (_, other) = imap_account(&db, "acme", "other").await;
+    let ann = contact(&db, t, "ann@acme.example").await;
+    let bob = contact(&db, t, "bob@acme.example").await;
+    let mut messages: Vec<IncomingMessage> = (0..7)
+        .map(|i| {
+            incoming(
+                imap("INBOX", 1, 10 + i),
+                Some(&format!("m{i}@x")),
+                &format!("s{i}@x.example"),
+                attach(&[&ann]),
+            )
+        })
+        .collect();
+    messages[3].outcome = Outcome::Discard {
+        reason: "robot".into(),
+        plugin: Some("guard".into()),
+    };
+    messages[5].meta.date = Some(Utc.with_ymd_and_hms(2026, 9, 1, 0, 0, 0).unwrap());
+    for m in &mut messages {
+        m.decision = Some(record("exact_match", "attach"));
+    }
+    let summary = s.commit_batch(t, account, &batch(messages)).await.unwrap();
+    let ids: Vec<StoredMessageId> = summary
+        .results
+        .iter()
+        .map(|r| match r {
+            MessageResult::Inserted(id) => *id,
+            MessageResult::Duplicate => panic!("{summary:?}"),
+        })
+        .collect();
+    // Another account's mail is not this account's replay.
+    s.commit_batch(
+        t,
+        other,
+        &batch(vec![incoming(
+            imap("INBOX", 1, 1),
+            Some("elsewhere@x"),
+            "e@x.example",
+            Outcome::KeepUnlinked,
+        )]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.decision_record(t, ids[0]).await.unwrap(),
+        Some(record("exact_match", "attach"))
+    );
+    assert_eq!(
+        s.decision_record(t, ids[3]).await.unwrap(),
+        Some(record("exact_match", "attach")),
+        "a discarded message keeps its record"
+    );
+
+    // Pages of 2: every stored message once, in order, discarded left out.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s.replay_page(t, account, None, after, 2).await.unwrap();
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        for row in page {
+            assert!(!row.raw.is_empty());
+            assert_eq!(
+                row.links
+                    .iter()
+                    .map(|p| p.0.to_string())
+                    .collect::<Vec<_>>(),
+                [ann.id.clone()]
+            );
+            assert_eq!(row.decision, Some(record("exact_match", "attach")));
+            seen.push(row.id);
+        }
+    }
+    let expected: Vec<StoredMessageId> = ids.iter().copied().filter(|id| *id != ids[3]).collect();
+    assert_eq!(seen, expected);
+    // Since: by Date (message 5 is dated September, the rest May).
+    let since = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap();
+    let page = s
+        .replay_page(t, account, Some(since), None, 100)
+        .await
+        .unwrap();
+    assert_eq!(page.iter().map(|r| r.id).collect::<Vec<_>>(), [ids[5]]);
+
+    // A new decision: bob instead of ann; a lead; a quarantine.
+    let updates = [
+        ReplayUpdate {
+            id: ids[0],
+            status: MessageStatus::Stored,
+            outcome: attach(&[&bob]),
+            decided_by: Some("domain_match".into()),
+            record: record("domain_match", "attach"),
+        },
+        ReplayUpdate {
+            id: ids[1],
+            status: MessageStatus::Stored,
+            outcome: lead("New@Lead.example"),
+            decided_by: Some("unknown_sender".into()),
+            record: record("unknown_sender", "create-lead"),
+        },
+        ReplayUpdate {
+            id: ids[2],
+            status: MessageStatus::Stored,
+            outcome: Outcome::Quarantine {
+                reason: "held".into(),
+                plugin: Some("guard".into()),
+            },
+            decided_by: Some("guard".into()),
+            record: record("guard", "quarantine"),
+        },
+        // Read as quarantined, but it is stored: left alone.
+        ReplayUpdate {
+            id: ids[4],
+            status: MessageStatus::Quarantined,
+            outcome: Outcome::KeepUnlinked,
+            decided_by: None,
+            record: record("x", "keep-unlinked"),
+        },
+    ];
+    let applied = s.apply_replay(t, account, &updates).await.unwrap();
+    assert_eq!(applied.updated, 3, "{applied:?}");
+    assert_eq!(applied.skipped, 1, "{applied:?}");
+    assert_eq!(applied.created_leads, ["new@lead.example"]);
+    assert_eq!((applied.linked, applied.unlinked), (2, 3), "{applied:?}");
+    let links = |id: StoredMessageId| async move {
+        let m = s.message(t, id).await.unwrap().unwrap().summary;
+        (m.status, emails(&m.parties), m.decided_by)
+    };
+    assert_eq!(
+        links(ids[0]).await,
+        (
+            MessageStatus::Stored,
+            vec!["bob@acme.example".to_string()],
+            Some("domain_match".to_string())
+        )
+    );
+    assert_eq!(links(ids[1]).await.1, ["new@lead.example"]);
+    assert_eq!(links(ids[2]).await.0, MessageStatus::Quarantined);
+    assert_eq!(
+        s.quarantine_reason(t, ids[2]).await.unwrap(),
+        Some(("held".to_string(), Some("guard".to_string())))
+    );
+    assert_eq!(links(ids[4]).await.1, ["ann@acme.example"]);
+    assert_eq!(
+        s.decision_record(t, ids[1]).await.unwrap(),
+        Some(record("unknown_sender", "create-lead"))
+    );
+    // The lead is the one a commit makes: the same name and company.
+    let made = s
+        .find_parties(
+            t,
+            &PartyFilter {
+                email: Some("new@lead.example".into()),
+                limit: 10,
+                ..PartyFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(made.len(), 1);
+    assert_eq!(
+        (
+            made[0].kind,
+            made[0].name.as_deref(),
+            made[0].company.as_deref()
+        ),
+        (PartyKind::Lead, Some("New Person"), Some("New Co"))
+    );
+
+    // Again: nothing more is linked, unlinked or created.
+    let mut again: Vec<ReplayUpdate> = updates[..2].to_vec();
+    // The quarantined one, re-read as quarantined, goes back to stored.
+    again.push(ReplayUpdate {
+        status: MessageStatus::Quarantined,
+        outcome: attach(&[&ann]),
+        ..updates[2].clone()
+    });
+    let applied = s.apply_replay(t, account, &again).await.unwrap();
+    assert_eq!((applied.linked, applied.unlinked), (1, 0), "{applied:?}");
+    assert!(applied.created_leads.is_empty());
+    assert_eq!(links(ids[2]).await.0, MessageStatus::Stored);
+    assert_eq!(
+        s.quarantine_reason(t, ids[2]).await.unwrap(),
+        None,
+        "released"
+    );
+    let applied = s.apply_replay(t, account, &again[..2]).await.unwrap();
+    assert_eq!((applied.linked, applied.unlinked), (0, 0), "{applied:?}");
 }
