@@ -2360,7 +2360,7 @@ async fn replay_pages_records_and_applies_decisions(db: Db) {
                     .iter()
                     .map(|p| p.0.to_string())
                     .collect::<Vec<_>>(),
-                [ann.id.clone()]
+                std::slice::from_ref(&ann.id)
             );
             assert_eq!(row.decision, Some(record("exact_match", "attach")));
             seen.push(row.id);
