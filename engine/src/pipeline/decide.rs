@@ -1,6 +1,8 @@
 //! One `decide()`: raw bytes → parse → the tenant's chain → a decision, the
 //! same for every caller — the ingest pipeline, `intake plugin test` (over
-//! `.eml` files) and quarantine release `--rerun`. A message that does not
+//! `.eml` files), quarantine release `--rerun` and `intake replay`. The
+//! decision's record ([`Decided::record`]) is what the store keeps for
+//! `intake message explain`. A message that does not
 //! parse is decided too: it is quarantined with its bytes, never dropped.
 
 use std::sync::Arc;

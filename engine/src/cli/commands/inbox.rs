@@ -206,14 +206,15 @@ fn print_explanation(
         return Ok(ExitCode::SUCCESS);
     }
     writeln!(out, "decision:    {}", safe_opt(e.disposition.as_deref()))?;
+    let nobody = if e.steps.is_empty() {
+        "the engine (the message did not parse)"
+    } else {
+        "no plugin (kept unlinked: the chain's default)"
+    };
     writeln!(
         out,
         "decided by:  {}",
-        safe_opt(
-            e.decided_by
-                .as_deref()
-                .or(Some("no plugin (the chain's default)"))
-        )
+        safe_opt(e.decided_by.as_deref().or(Some(nobody)))
     )?;
     if let Some(reason) = &e.quarantine_reason {
         writeln!(out, "held for:    {}", safe(reason))?;
