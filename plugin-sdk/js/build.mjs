@@ -43,7 +43,8 @@ try {
   usage(`componentize-js is not installed beside the SDK: run \`npm ci\` in ${sdk}`);
 }
 
-const appDir = dirname(resolve(app));
+const appPath = resolve(app);
+const appDir = dirname(appPath);
 const stage = await mkdtemp(join(tmpdir(), 'intake-js-'));
 try {
   await cp(appDir, stage, { recursive: true, filter: (src) => !SKIP.has(basename(src)) || src === appDir });
@@ -56,7 +57,7 @@ try {
   let component;
   try {
     ({ component } = await componentize({
-      sourcePath: join(stage, relative(appDir, resolve(app))),
+      sourcePath: join(stage, relative(appDir, appPath)),
       witPath: join(sdk, 'wit'),
       worldName: world,
       disableFeatures: ['http', 'fetch-event'],
