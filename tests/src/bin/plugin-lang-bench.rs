@@ -4,12 +4,15 @@
 //! instantiate + `init` + `match-message`, with a directory look-up that
 //! attaches). Prints, per port: component size, compile time (and the
 //! compiled artifact's size), load time from the engine's cache, the
-//! per-message time (median and 90th percentile), the smallest memory cap
+//! per-message time (median and 90th percentile; and the median of
+//! instantiate + init alone), the smallest memory cap
 //! it runs under, and the process's resident memory after its runs (the
 //! ports run one after the other, so each figure includes the ones before).
 //!
 //! `./dev bench-langs` (release build; builds the components first).
-//! `INTAKE_BENCH_MESSAGES` sets the messages timed per port (default 2000).
+//! `INTAKE_BENCH_MESSAGES` sets the messages timed per port (default 2000);
+//! arguments `NAME=PATH.wasm` add other builds of the same plugin (say,
+//! componentize-py's `--stub-wasi`) to the table.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -30,10 +33,10 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio");
-    let ports = [
-        ("rust", plugin("exact_match")),
+    let mut ports = vec![
+        ("rust".to_string(), plugin("exact_match")),
         (
-            "python",
+            "python".to_string(),
             langs::build(
                 Lang::Python,
                 &root().join("plugins/exact-match-py"),
@@ -41,7 +44,7 @@ fn main() {
             ),
         ),
         (
-            "js",
+            "js".to_string(),
             langs::build(
                 Lang::Js,
                 &root().join("plugins/exact-match-js"),
@@ -49,6 +52,12 @@ fn main() {
             ),
         ),
     ];
+    for extra in std::env::args().skip(1) {
+        let (name, path) = extra
+            .split_once('=')
+            .unwrap_or_else(|| panic!("{extra}: give NAME=PATH.wasm"));
+        ports.push((name.to_string(), path.into()));
+    }
 
     let directory = Arc::new(MemoryDirectory::new());
     for i in 0..1000 {
@@ -89,7 +98,7 @@ Thanks for the call yesterday; a revised quote, please.\r\n"
     });
 
     println!(
-        "{:<7} {:>9} {:>11} {:>10} {:>10} {:>11} {:>11} {:>10} {:>9}",
+        "{:<12} {:>9} {:>11} {:>10} {:>10} {:>11} {:>11} {:>9} {:>10} {:>9}",
         "port",
         "wasm KB",
         "compile ms",
@@ -97,6 +106,7 @@ Thanks for the call yesterday; a revised quote, please.\r\n"
         "cached ms",
         "median µs",
         "p90 µs",
+        "init µs",
         "min cap",
         "RSS"
     );
@@ -149,14 +159,27 @@ Thanks for the call yesterday; a revised quote, please.\r\n"
         times.sort();
         let median = times[times.len() / 2];
         let p90 = times[times.len() * 9 / 10];
+        // Instantiate + init alone (what every message pays before the
+        // role function runs).
+        let mut inits: Vec<Duration> = (0..messages / 4)
+            .map(|_| {
+                let started = Instant::now();
+                rt.block_on(loaded.check_init("t", directory.clone()))
+                    .expect("init");
+                started.elapsed()
+            })
+            .collect();
+        inits.sort();
+        let init = inits[inits.len() / 2];
 
         let min_cap = smallest_cap(&rt, &runtime, path, &parsed.view, &call);
         println!(
-            "{name:<7} {wasm_kb:>9} {:>11.0} {cwasm_kb:>10} {:>10.1} {:>11.0} {:>11.0} {:>7} MiB {:>5} MiB",
+            "{name:<12} {wasm_kb:>9} {:>11.0} {cwasm_kb:>10} {:>10.1} {:>11.0} {:>11.0} {:>9.0} {:>6} MiB {:>5} MiB",
             compile.as_secs_f64() * 1e3,
             cached.as_secs_f64() * 1e3,
             median.as_secs_f64() * 1e6,
             p90.as_secs_f64() * 1e6,
+            init.as_secs_f64() * 1e6,
             min_cap >> 20,
             rss_kb() / 1024,
         );
