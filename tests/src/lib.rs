@@ -15,6 +15,7 @@ pub mod api;
 pub mod databases;
 pub mod dns;
 pub mod hostile;
+pub mod langs;
 pub mod oauth;
 pub mod servers;
 

@@ -1,8 +1,13 @@
 //! `intake plugin new`: a plugin project that builds on its own, outside
-//! this repository: Cargo.toml on the SDK (by path: the SDK is not on
-//! crates.io yet), a matcher skeleton with a native unit test, a sample
-//! message and contacts, `build.sh` with the reference plugins' release
-//! profile, and a README that ends with `intake plugin test`.
+//! this repository, on the SDK of this checkout by path (it is not on a
+//! registry yet): a matcher skeleton, a sample message and contacts,
+//! `build.sh`, and a README that ends with `intake plugin test`.
+//!
+//! - Rust: Cargo.toml on `plugin-sdk`, a native unit test, the reference
+//!   plugins' release profile.
+//! - Python: `app.py` on `plugin-sdk/python`, built by componentize-py.
+//! - JavaScript: `app.js` on `plugin-sdk/js`, built by componentize-js
+//!   through the SDK's `build.mjs`.
 
 use std::path::{Path, PathBuf};
 
@@ -11,9 +16,10 @@ use std::path::{Path, PathBuf};
 pub enum Language {
     /// Rust, on `intake-plugin-sdk`.
     Rust,
-    /// Python (componentize-py): not yet.
+    /// Python, on `plugin-sdk/python` (componentize-py).
     Python,
-    /// JavaScript (jco): not yet.
+    /// JavaScript (or TypeScript compiled to it), on `plugin-sdk/js`
+    /// (componentize-js).
     Js,
 }
 
@@ -39,14 +45,9 @@ pub enum ScaffoldError {
         "{0:?} cannot name a plugin: use 1 to 64 lower-case letters, digits, `-` or `_`, starting with a letter"
     )]
     Name(String),
-    /// Only Rust has an SDK so far.
-    #[error(
-        "--lang {0}: not yet; only Rust has an SDK so far. Any toolchain that builds a component for wit/v0.1.0/plugin.wit works (see docs/wit-contract.md)"
-    )]
-    Language(&'static str),
     /// The SDK to depend on is not where it was looked for.
     #[error(
-        "the plugin SDK is not at {0} (it is not on crates.io yet): give --sdk PATH/TO/intake/plugin-sdk"
+        "the plugin SDK is not at {0} (it is not on a package registry yet): give --sdk PATH/TO/intake/plugin-sdk"
     )]
     Sdk(PathBuf),
     /// The target directory holds files already.
@@ -77,26 +78,24 @@ pub struct Project {
     pub files: Vec<PathBuf>,
     /// The component `build.sh` makes, relative to the project.
     pub component: PathBuf,
+    /// The commands that take it from here to `intake plugin test`.
+    pub steps: Vec<String>,
 }
 
 /// Writes a new project named `name` into `dir` (created; it must be empty
-/// if it exists), depending on the SDK at `sdk`.
+/// if it exists), depending on the SDK at `sdk` (the `plugin-sdk` folder;
+/// Python and JavaScript use its `python/` and `js/`).
 pub fn new_project(
     name: &str,
     language: Language,
     dir: &Path,
     sdk: &Path,
 ) -> Result<Project, ScaffoldError> {
-    match language {
-        Language::Rust => {}
-        Language::Python => return Err(ScaffoldError::Language("python")),
-        Language::Js => return Err(ScaffoldError::Language("js")),
-    }
     check_name(name)?;
     let sdk = sdk
         .canonicalize()
         .ok()
-        .filter(|p| is_sdk(p))
+        .filter(|p| is_sdk(p, language))
         .ok_or_else(|| ScaffoldError::Sdk(sdk.to_path_buf()))?;
     if dir.exists() {
         let empty = std::fs::read_dir(dir)
@@ -110,7 +109,11 @@ pub fn new_project(
             return Err(ScaffoldError::Exists(dir.to_path_buf()));
         }
     }
-    let files = rust_files(name, &sdk);
+    let files = match language {
+        Language::Rust => rust_files(name, &sdk),
+        Language::Python => other_files(name, &sdk, language),
+        Language::Js => other_files(name, &sdk, language),
+    };
     for (relative, text) in &files {
         let path = dir.join(relative);
         let write = || -> std::io::Result<()> {
@@ -129,19 +132,30 @@ pub fn new_project(
             source,
         })?;
     }
+    let component = component_path(name, language);
+    let test = format!(
+        "intake plugin test {} --message sample/message.eml --contacts sample/contacts.csv --pretty",
+        component.display()
+    );
+    let steps = match language {
+        Language::Rust => vec!["cargo test".into(), "./build.sh".into(), test],
+        Language::Python | Language::Js => vec!["./build.sh".into(), test],
+    };
     Ok(Project {
         dir: dir.to_path_buf(),
         files: files.into_iter().map(|(p, _)| p).collect(),
-        component: component_path(name),
+        component,
+        steps,
     })
 }
 
 /// Where `build.sh` puts the component.
-pub fn component_path(name: &str) -> PathBuf {
-    PathBuf::from(format!(
-        "target/wasm32-wasip2/release/{}.wasm",
-        name.replace('-', "_")
-    ))
+pub fn component_path(name: &str, language: Language) -> PathBuf {
+    let file = format!("{}.wasm", name.replace('-', "_"));
+    match language {
+        Language::Rust => Path::new("target/wasm32-wasip2/release").join(file),
+        Language::Python | Language::Js => Path::new("target").join(file),
+    }
 }
 
 fn check_name(name: &str) -> Result<(), ScaffoldError> {
@@ -157,31 +171,30 @@ fn check_name(name: &str) -> Result<(), ScaffoldError> {
     }
 }
 
-fn is_sdk(dir: &Path) -> bool {
-    std::fs::read_to_string(dir.join("Cargo.toml"))
-        .is_ok_and(|t| t.contains("name = \"intake-plugin-sdk\""))
+fn is_sdk(dir: &Path, language: Language) -> bool {
+    match language {
+        Language::Rust => std::fs::read_to_string(dir.join("Cargo.toml"))
+            .is_ok_and(|t| t.contains("name = \"intake-plugin-sdk\"")),
+        Language::Python => dir.join("python/intake_plugin/__init__.py").is_file(),
+        Language::Js => std::fs::read_to_string(dir.join("js/package.json"))
+            .is_ok_and(|t| t.contains("\"name\": \"intake-plugin-sdk\"")),
+    }
 }
 
 /// The project's files: path relative to the project, contents.
 fn rust_files(name: &str, sdk: &Path) -> Vec<(PathBuf, String)> {
     let snake = name.replace('-', "_");
-    let type_name: String = snake
-        .split('_')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let mut c = p.chars();
-            c.next()
-                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
-                .unwrap_or_default()
-        })
-        .collect();
+    let type_name = type_name(name);
     let fill = |template: &str| {
         template
             .replace("{{name}}", name)
             .replace("{{snake}}", &snake)
             .replace("{{Type}}", &type_name)
             .replace("{{sdk}}", &sdk.display().to_string())
-            .replace("{{component}}", &component_path(name).display().to_string())
+            .replace(
+                "{{component}}",
+                &component_path(name, Language::Rust).display().to_string(),
+            )
     };
     [
         ("Cargo.toml", CARGO_TOML),
@@ -334,6 +347,247 @@ mod tests {
 }
 "##;
 
+/// `vip-match` -> `VipMatch`.
+fn type_name(name: &str) -> String {
+    name.replace('-', "_")
+        .split('_')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let mut c = p.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// The files of a Python or JavaScript project: the app, a sample message
+/// and contacts (the Rust project's), `build.sh` and the README.
+fn other_files(name: &str, sdk: &Path, language: Language) -> Vec<(PathBuf, String)> {
+    let snake = name.replace('-', "_");
+    let (app_name, app, build, readme, ignore, sdk_dir) = match language {
+        Language::Python => (
+            "app.py",
+            PYTHON_APP,
+            PYTHON_BUILD_SH,
+            PYTHON_README_MD,
+            "/target\n__pycache__/\n",
+            sdk.join("python"),
+        ),
+        Language::Js | Language::Rust => (
+            "app.js",
+            JS_APP,
+            JS_BUILD_SH,
+            JS_README_MD,
+            "/target\n/node_modules\n",
+            sdk.join("js"),
+        ),
+    };
+    let fill = |template: &str| {
+        template
+            .replace("{{name}}", name)
+            .replace("{{snake}}", &snake)
+            .replace("{{Type}}", &type_name(name))
+            .replace("{{sdk}}", &sdk_dir.display().to_string())
+            .replace(
+                "{{component}}",
+                &component_path(name, language).display().to_string(),
+            )
+    };
+    [
+        (app_name, app),
+        ("sample/message.eml", SAMPLE_EML),
+        ("sample/contacts.csv", SAMPLE_CONTACTS),
+        ("build.sh", build),
+        ("README.md", readme),
+        (".gitignore", ignore),
+    ]
+    .into_iter()
+    .map(|(path, template)| (PathBuf::from(path), fill(template)))
+    .collect()
+}
+
+const PYTHON_APP: &str = r##""""{{name}}: an Intake matcher. It attaches a message to the contacts and
+leads whose address is the sender's, unless the sender's domain is listed in
+``ignore_domains``.
+
+Configuration (binding name ``{{snake}}``)::
+
+    { "ignore_domains": ["our-company.example"] }
+"""
+
+import intake_plugin
+from intake_plugin import Plugin, Verdict, address, log
+
+
+class {{Type}}(Plugin):
+    # The settings the configuration may give: another key, or a value of
+    # the wrong type, is refused with the field named.
+    CONFIG = {"ignore_domains": "array"}
+
+    def __init__(self, config):
+        self.ignore_domains = [d.lower() for d in config.get("ignore_domains", [])]
+
+    def match(self, message, directory):
+        sender = message.sender_address()
+        if sender is None:
+            return Verdict.no_opinion()
+        domain = address.domain(sender)
+        if domain is not None and domain.lower() in self.ignore_domains:
+            log.info(f"{domain} is ignored")
+            return Verdict.no_opinion()
+        found = directory.find_by_address(sender)
+        return Verdict.attach([party.to_ref() for party in found.parties])
+
+
+# The component's exports: componentize-py looks for these two names.
+Lifecycle, Matcher = intake_plugin.export({{Type}}, "matcher")
+"##;
+
+const PYTHON_BUILD_SH: &str = r#"#!/usr/bin/env sh
+# Builds the component the engine loads: {{component}}
+# Needs componentize-py (pip install componentize-py==0.25.1).
+set -eu
+cd "$(dirname "$0")"
+sdk="{{sdk}}"
+if ! command -v componentize-py >/dev/null; then
+  echo "componentize-py is not on PATH: pip install componentize-py==0.25.1 (in a virtual environment)" >&2
+  exit 1
+fi
+mkdir -p target
+componentize-py -d "$sdk/wit" -w matcher-plugin componentize app -p . -p "$sdk" -o {{component}}
+echo "built {{component}}"
+"#;
+
+const PYTHON_README_MD: &str = r#"# {{name}}
+
+An [Intake](https://example.invalid/intake) matcher plugin in Python, built
+into a WebAssembly component by componentize-py.
+
+The SDK (`intake_plugin`) is not on PyPI yet: `build.sh` takes it from the
+Intake checkout that created this project (`{{sdk}}`). Change that path if
+you move the project to another machine.
+
+## Build the component
+
+```sh
+pip install componentize-py==0.25.1   # once, in a virtual environment
+./build.sh
+# -> {{component}}
+```
+
+componentize-py runs `app.py` once at build time and snapshots the
+interpreter, so module-level code runs then, not per message. A plugin has
+no file system, network or environment at run time: import everything at
+the top of the module.
+
+## Try it on mail
+
+```sh
+intake plugin test {{component}} \
+    --message sample/message.eml --contacts sample/contacts.csv --pretty
+```
+
+One JSON object per message: the `disposition` (here an `attach` to Ann),
+who decided, and per plugin `steps` with timings, errors and the lines it
+logged. Pass a configuration with
+`--config '{{snake}}={"ignore_domains": ["acme.example"]}'` (the name is the
+file stem), and check the component on its own with
+`intake plugin check {{component}}`.
+
+More: the Python section of `docs/plugins.md` in the Intake repository.
+"#;
+
+const JS_APP: &str = r#"// {{name}}: an Intake matcher. It attaches a message to the contacts and
+// leads whose address is the sender's, unless the sender's domain is listed
+// in `ignore_domains`.
+//
+// Configuration (binding name `{{snake}}`):
+//   { "ignore_domains": ["our-company.example"] }
+
+import { Plugin, Verdict, address, exportPlugin, log } from 'intake-plugin-sdk';
+
+class {{Type}} extends Plugin {
+  // The settings the configuration may give: another key, or a value of the
+  // wrong type, is refused with the field named.
+  static config = { ignore_domains: 'array' };
+
+  constructor(config) {
+    super(config);
+    this.ignoreDomains = (config.ignore_domains ?? []).map((d) => d.toLowerCase());
+  }
+
+  match(message, directory) {
+    const sender = message.senderAddress();
+    if (sender === null) return Verdict.noOpinion();
+    const domain = address.domain(sender);
+    if (domain !== null && this.ignoreDomains.includes(domain.toLowerCase())) {
+      log.info(`${domain} is ignored`);
+      return Verdict.noOpinion();
+    }
+    const found = directory.findByAddress(sender);
+    return Verdict.attach(found.parties.map((party) => party.toRef()));
+  }
+}
+
+// The component's exports: componentize-js looks for these two names.
+export const { lifecycle, matcher } = exportPlugin({{Type}}, 'matcher');
+"#;
+
+const JS_BUILD_SH: &str = r#"#!/usr/bin/env sh
+# Builds the component the engine loads: {{component}}
+# Needs Node.js 20+ and the SDK's build tools (npm ci in the SDK, once).
+set -eu
+cd "$(dirname "$0")"
+sdk="{{sdk}}"
+if [ ! -d "$sdk/node_modules/@bytecodealliance/componentize-js" ]; then
+  echo "the SDK's build tools are not installed: (cd $sdk && npm ci)" >&2
+  exit 1
+fi
+node "$sdk/build.mjs" app.js -o {{component}}
+"#;
+
+const JS_README_MD: &str = r#"# {{name}}
+
+An [Intake](https://example.invalid/intake) matcher plugin in JavaScript,
+built into a WebAssembly component by componentize-js.
+
+The SDK (`intake-plugin-sdk`) is not on npm yet: `build.sh` takes it, and
+the pinned componentize-js it builds with, from the Intake checkout that
+created this project (`{{sdk}}`). Change that path if you move the project
+to another machine.
+
+## Build the component
+
+```sh
+(cd {{sdk}} && npm ci)   # once: componentize-js and jco, pinned
+./build.sh
+# -> {{component}}
+```
+
+`app.js` imports the SDK as `intake-plugin-sdk`; the SDK's `build.mjs`
+stages the project with a copy of it and runs componentize-js, leaving out
+`fetch` (the engine grants a plugin no network). The module's top level runs
+once at build time (the engine is snapshotted), not per message. For
+TypeScript, compile to JavaScript first (`tsc`); the SDK ships `index.d.ts`.
+
+## Try it on mail
+
+```sh
+intake plugin test {{component}} \
+    --message sample/message.eml --contacts sample/contacts.csv --pretty
+```
+
+One JSON object per message: the `disposition` (here an `attach` to Ann),
+who decided, and per plugin `steps` with timings, errors and the lines it
+logged. Pass a configuration with
+`--config '{{snake}}={"ignore_domains": ["acme.example"]}'` (the name is the
+file stem), and check the component on its own with
+`intake plugin check {{component}}`.
+
+More: the JavaScript section of `docs/plugins.md` in the Intake repository.
+"#;
+
 const SAMPLE_EML: &str = "From: Ann Lee <ann@acme.example>\r\n\
 To: sales@ourco.example\r\n\
 Subject: Our order\r\n\
@@ -415,10 +669,6 @@ mod tests {
             ));
         }
         assert!(matches!(
-            new_project("vip", Language::Python, &dir.path().join("x"), &sdk),
-            Err(ScaffoldError::Language("python"))
-        ));
-        assert!(matches!(
             new_project("vip", Language::Rust, &dir.path().join("x"), dir.path()),
             Err(ScaffoldError::Sdk(_))
         ));
@@ -442,6 +692,44 @@ mod tests {
         assert!(matches!(
             new_project("vip-match", Language::Rust, &target, &default_sdk_path()),
             Err(ScaffoldError::Exists(_))
+        ));
+    }
+
+    #[test]
+    fn writes_python_and_js_projects_on_the_sdk_by_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let sdk = default_sdk_path().canonicalize().unwrap();
+        let py = new_project("vip-match", Language::Python, &dir.path().join("py"), &sdk).unwrap();
+        assert_eq!(py.component, Path::new("target/vip_match.wasm"));
+        let app = std::fs::read_to_string(py.dir.join("app.py")).unwrap();
+        assert!(
+            app.contains("Lifecycle, Matcher = intake_plugin.export(VipMatch, \"matcher\")"),
+            "{app}"
+        );
+        let build = std::fs::read_to_string(py.dir.join("build.sh")).unwrap();
+        assert!(
+            build.contains(&format!("sdk=\"{}\"", sdk.join("python").display())),
+            "{build}"
+        );
+        let js = new_project("vip-match", Language::Js, &dir.path().join("js"), &sdk).unwrap();
+        let app = std::fs::read_to_string(js.dir.join("app.js")).unwrap();
+        assert!(app.contains("exportPlugin(VipMatch, 'matcher')"), "{app}");
+        let readme = std::fs::read_to_string(js.dir.join("README.md")).unwrap();
+        assert!(
+            readme.contains("intake plugin test target/vip_match.wasm"),
+            "{readme}"
+        );
+        for project in [&py, &js] {
+            assert_eq!(project.steps[0], "./build.sh");
+            for file in &project.files {
+                let text = std::fs::read_to_string(project.dir.join(file)).unwrap();
+                assert!(!text.contains("{{"), "{}: {text}", file.display());
+            }
+        }
+        // The SDK is checked for the language asked for.
+        assert!(matches!(
+            new_project("vip", Language::Js, &dir.path().join("x"), &sdk.join("src")),
+            Err(ScaffoldError::Sdk(_))
         ));
     }
 }

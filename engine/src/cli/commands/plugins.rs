@@ -262,7 +262,7 @@ pub(crate) struct PluginNew {
     /// The plugin's name: lower-case letters, digits, `-` or `_`
     /// (`vip-match` builds `vip_match.wasm`).
     name: String,
-    /// rust (python and js: not yet).
+    /// rust, python (componentize-py) or js (componentize-js).
     #[arg(long, default_value = "rust", value_parser = ["rust", "python", "js"])]
     lang: String,
     /// Where to write the project (default: ./NAME). Created; must be empty.
@@ -291,12 +291,8 @@ pub(crate) fn plugin_new(
     }
     writeln!(out, "next:")?;
     writeln!(out, "  cd {}", project.dir.display())?;
-    writeln!(out, "  cargo test")?;
-    writeln!(out, "  ./build.sh")?;
-    writeln!(
-        out,
-        "  intake plugin test {} --message sample/message.eml --contacts sample/contacts.csv --pretty",
-        project.component.display()
-    )?;
+    for step in &project.steps {
+        writeln!(out, "  {step}")?;
+    }
     Ok(ExitCode::SUCCESS)
 }
