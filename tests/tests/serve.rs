@@ -367,7 +367,9 @@ fn intake_cli(db: &Db, key_file: &std::path::Path, args: &[&str]) -> String {
 /// deleted on the server (at QUIT), the rest stays; the next start finishes
 /// the job with nothing stored twice.
 async fn sigterm_during_a_first_sync_loses_nothing(db: Db) {
-    const MESSAGES: usize = 400;
+    // Enough that the sync lasts many progress intervals: 400 took 0.35 s
+    // here, short enough for the test's polling to miss every write.
+    const MESSAGES: usize = 2_000;
     let dir = tempfile::tempdir().unwrap();
     let server = Dovecot::start();
     let (tenant, _key, key_file) = prepare(&db, dir.path()).await;
@@ -406,7 +408,7 @@ async fn sigterm_during_a_first_sync_loses_nothing(db: Db) {
     };
     let activity = status.activity_line().unwrap();
     assert!(
-        activity.starts_with("checking: ") && activity.contains(" of 400 messages stored"),
+        activity.starts_with("checking: ") && activity.contains(" of 2,000 messages stored"),
         "{activity}"
     );
     serve.terminate();
