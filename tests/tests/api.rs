@@ -139,22 +139,6 @@ async fn set_up_acme(serve: &ApiServe, dovecot: &Dovecot) -> Acme {
             .await,
         204,
     );
-    let port = dovecot.account(Protocol::Imap, Security::None).port;
-    let r = admin
-        .json(
-            "POST",
-            "/v1/accounts",
-            &json!({
-                "name": "sales", "protocol": "imap", "host": "localhost", "port": port,
-                "security": "none", "credential": "alice", "check_interval_secs": 3600
-            }),
-        )
-        .await;
-    let v = expect(&r, 201);
-    assert!(
-        v["warnings"][0].as_str().unwrap().contains("without TLS"),
-        "{v}"
-    );
     let r = admin
         .json(
             "POST",
@@ -185,6 +169,26 @@ async fn set_up_acme(serve: &ApiServe, dovecot: &Dovecot) -> Acme {
     );
     assert!(v["secret"].as_str().unwrap().starts_with("whsec_"), "{v}");
     let webhook = v["endpoint"]["id"].as_i64().unwrap();
+
+    // The account last, once the chain is in place: its first scheduled
+    // check runs at once, and one that loaded the chain before the hostile
+    // plugin went first would store the mail instead of holding it.
+    let port = dovecot.account(Protocol::Imap, Security::None).port;
+    let r = admin
+        .json(
+            "POST",
+            "/v1/accounts",
+            &json!({
+                "name": "sales", "protocol": "imap", "host": "localhost", "port": port,
+                "security": "none", "credential": "alice", "check_interval_secs": 3600
+            }),
+        )
+        .await;
+    let v = expect(&r, 201);
+    assert!(
+        v["warnings"][0].as_str().unwrap().contains("without TLS"),
+        "{v}"
+    );
 
     dovecot.deliver(
         USER,
