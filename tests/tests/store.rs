@@ -2260,8 +2260,10 @@ async fn binding_versions_canary_promote_and_roll_back(db: Db) {
 
     // A configuration change is a new version, active at once; only a new
     // failure policy is not.
-    let mut slower = Limits::default();
-    slower.deadline = std::time::Duration::from_millis(300);
+    let slower = Limits {
+        deadline: std::time::Duration::from_millis(300),
+        ..Limits::default()
+    };
     assert_eq!(
         s.configure_binding(
             t,

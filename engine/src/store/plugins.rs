@@ -586,16 +586,11 @@ impl Store {
             .collect())
     }
 
-    /// The binding `name` and all its versions (without their bytes).
+    /// The binding `name` (with its active component's bytes, and no
+    /// other component's) and all its versions.
     pub async fn binding_versions(&self, tenant: TenantId, name: &str) -> Result<BindingVersions> {
-        let binding = self
-            .bindings(tenant)
-            .await?
-            .into_iter()
-            .find(|b| b.name == name)
-            .ok_or_else(|| not_found("binding", name))?;
         let row = binding_row(&self.db, tenant, name).await?;
-        let versions = plugin_versions::Entity::find()
+        let versions: Vec<StoredVersion> = plugin_versions::Entity::find()
             .filter(plugin_versions::Column::BindingId.eq(row.id))
             .order_by_asc(plugin_versions::Column::Version)
             .all(&self.db)
@@ -603,7 +598,20 @@ impl Store {
             .into_iter()
             .map(version_from_row)
             .collect::<Result<_>>()?;
-        Ok(BindingVersions { binding, versions })
+        let sha256 = versions
+            .iter()
+            .find(|v| v.number as i32 == row.active_version)
+            .map(|v| v.component_sha256.clone())
+            .ok_or_else(|| corrupt("binding", format!("{name}: no active version")))?;
+        let wasm = self
+            .components(tenant, vec![sha256.clone()])
+            .await?
+            .remove(&sha256)
+            .ok_or_else(|| corrupt("binding", format!("{name}: component {sha256} missing")))?;
+        Ok(BindingVersions {
+            binding: from_row(row, wasm)?,
+            versions,
+        })
     }
 
     /// Version `number` of binding `name` with its component's bytes.
