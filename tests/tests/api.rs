@@ -573,6 +573,41 @@ fn routes(acme: &Acme) -> Vec<Route> {
             Some("admin"),
         ),
         r(
+            "GET",
+            "/v1/plugins/{name}/versions",
+            "/v1/plugins/hostile/versions".into(),
+            None,
+            Some("read"),
+        ),
+        r(
+            "POST",
+            "/v1/plugins/{name}/versions",
+            "/v1/plugins/hostile/versions?config=%7B%7D".into(),
+            Some(("application/wasm", b"\0asm".to_vec())),
+            Some("admin"),
+        ),
+        r(
+            "POST",
+            "/v1/plugins/{name}/canary",
+            "/v1/plugins/hostile/canary".into(),
+            j(json!({"version": 2, "share_percent": 10})),
+            Some("admin"),
+        ),
+        r(
+            "POST",
+            "/v1/plugins/{name}/promote",
+            "/v1/plugins/hostile/promote?version=2".into(),
+            None,
+            Some("admin"),
+        ),
+        r(
+            "POST",
+            "/v1/plugins/{name}/rollback",
+            "/v1/plugins/hostile/rollback".into(),
+            None,
+            Some("admin"),
+        ),
+        r(
             "PUT",
             "/v1/chain/order",
             "/v1/chain/order".into(),
@@ -1230,6 +1265,107 @@ async fn resources_round_trip_and_bad_fields_are_named(db: Db) {
         422,
         "names",
     );
+    // Versions: one beside the running one (the same component, another
+    // configuration), a canary, promote, rollback.
+    let v = expect(
+        &c.send(
+            "POST",
+            "/v1/plugins/domains2/versions?config=%7B%22ignore_domains%22%3A%5B%22ourco.example%22%5D%7D",
+            Some(("application/wasm", Vec::new())),
+        )
+        .await,
+        201,
+    );
+    assert_eq!(
+        (v["version"].clone(), v["state"].clone()),
+        (json!(2), json!("new")),
+        "{v}"
+    );
+    assert_eq!(v["config"]["ignore_domains"][0], "ourco.example", "{v}");
+    refused(
+        &c.send(
+            "POST",
+            "/v1/plugins/domains2/versions",
+            Some(("application/wasm", b"not wasm at all".to_vec())),
+        )
+        .await,
+        422,
+        "wasm",
+    );
+    for (body, field) in [
+        (
+            json!({ "version": 2, "accounts": ["nobody"] }),
+            "accounts[0]",
+        ),
+        (json!({ "version": 1, "share_percent": 5 }), "version"),
+        (json!({ "version": 7, "share_percent": 5 }), "version"),
+        (
+            json!({ "version": 2, "share_percent": 150 }),
+            "share_percent",
+        ),
+        (json!({ "version": 2 }), "share_percent"),
+    ] {
+        refused(
+            &c.json("POST", "/v1/plugins/domains2/canary", &body).await,
+            422,
+            field,
+        );
+    }
+    let v = expect(
+        &c.json(
+            "POST",
+            "/v1/plugins/domains2/canary",
+            &json!({ "version": 2, "share_percent": 12.5, "accounts": ["sales"] }),
+        )
+        .await,
+        200,
+    );
+    assert_eq!(v["active"], 1, "{v}");
+    assert_eq!(
+        v["canary"],
+        json!({ "version": 2, "share_percent": 12.5, "accounts": ["sales"] })
+    );
+    let v = expect(&c.get("/v1/plugins/domains2").await, 200);
+    assert_eq!(
+        (v["version"].clone(), v["canary"]["version"].clone()),
+        (json!(1), json!(2))
+    );
+    let v = expect(
+        &c.send("POST", "/v1/plugins/domains2/promote", None).await,
+        200,
+    );
+    assert_eq!(v["active"], 2, "{v}");
+    assert!(v["canary"].is_null(), "{v}");
+    refused(
+        &c.send("POST", "/v1/plugins/domains2/promote?version=9", None)
+            .await,
+        422,
+        "version",
+    );
+    let v = expect(
+        &c.send("POST", "/v1/plugins/domains2/rollback", None).await,
+        200,
+    );
+    assert_eq!(
+        (v["undid"].clone(), v["from"].clone(), v["to"].clone()),
+        (json!("active"), json!(2), json!(1)),
+        "{v}"
+    );
+    let v = expect(&c.get("/v1/plugins/domains2/versions").await, 200);
+    let states: Vec<&str> = v["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["active", "rolled-back"], "{v}");
+    refused(
+        &c.send("POST", "/v1/plugins/domains2/rollback", None).await,
+        422,
+        "version",
+    );
+    expect(&c.get("/v1/plugins/nothing/versions").await, 404);
+
     expect(&c.delete("/v1/plugins/domains2").await, 204);
     expect(&c.get("/v1/plugins/domains2").await, 404);
 

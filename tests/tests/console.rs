@@ -304,6 +304,37 @@ async fn the_console_shows_a_tenant_its_own_pages_and_nothing_runs_from_mail() {
         "{}",
         r.text()
     );
+    // Saving the settings as they are (the JSON spaced otherwise) makes no
+    // new version; a new configuration does, and the page names it.
+    let save = |config: &'static str| {
+        let (browser, csrf) = (&browser, csrf.clone());
+        async move {
+            let form = [
+                ("csrf", csrf.as_str()),
+                ("config", config),
+                ("enabled", "on"),
+                ("deadline_ms", "100"),
+                ("memory_mb", "64"),
+                ("on_error", "quarantine"),
+            ];
+            let r = browser
+                .post("/plugins/exact_match/configure", &form, &[])
+                .await;
+            assert_eq!(r.status, 303, "{}", r.text());
+        }
+    };
+    save("{ }").await;
+    assert_eq!(
+        acme.get("/v1/plugins/exact_match").await.json()["version"],
+        1
+    );
+    save(r#"{"fold_plus": true}"#).await;
+    assert_eq!(
+        acme.get("/v1/plugins/exact_match").await.json()["version"],
+        2
+    );
+    let page = browser.get("/plugins").await.text();
+    assert!(page.contains("version 2"), "{page}");
     let second = before[1].clone();
     let r = browser
         .post(

@@ -18,7 +18,8 @@ use intake::plugin::{FailurePolicy, Limits, WasmSource};
 use intake::store::{
     AccountConfig, AccountId, BatchCommit, BindingRole, Error, FirstSync, IncomingMessage,
     KeyError, MasterKey, MessageMeta, MessageQuery, MessageResult, MessageStatus, NewBinding,
-    NewParty, PartyFilter, ProxyConfig, ReplayUpdate, Store, StoredMessageId, TenantId, Upserted,
+    NewParty, NewVersion, PartyFilter, ProxyConfig, ReplayUpdate, RolledBack, Store,
+    StoredMessageId, TenantId, Upserted,
 };
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 
@@ -44,6 +45,7 @@ on_both_databases!(
     quarantine_release_and_drop,
     inbox_filters_and_pages,
     bindings_keep_their_order,
+    binding_versions_canary_promote_and_roll_back,
     parties_upsert_and_import,
     replay_pages_records_and_applies_decisions,
 );
@@ -201,10 +203,11 @@ async fn migrations_are_idempotent(db: Db) {
     let conn = raw_connection(&db).await;
     // One row per migration: the initial schema, the content key, account
     // health, lz4 for raw bytes, webhooks, API tokens, message dates,
-    // certificate pins, OAuth2, check progress and decision records.
+    // certificate pins, OAuth2, check progress, decision records and
+    // plugin versions.
     assert_eq!(
         count(&conn, "SELECT COUNT(*) FROM seaql_migrations").await,
-        11
+        12
     );
     assert_eq!(count(&conn, "SELECT COUNT(*) FROM tenants").await, 1);
     if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
@@ -270,10 +273,11 @@ async fn migrations_are_idempotent(db: Db) {
     }
     // One row per migration: the initial schema, the content key, account
     // health, lz4 for raw bytes, webhooks, API tokens, message dates,
-    // certificate pins, OAuth2, check progress and decision records.
+    // certificate pins, OAuth2, check progress, decision records and
+    // plugin versions.
     assert_eq!(
         count(&conn, "SELECT COUNT(*) FROM seaql_migrations").await,
-        11
+        12
     );
 }
 
@@ -2111,6 +2115,195 @@ async fn bindings_keep_their_order(db: Db) {
     assert!(!list[1].enabled);
 }
 
+/// A binding's versions: added beside the active one (bytes kept once per
+/// tenant), a canary with its rollout, promote, rollback through the
+/// versions that were live, a configuration change as a new version, and
+/// the chain signature moving with each, so a running engine reloads.
+async fn binding_versions_canary_promote_and_roll_back(db: Db) {
+    let s = &db.store;
+    let t = s.ensure_tenant("acme").await.unwrap();
+    let other = s.ensure_tenant("globex").await.unwrap();
+    let v1 = vec![1u8; 2048];
+    let v2 = vec![2u8; 2048];
+    s.add_binding(
+        t,
+        &NewBinding {
+            name: "exact".into(),
+            role: BindingRole::Matcher,
+            wasm: v1.clone(),
+            config: "{}".into(),
+            limits: Limits::default(),
+            on_error: FailurePolicy::Quarantine,
+            enabled: true,
+        },
+    )
+    .await
+    .unwrap();
+    let conn = raw_connection(&db).await;
+    let components = || async { count(&conn, "SELECT COUNT(*) FROM plugin_components").await };
+    assert_eq!(components().await, 1);
+    let bound = &s.bindings(t).await.unwrap()[0];
+    assert_eq!((bound.version, bound.canary.clone()), (1, None));
+    assert_eq!(bound.wasm.as_ref(), v1.as_slice());
+    let signature = s.chain_signature(t).await.unwrap();
+
+    // A new component: version 2, not live; the chain is unchanged.
+    let added = |wasm: &Vec<u8>, config: &str| NewVersion {
+        wasm: wasm.clone(),
+        config: config.into(),
+        limits: Limits::default(),
+    };
+    assert_eq!(
+        s.add_binding_version(t, "exact", &added(&v2, r#"{"a": 2}"#))
+            .await
+            .unwrap(),
+        2
+    );
+    // Only the configuration: version 3 shares version 1's bytes.
+    assert_eq!(
+        s.add_binding_version(t, "exact", &added(&v1, r#"{"a": 3}"#))
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(components().await, 2, "one row per distinct component");
+    assert_eq!(s.chain_signature(t).await.unwrap(), signature);
+    assert!(matches!(
+        s.add_binding_version(other, "exact", &added(&v2, "{}"))
+            .await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        s.add_binding_version(t, "exact", &added(&v2, "{nope"))
+            .await,
+        Err(Error::Invalid { .. })
+    ));
+
+    // A canary of version 2: the binding names it, the signature moves.
+    let rollout = intake::domain::Rollout {
+        share_bp: 2_500,
+        accounts: vec!["vip".into()],
+    };
+    s.set_canary(t, "exact", 2, &rollout).await.unwrap();
+    let bound = &s.bindings(t).await.unwrap()[0];
+    assert_eq!(bound.version, 1);
+    let canary = bound.canary.clone().unwrap();
+    assert_eq!((canary.version, &canary.rollout), (2, &rollout));
+    let (version, wasm) = s.binding_version(t, "exact", 2).await.unwrap();
+    assert_eq!(
+        (version.config.as_str(), wasm.as_ref()),
+        (r#"{"a": 2}"#, v2.as_slice())
+    );
+    let canary_signature = s.chain_signature(t).await.unwrap();
+    assert_ne!(canary_signature, signature);
+    for (number, why) in [(1, "the active version"), (9, "no such version")] {
+        assert!(
+            matches!(
+                s.set_canary(t, "exact", number, &rollout).await,
+                Err(Error::Invalid { .. } | Error::NotFound { .. })
+            ),
+            "{why}"
+        );
+    }
+
+    // Rollback with a canary: the canary stops, version 1 stays.
+    assert_eq!(
+        s.rollback_binding(t, "exact").await.unwrap(),
+        RolledBack::Canary { candidate: 2 }
+    );
+    let bound = &s.bindings(t).await.unwrap()[0];
+    assert_eq!((bound.version, bound.canary.is_none()), (1, true));
+    assert_eq!(s.chain_signature(t).await.unwrap(), signature);
+
+    // Promote: without a canary a version must be named.
+    assert!(matches!(
+        s.promote_binding_version(t, "exact", None).await,
+        Err(Error::Invalid { .. })
+    ));
+    s.set_canary(t, "exact", 2, &rollout).await.unwrap();
+    assert_eq!(
+        s.promote_binding_version(t, "exact", None).await.unwrap(),
+        2
+    );
+    let bound = &s.bindings(t).await.unwrap()[0];
+    assert_eq!(bound.version, 2);
+    assert!(bound.canary.is_none(), "the candidate is live for all");
+    assert_eq!(bound.wasm.as_ref(), v2.as_slice());
+    assert_eq!(bound.config, r#"{"a": 2}"#);
+    s.promote_binding_version(t, "exact", Some(3))
+        .await
+        .unwrap();
+    assert_eq!(s.bindings(t).await.unwrap()[0].version, 3);
+
+    // Rollbacks walk back through the versions that were live: 3 → 2 → 1,
+    // then there is nothing left.
+    assert_eq!(
+        s.rollback_binding(t, "exact").await.unwrap(),
+        RolledBack::Active { from: 3, to: 2 }
+    );
+    assert_eq!(
+        s.rollback_binding(t, "exact").await.unwrap(),
+        RolledBack::Active { from: 2, to: 1 }
+    );
+    assert!(matches!(
+        s.rollback_binding(t, "exact").await,
+        Err(Error::Invalid { .. })
+    ));
+    let bound = &s.bindings(t).await.unwrap()[0];
+    assert_eq!((bound.version, bound.config.as_str()), (1, "{}"));
+    assert_eq!(bound.wasm.as_ref(), v1.as_slice());
+    assert_eq!(
+        s.chain_signature(t).await.unwrap(),
+        signature,
+        "as at first"
+    );
+
+    // A configuration change is a new version, active at once; only a new
+    // failure policy is not.
+    let slower = Limits {
+        deadline: std::time::Duration::from_millis(300),
+        ..Limits::default()
+    };
+    assert_eq!(
+        s.configure_binding(
+            t,
+            "exact",
+            r#"{"b": 1}"#,
+            &slower,
+            FailurePolicy::Quarantine
+        )
+        .await
+        .unwrap(),
+        4
+    );
+    assert_eq!(
+        s.configure_binding(t, "exact", r#"{"b": 1}"#, &slower, FailurePolicy::Skip)
+            .await
+            .unwrap(),
+        4
+    );
+    let listed = s.binding_versions(t, "exact").await.unwrap();
+    assert_eq!(listed.binding.version, 4);
+    assert_eq!(listed.binding.limits, slower);
+    assert_eq!(listed.binding.on_error, FailurePolicy::Skip);
+    let numbers: Vec<u32> = listed.versions.iter().map(|v| v.number).collect();
+    assert_eq!(numbers, [1, 2, 3, 4]);
+    assert_eq!(
+        listed.versions[3].component_sha256,
+        listed.versions[0].component_sha256
+    );
+    assert!(listed.versions[1].rolled_back_at.is_some());
+    assert!(listed.versions[0].rolled_back_at.is_none());
+
+    // Removing the binding removes its versions and its unused components.
+    s.remove_binding(t, "exact").await.unwrap();
+    assert_eq!(components().await, 0);
+    assert_eq!(
+        count(&conn, "SELECT COUNT(*) FROM plugin_versions").await,
+        0
+    );
+}
+
 async fn parties_upsert_and_import(db: Db) {
     let s = &db.store;
     let t = s.ensure_tenant("acme").await.unwrap();
@@ -2279,6 +2472,8 @@ fn record(by: &str, disposition: &str) -> DecisionRecord {
             micros: 7,
             component_sha256: "c".repeat(64),
             config_version: "0123456789ab".into(),
+            version: Some(1),
+            candidate: false,
             error_kind: None,
             error: None,
         }],

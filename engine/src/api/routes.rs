@@ -26,7 +26,9 @@ use crate::service::messages::{
     Explanation, MessageItem, MessagePage, MessageQuery, QuarantinePage, QuarantineQuery, Release,
     Released,
 };
-use crate::service::plugins::{PluginSettings, PluginView};
+use crate::service::plugins::{
+    CanaryRequest, PluginSettings, PluginVersionView, PluginVersions, PluginView, RollbackView,
+};
 use crate::service::replay::{ReplayChain, ReplayReport, ReplayRequest};
 use crate::service::tenants::{IssuedToken, TenantView};
 use crate::service::webhooks::{CreatedWebhook, WebhookInput};
@@ -71,6 +73,10 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(list_plugins, add_plugin))
         .routes(routes!(get_plugin, configure_plugin, remove_plugin))
         .routes(routes!(order_plugins))
+        .routes(routes!(list_plugin_versions, add_plugin_version))
+        .routes(routes!(start_canary))
+        .routes(routes!(promote_plugin))
+        .routes(routes!(rollback_plugin))
         .routes(routes!(list_messages))
         .routes(routes!(get_message))
         .routes(routes!(raw_message))
@@ -384,6 +390,10 @@ pub struct ReplayInput {
     pub dry_run: bool,
     /// Only mail dated at or after this time (RFC 3339).
     pub since: Option<DateTime<Utc>>,
+    /// Run the plugins' canaries as live mail gets them; by default every
+    /// plugin's active version decides.
+    #[serde(default)]
+    pub with_canary: bool,
 }
 
 fn yes() -> bool {
@@ -408,7 +418,11 @@ async fn replay_account(
 ) -> Out<ReplayReport> {
     let request = ReplayRequest {
         since: input.since,
-        chain: ReplayChain::Stored,
+        chain: if input.with_canary {
+            ReplayChain::Rollout
+        } else {
+            ReplayChain::Stored
+        },
         apply: !input.dry_run,
     };
     ok(state.service.replay(&s, &name, &request).await?)
@@ -713,6 +727,120 @@ async fn order_plugins(
     Json(order): Json<PluginOrder>,
 ) -> Out<Vec<PluginView>> {
     ok(state.service.order_plugins(&s, &order.names).await?)
+}
+
+/// A new version's settings (what is not given is the active version's).
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct VersionUpload {
+    /// Configuration passed to `init`, JSON.
+    pub config: Option<String>,
+    /// Deadline per message, milliseconds.
+    pub deadline_ms: Option<u64>,
+    /// Memory cap, MiB.
+    pub memory_mb: Option<usize>,
+}
+
+/// Which version to promote.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PromoteQuery {
+    /// The version to make active; by default the canary's candidate.
+    pub version: Option<u32>,
+}
+
+/// A plugin's versions: which is active, which is a canary and for whom.
+#[utoipa::path(get, path = "/v1/plugins/{name}/versions", tag = "plugins",
+    params(("name" = String, Path, description = "Binding name")),
+    responses((status = 200, body = PluginVersions),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn list_plugin_versions(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Out<PluginVersions> {
+    ok(state.service.plugin_versions(&s, &name).await?)
+}
+
+/// Add a version beside the running one (admin scope): the component in
+/// the body (an empty body keeps the active version's component), settings
+/// in the query (what is not given is the active version's). Checked as an
+/// upload is; it decides nothing until a canary or a promote.
+#[utoipa::path(post, path = "/v1/plugins/{name}/versions", tag = "plugins",
+    params(("name" = String, Path, description = "Binding name"), VersionUpload),
+    request_body(content = Vec<u8>, content_type = "application/wasm", description = "The component (.wasm), or nothing"),
+    responses((status = 201, body = PluginVersionView),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn add_plugin_version(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    Query(upload): Query<VersionUpload>,
+    Wasm(wasm): Wasm,
+) -> ApiResult<Response> {
+    let settings = PluginSettings {
+        deadline_ms: upload.deadline_ms,
+        memory_mb: upload.memory_mb,
+        ..PluginSettings::default()
+    };
+    let wasm = (!wasm.is_empty()).then_some(wasm);
+    created(
+        state
+            .service
+            .add_plugin_version(&s, &name, wasm, upload.config.as_deref(), &settings)
+            .await?,
+    )
+}
+
+/// Start or change a canary (admin scope): the version decides every
+/// message of the named accounts and `share_percent` of the rest (chosen by
+/// a hash of each message, so the same message always goes the same way),
+/// from each account's next run on; the active version decides the rest.
+#[utoipa::path(post, path = "/v1/plugins/{name}/canary", tag = "plugins", request_body = CanaryRequest,
+    params(("name" = String, Path, description = "Binding name")),
+    responses((status = 200, body = PluginVersions),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn start_canary(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    Json(request): Json<CanaryRequest>,
+) -> Out<PluginVersions> {
+    ok(state.service.start_canary(&s, &name, &request).await?)
+}
+
+/// Make a version active for all mail (admin scope): `version`, or the
+/// canary's candidate; from each account's next run on, without a restart.
+#[utoipa::path(post, path = "/v1/plugins/{name}/promote", tag = "plugins",
+    params(("name" = String, Path, description = "Binding name"), PromoteQuery),
+    responses((status = 200, body = PluginVersions),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn promote_plugin(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    Query(query): Query<PromoteQuery>,
+) -> Out<PluginVersions> {
+    ok(state
+        .service
+        .promote_plugin(&s, &name, query.version)
+        .await?)
+}
+
+/// Roll back (admin scope): stop the canary, or when none runs, return to
+/// the version that was active before the current one.
+#[utoipa::path(post, path = "/v1/plugins/{name}/rollback", tag = "plugins",
+    params(("name" = String, Path, description = "Binding name")),
+    responses((status = 200, body = RollbackView),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn rollback_plugin(
+    state: axum::extract::State<ApiState>,
+    TenantCaller(s): TenantCaller,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Out<RollbackView> {
+    ok(state.service.rollback_plugin(&s, &name).await?)
 }
 
 // ---- inbox and quarantine ---------------------------------------------------

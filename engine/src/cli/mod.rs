@@ -292,6 +292,40 @@ pub(crate) enum PluginCommand {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// A plugin's versions: `version add` puts a new one beside the
+    /// running one (checked first; it decides nothing until a canary or a
+    /// promote).
+    #[command(subcommand)]
+    Version(commands::PluginVersionCommand),
+    /// A plugin's versions: number, state (active, candidate, previous,
+    /// rolled-back, new), component SHA-256, configuration version, when
+    /// added, and the canary's share and accounts.
+    Versions {
+        /// The plugin's name in the chain.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Roll a version out to part of the mail (a canary), from the next
+    /// run on, without a restart: a share of the messages (the same message
+    /// always goes the same way) and/or every message of chosen accounts.
+    Canary(commands::PluginCanary),
+    /// Make a version active for all mail (by default the canary's
+    /// candidate), from the next run on, without a restart.
+    Promote {
+        /// The plugin's name in the chain.
+        name: String,
+        /// The version to make active (default: the canary's candidate).
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// Stop the plugin's canary; if none runs, go back to the version that
+    /// was active before the current one.
+    Rollback {
+        /// The plugin's name in the chain.
+        name: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -1642,6 +1642,8 @@ struct PluginRow {
     memory_mb: usize,
     on_error: String,
     size: String,
+    /// The active version, and the canary if one runs.
+    version: String,
     first: bool,
     last: bool,
 }
@@ -1689,6 +1691,20 @@ async fn plugins_page(
                     memory_mb: v.memory_mb,
                     on_error: v.on_error,
                     size: human_size(v.size),
+                    version: match &v.canary {
+                        None => format!("version {}", v.version),
+                        Some(c) => format!(
+                            "version {}; canary: version {} for {} % of the mail{}",
+                            v.version,
+                            c.version,
+                            c.share_percent,
+                            if c.accounts.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" and all of {}", c.accounts.join(", "))
+                            }
+                        ),
+                    },
                     first: i == 0,
                     last: i + 1 == count,
                     name: v.name,

@@ -83,6 +83,13 @@ pub struct DecisionStep {
     /// configuration, limits or failure policy do.
     #[serde(rename = "cv")]
     pub config_version: String,
+    /// The binding's version number that ran (`intake plugin versions`);
+    /// none in records from before versions.
+    #[serde(rename = "v", default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    /// Whether that version ran as the binding's candidate (a canary).
+    #[serde(rename = "cn", default, skip_serializing_if = "std::ops::Not::not")]
+    pub candidate: bool,
     /// The failure's stable kind (`timeout`, `trap`, …), if it failed.
     #[serde(rename = "ek", default, skip_serializing_if = "Option::is_none")]
     pub error_kind: Option<String>,
@@ -176,6 +183,8 @@ mod tests {
                 micros: 412,
                 component_sha256: "ab".repeat(32),
                 config_version: "0123456789ab".into(),
+                version: Some(3),
+                candidate: true,
                 error_kind: None,
                 error: None,
             }],
@@ -184,7 +193,7 @@ mod tests {
         assert_eq!(
             json,
             format!(
-                r#"{{"d":"attach","by":"exact_match","s":[{{"p":"exact_match","r":"matcher","o":"attach","us":412,"c":"{}","cv":"0123456789ab"}}]}}"#,
+                r#"{{"d":"attach","by":"exact_match","s":[{{"p":"exact_match","r":"matcher","o":"attach","us":412,"c":"{}","cv":"0123456789ab","v":3,"cn":true}}]}}"#,
                 "ab".repeat(32)
             )
         );

@@ -12,11 +12,14 @@
 //!   committed message on the server ([`Acknowledge`]);
 //! - [`decision`]: what the chain decided, as the store applies it
 //!   ([`Outcome`]), and a plugin's suggested [`ServerAction`] capped by the
-//!   account.
+//!   account;
+//! - [`rollout`]: which messages a canary (a binding's candidate version)
+//!   decides.
 
 pub mod account;
 pub mod decision;
 pub mod message;
+pub mod rollout;
 
 pub use account::{
     AccountSettings, Auth, BadPin, CertificatePin, FetchMode, Protocol, ProxySettings, Secret,
@@ -26,3 +29,4 @@ pub use decision::{
     DecisionRecord, DecisionStep, Outcome, ServerAction, capped_action, default_action,
 };
 pub use message::{Acknowledge, CursorAdvance, FolderCursor, INBOX, MessageKey};
+pub use rollout::{Rollout, RolloutKey};

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::directory::{Directory, Party};
 use crate::domain::{
-    AccountSettings, DecisionRecord, DecisionStep, MessageKey, Outcome, capped_action,
+    AccountSettings, DecisionRecord, DecisionStep, MessageKey, Outcome, RolloutKey, capped_action,
     default_action,
 };
 use crate::fetch;
@@ -108,6 +108,8 @@ pub fn record(decision: &Decision) -> DecisionRecord {
                 micros: step.micros,
                 component_sha256: step.component_sha256.clone(),
                 config_version: step.config_version.clone(),
+                version: step.version,
+                candidate: step.candidate,
                 error_kind: step.error.as_ref().map(|e| e.kind.to_owned()),
                 error: step
                     .error
@@ -139,6 +141,22 @@ pub async fn decide(
             },
         },
         Ok(parsed) => {
+            // A canary's candidate or the active version, per binding, by a
+            // key that stays with the message: its Message-ID, else its
+            // bytes' hash.
+            let content_key;
+            let message_key = match &parsed.view.message_id {
+                Some(id) => id.as_str(),
+                None => {
+                    content_key = crate::store::batch::content_key(&parsed.raw);
+                    content_key.as_str()
+                }
+            };
+            let chain = chain.for_message(&RolloutKey {
+                tenant: &parsed.view.tenant_id,
+                account: &parsed.view.account_id,
+                message: message_key,
+            });
             let decision = chain.run(&parsed, directory).await;
             Decided {
                 view: Some(parsed.view),

@@ -204,6 +204,7 @@ impl Pipeline {
         }
         let mut matchers: Vec<Arc<LoadedPlugin>> = Vec::new();
         let mut policy = None;
+        let mut candidates = Vec::new();
         for stored in self
             .store
             .bindings(tenant)
@@ -211,16 +212,36 @@ impl Pipeline {
             .into_iter()
             .filter(|b| b.enabled)
         {
-            let plugin = Arc::new(self.runtime.load_async(stored.to_binding()).await?);
+            let plugin = self.runtime.load_async(stored.to_binding()).await?;
+            let plugin = Arc::new(plugin.with_version(stored.version, false));
             match stored.role {
                 BindingRole::Matcher => matchers.push(plugin),
                 BindingRole::UnknownSender => policy = Some(plugin),
+            }
+            // A canary: its candidate is loaded beside the active version;
+            // each message picks one (`Chain::for_message`).
+            if let Some(canary) = &stored.canary {
+                let (version, wasm) = self
+                    .store
+                    .binding_version(tenant, &stored.name, canary.version)
+                    .await?;
+                let candidate = self
+                    .runtime
+                    .load_async(stored.version_binding(&version, wasm))
+                    .await?;
+                candidates.push((
+                    Arc::new(candidate.with_version(canary.version, true)),
+                    canary.rollout.clone(),
+                ));
             }
         }
         if matchers.is_empty() && policy.is_none() {
             return Err(PipelineError::NoPlugins(tenant_name.to_string()));
         }
-        let chain = Chain::new(matchers, policy)?;
+        let mut chain = Chain::new(matchers, policy)?;
+        for (candidate, rollout) in candidates {
+            chain = chain.with_candidate(candidate, rollout)?;
+        }
         chains.insert(tenant, (signature, chain.clone()));
         Ok(chain)
     }

@@ -134,6 +134,9 @@ pub struct LoadedPlugin {
     component_sha256: String,
     /// [`config_version`] of this binding, in every recorded decision.
     config_version: String,
+    /// Which of its binding's stored versions this is, when it is one
+    /// (a chain loaded from the store), in every recorded decision.
+    version: Option<VersionTag>,
     /// Export indices, looked up once.
     lifecycle: lifecycle::GuestIndices,
     matcher: Option<matcher::GuestIndices>,
@@ -148,6 +151,16 @@ impl std::fmt::Debug for LoadedPlugin {
             .field("unknown_sender", &self.policy.is_some())
             .finish_non_exhaustive()
     }
+}
+
+/// Which stored version of a binding a loaded plugin is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct VersionTag {
+    /// The version's number, 1, 2, … within the binding.
+    pub number: u32,
+    /// Whether it runs as the binding's candidate (a canary) rather than
+    /// its active version.
+    pub candidate: bool,
 }
 
 /// Which roles a component exports.
@@ -212,12 +225,25 @@ impl LoadedPlugin {
             limits: Arc::new(binding.limits.clone()),
             name: binding.name.clone().into(),
             binding,
+            version: None,
             pre,
             schema,
             lifecycle,
             matcher,
             policy,
         })
+    }
+
+    /// The same plugin, known as version `number` of its binding (its
+    /// candidate when `candidate`).
+    pub fn with_version(mut self, number: u32, candidate: bool) -> Self {
+        self.version = Some(VersionTag { number, candidate });
+        self
+    }
+
+    /// Which stored version of its binding this is, if it is one.
+    pub fn version(&self) -> Option<VersionTag> {
+        self.version
     }
 
     /// The binding's name.

@@ -6,7 +6,12 @@
 //! unlinked. A failing plugin either ends the chain with a quarantine (the
 //! default) or is skipped, per its binding. Every party a plugin names is
 //! checked against the tenant's directory before it is trusted.
+//!
+//! A binding may have a candidate version beside its active one (a canary):
+//! [`Chain::for_message`] picks, per message, the candidate wherever its
+//! rollout takes the message, before the chain runs.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,7 +24,7 @@ use super::binding::{FailurePolicy, LoadedPlugin};
 use super::error::{CallError, LoadError};
 use super::host::{CallContext, PluginLog};
 use crate::directory::{Directory, Party, PartyKind, PartyRef};
-use crate::domain::ServerAction;
+use crate::domain::{Rollout, RolloutKey, ServerAction};
 use crate::parse::ParsedMessage;
 
 /// What to do with a message.
@@ -93,6 +98,13 @@ pub struct Step {
     pub component_sha256: String,
     /// The binding's configuration version ([`super::config_version`]).
     pub config_version: String,
+    /// The binding's version number that ran, for a chain loaded from the
+    /// store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    /// Whether that version ran as the binding's candidate (a canary).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub candidate: bool,
     /// What the plugin logged during the call (also sent to the log).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub logs: Vec<PluginLog>,
@@ -125,6 +137,9 @@ pub struct Decision {
 pub struct Chain {
     matchers: Vec<Arc<LoadedPlugin>>,
     policy: Option<Arc<LoadedPlugin>>,
+    /// Candidate versions of some of the bindings above, by name, each
+    /// with the messages it takes.
+    candidates: Vec<(Arc<LoadedPlugin>, Rollout)>,
 }
 
 impl Chain {
@@ -152,7 +167,86 @@ impl Chain {
                 exports: "matcher only".into(),
             });
         }
-        Ok(Chain { matchers, policy })
+        Ok(Chain {
+            matchers,
+            policy,
+            candidates: Vec::new(),
+        })
+    }
+
+    /// The same chain with `candidate`, another version of the binding of
+    /// the same name, deciding the messages `rollout` takes. It must export
+    /// the role that binding has in the chain.
+    pub fn with_candidate(
+        mut self,
+        candidate: Arc<LoadedPlugin>,
+        rollout: Rollout,
+    ) -> Result<Self, LoadError> {
+        let name = candidate.name();
+        let is_matcher = self.matchers.iter().any(|m| m.name() == name);
+        let is_policy = self.policy.as_ref().is_some_and(|p| p.name() == name);
+        let (wanted, has) = match (is_matcher, is_policy) {
+            (true, _) => ("matcher", candidate.roles().matcher),
+            (false, true) => ("unknown-sender", candidate.roles().unknown_sender),
+            (false, false) => {
+                return Err(LoadError::Engine(format!(
+                    "{name}: a candidate version of a binding that is not in the chain"
+                )));
+            }
+        };
+        if !has {
+            return Err(LoadError::MissingRole {
+                name: name.into(),
+                wanted,
+                exports: if wanted == "matcher" {
+                    "unknown-sender only".into()
+                } else {
+                    "matcher only".into()
+                },
+            });
+        }
+        self.candidates.retain(|(c, _)| c.name() != name);
+        self.candidates.push((candidate, rollout));
+        Ok(self)
+    }
+
+    /// The candidate versions and their rollouts.
+    pub fn candidates(&self) -> &[(Arc<LoadedPlugin>, Rollout)] {
+        &self.candidates
+    }
+
+    /// The chain one message runs: each binding's candidate where its
+    /// rollout takes the message, its active version elsewhere. The same
+    /// key always gives the same chain.
+    pub fn for_message(&self, key: &RolloutKey<'_>) -> Cow<'_, Chain> {
+        let taken: Vec<&Arc<LoadedPlugin>> = self
+            .candidates
+            .iter()
+            .filter(|(plugin, rollout)| rollout.takes(plugin.name(), key))
+            .map(|(plugin, _)| plugin)
+            .collect();
+        if taken.is_empty() {
+            return Cow::Borrowed(self);
+        }
+        let pick = |plugin: &Arc<LoadedPlugin>| {
+            taken
+                .iter()
+                .find(|c| c.name() == plugin.name())
+                .map_or_else(|| plugin.clone(), |c| Arc::clone(c))
+        };
+        Cow::Owned(Chain {
+            matchers: self.matchers.iter().map(pick).collect(),
+            policy: self.policy.as_ref().map(pick),
+            candidates: Vec::new(),
+        })
+    }
+
+    /// The chain of active versions only: no canary runs.
+    pub fn without_candidates(&self) -> Chain {
+        Chain {
+            candidates: Vec::new(),
+            ..self.clone()
+        }
     }
 
     /// The matchers, in order.
@@ -372,6 +466,8 @@ fn step(
         micros,
         component_sha256: plugin.component_sha256().to_string(),
         config_version: plugin.config_version().to_string(),
+        version: plugin.version().map(|v| v.number),
+        candidate: plugin.version().is_some_and(|v| v.candidate),
         logs,
     }
 }

@@ -28,7 +28,9 @@ pub mod schema;
 mod view;
 
 pub use crate::domain::ServerAction;
-pub use binding::{Binding, FailurePolicy, LoadedPlugin, Roles, WasmSource, config_version};
+pub use binding::{
+    Binding, FailurePolicy, LoadedPlugin, Roles, VersionTag, WasmSource, config_version,
+};
 pub use chain::{Chain, Decision, Disposition, NewLead, Step};
 pub use error::{CallError, LoadError};
 pub use host::{CallContext, PluginLog};

@@ -129,6 +129,11 @@ pub struct Explanation {
     /// The plugin that decided; `null` when none did (kept unlinked by
     /// default, or bytes that did not parse).
     pub decided_by: Option<String>,
+    /// The version of that plugin that decided (`intake plugin versions`);
+    /// `null` when none did or for decisions recorded before versions.
+    pub decided_version: Option<u32>,
+    /// Whether that version decided as a canary's candidate.
+    pub decided_by_candidate: bool,
     /// Why it is held, if it is in quarantine.
     pub quarantine_reason: Option<String>,
     /// Every plugin of the chain as it ran, in order.
@@ -158,6 +163,11 @@ pub struct ExplainedStep {
     /// it): changes with its component, configuration, limits or failure
     /// policy.
     pub config_version: String,
+    /// The binding's version number that ran (`intake plugin versions`);
+    /// `null` in decisions recorded before versions.
+    pub version: Option<u32>,
+    /// Whether that version ran as the binding's candidate (a canary).
+    pub candidate: bool,
     /// The failure's kind, if it failed.
     pub error_kind: Option<String>,
     /// The failure, if it failed.
@@ -186,6 +196,8 @@ impl Explanation {
                 micros: s.micros,
                 component_sha256: s.component_sha256.clone(),
                 config_version: s.config_version.clone(),
+                version: s.version,
+                candidate: s.candidate,
                 error_kind: s.error_kind.clone(),
                 error: s.error.clone(),
             })
@@ -218,7 +230,11 @@ impl Service {
         };
         let names = self.account_names(scope).await?;
         let summary = found.summary;
+        let steps = record.as_ref().map(Explanation::steps).unwrap_or_default();
+        let deciding = steps.iter().find(|s| s.decided);
         Ok(Explanation {
+            decided_version: deciding.and_then(|s| s.version),
+            decided_by_candidate: deciding.is_some_and(|s| s.candidate),
             id,
             account_name: summary.account.and_then(|a| names.get(&a.0).cloned()),
             status: summary.status,
@@ -229,7 +245,7 @@ impl Service {
                 None => summary.decided_by,
             },
             quarantine_reason,
-            steps: record.as_ref().map(Explanation::steps).unwrap_or_default(),
+            steps,
             parties: summary.parties,
         })
     }

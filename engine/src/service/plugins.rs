@@ -1,6 +1,8 @@
 //! The tenant's plugin chain: add a component (checked before it is
 //! stored: it loads, has the role, accepts its configuration), list,
-//! configure, order, switch on and off, remove.
+//! configure, order, switch on and off, remove; and a binding's versions:
+//! add one beside the running one, roll it out to a share of the mail or to
+//! chosen accounts (a canary), promote it, roll back.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,8 +13,12 @@ use sha2::Digest;
 
 use super::scope::Scope;
 use super::{Result, Service, ServiceError, invalid};
+use crate::domain::Rollout;
 use crate::plugin::{FailurePolicy, Limits, PluginRuntime, RuntimeConfig};
-use crate::store::{BindingRole, NewBinding, StoredBinding, TenantId, TokenScope};
+use crate::store::{
+    BindingRole, NewBinding, NewVersion, RolledBack, StoredBinding, StoredVersion, TenantId,
+    TokenScope,
+};
 
 /// Settings of a binding, as a person gives them.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema, utoipa::IntoParams)]
@@ -59,6 +65,129 @@ pub struct PluginView {
     pub config_version: String,
     /// When it was added.
     pub created_at: DateTime<Utc>,
+    /// The active version's number (`intake plugin versions`).
+    pub version: u32,
+    /// The canary, if one runs.
+    pub canary: Option<CanaryView>,
+}
+
+/// A canary: a binding's candidate version and the mail it decides.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct CanaryView {
+    /// The candidate's version number.
+    pub version: u32,
+    /// Share of messages it decides, per cent (by a hash of the message,
+    /// so the same message always goes the same way).
+    pub share_percent: f64,
+    /// Accounts whose every message it decides.
+    pub accounts: Vec<String>,
+}
+
+impl CanaryView {
+    fn new(canary: &crate::store::Canary) -> Self {
+        CanaryView {
+            version: canary.version,
+            share_percent: canary.rollout.share_percent(),
+            accounts: canary.rollout.accounts.clone(),
+        }
+    }
+}
+
+/// One version of a binding.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PluginVersionView {
+    /// Its number, 1, 2, … within the binding.
+    pub version: u32,
+    /// `active` (decides the mail), `candidate` (decides its canary's
+    /// share), `previous` (was active; a rollback can return to it),
+    /// `rolled-back` (was rolled back from) or `new` (never live).
+    pub state: String,
+    /// The component's SHA-256, hex.
+    pub sha256: String,
+    /// Configuration passed to `init`.
+    #[schema(value_type = Object)]
+    pub config: serde_json::Value,
+    /// Deadline per message, milliseconds.
+    pub deadline_ms: u64,
+    /// Memory cap, MiB.
+    pub memory_mb: usize,
+    /// Its configuration version, as recorded decisions name it.
+    pub config_version: String,
+    /// When it was added.
+    pub created_at: DateTime<Utc>,
+    /// When it last became the active version.
+    pub activated_at: Option<DateTime<Utc>>,
+}
+
+/// A binding's versions.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PluginVersions {
+    /// The binding's name.
+    pub name: String,
+    /// The active version's number.
+    pub active: u32,
+    /// The canary, if one runs.
+    pub canary: Option<CanaryView>,
+    /// Every version, oldest first.
+    pub versions: Vec<PluginVersionView>,
+}
+
+/// A canary to start (or change).
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CanaryRequest {
+    /// The version to roll out (not the active one).
+    pub version: u32,
+    /// Share of messages it decides, per cent (0 to 100, at most two
+    /// decimals); default 0.
+    pub share_percent: Option<f64>,
+    /// Accounts (by name) whose every message it decides.
+    #[serde(default)]
+    pub accounts: Vec<String>,
+}
+
+/// What a rollback did.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RollbackView {
+    /// `canary` (the candidate stopped) or `active` (the active version
+    /// went back to the one before it).
+    pub undid: String,
+    /// The version that no longer decides.
+    pub from: u32,
+    /// The version that decides all mail now.
+    pub to: u32,
+    /// The binding's versions after it.
+    pub plugin: PluginVersions,
+}
+
+fn version_view(b: &StoredBinding, v: &StoredVersion) -> PluginVersionView {
+    let state = if v.number == b.version {
+        "active"
+    } else if b.canary.as_ref().is_some_and(|c| c.version == v.number) {
+        "candidate"
+    } else if v.rolled_back_at.is_some() {
+        "rolled-back"
+    } else if v.activated_at.is_some() {
+        "previous"
+    } else {
+        "new"
+    };
+    PluginVersionView {
+        version: v.number,
+        state: state.into(),
+        config_version: crate::plugin::config_version(
+            &v.component_sha256,
+            &v.config,
+            &v.limits,
+            b.on_error,
+        ),
+        sha256: v.component_sha256.clone(),
+        config: serde_json::from_str(&v.config).unwrap_or(serde_json::Value::Null),
+        deadline_ms: v.limits.deadline.as_millis() as u64,
+        memory_mb: v.limits.memory_bytes >> 20,
+        created_at: v.created_at,
+        activated_at: v.activated_at,
+    }
 }
 
 fn view(b: &StoredBinding) -> PluginView {
@@ -79,6 +208,8 @@ fn view(b: &StoredBinding) -> PluginView {
         size: b.wasm.len(),
         sha256,
         created_at: b.created_at,
+        version: b.version,
+        canary: b.canary.as_ref().map(CanaryView::new),
     }
 }
 
@@ -387,5 +518,209 @@ impl Service {
     pub async fn remove_plugin(&self, scope: &Scope, name: &str) -> Result<()> {
         scope.require(TokenScope::Admin)?;
         Ok(self.store.remove_binding(scope.tenant(), name).await?)
+    }
+
+    /// A binding's versions, which is active and which is a canary.
+    pub async fn plugin_versions(&self, scope: &Scope, name: &str) -> Result<PluginVersions> {
+        scope.require(TokenScope::Read)?;
+        let found = self
+            .store
+            .binding_versions(scope.tenant(), name)
+            .await
+            .map_err(|e| plugin_not_found(e, name))?;
+        let b = &found.binding;
+        Ok(PluginVersions {
+            name: b.name.clone(),
+            active: b.version,
+            canary: b.canary.as_ref().map(CanaryView::new),
+            versions: found.versions.iter().map(|v| version_view(b, v)).collect(),
+        })
+    }
+
+    /// Adds a version beside the running one: `wasm` (default: the active
+    /// version's component) with `config` (default: the active version's)
+    /// and limits (the active version's, changed by `settings`). It is
+    /// checked as `add_plugin` checks a component — it loads, exports the
+    /// binding's role, accepts its configuration — and decides nothing until
+    /// it is made a canary or promoted.
+    pub async fn add_plugin_version(
+        &self,
+        scope: &Scope,
+        name: &str,
+        wasm: Option<Vec<u8>>,
+        config: Option<&str>,
+        settings: &PluginSettings,
+    ) -> Result<PluginVersionView> {
+        scope.require(TokenScope::Admin)?;
+        if settings.role.is_some() {
+            return Err(invalid(
+                "role",
+                "a version has its binding's role: add the component under another name",
+            ));
+        }
+        if settings.on_error.is_some() {
+            return Err(invalid(
+                "on_error",
+                "the failure policy is the binding's, for all its versions: change it with a configure",
+            ));
+        }
+        let current = self
+            .store
+            .bindings(scope.tenant())
+            .await?
+            .into_iter()
+            .find(|b| b.name == name)
+            .ok_or_else(|| super::directory::not_found("plugin", name))?;
+        let wasm = match wasm {
+            Some(bytes) if bytes.is_empty() => {
+                return Err(invalid("wasm", "empty: send the component's bytes"));
+            }
+            Some(bytes) => bytes,
+            None => current.wasm.to_vec(),
+        };
+        let config = config.unwrap_or(&current.config).to_owned();
+        check_config(&config)?;
+        let version = NewVersion {
+            wasm,
+            config,
+            limits: limits(settings, current.limits.clone())?,
+        };
+        check_plugin(
+            &NewBinding {
+                name: current.name.clone(),
+                role: current.role,
+                wasm: version.wasm.clone(),
+                config: version.config.clone(),
+                limits: version.limits.clone(),
+                on_error: current.on_error,
+                enabled: current.enabled,
+            },
+            scope.tenant_name(),
+        )
+        .await?;
+        let number = self
+            .store
+            .add_binding_version(scope.tenant(), name, &version)
+            .await
+            .map_err(|e| plugin_not_found(e, name))?;
+        self.plugin_versions(scope, name)
+            .await?
+            .versions
+            .into_iter()
+            .find(|v| v.version == number)
+            .ok_or_else(|| ServiceError::Internal(format!("{name} version {number} vanished")))
+    }
+
+    /// Starts a canary (or changes the running one): `request.version`
+    /// decides the mail of the named accounts and `share_percent` of the
+    /// rest, chosen by a hash of each message, from the next run on; the
+    /// active version decides everything else.
+    pub async fn start_canary(
+        &self,
+        scope: &Scope,
+        name: &str,
+        request: &CanaryRequest,
+    ) -> Result<PluginVersions> {
+        scope.require(TokenScope::Admin)?;
+        // Another tenant's plugin is not found, whatever the request says.
+        self.plugin(scope, name).await?;
+        let share_bp = crate::domain::rollout::parse_share(request.share_percent.unwrap_or(0.0))
+            .map_err(|e| invalid("share_percent", e))?;
+        let mut accounts: Vec<String> = Vec::new();
+        for (i, account) in request.accounts.iter().enumerate() {
+            let account = account.trim();
+            match self.store.account_id(scope.tenant(), account).await {
+                Ok(_) => {}
+                Err(crate::store::Error::NotFound { .. }) => {
+                    return Err(invalid(
+                        format!("accounts[{i}]"),
+                        format!("no account {account:?}"),
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            }
+            if !accounts.iter().any(|a| a == account) {
+                accounts.push(account.to_owned());
+            }
+        }
+        if share_bp == 0 && accounts.is_empty() {
+            return Err(invalid(
+                "share_percent",
+                "a canary needs a share of the mail, accounts, or both",
+            ));
+        }
+        self.store
+            .set_canary(
+                scope.tenant(),
+                name,
+                request.version,
+                &Rollout { share_bp, accounts },
+            )
+            .await
+            .map_err(|e| version_error(e, name))?;
+        self.plugin_versions(scope, name).await
+    }
+
+    /// Makes a version the active one for all mail, from the next run on:
+    /// `version`, or by default the canary's candidate.
+    pub async fn promote_plugin(
+        &self,
+        scope: &Scope,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<PluginVersions> {
+        scope.require(TokenScope::Admin)?;
+        self.store
+            .promote_binding_version(scope.tenant(), name, version)
+            .await
+            .map_err(|e| version_error(e, name))?;
+        self.plugin_versions(scope, name).await
+    }
+
+    /// Rolls a binding back: stops its canary, or when none runs, returns
+    /// to the version that was active before the current one.
+    pub async fn rollback_plugin(&self, scope: &Scope, name: &str) -> Result<RollbackView> {
+        scope.require(TokenScope::Admin)?;
+        let done = self
+            .store
+            .rollback_binding(scope.tenant(), name)
+            .await
+            .map_err(|e| version_error(e, name))?;
+        let plugin = self.plugin_versions(scope, name).await?;
+        let (undid, from, to) = match done {
+            RolledBack::Canary { candidate } => ("canary", candidate, plugin.active),
+            RolledBack::Active { from, to } => ("active", from, to),
+        };
+        Ok(RollbackView {
+            undid: undid.into(),
+            from,
+            to,
+            plugin,
+        })
+    }
+}
+
+/// A missing binding as the service names it (`plugin`).
+fn plugin_not_found(error: crate::store::Error, name: &str) -> ServiceError {
+    match error {
+        crate::store::Error::NotFound {
+            what: "binding", ..
+        } => super::directory::not_found("plugin", name),
+        other => other.into(),
+    }
+}
+
+/// A refused version operation, on the `version` field.
+fn version_error(error: crate::store::Error, name: &str) -> ServiceError {
+    match error {
+        crate::store::Error::Invalid {
+            what: "version",
+            reason,
+        } => invalid("version", reason),
+        crate::store::Error::NotFound {
+            what: "plugin version",
+            name: missing,
+        } => invalid("version", format!("no {missing}")),
+        other => plugin_not_found(other, name),
     }
 }

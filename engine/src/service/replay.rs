@@ -49,8 +49,13 @@ pub const REPLAY_PAGE: u64 = 100;
 /// Which chain replay runs.
 #[derive(Debug, Clone)]
 pub enum ReplayChain {
-    /// The tenant's chain as stored now.
+    /// The tenant's chain as stored now, each binding's active version (no
+    /// canary runs).
     Stored,
+    /// The tenant's chain as stored now with its canaries: each message is
+    /// decided by the versions live mail would get (`intake plugin
+    /// canary`).
+    Rollout,
     /// These components, in chain order, each for every role it exports
     /// (as `intake plugin test` takes them).
     Components(Vec<Binding>),
@@ -188,11 +193,15 @@ impl Service {
         // page are seen by the next.
         let overlay = Arc::new(RunDirectory::new(Arc::new(self.store.directory())));
         let directory: Arc<dyn Directory> = overlay.clone();
-        let chain = match &request.chain {
-            ReplayChain::Stored => pipeline
+        let stored = || async {
+            pipeline
                 .chain(tenant, scope.tenant_name())
                 .await
-                .map_err(|e| ServiceError::Refused(format!("the chain could not load: {e}")))?,
+                .map_err(|e| ServiceError::Refused(format!("the chain could not load: {e}")))
+        };
+        let chain = match &request.chain {
+            ReplayChain::Stored => stored().await?.without_candidates(),
+            ReplayChain::Rollout => stored().await?,
             ReplayChain::Components(bindings) => {
                 components_chain(
                     pipeline.runtime(),
@@ -210,7 +219,24 @@ impl Service {
                 .matchers()
                 .iter()
                 .chain(chain.policy())
-                .map(|p| format!("{}@{}", p.name(), p.config_version()))
+                .map(|p| match p.version() {
+                    Some(v) => format!("{} v{}@{}", p.name(), v.number, p.config_version()),
+                    None => format!("{}@{}", p.name(), p.config_version()),
+                })
+                .chain(chain.candidates().iter().map(|(p, r)| {
+                    format!(
+                        "{} v{}@{} (canary: {} %{})",
+                        p.name(),
+                        p.version().map_or(0, |v| v.number),
+                        p.config_version(),
+                        r.share_percent(),
+                        if r.accounts.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", accounts {}", r.accounts.join(","))
+                        }
+                    )
+                }))
                 .collect(),
             ..ReplayReport::default()
         };

@@ -474,7 +474,9 @@ pub mod plugin_bindings {
         pub name: String,
         /// `matcher` or `unknown-sender`.
         pub role: String,
-        /// The component bytes.
+        /// Empty since `m20261222_000001_plugin_versions`: components are
+        /// kept once per tenant in `plugin_components`, named by the
+        /// versions in `plugin_versions`.
         pub wasm: Vec<u8>,
         /// JSON passed to `init`.
         pub config: String,
@@ -486,6 +488,15 @@ pub mod plugin_bindings {
         pub enabled: bool,
         /// When it was added.
         pub created_at: DateTimeUtc,
+        /// The version that decides (its config and limits are the two
+        /// columns above, kept equal to the version's).
+        pub active_version: i32,
+        /// The canary: a version that decides the messages of its rollout.
+        pub candidate_version: Option<i32>,
+        /// The canary's share of messages, basis points.
+        pub canary_share_bp: Option<i32>,
+        /// The accounts whose mail always gets the canary, JSON array.
+        pub canary_accounts: Option<String>,
     }
 
     // Hand-written: a component is megabytes of bytes nobody wants in a log.
@@ -498,6 +509,83 @@ pub mod plugin_bindings {
                 .field("wasm_bytes", &self.wasm.len())
                 .finish_non_exhaustive()
         }
+    }
+
+    /// No relations are navigated through the ORM.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod plugin_components {
+    //! `plugin_components`: component bytes, once per tenant and SHA-256.
+    use sea_orm::entity::prelude::*;
+
+    /// A component.
+    #[derive(Clone, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "plugin_components")]
+    pub struct Model {
+        /// Surrogate key.
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        /// Owner.
+        pub tenant_id: i64,
+        /// SHA-256 of the bytes, hex: what versions name it by.
+        pub sha256: String,
+        /// The bytes.
+        pub wasm: Vec<u8>,
+        /// When it was first stored.
+        pub created_at: DateTimeUtc,
+    }
+
+    // Hand-written, as for bindings: no megabytes in a log.
+    impl std::fmt::Debug for Model {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("plugin_components::Model")
+                .field("sha256", &self.sha256)
+                .field("wasm_bytes", &self.wasm.len())
+                .finish_non_exhaustive()
+        }
+    }
+
+    /// No relations are navigated through the ORM.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod plugin_versions {
+    //! `plugin_versions`: a binding's numbered versions.
+    use sea_orm::entity::prelude::*;
+
+    /// A version.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "plugin_versions")]
+    pub struct Model {
+        /// Surrogate key.
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        /// Owner.
+        pub tenant_id: i64,
+        /// The binding it is a version of.
+        pub binding_id: i64,
+        /// Its number, 1, 2, … within the binding.
+        pub version: i32,
+        /// Its component, in `plugin_components`.
+        pub component_sha256: String,
+        /// JSON passed to `init`.
+        pub config: String,
+        /// `Limits` as JSON.
+        pub limits: String,
+        /// When it was added.
+        pub created_at: DateTimeUtc,
+        /// When it last became the active version; never, if it has not.
+        pub activated_at: Option<DateTimeUtc>,
+        /// When it was last rolled back from (a rollback does not return
+        /// to it), until it is promoted again.
+        pub rolled_back_at: Option<DateTimeUtc>,
     }
 
     /// No relations are navigated through the ORM.

@@ -32,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(OAuth),
             Box::new(CheckProgress),
             Box::new(DecisionRecords),
+            Box::new(PluginVersions),
         ]
     }
 }
@@ -1086,6 +1087,233 @@ impl MigrationTrait for DecisionRecords {
     }
 }
 
+/// Plugin versions: a binding keeps numbered versions (component,
+/// configuration, limits), one active and at most one candidate rolled out
+/// to a share of the mail or to chosen accounts (a canary). Components are
+/// kept once per tenant by SHA-256 in `plugin_components`, so a version
+/// that only changes the configuration costs no bytes; the binding's own
+/// `wasm` column is left empty from here on. Every existing binding becomes
+/// its version 1, active.
+struct PluginVersions;
+
+impl MigrationName for PluginVersions {
+    fn name(&self) -> &str {
+        "m20261222_000001_plugin_versions"
+    }
+}
+
+#[allow(elided_lifetimes_in_paths)]
+#[async_trait::async_trait]
+impl MigrationTrait for PluginVersions {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let mut t = table("plugin_components");
+        tenant_col(&mut t, "plugin_components");
+        t.col(col("sha256").text().not_null())
+            .col(col("wasm").blob().not_null());
+        created_at(&mut t);
+        manager.create_table(t.to_owned()).await?;
+
+        let mut t = table("plugin_versions");
+        tenant_col(&mut t, "plugin_versions");
+        t.col(col("binding_id").big_integer().not_null())
+            .col(col("version").integer().not_null())
+            .col(col("component_sha256").text().not_null())
+            .col(col("config").text().not_null())
+            .col(col("limits").text().not_null());
+        created_at(&mut t);
+        t.col(col("activated_at").timestamp_with_time_zone().null())
+            .col(col("rolled_back_at").timestamp_with_time_zone().null());
+        fk(
+            &mut t,
+            "plugin_versions",
+            "binding_id",
+            "plugin_bindings",
+            ForeignKeyAction::Cascade,
+        );
+        manager.create_table(t.to_owned()).await?;
+        for i in [
+            index(
+                "ux_plugin_components_sha256",
+                "plugin_components",
+                &["tenant_id", "sha256"],
+            )
+            .unique()
+            .to_owned(),
+            index(
+                "ux_plugin_versions_number",
+                "plugin_versions",
+                &["binding_id", "version"],
+            )
+            .unique()
+            .to_owned(),
+            index(
+                "ix_plugin_versions_component",
+                "plugin_versions",
+                &["tenant_id", "component_sha256"],
+            )
+            .to_owned(),
+        ] {
+            manager.create_index(i).await?;
+        }
+        add_columns(
+            manager,
+            "plugin_bindings",
+            [
+                col("active_version")
+                    .integer()
+                    .not_null()
+                    .default(1)
+                    .to_owned(),
+                col("candidate_version").integer().null().to_owned(),
+                col("canary_share_bp").integer().null().to_owned(),
+                col("canary_accounts").text().null().to_owned(),
+            ],
+        )
+        .await?;
+        backfill_versions(manager.get_connection()).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // The bytes go back to the bindings: each its active component.
+        let db = manager.get_connection();
+        db.execute_unprepared(
+            "UPDATE plugin_bindings SET wasm = (SELECT c.wasm FROM plugin_versions v \
+             JOIN plugin_components c ON c.tenant_id = v.tenant_id AND c.sha256 = v.component_sha256 \
+             WHERE v.binding_id = plugin_bindings.id AND v.version = plugin_bindings.active_version)",
+        )
+        .await?;
+        drop_columns(
+            manager,
+            "plugin_bindings",
+            &[
+                "active_version",
+                "candidate_version",
+                "canary_share_bp",
+                "canary_accounts",
+            ],
+        )
+        .await?;
+        for name in ["plugin_versions", "plugin_components"] {
+            manager
+                .drop_table(Table::drop().table(a(name)).if_exists().to_owned())
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Makes every binding its own version 1: its component into
+/// `plugin_components` (once per tenant and hash), its configuration and
+/// limits into `plugin_versions`, then empties its `wasm`. One binding at a
+/// time, so memory holds one component.
+async fn backfill_versions<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
+    use sha2::Digest;
+    let backend = db.get_database_backend();
+    let ids = db
+        .query_all(
+            backend.build(
+                Query::select()
+                    .column(a("id"))
+                    .from(a("plugin_bindings"))
+                    .order_by(a("id"), Order::Asc),
+            ),
+        )
+        .await?;
+    for row in ids {
+        let id: i64 = row.try_get("", "id")?;
+        let Some(binding) = db
+            .query_one(
+                backend.build(
+                    Query::select()
+                        .columns([
+                            a("tenant_id"),
+                            a("wasm"),
+                            a("config"),
+                            a("limits"),
+                            a("created_at"),
+                        ])
+                        .from(a("plugin_bindings"))
+                        .and_where(Expr::col(a("id")).eq(id)),
+                ),
+            )
+            .await?
+        else {
+            continue;
+        };
+        let tenant: i64 = binding.try_get("", "tenant_id")?;
+        let wasm: Vec<u8> = binding.try_get("", "wasm")?;
+        let config: String = binding.try_get("", "config")?;
+        let limits: String = binding.try_get("", "limits")?;
+        let created: chrono::DateTime<chrono::Utc> = binding.try_get("", "created_at")?;
+        let sha256 = hex::encode(sha2::Sha256::digest(&wasm));
+        let known = db
+            .query_one(
+                backend.build(
+                    Query::select()
+                        .column(a("id"))
+                        .from(a("plugin_components"))
+                        .and_where(Expr::col(a("tenant_id")).eq(tenant))
+                        .and_where(Expr::col(a("sha256")).eq(sha256.clone())),
+                ),
+            )
+            .await?
+            .is_some();
+        if !known {
+            db.execute(
+                backend.build(
+                    Query::insert()
+                        .into_table(a("plugin_components"))
+                        .columns([a("tenant_id"), a("sha256"), a("wasm"), a("created_at")])
+                        .values_panic([
+                            tenant.into(),
+                            sha256.clone().into(),
+                            wasm.into(),
+                            created.into(),
+                        ]),
+                ),
+            )
+            .await?;
+        }
+        db.execute(
+            backend.build(
+                Query::insert()
+                    .into_table(a("plugin_versions"))
+                    .columns([
+                        a("tenant_id"),
+                        a("binding_id"),
+                        a("version"),
+                        a("component_sha256"),
+                        a("config"),
+                        a("limits"),
+                        a("created_at"),
+                        a("activated_at"),
+                    ])
+                    .values_panic([
+                        tenant.into(),
+                        id.into(),
+                        1.into(),
+                        sha256.into(),
+                        config.into(),
+                        limits.into(),
+                        created.into(),
+                        created.into(),
+                    ]),
+            ),
+        )
+        .await?;
+        db.execute(
+            backend.build(
+                Query::update()
+                    .table(a("plugin_bindings"))
+                    .value(a("wasm"), Vec::<u8>::new())
+                    .and_where(Expr::col(a("id")).eq(id)),
+            ),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1098,6 +1326,94 @@ mod tests {
             .unwrap()
             .unwrap();
         row.try_get_by_index::<i64>(0).unwrap()
+    }
+
+    /// A store from before plugin versions: every binding becomes its own
+    /// version 1, active, its bytes moved once per tenant and hash into
+    /// `plugin_components`, and the store reads the same chain as before.
+    #[tokio::test]
+    async fn bindings_become_their_version_one() {
+        use sha2::Digest;
+        let mut options = ConnectOptions::new("sqlite::memory:");
+        options.max_connections(1).min_connections(1);
+        let db = Database::connect(options).await.unwrap();
+        Migrator::up(&db, Some(11)).await.unwrap();
+        db.execute_unprepared(
+            "INSERT INTO tenants (name, created_at) VALUES ('acme', '2026-01-01T00:00:00Z')",
+        )
+        .await
+        .unwrap();
+        // Two bindings with the same component, one with another.
+        for (position, name, wasm, config) in [
+            (0, "exact", "X'616161'", r#"{"a":1}"#),
+            (1, "exact2", "X'616161'", r#"{"a":2}"#),
+            (2, "policy", "X'626262'", "{}"),
+        ] {
+            db.execute_unprepared(&format!(
+                "INSERT INTO plugin_bindings (tenant_id, position, name, role, wasm, config, limits, \
+                 failure_policy, enabled, created_at) VALUES (1, {position}, '{name}', 'matcher', \
+                 {wasm}, '{config}', '{limits}', 'quarantine', true, '2026-01-01T00:00:00Z')",
+                limits = serde_json::to_string(&crate::plugin::Limits::default()).unwrap(),
+            ))
+            .await
+            .unwrap();
+        }
+        Migrator::up(&db, None).await.unwrap();
+        assert_eq!(
+            count(&db, "SELECT COUNT(*) FROM plugin_components").await,
+            2
+        );
+        assert_eq!(
+            count(
+                &db,
+                "SELECT COUNT(*) FROM plugin_versions WHERE version = 1 AND activated_at IS NOT NULL"
+            )
+            .await,
+            3
+        );
+        assert_eq!(
+            count(
+                &db,
+                "SELECT COUNT(*) FROM plugin_bindings WHERE length(wasm) > 0"
+            )
+            .await,
+            0
+        );
+        assert_eq!(
+            count(
+                &db,
+                "SELECT COUNT(*) FROM plugin_bindings WHERE active_version = 1"
+            )
+            .await,
+            3
+        );
+        let store = crate::store::Store::sqlite(db);
+        let tenant = store.ensure_tenant("acme").await.unwrap();
+        let bindings = store.bindings(tenant).await.unwrap();
+        let seen: Vec<(&str, &[u8], u32, &str)> = bindings
+            .iter()
+            .map(|b| {
+                (
+                    b.name.as_str(),
+                    b.wasm.as_ref(),
+                    b.version,
+                    b.config.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("exact", b"aaa".as_slice(), 1, r#"{"a":1}"#),
+                ("exact2", b"aaa".as_slice(), 1, r#"{"a":2}"#),
+                ("policy", b"bbb".as_slice(), 1, "{}"),
+            ]
+        );
+        let listed = store.binding_versions(tenant, "policy").await.unwrap();
+        assert_eq!(
+            listed.versions[0].component_sha256,
+            hex::encode(sha2::Sha256::digest(b"bbb"))
+        );
     }
 
     /// A store from before the content key: its rows get hashes, a

@@ -74,7 +74,10 @@ pub use key::{KeyError, MASTER_KEY_ENV, MasterKey};
 pub use location::{OpenMode, StoreLocation};
 pub use oauth::{OAuthGrant, OAuthProvider, OAuthProviderInfo, ProviderKind};
 pub use parties::{ImportSummary, NewParty, PartyFilter, Upserted};
-pub use plugins::{BindingRole, NewBinding, StoredBinding};
+pub use plugins::{
+    BindingRole, BindingVersions, Canary, NewBinding, NewVersion, RolledBack, StoredBinding,
+    StoredVersion,
+};
 pub use replay::{ReplayApplied, ReplayRow, ReplayUpdate};
 pub use tokens::{TOKEN_PREFIX, TokenInfo, TokenMatch, TokenScope};
 pub use webhooks::{

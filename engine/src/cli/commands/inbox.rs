@@ -213,8 +213,13 @@ fn print_explanation(
     };
     writeln!(
         out,
-        "decided by:  {}",
-        safe_opt(e.decided_by.as_deref().or(Some(nobody)))
+        "decided by:  {}{}",
+        safe_opt(e.decided_by.as_deref().or(Some(nobody))),
+        match (e.decided_version, e.decided_by_candidate) {
+            (Some(v), true) => format!(" version {v} (canary)"),
+            (Some(v), false) => format!(" version {v}"),
+            (None, _) => String::new(),
+        }
     )?;
     if let Some(reason) = &e.quarantine_reason {
         writeln!(out, "held for:    {}", safe(reason))?;
@@ -222,16 +227,22 @@ fn print_explanation(
     writeln!(out)?;
     writeln!(
         out,
-        "  {:<2} {:<20} {:<15} {:<11} {:>9}  {:<14} CONFIG",
-        "#", "PLUGIN", "ROLE", "ANSWER", "TIME", "COMPONENT"
+        "  {:<2} {:<20} {:<7} {:<15} {:<11} {:>9}  {:<14} CONFIG",
+        "#", "PLUGIN", "VERSION", "ROLE", "ANSWER", "TIME", "COMPONENT"
     )?;
     for (i, s) in e.steps.iter().enumerate() {
+        let version = match (s.version, s.candidate) {
+            (Some(v), true) => format!("{v}*"),
+            (Some(v), false) => v.to_string(),
+            (None, _) => "-".into(),
+        };
         writeln!(
             out,
-            "{} {:<2} {:<20} {:<15} {:<11} {:>7}µs  {:<14} {}",
+            "{} {:<2} {:<20} {:<7} {:<15} {:<11} {:>7}µs  {:<14} {}",
             if s.decided { "→" } else { " " },
             i + 1,
             clip(&s.plugin, 20),
+            version,
             s.role,
             s.result,
             s.micros,

@@ -1,6 +1,214 @@
-//! `intake plugin` on the store: add (checked before it is stored), list, order, remove, and the bundled default chain.
+//! `intake plugin` on the store: add (checked before it is stored), list, order, remove, and the bundled default chain;
+//! a plugin's versions, canary, promote and rollback (through the service layer).
 
 use super::*;
+use crate::service::plugins::{CanaryRequest, PluginSettings, PluginVersions};
+use crate::service::{Scope, Service, ServiceError};
+
+/// `intake plugin version …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum PluginVersionCommand {
+    /// Add a version beside the running one: another component, another
+    /// configuration, or both. What is not given is the active version's.
+    /// It is checked as `plugin add` checks (it loads, has the role,
+    /// accepts the configuration) and decides nothing until `plugin canary`
+    /// or `plugin promote`.
+    Add(PluginVersionAdd),
+}
+
+/// `intake plugin version add`.
+#[derive(Debug, Args)]
+pub(crate) struct PluginVersionAdd {
+    /// The plugin's name in the chain.
+    name: String,
+    /// The component (.wasm); default: the active version's.
+    file: Option<PathBuf>,
+    /// Configuration: JSON, or @file.json; default: the active version's.
+    #[arg(long)]
+    config: Option<String>,
+    /// Deadline per message, milliseconds; default: the active version's.
+    #[arg(long)]
+    deadline_ms: Option<u64>,
+    /// Memory cap, MiB; default: the active version's.
+    #[arg(long)]
+    memory_mb: Option<usize>,
+    /// Print the new version as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `intake plugin canary`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("who").required(true).multiple(true).args(["share", "accounts"])))]
+pub(crate) struct PluginCanary {
+    /// The plugin's name in the chain.
+    name: String,
+    /// The version to roll out.
+    #[arg(long)]
+    version: u32,
+    /// Share of messages, per cent (e.g. 10 or 2.5).
+    #[arg(long, value_name = "PERCENT")]
+    share: Option<f64>,
+    /// Accounts whose every message gets the version, comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "NAME,…")]
+    accounts: Vec<String>,
+}
+
+/// A service error as the command line reports it: a refused field is its
+/// reason.
+fn service_error(error: ServiceError) -> anyhow::Error {
+    match error {
+        ServiceError::Invalid { reason, .. } => anyhow::anyhow!(reason),
+        other => other.into(),
+    }
+}
+
+/// The versions, one line each, then the canary.
+fn print_versions(out: &mut (dyn Write + Send), p: &PluginVersions) -> anyhow::Result<()> {
+    writeln!(
+        out,
+        "{:<8} {:<12} {:<12} {:<12} {:<20} CONFIG",
+        "VERSION", "STATE", "SHA-256", "CONFIG VER", "ADDED"
+    )?;
+    for v in &p.versions {
+        writeln!(
+            out,
+            "{:<8} {:<12} {:<12} {:<12} {:<20} {}",
+            v.version,
+            v.state,
+            &v.sha256[..12.min(v.sha256.len())],
+            v.config_version,
+            v.created_at.format("%Y-%m-%d %H:%M:%S"),
+            safe(&v.config.to_string())
+        )?;
+    }
+    match &p.canary {
+        None => writeln!(out, "active: version {}; no canary", p.active)?,
+        Some(c) => writeln!(
+            out,
+            "active: version {}; canary: version {} for {} % of messages{}",
+            p.active,
+            c.version,
+            c.share_percent,
+            if c.accounts.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " and every message of {}",
+                    c.accounts
+                        .iter()
+                        .map(|a| safe(a))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        )?,
+    }
+    Ok(())
+}
+
+/// The versions commands, through the service layer.
+async fn plugin_versions(
+    store: Store,
+    scope: &Scope,
+    cmd: PluginCommand,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<()> {
+    let service = Service::admin(store);
+    match cmd {
+        PluginCommand::Version(PluginVersionCommand::Add(a)) => {
+            let wasm = a
+                .file
+                .as_ref()
+                .map(|f| std::fs::read(f).with_context(|| format!("cannot read {}", f.display())))
+                .transpose()?;
+            let config = a.config.as_deref().map(read_config).transpose()?;
+            let settings = PluginSettings {
+                deadline_ms: a.deadline_ms,
+                memory_mb: a.memory_mb,
+                ..PluginSettings::default()
+            };
+            let added = service
+                .add_plugin_version(scope, &a.name, wasm, config.as_deref(), &settings)
+                .await
+                .map_err(service_error)?;
+            if a.json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&added)?)?;
+            } else {
+                writeln!(
+                    out,
+                    "added {} version {} (component {}, configuration version {}); it decides \
+                     nothing yet: `intake plugin canary {} --version {} --share 10` or \
+                     `intake plugin promote {} --version {}`",
+                    a.name,
+                    added.version,
+                    &added.sha256[..12],
+                    added.config_version,
+                    a.name,
+                    added.version,
+                    a.name,
+                    added.version
+                )?;
+            }
+        }
+        PluginCommand::Versions { name, json } => {
+            let versions = service
+                .plugin_versions(scope, &name)
+                .await
+                .map_err(service_error)?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&versions)?)?;
+            } else {
+                print_versions(out, &versions)?;
+            }
+        }
+        PluginCommand::Canary(a) => {
+            let request = CanaryRequest {
+                version: a.version,
+                share_percent: a.share,
+                accounts: a.accounts,
+            };
+            let versions = service
+                .start_canary(scope, &a.name, &request)
+                .await
+                .map_err(service_error)?;
+            writeln!(out, "canary started; from the next run on:")?;
+            print_versions(out, &versions)?;
+        }
+        PluginCommand::Promote { name, version } => {
+            let versions = service
+                .promote_plugin(scope, &name, version)
+                .await
+                .map_err(service_error)?;
+            writeln!(
+                out,
+                "{name}: version {} is active for all mail from the next run on",
+                versions.active
+            )?;
+        }
+        PluginCommand::Rollback { name } => {
+            let done = service
+                .rollback_plugin(scope, &name)
+                .await
+                .map_err(service_error)?;
+            if done.undid == "canary" {
+                writeln!(
+                    out,
+                    "{name}: canary of version {} stopped; version {} decides all mail",
+                    done.from, done.to
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "{name}: rolled back from version {} to version {}",
+                    done.from, done.to
+                )?;
+            }
+        }
+        _ => unreachable!("only the versions commands come here"),
+    }
+    Ok(())
+}
 
 /// `intake plugin add`.
 #[derive(Debug, Args)]
@@ -57,11 +265,20 @@ pub(crate) async fn plugin(
 ) -> anyhow::Result<ExitCode> {
     let mode = match cmd {
         PluginCommand::List { bundled: true } => return bundled_list(c, out),
-        PluginCommand::List { bundled: false } => OpenMode::Existing,
+        PluginCommand::List { bundled: false } | PluginCommand::Versions { .. } => {
+            OpenMode::Existing
+        }
         _ => OpenMode::Create,
     };
     let (store, tenant) = open(c, mode).await?;
     match cmd {
+        cmd @ (PluginCommand::Version(_)
+        | PluginCommand::Versions { .. }
+        | PluginCommand::Canary(_)
+        | PluginCommand::Promote { .. }
+        | PluginCommand::Rollback { .. }) => {
+            plugin_versions(store, &Scope::local(tenant, &c.tenant), cmd, out).await?;
+        }
         PluginCommand::Add(a) => {
             let (wasm, stem, default_role) = match (&a.file, &a.bundled) {
                 (Some(file), _) => (
@@ -116,16 +333,20 @@ pub(crate) async fn plugin(
         PluginCommand::List { .. } => {
             writeln!(
                 out,
-                "{:<4} {:<20} {:<15} {:<8} {:<10} {:<10} {:<12} {:<12} CONFIG",
-                "POS", "NAME", "ROLE", "ENABLED", "DEADLINE", "ON ERROR", "SHA-256", "VERSION"
+                "{:<4} {:<20} {:<15} {:<8} {:<10} {:<10} {:<12} {:<12} {:<4} CONFIG",
+                "POS", "NAME", "ROLE", "ENABLED", "DEADLINE", "ON ERROR", "SHA-256", "VERSION", "V"
             )?;
             for b in store.bindings(tenant).await? {
                 let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&b.wasm[..]));
                 let version =
                     crate::plugin::config_version(&sha256, &b.config, &b.limits, b.on_error);
+                let number = match &b.canary {
+                    Some(c) => format!("{}+{}", b.version, c.version),
+                    None => b.version.to_string(),
+                };
                 writeln!(
                     out,
-                    "{:<4} {:<20} {:<15} {:<8} {:<10} {:<10} {:<12} {:<12} {}",
+                    "{:<4} {:<20} {:<15} {:<8} {:<10} {:<10} {:<12} {:<12} {:<4} {}",
                     b.position,
                     safe(&b.name),
                     b.role.as_str(),
@@ -135,6 +356,7 @@ pub(crate) async fn plugin(
                     // The first 12 digits, as `message explain` shows them.
                     &sha256[..12],
                     version,
+                    number,
                     safe(&b.config)
                 )?;
             }

@@ -21,6 +21,11 @@ pub(crate) struct ReplayArgs {
     /// test` takes them) instead of the tenant's stored chain.
     #[arg(long, value_name = "X.wasm", num_args = 1..)]
     chain: Vec<PathBuf>,
+    /// Run the stored chain with its canaries, each message through the
+    /// versions live mail would get (`intake plugin canary`); without it,
+    /// every binding's active version.
+    #[arg(long, conflicts_with = "chain")]
+    with_canary: bool,
     /// Configuration of a --chain component, NAME=JSON or NAME=@file.json
     /// (NAME is the file stem). Repeatable.
     #[arg(long = "config", value_name = "NAME=JSON", requires = "chain")]
@@ -54,7 +59,9 @@ pub(crate) async fn replay(
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
     let since = args.since.as_deref().map(parse_since).transpose()?;
-    let chain = if args.chain.is_empty() {
+    let chain = if args.with_canary {
+        ReplayChain::Rollout
+    } else if args.chain.is_empty() {
         ReplayChain::Stored
     } else {
         let mut configs = super::super::parse_configs(&args.configs)?;
