@@ -116,16 +116,26 @@ pub(crate) async fn plugin(
         PluginCommand::List { .. } => {
             writeln!(
                 out,
-                "{:<4} {:<20} {:<15} {:<8} {:<10} {:<10} {:<12} {:<12} CONFIG",
-                "POS", "NAME", "ROLE", "ENABLED", "DEADLINE", "ON ERROR", "SHA-256", "VERSION"
+                "{:<4} {:<20} {:<15} {:<8} {:<10} {:<10} {:<12} {:<12} {:<8} CONFIG",
+                "POS",
+                "NAME",
+                "ROLE",
+                "ENABLED",
+                "DEADLINE",
+                "ON ERROR",
+                "SHA-256",
+                "VERSION",
+                "CONTRACT"
             )?;
             for b in store.bindings(tenant).await? {
                 let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&b.wasm[..]));
                 let version =
                     crate::plugin::config_version(&sha256, &b.config, &b.limits, b.on_error);
+                let contract = crate::plugin::ContractVersion::of_component(&b.wasm)
+                    .map_or("?", |v| v.as_str());
                 writeln!(
                     out,
-                    "{:<4} {:<20} {:<15} {:<8} {:<10} {:<10} {:<12} {:<12} {}",
+                    "{:<4} {:<20} {:<15} {:<8} {:<10} {:<10} {:<12} {:<12} {:<8} {}",
                     b.position,
                     safe(&b.name),
                     b.role.as_str(),
@@ -135,6 +145,7 @@ pub(crate) async fn plugin(
                     // The first 12 digits, as `message explain` shows them.
                     &sha256[..12],
                     version,
+                    contract,
                     safe(&b.config)
                 )?;
             }
@@ -231,7 +242,12 @@ pub(crate) async fn plugin_check(
     .into_iter()
     .filter_map(|(has, role)| has.then_some(role))
     .collect();
-    writeln!(out, "{name}: ok, exports {}", roles.join(" and "))?;
+    writeln!(
+        out,
+        "{name}: ok, exports {} (contract intake:plugin@{})",
+        roles.join(" and "),
+        check.contract
+    )?;
     match &check.schema {
         None => writeln!(out, "declares no configuration schema")?,
         Some(schema) => {
