@@ -277,7 +277,8 @@ pub fn logs() -> Vec<LogLine> {
 /// Checks the configuration against the declared schema, then builds the
 /// plugin as `init` does.
 fn build<P: Plugin>(config: &str) -> Result<P, Error> {
-    let schema = rules::ConfigSchema::parse(P::CONFIG_SCHEMA.as_bytes()).map_err(Error::permanent)?;
+    let schema =
+        rules::ConfigSchema::parse(P::CONFIG_SCHEMA.as_bytes()).map_err(Error::permanent)?;
     if let Some(schema) = schema {
         rules::check_config(&schema, config).map_err(|errors| {
             Error::permanent(format!(

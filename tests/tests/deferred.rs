@@ -120,7 +120,12 @@ async fn a_temporary_failure_is_retried_by_later_runs_then_linked(db: Db) {
 
     let first = run(&pipeline, &key).await;
     assert_eq!(
-        (first.fetched, first.deferred, first.quarantined, first.retried),
+        (
+            first.fetched,
+            first.deferred,
+            first.quarantined,
+            first.retried
+        ),
         (1, 1, 0, 0),
         "{first:?}"
     );
@@ -145,7 +150,12 @@ async fn a_temporary_failure_is_retried_by_later_runs_then_linked(db: Db) {
     // Still down: decided again, deferred again.
     let second = run(&pipeline, &key).await;
     assert_eq!(
-        (second.fetched, second.retried, second.retried_stored, second.deferred),
+        (
+            second.fetched,
+            second.retried,
+            second.retried_stored,
+            second.deferred
+        ),
         (0, 1, 0, 0),
         "{second:?}"
     );
@@ -156,7 +166,12 @@ async fn a_temporary_failure_is_retried_by_later_runs_then_linked(db: Db) {
     add_contact(store, tenant, "bob@new.example").await;
     let third = run(&pipeline, &key).await;
     assert_eq!(
-        (third.fetched, third.retried, third.retried_stored, third.duplicates),
+        (
+            third.fetched,
+            third.retried,
+            third.retried_stored,
+            third.duplicates
+        ),
         (0, 1, 1, 0),
         "{third:?}"
     );
@@ -179,7 +194,13 @@ async fn a_temporary_failure_is_retried_by_later_runs_then_linked(db: Db) {
     );
     let record = store.decision_record(tenant, id).await.unwrap().unwrap();
     assert_eq!(record.disposition, "attach", "{record:?}");
-    let raw = store.message(tenant, id).await.unwrap().unwrap().raw.unwrap();
+    let raw = store
+        .message(tenant, id)
+        .await
+        .unwrap()
+        .unwrap()
+        .raw
+        .unwrap();
     assert_eq!(raw, mail("bob@new.example", "first"), "the exact bytes");
 
     // Nothing more to do, and the server's copy is as it was.
@@ -211,7 +232,12 @@ async fn a_permanent_failure_quarantines_as_before(db: Db) {
     let pipeline = pipeline(store, 10);
     let first = run(&pipeline, &key).await;
     assert_eq!(
-        (first.fetched, first.quarantined, first.deferred, first.actions_done),
+        (
+            first.fetched,
+            first.quarantined,
+            first.deferred,
+            first.actions_done
+        ),
         (1, 1, 0, 1),
         "{first:?}"
     );
@@ -263,7 +289,11 @@ async fn a_v0_1_plugin_runs_beside_a_v0_2_plugin(db: Db) {
         tenant,
         &[
             ("exact_match", BindingRole::Matcher, "{}"),
-            ("crm_outage", BindingRole::Matcher, r#"{"unknown": "temporary"}"#),
+            (
+                "crm_outage",
+                BindingRole::Matcher,
+                r#"{"unknown": "temporary"}"#,
+            ),
         ],
     )
     .await;
@@ -272,11 +302,19 @@ async fn a_v0_1_plugin_runs_beside_a_v0_2_plugin(db: Db) {
     let pipeline = pipeline(store, 10);
     let first = run(&pipeline, &key).await;
     assert_eq!(
-        (first.fetched, first.attached, first.deferred, first.quarantined),
+        (
+            first.fetched,
+            first.attached,
+            first.deferred,
+            first.quarantined
+        ),
         (2, 1, 1, 0),
         "{first:?}"
     );
-    assert_eq!(first.actions_done, 1, "only the decided message is marked seen");
+    assert_eq!(
+        first.actions_done, 1,
+        "only the decided message is marked seen"
+    );
     let inbox = store
         .messages(tenant, &MessageQuery::default())
         .await
@@ -327,7 +365,12 @@ async fn a_v0_1_plugin_runs_beside_a_v0_2_plugin(db: Db) {
     server.deliver(USER, "INBOX", &mail("ann@acme.example", "init"), false);
     let second = run(&pipeline, &key).await;
     assert_eq!(
-        (second.fetched, second.deferred, second.retried, second.retried_stored),
+        (
+            second.fetched,
+            second.deferred,
+            second.retried,
+            second.retried_stored
+        ),
         (1, 1, 1, 0),
         "the new one deferred, the stranger retried and deferred again: {second:?}"
     );

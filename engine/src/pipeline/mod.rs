@@ -442,11 +442,20 @@ impl Pipeline {
     /// held in quarantine for good on a permanent one or once out of
     /// attempts. Nothing is done on the server here: a deferred message's
     /// server copy was handled when it was first committed.
-    async fn retry_deferred(&self, ctx: &Run<'_>, summary: &mut Summary) -> Result<(), PipelineError> {
+    async fn retry_deferred(
+        &self,
+        ctx: &Run<'_>,
+        summary: &mut Summary,
+    ) -> Result<(), PipelineError> {
         let policy = self.options.retry;
         let due = self
             .store
-            .due_deferred(ctx.tenant, ctx.account_id, chrono::Utc::now(), policy.per_run)
+            .due_deferred(
+                ctx.tenant,
+                ctx.account_id,
+                chrono::Utc::now(),
+                policy.per_run,
+            )
             .await?;
         let directory: Arc<dyn Directory> = Arc::new(self.store.directory());
         for message in due {

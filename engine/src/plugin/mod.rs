@@ -33,8 +33,8 @@ pub mod schema;
 mod view;
 
 pub use crate::domain::ServerAction;
-pub use bindings::ContractVersion;
 pub use binding::{Binding, FailurePolicy, LoadedPlugin, Roles, WasmSource, config_version};
+pub use bindings::ContractVersion;
 pub use chain::{Chain, Decision, Disposition, NewLead, Step};
 pub use error::{CallError, LoadError};
 pub use host::{CallContext, PluginLog};

@@ -136,33 +136,48 @@ impl Store {
                 .filter(quarantine::Column::ReleasedAt.is_null())
         };
         let touched = match settlement {
-            Settlement::Stored { .. } => deferred()
-                .col_expr(quarantine::Column::ReleasedAt, Expr::value(Some(stamp)))
-                .col_expr(quarantine::Column::NextAttemptAt, Expr::value(None::<DateTime<Utc>>))
-                .exec(&txn)
-                .await?
-                .rows_affected,
+            Settlement::Stored { .. } => {
+                deferred()
+                    .col_expr(quarantine::Column::ReleasedAt, Expr::value(Some(stamp)))
+                    .col_expr(
+                        quarantine::Column::NextAttemptAt,
+                        Expr::value(None::<DateTime<Utc>>),
+                    )
+                    .exec(&txn)
+                    .await?
+                    .rows_affected
+            }
             Settlement::Again {
                 attempts,
                 next_attempt_at,
                 reason,
                 plugin,
-            } => deferred()
-                .col_expr(quarantine::Column::Attempts, Expr::value(*attempts as i32))
-                .col_expr(quarantine::Column::NextAttemptAt, Expr::value(Some(*next_attempt_at)))
-                .col_expr(quarantine::Column::Reason, Expr::value(reason.clone()))
-                .col_expr(quarantine::Column::Plugin, Expr::value(plugin.clone()))
-                .exec(&txn)
-                .await?
-                .rows_affected,
-            Settlement::Hold { reason, plugin } => deferred()
-                .col_expr(quarantine::Column::Kind, Expr::value(HELD))
-                .col_expr(quarantine::Column::NextAttemptAt, Expr::value(None::<DateTime<Utc>>))
-                .col_expr(quarantine::Column::Reason, Expr::value(reason.clone()))
-                .col_expr(quarantine::Column::Plugin, Expr::value(plugin.clone()))
-                .exec(&txn)
-                .await?
-                .rows_affected,
+            } => {
+                deferred()
+                    .col_expr(quarantine::Column::Attempts, Expr::value(*attempts as i32))
+                    .col_expr(
+                        quarantine::Column::NextAttemptAt,
+                        Expr::value(Some(*next_attempt_at)),
+                    )
+                    .col_expr(quarantine::Column::Reason, Expr::value(reason.clone()))
+                    .col_expr(quarantine::Column::Plugin, Expr::value(plugin.clone()))
+                    .exec(&txn)
+                    .await?
+                    .rows_affected
+            }
+            Settlement::Hold { reason, plugin } => {
+                deferred()
+                    .col_expr(quarantine::Column::Kind, Expr::value(HELD))
+                    .col_expr(
+                        quarantine::Column::NextAttemptAt,
+                        Expr::value(None::<DateTime<Utc>>),
+                    )
+                    .col_expr(quarantine::Column::Reason, Expr::value(reason.clone()))
+                    .col_expr(quarantine::Column::Plugin, Expr::value(plugin.clone()))
+                    .exec(&txn)
+                    .await?
+                    .rows_affected
+            }
             Settlement::Discard { .. } => {
                 quarantine::Entity::delete_many()
                     .filter(quarantine::Column::TenantId.eq(tenant.0))
@@ -179,7 +194,10 @@ impl Store {
         }
         let decision = super::batch::decision_json(record);
         let update = messages::Entity::update_many()
-            .col_expr(messages::Column::DecidedBy, Expr::value(record.decided_by.clone()))
+            .col_expr(
+                messages::Column::DecidedBy,
+                Expr::value(record.decided_by.clone()),
+            )
             .col_expr(messages::Column::Decision, Expr::value(decision))
             .filter(messages::Column::TenantId.eq(tenant.0))
             .filter(messages::Column::Id.eq(id.0));

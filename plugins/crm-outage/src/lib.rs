@@ -57,7 +57,11 @@ impl Plugin for CrmOutage {
 }
 
 impl Matcher for CrmOutage {
-    fn match_message(&self, message: &Message, directory: &dyn Directory) -> Result<Verdict, Error> {
+    fn match_message(
+        &self,
+        message: &Message,
+        directory: &dyn Directory,
+    ) -> Result<Verdict, Error> {
         let Some(sender) = message.sender_address() else {
             return Ok(Verdict::no_opinion());
         };
@@ -72,9 +76,7 @@ impl Matcher for CrmOutage {
             Unknown::Temporary => Err(Error::temporary(format!(
                 "the CRM has not synced {sender} yet"
             ))),
-            Unknown::Permanent => Err(Error::permanent(format!(
-                "{sender} is not in the CRM"
-            ))),
+            Unknown::Permanent => Err(Error::permanent(format!("{sender} is not in the CRM"))),
             Unknown::NoOpinion => Ok(Verdict::no_opinion()),
         }
     }
@@ -97,8 +99,7 @@ mod tests {
         let error =
             try_matcher::<CrmOutage>(r#"{"unknown":"permanent"}"#, &message, &empty).unwrap_err();
         assert!(!error.is_temporary(), "{error}");
-        let known =
-            MemoryDirectory::new().with_party(PartyKind::Contact, "bob@new.example", None);
+        let known = MemoryDirectory::new().with_party(PartyKind::Contact, "bob@new.example", None);
         let verdict = try_matcher::<CrmOutage>("{}", &message, &known).unwrap();
         assert!(matches!(verdict.outcome, Outcome::Attach(ref p) if p.len() == 1));
         let error =
@@ -124,8 +125,8 @@ mod tests {
     #[test]
     fn an_unavailable_directory_is_a_temporary_error() {
         let message = MessageBuilder::new().from("bob@new.example").build();
-        let error = try_matcher::<CrmOutage>(r#"{"unknown":"no-opinion"}"#, &message, &Down)
-            .unwrap_err();
+        let error =
+            try_matcher::<CrmOutage>(r#"{"unknown":"no-opinion"}"#, &message, &Down).unwrap_err();
         assert!(error.is_temporary());
         assert_eq!(error.to_string(), "directory unavailable: database down");
     }
