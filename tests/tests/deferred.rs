@@ -439,7 +439,77 @@ async fn a_temporary_failure_is_held_after_the_last_attempt(db: Db) {
     assert_eq!((fourth.fetched, fourth.retried), (0, 0), "{fourth:?}");
 }
 
+/// A file import goes the same way: a temporary failure defers the
+/// message (the file is never touched), and the account's next import
+/// decides it again.
+async fn an_imported_file_is_deferred_and_retried_by_the_next_import(db: Db) {
+    use intake::fetch::files::{FileSet, FileSource};
+    let server = Dovecot::start();
+    let key = MasterKey::generate().unwrap();
+    let store = &db.store;
+    let tenant = account(store, &key, &server, Protocol::Imap, true).await;
+    add_plugins(
+        store,
+        tenant,
+        &[(
+            "crm_outage",
+            BindingRole::Matcher,
+            r#"{"unknown": "temporary"}"#,
+        )],
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let first_file = dir.path().join("first.eml");
+    std::fs::write(&first_file, mail("carol@new.example", "imported")).unwrap();
+    let pipeline = pipeline(store, 10);
+    let import = |path: std::path::PathBuf| {
+        let pipeline = &pipeline;
+        let key = &key;
+        async move {
+            let files = FileSource::new(FileSet::Eml(path), 1 << 20).unwrap();
+            pipeline
+                .import(TENANT, "sales", key, files, &Quiet)
+                .await
+                .unwrap()
+        }
+    };
+    let first = import(first_file.clone()).await;
+    assert_eq!((first.fetched, first.deferred), (1, 1), "{first:?}");
+    assert_eq!(
+        std::fs::read(&first_file).unwrap(),
+        mail("carol@new.example", "imported"),
+        "the file is never touched"
+    );
+    add_contact(store, tenant, "carol@new.example").await;
+    let other = dir.path().join("other.eml");
+    std::fs::write(&other, mail("carol@new.example", "second")).unwrap();
+    let second = import(other).await;
+    assert_eq!(
+        (
+            second.fetched,
+            second.attached,
+            second.retried,
+            second.retried_stored
+        ),
+        (1, 1, 1, 1),
+        "{second:?}"
+    );
+    assert!(store.quarantined(tenant, None).await.unwrap().is_empty());
+    let inbox = store
+        .messages(tenant, &MessageQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(inbox.len(), 2, "{inbox:?}");
+    assert!(
+        inbox
+            .iter()
+            .all(|m| m.status == MessageStatus::Stored && m.parties.len() == 1),
+        "{inbox:?}"
+    );
+}
+
 on_both_databases!(
+    an_imported_file_is_deferred_and_retried_by_the_next_import,
     a_temporary_failure_is_retried_by_later_runs_then_linked,
     a_permanent_failure_quarantines_as_before,
     a_v0_1_plugin_runs_beside_a_v0_2_plugin,
