@@ -105,21 +105,73 @@ pub use types::{
 };
 pub use unknown_sender::{Decision, NewLead, PolicyVerdict};
 
-/// A plugin's failure: the engine applies the binding's failure policy
-/// (quarantine by default) and shows this text to the operator.
+/// A plugin's failure, shown to the operator: *permanent* (the engine
+/// applies the binding's failure policy, quarantine by default) or
+/// *temporary* (something outside the message is down for now: the engine
+/// keeps the message and decides it again later).
+///
+/// The kind reaches the engine only from a plugin exported for contract
+/// 0.2.0 (`export_plugin!(P: matcher; contract = "0.2.0")`); contract 0.1.0
+/// has one kind of error, and every error is permanent there.
+///
+/// `?` on a directory look-up turns [`LookupError::Unavailable`] into a
+/// temporary error and [`LookupError::InvalidArgument`] into a permanent one.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Error(String);
+pub struct Error {
+    /// What the operator reads.
+    message: String,
+    /// Whether trying again later may succeed.
+    temporary: bool,
+}
+
+/// The same type as [`Error`], by the name the contract gives it
+/// (`plugin-error`).
+pub type PluginError = Error;
 
 impl Error {
-    /// An error with this message.
+    /// A permanent error with this message (the same as [`Error::permanent`]).
     pub fn new(message: impl fmt::Display) -> Self {
-        Error(message.to_string())
+        Error::permanent(message)
+    }
+
+    /// A permanent error: trying again will not help (a bad configuration, a
+    /// message the plugin cannot handle).
+    pub fn permanent(message: impl fmt::Display) -> Self {
+        Error {
+            message: message.to_string(),
+            temporary: false,
+        }
+    }
+
+    /// A temporary error: something the plugin depends on is down for now
+    /// (the directory, a CRM). Under contract 0.2.0 the engine defers the
+    /// message and decides it again later, with backoff.
+    pub fn temporary(message: impl fmt::Display) -> Self {
+        Error {
+            message: message.to_string(),
+            temporary: true,
+        }
+    }
+
+    /// Whether this error is temporary.
+    pub fn is_temporary(&self) -> bool {
+        self.temporary
+    }
+
+    /// The error as contract 0.2.0 returns it.
+    #[doc(hidden)]
+    pub fn into_v0_2(self) -> __private::PluginErrorV0_2 {
+        if self.temporary {
+            __private::PluginErrorV0_2::Temporary(self.message)
+        } else {
+            __private::PluginErrorV0_2::Permanent(self.message)
+        }
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -128,15 +180,17 @@ impl std::error::Error for Error {}
 impl From<LookupError> for Error {
     fn from(e: LookupError) -> Self {
         match e {
-            LookupError::Unavailable(m) => Error(format!("directory unavailable: {m}")),
-            LookupError::InvalidArgument(m) => Error(format!("directory look-up refused: {m}")),
+            LookupError::Unavailable(m) => Error::temporary(format!("directory unavailable: {m}")),
+            LookupError::InvalidArgument(m) => {
+                Error::permanent(format!("directory look-up refused: {m}"))
+            }
         }
     }
 }
 
 impl From<serde_json::Error> for Error {
     fn from(e: serde_json::Error) -> Self {
-        Error(e.to_string())
+        Error::permanent(e)
     }
 }
 
@@ -386,12 +440,41 @@ macro_rules! config_schema {
 /// intake_plugin_sdk::export_plugin!(MyMatcher: matcher);
 /// intake_plugin_sdk::export_plugin!(MyPolicy: unknown_sender);
 /// intake_plugin_sdk::export_plugin!(MyBoth: matcher, unknown_sender);
+/// // Contract 0.2.0, whose errors are temporary or permanent:
+/// intake_plugin_sdk::export_plugin!(MyMatcher: matcher; contract = "0.2.0");
 /// ```
 ///
 /// Use it once per crate. The type must implement [`Plugin`] and, per role
-/// named, [`Matcher`] or [`UnknownSenderPolicy`].
+/// named, [`Matcher`] or [`UnknownSenderPolicy`]. Without `contract` the
+/// component targets `intake:plugin@0.1.0`, where every [`Error`] is
+/// permanent; with `contract = "0.2.0"` an [`Error::temporary`] defers the
+/// message instead. The plugin's code is the same for both.
 #[macro_export]
 macro_rules! export_plugin {
+    ($plugin:ty : $($role:ident),+ ; contract = "0.1.0") => {
+        $crate::export_plugin!($plugin : $($role),+);
+    };
+    ($plugin:ty : $($role:ident),+ ; contract = "0.2.0") => {
+        const _: () = {
+            struct IntakeExports;
+
+            #[cfg(target_arch = "wasm32")]
+            #[used]
+            #[unsafe(link_section = "intake:config-schema")]
+            static INTAKE_CONFIG_SCHEMA: [u8; <$plugin as $crate::Plugin>::CONFIG_SCHEMA.len()] =
+                $crate::__private::schema_bytes(<$plugin as $crate::Plugin>::CONFIG_SCHEMA);
+
+            impl $crate::__private::LifecycleGuestV0_2 for IntakeExports {
+                fn init(config: ::std::string::String) -> ::std::result::Result<(), $crate::__private::PluginErrorV0_2> {
+                    $crate::__private::init_v0_2::<$plugin>(config)
+                }
+            }
+            $crate::__private::bindings::lifecycle_v0_2::__export_lifecycle_v0_2!(
+                IntakeExports with_types_in $crate::__private::bindings::lifecycle_v0_2
+            );
+            $( $crate::export_plugin!(@role_v0_2 $role, $plugin, IntakeExports); )+
+        };
+    };
     ($plugin:ty : $($role:ident),+ $(,)?) => {
         const _: () = {
             struct IntakeExports;
@@ -434,6 +517,26 @@ macro_rules! export_plugin {
         }
         $crate::__private::bindings::unknown_sender::__export_unknown_sender!(
             $exports with_types_in $crate::__private::bindings::unknown_sender
+        );
+    };
+    (@role_v0_2 matcher, $plugin:ty, $exports:ident) => {
+        impl $crate::__private::MatcherGuestV0_2 for $exports {
+            fn match_message(message: $crate::Message) -> ::std::result::Result<$crate::__private::VerdictV0_2, $crate::__private::PluginErrorV0_2> {
+                $crate::__private::match_message_v0_2::<$plugin>(message)
+            }
+        }
+        $crate::__private::bindings::matcher_v0_2::__export_matcher_v0_2!(
+            $exports with_types_in $crate::__private::bindings::matcher_v0_2
+        );
+    };
+    (@role_v0_2 unknown_sender, $plugin:ty, $exports:ident) => {
+        impl $crate::__private::UnknownSenderGuestV0_2 for $exports {
+            fn decide(message: $crate::Message) -> ::std::result::Result<$crate::__private::PolicyVerdictV0_2, $crate::__private::PluginErrorV0_2> {
+                $crate::__private::decide_v0_2::<$plugin>(message)
+            }
+        }
+        $crate::__private::bindings::unknown_sender_v0_2::__export_unknown_sender_v0_2!(
+            $exports with_types_in $crate::__private::bindings::unknown_sender_v0_2
         );
     };
 }

@@ -22,7 +22,9 @@ use std::cell::RefCell;
 
 use crate::log::LogLine;
 use crate::rules::{self, Violation};
-use crate::{Datetime, Directory, Header, LookupError, LookupResult, Mailbox, Matcher, Message};
+use crate::{
+    Datetime, Directory, Error, Header, LookupError, LookupResult, Mailbox, Matcher, Message,
+};
 use crate::{Origin, Plugin, PolicyVerdict, UnknownSenderPolicy, Verdict};
 
 /// Builds a [`Message`] field by field. Address setters accept
@@ -204,47 +206,64 @@ impl MessageBuilder {
 /// Builds `P` from a JSON configuration, as the engine's `init` would, and
 /// runs its matcher role on `message` against `directory`, with the
 /// engine's checks (see the [module documentation](self)). The error is
-/// the text the engine would report.
+/// the text the engine would report; [`try_matcher`] keeps its kind.
 pub fn run_matcher<P: Matcher>(
     config: &str,
     message: &Message,
     directory: &dyn Directory,
 ) -> Result<Verdict, String> {
-    crate::log::clear_collected();
-    let plugin = build::<P>(config)?;
-    let checked = CheckedDirectory::new(directory);
-    let verdict = plugin
-        .match_message(message, &checked)
-        .map_err(|e| e.to_string())?;
-    let attached =
-        rules::check_verdict(&verdict, rules::DEFAULT_MAX_OUTPUT_BYTES).map_err(|v| refused(&v))?;
-    let returned = checked.returned.borrow();
-    for party in attached {
-        if !returned.contains(party) {
-            return Err(refused(&Violation::PartyNotReturned {
-                kind: party.kind,
-                id: party.id.clone(),
-            }));
-        }
-    }
-    Ok(verdict)
+    try_matcher::<P>(config, message, directory).map_err(|e| e.to_string())
 }
 
 /// Builds `P` from a JSON configuration and runs its unknown-sender role,
-/// with the engine's checks.
+/// with the engine's checks; [`try_policy`] keeps the error's kind.
 pub fn run_policy<P: UnknownSenderPolicy>(
     config: &str,
     message: &Message,
     directory: &dyn Directory,
 ) -> Result<PolicyVerdict, String> {
+    try_policy::<P>(config, message, directory).map_err(|e| e.to_string())
+}
+
+/// [`run_matcher`], with the plugin's [`Error`] as it returned it, so a
+/// test can check [`Error::is_temporary`] (what a contract 0.2.0 plugin
+/// tells the engine). A verdict the engine would refuse is a permanent
+/// error.
+pub fn try_matcher<P: Matcher>(
+    config: &str,
+    message: &Message,
+    directory: &dyn Directory,
+) -> Result<Verdict, Error> {
     crate::log::clear_collected();
     let plugin = build::<P>(config)?;
     let checked = CheckedDirectory::new(directory);
-    let verdict = plugin
-        .decide(message, &checked)
-        .map_err(|e| e.to_string())?;
+    let verdict = plugin.match_message(message, &checked)?;
+    let attached = rules::check_verdict(&verdict, rules::DEFAULT_MAX_OUTPUT_BYTES)
+        .map_err(|v| Error::permanent(refused(&v)))?;
+    let returned = checked.returned.borrow();
+    for party in attached {
+        if !returned.contains(party) {
+            return Err(Error::permanent(refused(&Violation::PartyNotReturned {
+                kind: party.kind,
+                id: party.id.clone(),
+            })));
+        }
+    }
+    Ok(verdict)
+}
+
+/// [`run_policy`], with the plugin's [`Error`] as it returned it.
+pub fn try_policy<P: UnknownSenderPolicy>(
+    config: &str,
+    message: &Message,
+    directory: &dyn Directory,
+) -> Result<PolicyVerdict, Error> {
+    crate::log::clear_collected();
+    let plugin = build::<P>(config)?;
+    let checked = CheckedDirectory::new(directory);
+    let verdict = plugin.decide(message, &checked)?;
     rules::check_policy_verdict(&verdict, rules::DEFAULT_MAX_OUTPUT_BYTES)
-        .map_err(|v| refused(&v))?;
+        .map_err(|v| Error::permanent(refused(&v)))?;
     Ok(verdict)
 }
 
@@ -257,13 +276,18 @@ pub fn logs() -> Vec<LogLine> {
 
 /// Checks the configuration against the declared schema, then builds the
 /// plugin as `init` does.
-fn build<P: Plugin>(config: &str) -> Result<P, String> {
-    let schema = rules::ConfigSchema::parse(P::CONFIG_SCHEMA.as_bytes())?;
+fn build<P: Plugin>(config: &str) -> Result<P, Error> {
+    let schema =
+        rules::ConfigSchema::parse(P::CONFIG_SCHEMA.as_bytes()).map_err(Error::permanent)?;
     if let Some(schema) = schema {
-        rules::check_config(&schema, config)
-            .map_err(|errors| format!("invalid configuration: {}", rules::describe(&errors)))?;
+        rules::check_config(&schema, config).map_err(|errors| {
+            Error::permanent(format!(
+                "invalid configuration: {}",
+                rules::describe(&errors)
+            ))
+        })?;
     }
-    crate::__private::build::<P>(config)
+    crate::__private::build_typed::<P>(config)
 }
 
 /// The engine's words for a refused verdict.

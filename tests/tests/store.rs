@@ -203,11 +203,11 @@ async fn migrations_are_idempotent(db: Db) {
     let conn = raw_connection(&db).await;
     // One row per migration: the initial schema, the content key, account
     // health, lz4 for raw bytes, webhooks, API tokens, message dates,
-    // certificate pins, OAuth2, check progress, decision records and
-    // plugin versions.
+    // certificate pins, OAuth2, check progress, decision records,
+    // quarantine retry (deferred messages) and plugin versions.
     assert_eq!(
         count(&conn, "SELECT COUNT(*) FROM seaql_migrations").await,
-        12
+        13
     );
     assert_eq!(count(&conn, "SELECT COUNT(*) FROM tenants").await, 1);
     if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
@@ -273,11 +273,11 @@ async fn migrations_are_idempotent(db: Db) {
     }
     // One row per migration: the initial schema, the content key, account
     // health, lz4 for raw bytes, webhooks, API tokens, message dates,
-    // certificate pins, OAuth2, check progress, decision records and
-    // plugin versions.
+    // certificate pins, OAuth2, check progress, decision records,
+    // quarantine retry (deferred messages) and plugin versions.
     assert_eq!(
         count(&conn, "SELECT COUNT(*) FROM seaql_migrations").await,
-        12
+        13
     );
 }
 

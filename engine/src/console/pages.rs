@@ -2261,6 +2261,9 @@ struct HeldRow {
     reason: String,
     plugin: String,
     held: String,
+    /// For a deferred message (a plugin failed temporarily): when the
+    /// account's runs try it again, and which attempt that is.
+    retry: Option<String>,
 }
 
 #[derive(Template)]
@@ -2296,6 +2299,10 @@ async fn quarantine(
                     reason: shown(&e.reason, 500),
                     plugin: e.plugin.clone().unwrap_or_else(|| "—".into()),
                     held: when(Some(e.quarantined_at)),
+                    retry: e
+                        .next_attempt_at
+                        .filter(|_| e.kind == crate::store::deferred::TEMPORARY)
+                        .map(|at| format!("attempt {} from {}", e.attempts + 1, when(Some(at)))),
                 })
                 .collect(),
             notice: q.notice.map(|n| shown(&n, 300)),

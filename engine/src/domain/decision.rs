@@ -38,6 +38,14 @@ pub enum Outcome {
     },
     /// Store without links.
     KeepUnlinked,
+    /// Store the raw bytes, held as deferred: a plugin failed temporarily,
+    /// and the account's next runs decide the message again.
+    Defer {
+        /// Why.
+        reason: String,
+        /// The plugin that failed.
+        plugin: Option<String>,
+    },
 }
 
 /// How a decision came about, kept beside the stored message: every plugin
@@ -47,7 +55,7 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DecisionRecord {
     /// The disposition chosen: `attach`, `create-lead`, `quarantine`,
-    /// `discard` or `keep-unlinked`.
+    /// `discard`, `keep-unlinked` or `defer`.
     #[serde(rename = "d")]
     pub disposition: String,
     /// The plugin that decided; none when nothing did (kept unlinked, or

@@ -66,6 +66,10 @@ impl Decided {
                 plugin,
             },
             Disposition::KeepUnlinked => Outcome::KeepUnlinked,
+            Disposition::Defer { reason } => Outcome::Defer {
+                reason: reason.clone(),
+                plugin,
+            },
         }
     }
 
@@ -208,10 +212,11 @@ impl DecideJob {
             self.max_body_bytes,
         )
         .await;
-        let action = match &decided.view {
+        let action = match (&decided.view, &decided.decision.disposition) {
             // Unparseable: the account's default, like any stored message.
-            None => default_action(&self.settings),
-            Some(_) => capped_action(&self.settings, decided.decision.server_action.as_ref()),
+            (None, _) => default_action(&self.settings),
+            (Some(_), Disposition::Defer { .. }) => deferred_action(&self.settings),
+            (Some(_), _) => capped_action(&self.settings, decided.decision.server_action.as_ref()),
         };
         let parents = decided
             .view
@@ -231,6 +236,20 @@ impl DecideJob {
             links: decided.thread_links(),
             parents,
         }
+    }
+}
+
+/// What a deferred message's first commit does on the server. An account
+/// that keeps copies leaves it exactly as it is (not even `\Seen`): it is
+/// not decided yet, and the server's copy stays as a person left it. An
+/// account that deletes after fetching deletes it, as it does a quarantined
+/// message: the stored bytes are the durable copy from the commit on, and a
+/// POP3 server would otherwise hand it over again on every run.
+pub(super) fn deferred_action(settings: &AccountSettings) -> crate::domain::Acknowledge {
+    if settings.keep_on_server {
+        crate::domain::Acknowledge::Leave
+    } else {
+        default_action(settings)
     }
 }
 

@@ -33,7 +33,7 @@ use crate::domain::{AccountSettings, Acknowledge, FolderCursor, MessageKey, Outc
 use crate::fetch::{self, FetchError, Listed, Listing, MailSource};
 use crate::parse::Origin;
 use crate::parse::{self, Envelope};
-use crate::plugin::{Chain, LoadError, LoadedPlugin, PluginRuntime};
+use crate::plugin::{Chain, Disposition, LoadError, LoadedPlugin, PluginRuntime};
 use crate::store::{
     self, AccountId, BatchCommit, BindingRole, CommitSummary, MasterKey, PendingActionId, Store,
     TenantId,
@@ -72,6 +72,61 @@ pub struct Options {
     /// Tasks that decide (parse + chain) the messages of a batch at once;
     /// by default one per core.
     pub decide_workers: usize,
+    /// When deferred messages are decided again, and for how long.
+    pub retry: RetryPolicy,
+}
+
+/// How deferred messages (a plugin failed temporarily) are retried.
+///
+/// A deferred message is due at once: the account's next run decides it
+/// again. Each further temporary failure waits longer — `first_delay`,
+/// doubling, at most `max_delay` — and runs before the due time leave it
+/// alone. After `max_attempts` decisions, or once it was first deferred
+/// `max_age` ago, a temporary failure holds it in quarantine for good like a
+/// permanent one. The defaults: 5 min, 10 min, 20 min … 6 h, 10 attempts
+/// (about 17 hours of retrying plus the account's check intervals), 2 days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// The wait after the second attempt fails.
+    pub first_delay: Duration,
+    /// The longest wait between attempts.
+    pub max_delay: Duration,
+    /// Decisions tried (the first included) before it is held for good.
+    pub max_attempts: u32,
+    /// How long after it was first deferred it is held for good.
+    pub max_age: Duration,
+    /// Most deferred messages one run decides again (the rest wait for the
+    /// next run), so a long outage does not stall fetching.
+    pub per_run: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            first_delay: Duration::from_secs(5 * 60),
+            max_delay: Duration::from_secs(6 * 60 * 60),
+            max_attempts: 10,
+            max_age: Duration::from_secs(2 * 24 * 60 * 60),
+            per_run: 200,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before the next attempt, once `attempts` decisions (the
+    /// first included, at least 2) have failed temporarily.
+    pub fn delay_after(&self, attempts: u32) -> Duration {
+        let doublings = attempts.saturating_sub(2).min(30);
+        self.first_delay
+            .saturating_mul(1u32 << doublings)
+            .min(self.max_delay)
+    }
+
+    /// Whether a message first deferred `age` ago, with `attempts`
+    /// decisions made, is out of retries.
+    pub fn exhausted(&self, attempts: u32, age: Duration) -> bool {
+        attempts >= self.max_attempts || age >= self.max_age
+    }
 }
 
 impl Default for Options {
@@ -81,6 +136,7 @@ impl Default for Options {
             batch_bytes: 16 << 20,
             max_body_bytes: parse::DEFAULT_MAX_BODY_BYTES,
             decide_workers: std::thread::available_parallelism().map_or(1, usize::from),
+            retry: RetryPolicy::default(),
         }
     }
 }
@@ -103,6 +159,16 @@ pub struct Summary {
     pub discarded: usize,
     /// Stored without links.
     pub unlinked: usize,
+    /// Stored and deferred: a plugin failed temporarily (contract 0.2.0);
+    /// a later run decides them again.
+    pub deferred: usize,
+    /// Deferred messages (of earlier runs) decided again in this run.
+    pub retried: usize,
+    /// … of which the chain decided now: stored (and linked).
+    pub retried_stored: usize,
+    /// … of which are now held in quarantine for good (a permanent failure
+    /// or verdict, or out of attempts).
+    pub retried_held: usize,
     /// Listed but over the size limit: not fetched.
     pub skipped_too_large: usize,
     /// Already ingested (fetched again after an interruption).
@@ -362,6 +428,8 @@ impl Pipeline {
             overlay,
         };
         let started = Instant::now();
+        // Deferred messages first: they were fetched before anything new.
+        self.retry_deferred(ctx, &mut state.summary).await?;
         let mut cursors = self.store.cursors(ctx.tenant, ctx.account_id).await?;
         for folder in source.folders() {
             if self.stopping(&mut state.summary) {
@@ -386,6 +454,119 @@ impl Pipeline {
             "run timings (fetch and decide overlap commit)"
         );
         Ok(summary)
+    }
+
+    /// Decides again the account's deferred messages that are due, with the
+    /// same [`decide::decide`] as quarantine release `--rerun`, and settles
+    /// each in its own transaction: stored and linked when the chain decides
+    /// now, deferred once more (with backoff) on another temporary failure,
+    /// held in quarantine for good on a permanent one or once out of
+    /// attempts. Nothing is done on the server here: a deferred message's
+    /// server copy was handled when it was first committed.
+    async fn retry_deferred(
+        &self,
+        ctx: &Run<'_>,
+        summary: &mut Summary,
+    ) -> Result<(), PipelineError> {
+        let policy = self.options.retry;
+        let due = self
+            .store
+            .due_deferred(
+                ctx.tenant,
+                ctx.account_id,
+                chrono::Utc::now(),
+                policy.per_run,
+            )
+            .await?;
+        let directory: Arc<dyn Directory> = Arc::new(self.store.directory());
+        for message in due {
+            if self.stopping(summary) {
+                break;
+            }
+            let envelope = Envelope {
+                tenant_id: ctx.tenant_name.to_string(),
+                account_id: ctx.settings.name.clone(),
+                origin: Origin::File(format!("stored message {}", message.id)),
+            };
+            let decided = decide::decide(
+                ctx.chain,
+                directory.clone(),
+                &envelope,
+                message.raw.into(),
+                self.options.max_body_bytes,
+            )
+            .await;
+            let plugin = decided.decision.decided_by.clone();
+            let attempts = message.attempts.saturating_add(1);
+            let age = (chrono::Utc::now() - message.deferred_at)
+                .to_std()
+                .unwrap_or_default();
+            let settlement = match &decided.decision.disposition {
+                _ if decided.view.is_none() => store::Settlement::Hold {
+                    reason: "the stored bytes no longer parse".into(),
+                    plugin,
+                },
+                Disposition::Attach { parties } => store::Settlement::Stored {
+                    parties: parties
+                        .iter()
+                        .filter_map(|p| p.id.parse().ok().map(store::PartyId))
+                        .collect(),
+                },
+                // The same lead the pipeline and a release would link to.
+                Disposition::CreateLead { lead } => store::Settlement::Stored {
+                    parties: vec![
+                        self.store
+                            .lead_for(ctx.tenant, &lead.email, &lead.name, &lead.company)
+                            .await?,
+                    ],
+                },
+                Disposition::KeepUnlinked => store::Settlement::Stored {
+                    parties: Vec::new(),
+                },
+                Disposition::Quarantine { reason } => store::Settlement::Hold {
+                    reason: reason.clone(),
+                    plugin,
+                },
+                Disposition::Discard { reason } => store::Settlement::Discard {
+                    reason: reason.clone(),
+                    plugin,
+                },
+                Disposition::Defer { reason } if policy.exhausted(attempts, age) => {
+                    store::Settlement::Hold {
+                        reason: format!(
+                            "{reason} (still failing temporarily after {attempts} attempts; held)"
+                        ),
+                        plugin,
+                    }
+                }
+                Disposition::Defer { reason } => store::Settlement::Again {
+                    attempts,
+                    next_attempt_at: chrono::Utc::now()
+                        + chrono::Duration::from_std(policy.delay_after(attempts))
+                            .unwrap_or(chrono::Duration::MAX),
+                    reason: reason.clone(),
+                    plugin,
+                },
+            };
+            match self
+                .store
+                .settle_deferred(ctx.tenant, message.id, &settlement, &decided.record())
+                .await
+            {
+                Ok(()) => {}
+                // Released or dropped by an admin meanwhile: theirs to say.
+                Err(store::Error::NotFound { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            summary.retried += 1;
+            match settlement {
+                store::Settlement::Stored { .. } => summary.retried_stored += 1,
+                store::Settlement::Hold { .. } => summary.retried_held += 1,
+                store::Settlement::Again { .. } | store::Settlement::Discard { .. } => {}
+            }
+            tracing::info!(account = %ctx.settings.name, message = %message.id, attempts, outcome = decided.decision.disposition.kind(), "deferred message decided again");
+        }
+        Ok(())
     }
 
     /// Whether the run was asked to stop; notes it in the summary.
@@ -804,6 +985,7 @@ fn count(summary: &mut Summary, outcome: &Outcome, created_lead: bool) {
         Outcome::Quarantine { .. } => summary.quarantined += 1,
         Outcome::Discard { .. } => summary.discarded += 1,
         Outcome::KeepUnlinked => summary.unlinked += 1,
+        Outcome::Defer { .. } => summary.deferred += 1,
     }
 }
 
@@ -819,6 +1001,23 @@ mod tests {
             },
             size,
         }
+    }
+
+    #[test]
+    fn deferred_messages_back_off_and_run_out() {
+        let policy = RetryPolicy::default();
+        let minutes = |m: u64| Duration::from_secs(m * 60);
+        // The second attempt is at the next run; then 5, 10, 20 … minutes.
+        assert_eq!(policy.delay_after(2), minutes(5));
+        assert_eq!(policy.delay_after(3), minutes(10));
+        assert_eq!(policy.delay_after(4), minutes(20));
+        assert_eq!(policy.delay_after(8), minutes(320));
+        assert_eq!(policy.delay_after(9), minutes(360), "capped at 6 h");
+        assert_eq!(policy.delay_after(u32::MAX), minutes(360));
+        assert!(!policy.exhausted(9, Duration::ZERO));
+        assert!(policy.exhausted(10, Duration::ZERO));
+        assert!(!policy.exhausted(2, minutes(47 * 60)));
+        assert!(policy.exhausted(2, minutes(48 * 60)));
     }
 
     #[test]

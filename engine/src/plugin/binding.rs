@@ -12,7 +12,7 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 use intake_plugin_sdk::rules::ConfigSchema;
 
 use super::bindings::types::Message;
-use super::bindings::{lifecycle, matcher, unknown_sender};
+use super::bindings::{ContractVersion, matcher, unknown_sender, v0_1, v0_2};
 use super::error::{CallError, LoadError};
 use super::host::{CallContext, HostState, PluginLog};
 use super::limits::{Limits, MAX_MEMORY_BYTES};
@@ -137,18 +137,78 @@ pub struct LoadedPlugin {
     /// Which of its binding's stored versions this is, when it is one
     /// (a chain loaded from the store), in every recorded decision.
     version: Option<VersionTag>,
-    /// Export indices, looked up once.
-    lifecycle: lifecycle::GuestIndices,
-    matcher: Option<matcher::GuestIndices>,
-    policy: Option<unknown_sender::GuestIndices>,
+    /// Export indices of the contract version it targets, looked up once.
+    exports: Exports,
+}
+
+/// A component's exports, per the contract version it targets (found at
+/// load from its `lifecycle` export). Everything past the call converts
+/// into one set of types, so nothing else cares about the version.
+enum Exports {
+    /// `intake:plugin@0.1.0`.
+    V0_1 {
+        lifecycle: v0_1::lifecycle::GuestIndices,
+        matcher: Option<v0_1::matcher::GuestIndices>,
+        policy: Option<v0_1::unknown_sender::GuestIndices>,
+    },
+    /// `intake:plugin@0.2.0`.
+    V0_2 {
+        lifecycle: v0_2::lifecycle::GuestIndices,
+        matcher: Option<v0_2::matcher::GuestIndices>,
+        policy: Option<v0_2::unknown_sender::GuestIndices>,
+    },
+}
+
+impl Exports {
+    /// The version's exports in `pre`: the newest version whose `lifecycle`
+    /// the component exports, with the roles it exports of that version.
+    fn find(pre: &InstancePre<HostState>) -> Option<Self> {
+        if let Ok(lifecycle) = v0_2::lifecycle::GuestIndices::new(pre) {
+            return Some(Exports::V0_2 {
+                lifecycle,
+                matcher: v0_2::matcher::GuestIndices::new(pre).ok(),
+                policy: v0_2::unknown_sender::GuestIndices::new(pre).ok(),
+            });
+        }
+        let lifecycle = v0_1::lifecycle::GuestIndices::new(pre).ok()?;
+        Some(Exports::V0_1 {
+            lifecycle,
+            matcher: v0_1::matcher::GuestIndices::new(pre).ok(),
+            policy: v0_1::unknown_sender::GuestIndices::new(pre).ok(),
+        })
+    }
+
+    fn version(&self) -> ContractVersion {
+        match self {
+            Exports::V0_1 { .. } => ContractVersion::V0_1,
+            Exports::V0_2 { .. } => ContractVersion::V0_2,
+        }
+    }
+
+    fn roles(&self) -> Roles {
+        match self {
+            Exports::V0_1 {
+                matcher, policy, ..
+            } => Roles {
+                matcher: matcher.is_some(),
+                unknown_sender: policy.is_some(),
+            },
+            Exports::V0_2 {
+                matcher, policy, ..
+            } => Roles {
+                matcher: matcher.is_some(),
+                unknown_sender: policy.is_some(),
+            },
+        }
+    }
 }
 
 impl std::fmt::Debug for LoadedPlugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LoadedPlugin")
             .field("name", &self.name)
-            .field("matcher", &self.matcher.is_some())
-            .field("unknown_sender", &self.policy.is_some())
+            .field("contract", &self.exports.version())
+            .field("roles", &self.exports.roles())
             .finish_non_exhaustive()
     }
 }
@@ -199,17 +259,19 @@ impl LoadedPlugin {
                 names.join(", ")
             }
         };
-        let lifecycle = lifecycle::GuestIndices::new(&pre).map_err(|_| LoadError::MissingRole {
+        let found = Exports::find(&pre).ok_or_else(|| LoadError::MissingRole {
             name: name.clone(),
-            wanted: "lifecycle (intake:plugin/lifecycle@0.1.0)",
+            wanted: "lifecycle (intake:plugin/lifecycle@0.1.0 or @0.2.0)",
             exports: exports(),
         })?;
-        let matcher = matcher::GuestIndices::new(&pre).ok();
-        let policy = unknown_sender::GuestIndices::new(&pre).ok();
-        if matcher.is_none() && policy.is_none() {
+        let roles = found.roles();
+        if !roles.matcher && !roles.unknown_sender {
             return Err(LoadError::MissingRole {
                 name,
-                wanted: "matcher or unknown-sender",
+                wanted: match found.version() {
+                    ContractVersion::V0_1 => "matcher or unknown-sender (@0.1.0, as its lifecycle)",
+                    ContractVersion::V0_2 => "matcher or unknown-sender (@0.2.0, as its lifecycle)",
+                },
                 exports: exports(),
             });
         }
@@ -228,9 +290,7 @@ impl LoadedPlugin {
             version: None,
             pre,
             schema,
-            lifecycle,
-            matcher,
-            policy,
+            exports: found,
         })
     }
 
@@ -268,10 +328,12 @@ impl LoadedPlugin {
 
     /// Which roles the component exports.
     pub fn roles(&self) -> Roles {
-        Roles {
-            matcher: self.matcher.is_some(),
-            unknown_sender: self.policy.is_some(),
-        }
+        self.exports.roles()
+    }
+
+    /// The contract version the component targets.
+    pub fn contract(&self) -> ContractVersion {
+        self.exports.version()
     }
 
     /// The settings the component declares, if it declares any.
@@ -307,6 +369,10 @@ impl LoadedPlugin {
                 name: self.name.to_string(),
                 reason: match e {
                     CallError::Init(m) => m,
+                    CallError::Temporary {
+                        during_init: true,
+                        message,
+                    } => format!("{message} (a temporary error: try again later)"),
                     other => other.to_string(),
                 },
             }),
@@ -337,7 +403,7 @@ impl LoadedPlugin {
         Result<intake_plugin_sdk::Verdict, CallError>,
         Vec<PluginLog>,
     ) {
-        if self.matcher.is_none() {
+        if !self.roles().matcher {
             let error = CallError::Host(format!("{} is not a matcher", self.name));
             return (Err(error), Vec::new());
         }
@@ -374,7 +440,7 @@ impl LoadedPlugin {
         Result<intake_plugin_sdk::PolicyVerdict, CallError>,
         Vec<PluginLog>,
     ) {
-        if self.policy.is_none() {
+        if !self.roles().unknown_sender {
             let error = CallError::Host(format!("{} is not an unknown-sender policy", self.name));
             return (Err(error), Vec::new());
         }
@@ -427,32 +493,71 @@ impl LoadedPlugin {
             }
         });
 
+        let config = self.binding.config.as_str();
         let run = async {
             let instance = self.pre.instantiate_async(&mut store).await?;
-            let lifecycle = self.lifecycle.load(&mut store, &instance)?;
-            if let Err(message) = lifecycle
-                .call_init(&mut store, &self.binding.config)
-                .await?
-            {
-                return Ok(Err(Failure::Init(message)));
-            }
-            let result = match role {
-                RoleCall::InitOnly => Ok(RoleResult::InitOnly),
-                RoleCall::Matcher(message) => {
-                    let indices = self.matcher.as_ref().expect("checked by caller");
-                    let guest = indices.load(&mut store, &instance)?;
-                    guest
-                        .call_match_message(&mut store, message)
-                        .await?
-                        .map(RoleResult::Matcher)
+            let result = match &self.exports {
+                Exports::V0_1 {
+                    lifecycle,
+                    matcher,
+                    policy,
+                } => {
+                    let lifecycle = lifecycle.load(&mut store, &instance)?;
+                    if let Err(message) = lifecycle.call_init(&mut store, config).await? {
+                        return Ok(Err(Failure::Init(PluginError::Permanent(message))));
+                    }
+                    match role {
+                        RoleCall::InitOnly => Ok(RoleResult::InitOnly),
+                        RoleCall::Matcher(message) => {
+                            let guest = matcher.as_ref().expect("checked by caller");
+                            let guest = guest.load(&mut store, &instance)?;
+                            guest
+                                .call_match_message(&mut store, message)
+                                .await?
+                                .map(RoleResult::Matcher)
+                                .map_err(PluginError::Permanent)
+                        }
+                        RoleCall::Policy(message) => {
+                            let guest = policy.as_ref().expect("checked by caller");
+                            let guest = guest.load(&mut store, &instance)?;
+                            guest
+                                .call_decide(&mut store, message)
+                                .await?
+                                .map(RoleResult::Policy)
+                                .map_err(PluginError::Permanent)
+                        }
+                    }
                 }
-                RoleCall::Policy(message) => {
-                    let indices = self.policy.as_ref().expect("checked by caller");
-                    let guest = indices.load(&mut store, &instance)?;
-                    guest
-                        .call_decide(&mut store, message)
-                        .await?
-                        .map(RoleResult::Policy)
+                Exports::V0_2 {
+                    lifecycle,
+                    matcher,
+                    policy,
+                } => {
+                    let lifecycle = lifecycle.load(&mut store, &instance)?;
+                    if let Err(error) = lifecycle.call_init(&mut store, config).await? {
+                        return Ok(Err(Failure::Init(error.into())));
+                    }
+                    match role {
+                        RoleCall::InitOnly => Ok(RoleResult::InitOnly),
+                        RoleCall::Matcher(message) => {
+                            let guest = matcher.as_ref().expect("checked by caller");
+                            let guest = guest.load(&mut store, &instance)?;
+                            guest
+                                .call_match_message(&mut store, message)
+                                .await?
+                                .map(|v| RoleResult::Matcher(v.into()))
+                                .map_err(PluginError::from)
+                        }
+                        RoleCall::Policy(message) => {
+                            let guest = policy.as_ref().expect("checked by caller");
+                            let guest = guest.load(&mut store, &instance)?;
+                            guest
+                                .call_decide(&mut store, message)
+                                .await?
+                                .map(|v| RoleResult::Policy(v.into()))
+                                .map_err(PluginError::from)
+                        }
+                    }
                 }
             };
             wasmtime::Result::Ok(result.map_err(Failure::Guest))
@@ -468,8 +573,20 @@ impl LoadedPlugin {
         let result = match outcome {
             Err(_elapsed) => Err(CallError::Timeout(deadline)),
             Ok(Ok(Ok(value))) => Ok(value),
-            Ok(Ok(Err(Failure::Init(m)))) => Err(CallError::Init(text::from_plugin(&m))),
-            Ok(Ok(Err(Failure::Guest(m)))) => Err(CallError::Guest(text::from_plugin(&m))),
+            Ok(Ok(Err(Failure::Init(PluginError::Permanent(m))))) => {
+                Err(CallError::Init(text::from_plugin(&m)))
+            }
+            Ok(Ok(Err(Failure::Guest(PluginError::Permanent(m))))) => {
+                Err(CallError::Guest(text::from_plugin(&m)))
+            }
+            Ok(Ok(Err(Failure::Init(PluginError::Temporary(m))))) => Err(CallError::Temporary {
+                during_init: true,
+                message: text::from_plugin(&m),
+            }),
+            Ok(Ok(Err(Failure::Guest(PluginError::Temporary(m))))) => Err(CallError::Temporary {
+                during_init: false,
+                message: text::from_plugin(&m),
+            }),
             Ok(Err(error)) => Err(classify(
                 &store,
                 error,
@@ -496,10 +613,26 @@ enum RoleResult {
     Policy(unknown_sender::PolicyVerdict),
 }
 
-/// A guest-reported failure (not a trap).
+/// A guest-reported failure (not a trap), from `init` or the role function.
 enum Failure {
-    Init(String),
-    Guest(String),
+    Init(PluginError),
+    Guest(PluginError),
+}
+
+/// A guest's error in every contract version's terms: 0.1.0's strings are
+/// permanent; 0.2.0 says which.
+enum PluginError {
+    Temporary(String),
+    Permanent(String),
+}
+
+impl From<v0_2::errors::PluginError> for PluginError {
+    fn from(e: v0_2::errors::PluginError) -> Self {
+        match e {
+            v0_2::errors::PluginError::Temporary(m) => PluginError::Temporary(m),
+            v0_2::errors::PluginError::Permanent(m) => PluginError::Permanent(m),
+        }
+    }
 }
 
 /// The most a guest may hand the host in one transfer (wasmtime's hostcall

@@ -4,7 +4,9 @@
 //! with no opinion passes the message on. If no matcher attached anything,
 //! the unknown-sender policy decides; without one, the message is kept
 //! unlinked. A failing plugin either ends the chain with a quarantine (the
-//! default) or is skipped, per its binding. Every party a plugin names is
+//! default) or is skipped, per its binding; a plugin's *temporary* error
+//! (contract 0.2.0) ends the chain with a deferral instead of a quarantine,
+//! so the message is decided again later. Every party a plugin names is
 //! checked against the tenant's directory before it is trusted.
 //!
 //! A binding may have a candidate version beside its active one (a canary):
@@ -53,11 +55,17 @@ pub enum Disposition {
     },
     /// Store without links.
     KeepUnlinked,
+    /// Keep the raw message and decide it again later: a plugin failed
+    /// temporarily (contract 0.2.0's `plugin-error.temporary`).
+    Defer {
+        /// Why: the plugin and its message.
+        reason: String,
+    },
 }
 
 impl Disposition {
     /// Its kind, as reports and the decision record name it: `attach`,
-    /// `create-lead`, `quarantine`, `discard` or `keep-unlinked`.
+    /// `create-lead`, `quarantine`, `discard`, `keep-unlinked` or `defer`.
     pub fn kind(&self) -> &'static str {
         match self {
             Disposition::Attach { .. } => "attach",
@@ -65,6 +73,7 @@ impl Disposition {
             Disposition::Quarantine { .. } => "quarantine",
             Disposition::Discard { .. } => "discard",
             Disposition::KeepUnlinked => "keep-unlinked",
+            Disposition::Defer { .. } => "defer",
         }
     }
 }
@@ -87,7 +96,8 @@ pub struct Step {
     pub plugin: String,
     /// `matcher` or `unknown-sender`.
     pub role: &'static str,
-    /// `no-opinion`, `attach`, `end-chain`, `decided`, `failed` or `skipped`.
+    /// `no-opinion`, `attach`, `end-chain`, `decided`, `failed`,
+    /// `deferred` (failed temporarily) or `skipped`.
     pub result: &'static str,
     /// The failure, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -105,6 +115,8 @@ pub struct Step {
     /// Whether that version ran as the binding's candidate (a canary).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub candidate: bool,
+    /// The contract version the component targets (`0.1.0`, `0.2.0`).
+    pub contract: &'static str,
     /// What the plugin logged during the call (also sent to the log).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub logs: Vec<PluginLog>,
@@ -468,6 +480,7 @@ fn step(
         config_version: plugin.config_version().to_string(),
         version: plugin.version().map(|v| v.number),
         candidate: plugin.version().is_some_and(|v| v.candidate),
+        contract: plugin.contract().as_str(),
         logs,
     }
 }
@@ -495,7 +508,8 @@ struct Failed {
 }
 
 /// Records a failed step; returns the final decision if the policy is to
-/// quarantine, or `None` to go on (skip).
+/// quarantine (a deferral, for a temporary error), or `None` to go on
+/// (skip: the operator said this plugin's failures do not hold mail up).
 fn on_failure(plugin: &LoadedPlugin, failed: Failed, steps: &mut Vec<Step>) -> Option<Decision> {
     let Failed {
         role,
@@ -506,10 +520,11 @@ fn on_failure(plugin: &LoadedPlugin, failed: Failed, steps: &mut Vec<Step>) -> O
     tracing::warn!(plugin = plugin.name(), role, kind = error.kind(), error = %error, "plugin call failed");
     let policy = plugin.binding().on_error;
     let message = error.to_string();
-    let result = if policy == FailurePolicy::Skip {
-        "skipped"
-    } else {
-        "failed"
+    let temporary = error.is_temporary();
+    let result = match (policy, temporary) {
+        (FailurePolicy::Skip, _) => "skipped",
+        (FailurePolicy::Quarantine, true) => "deferred",
+        (FailurePolicy::Quarantine, false) => "failed",
     };
     steps.push(step(
         plugin,
@@ -525,8 +540,14 @@ fn on_failure(plugin: &LoadedPlugin, failed: Failed, steps: &mut Vec<Step>) -> O
     match policy {
         FailurePolicy::Skip => None,
         FailurePolicy::Quarantine => Some(Decision {
-            disposition: Disposition::Quarantine {
-                reason: format!("plugin {} {message}", plugin.name()),
+            disposition: if temporary {
+                Disposition::Defer {
+                    reason: format!("plugin {} {message}", plugin.name()),
+                }
+            } else {
+                Disposition::Quarantine {
+                    reason: format!("plugin {} {message}", plugin.name()),
+                }
             },
             server_action: None,
             decided_by: Some(plugin.name().to_string()),

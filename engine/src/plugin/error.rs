@@ -27,7 +27,7 @@ pub enum LoadError {
     },
     /// The component imports something Intake does not provide.
     #[error(
-        "{name} cannot be linked: {reason}. Plugins may import only intake:plugin@0.1.0 and the basic WASI CLI interfaces (no files, network or environment)"
+        "{name} cannot be linked: {reason}. Plugins may import only intake:plugin@0.1.0 or @0.2.0 and the basic WASI CLI interfaces (no files, network or environment)"
     )]
     Link {
         /// Plugin name.
@@ -93,6 +93,16 @@ pub enum CallError {
     /// The role function returned an error.
     #[error("returned an error: {0}")]
     Guest(String),
+    /// `init` or the role function returned a temporary error (contract
+    /// 0.2.0): something outside the message is down for now. The message
+    /// is deferred and decided again later, not failed.
+    #[error("failed temporarily{}: {message}", if *.during_init { " in init" } else { "" })]
+    Temporary {
+        /// Whether `init` (not the role function) returned it.
+        during_init: bool,
+        /// The plugin's message.
+        message: String,
+    },
     /// The result names parties that do not exist in the tenant, or is
     /// otherwise unusable.
     #[error("returned an invalid result: {0}")]
@@ -118,6 +128,13 @@ pub enum CallError {
 }
 
 impl CallError {
+    /// Whether trying again later may succeed: only a plugin's own
+    /// `temporary` error says so. Traps, timeouts and refused results are
+    /// permanent, as they were before contract 0.2.0.
+    pub fn is_temporary(&self) -> bool {
+        matches!(self, CallError::Temporary { .. })
+    }
+
     /// A short stable name for reports and metrics.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -126,6 +143,7 @@ impl CallError {
             CallError::Trap(_) => "trap",
             CallError::Init(_) => "init",
             CallError::Guest(_) => "guest-error",
+            CallError::Temporary { .. } => "temporary",
             CallError::Malformed(_) => "malformed-result",
             CallError::OutputTooLarge { .. } | CallError::TransferTooLarge { .. } => {
                 "output-too-large"

@@ -4,7 +4,11 @@
 //!   component cache, pooling allocator.
 //! - [`binding`]: a configured plugin, run as a fresh instance per message
 //!   with a memory limiter and a deadline.
-//! - `host`: the imports (directory, raw message, log), tenant-scoped.
+//! - [`bindings`]: one `bindgen!` per released contract version (0.1.0,
+//!   0.2.0), loaded side by side; the version a component targets is found
+//!   from its `lifecycle` export.
+//! - `host`: the imports (directory, raw message, log), tenant-scoped;
+//!   `host_v0_2` serves 0.2.0's by delegating to them.
 //! - `view`: the engine's message view → the contract's record (the only
 //!   place generated message types are built).
 //! - `rules`: verdicts checked by the SDK's rules (`intake_plugin_sdk::rules`),
@@ -12,7 +16,7 @@
 //! - [`schema`]: the configuration schema a component declares.
 //! - [`chain`]: matchers, then the unknown-sender policy → a [`Decision`].
 //!
-//! The contract is `wit/v0.1.0/plugin.wit`.
+//! The contract is `wit/v0.1.0/plugin.wit` and `wit/v0.2.0/plugin.wit`.
 
 pub mod binding;
 pub mod bindings;
@@ -20,6 +24,7 @@ mod cache;
 pub mod chain;
 pub mod error;
 mod host;
+mod host_v0_2;
 pub mod limits;
 mod output;
 mod rules;
@@ -31,6 +36,7 @@ pub use crate::domain::ServerAction;
 pub use binding::{
     Binding, FailurePolicy, LoadedPlugin, Roles, VersionTag, WasmSource, config_version,
 };
+pub use bindings::ContractVersion;
 pub use chain::{Chain, Decision, Disposition, NewLead, Step};
 pub use error::{CallError, LoadError};
 pub use host::{CallContext, PluginLog};

@@ -12,7 +12,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::binding::{Binding, LoadedPlugin, WasmSource};
-use super::bindings::FullPlugin;
+use super::bindings::v0_1::FullPlugin;
 use super::cache::ComponentCache;
 use super::error::LoadError;
 use super::host::HostState;
@@ -75,7 +75,10 @@ impl PluginRuntime {
         // through it: no preopens, no environment, no sockets allowed.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| LoadError::Engine(e.to_string()))?;
+        // Every released contract version, side by side.
         FullPlugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
+            .map_err(|e| LoadError::Engine(e.to_string()))?;
+        super::host_v0_2::add_to_linker(&mut linker)
             .map_err(|e| LoadError::Engine(e.to_string()))?;
         let cache = match config.cache_dir {
             Some(dir) => match ComponentCache::new(dir.clone(), &engine) {

@@ -499,6 +499,11 @@ impl Service {
                     "the chain would discard it ({reason}); drop it instead"
                 )));
             }
+            Disposition::Defer { reason } => {
+                return Err(ServiceError::Refused(format!(
+                    "a plugin failed temporarily ({reason}); try again later"
+                )));
+            }
             Disposition::KeepUnlinked => Vec::new(),
         };
         Ok((parties, Some(record)))

@@ -438,7 +438,8 @@ impl Service {
                     + summary.new_leads
                     + summary.quarantined
                     + summary.discarded
-                    + summary.unlinked) as u64;
+                    + summary.unlinked
+                    + summary.deferred) as u64;
                 (
                     CheckOutcome::Succeeded {
                         ingested,
@@ -656,6 +657,7 @@ fn record_summary(s: &Summary) {
         ("quarantined", s.quarantined),
         ("discarded", s.discarded),
         ("unlinked", s.unlinked),
+        ("deferred", s.deferred),
         ("duplicate", s.duplicates),
     ] {
         if n > 0 {

@@ -63,6 +63,10 @@ pub struct PluginView {
     /// configuration, limits or failure policy; every recorded decision
     /// names it (`intake message explain`).
     pub config_version: String,
+    /// The plugin contract version the component targets (`0.1.0`,
+    /// `0.2.0`), read from its exports; none if they name no version the
+    /// engine knows.
+    pub contract: Option<String>,
     /// When it was added.
     pub created_at: DateTime<Utc>,
     /// The active version's number (`intake plugin versions`).
@@ -207,6 +211,7 @@ fn view(b: &StoredBinding) -> PluginView {
         },
         size: b.wasm.len(),
         sha256,
+        contract: crate::plugin::ContractVersion::of_component(&b.wasm).map(|v| v.to_string()),
         created_at: b.created_at,
         version: b.version,
         canary: b.canary.as_ref().map(CanaryView::new),
@@ -257,6 +262,8 @@ fn on_error(settings: &PluginSettings, base: FailurePolicy) -> Result<FailurePol
 pub struct ComponentCheck {
     /// The roles it exports.
     pub roles: crate::plugin::Roles,
+    /// The contract version it targets.
+    pub contract: crate::plugin::ContractVersion,
     /// Its configuration schema (`intake:config-schema`), if it has one.
     pub schema: Option<intake_plugin_sdk::rules::ConfigSchema>,
 }
@@ -292,6 +299,7 @@ pub async fn check_component(
         .map_err(config_error)?;
     Ok(ComponentCheck {
         roles: plugin.roles(),
+        contract: plugin.contract(),
         schema: plugin.config_schema().cloned(),
     })
 }

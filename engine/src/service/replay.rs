@@ -445,6 +445,12 @@ impl Run<'_> {
             self.max_body_bytes,
         )
         .await;
+        // A plugin failed temporarily: no decision to compare, so the
+        // message stays as stored (a later replay decides it).
+        if let Disposition::Defer { reason } = &decided.decision.disposition {
+            tracing::warn!(account, message = %row.id, %reason, "replay: a plugin failed temporarily; message left as it is");
+            return Ok((None, None));
+        }
         // What later replies thread to: this decision, not the stored one.
         if let Some(message_id) = decided.view.as_ref().and_then(|v| v.message_id.clone()) {
             match (decided.thread_links(), &decided.decision.disposition) {
@@ -487,6 +493,8 @@ impl Run<'_> {
             Disposition::KeepUnlinked => MessageStatus::Stored,
             Disposition::Quarantine { .. } => MessageStatus::Quarantined,
             Disposition::Discard { .. } => MessageStatus::Discarded,
+            // Returned above: a deferral leaves the message as it is.
+            Disposition::Defer { .. } => row.status,
         };
         let was = effect_label(row.status, !row.links.is_empty());
         let now = effect_label(status, !links.is_empty() || new_lead.is_some());

@@ -75,7 +75,7 @@ pub struct MessageMeta {
 /// The status a message is stored with.
 pub(super) fn status_of(outcome: &Outcome) -> MessageStatus {
     match outcome {
-        Outcome::Quarantine { .. } => MessageStatus::Quarantined,
+        Outcome::Quarantine { .. } | Outcome::Defer { .. } => MessageStatus::Quarantined,
         Outcome::Discard { .. } => MessageStatus::Discarded,
         _ => MessageStatus::Stored,
     }
@@ -373,6 +373,9 @@ async fn commit(
                     }
                     Outcome::Quarantine { reason, plugin } => {
                         quarantined.push(rows.quarantine(reason, plugin));
+                    }
+                    Outcome::Defer { reason, plugin } => {
+                        quarantined.push(rows.deferred(reason, plugin));
                     }
                     Outcome::Discard { reason, plugin } => {
                         discarded.push(rows.discard(&message.meta, reason, plugin));
@@ -772,7 +775,25 @@ impl OutcomeRows {
             plugin: Set(plugin.clone()),
             created_at: Set(self.stamp),
             released_at: Set(None),
+            kind: Set(super::deferred::HELD.to_owned()),
+            attempts: Set(0),
+            next_attempt_at: Set(None),
             ..Default::default()
+        }
+    }
+
+    /// A deferred message's entry: one attempt made, the next due at once
+    /// (the account's next run decides it again; backoff starts after that).
+    pub(super) fn deferred(
+        &self,
+        reason: &str,
+        plugin: &Option<String>,
+    ) -> quarantine::ActiveModel {
+        quarantine::ActiveModel {
+            kind: Set(super::deferred::TEMPORARY.to_owned()),
+            attempts: Set(1),
+            next_attempt_at: Set(Some(self.stamp)),
+            ..self.quarantine(reason, plugin)
         }
     }
 

@@ -410,6 +410,13 @@ pub mod quarantine {
         pub created_at: DateTimeUtc,
         /// When an admin released it.
         pub released_at: Option<DateTimeUtc>,
+        /// `held` (decided or failed for good: an admin acts on it) or
+        /// `temporary` (deferred: decided again at `next_attempt_at`).
+        pub kind: String,
+        /// Decisions tried for a deferred message (the first included).
+        pub attempts: i32,
+        /// When a deferred message is due for its next attempt.
+        pub next_attempt_at: Option<DateTimeUtc>,
     }
 
     /// No relations are navigated through the ORM.

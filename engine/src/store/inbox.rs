@@ -158,6 +158,14 @@ pub struct QuarantineEntry {
     pub plugin: Option<String>,
     /// When it was held.
     pub quarantined_at: DateTime<Utc>,
+    /// `held` (an admin releases or drops it) or `temporary` (deferred: a
+    /// plugin failed temporarily; the account's next runs decide it again).
+    pub kind: String,
+    /// For a deferred message: the attempts made so far.
+    pub attempts: u32,
+    /// For a deferred message: when the next attempt is due (at the
+    /// account's first run from then on).
+    pub next_attempt_at: Option<DateTime<Utc>>,
 }
 
 /// A discarded message, as logged (no content).
@@ -427,6 +435,9 @@ impl Store {
                     reason: entry.reason,
                     plugin: entry.plugin,
                     quarantined_at: entry.created_at,
+                    kind: entry.kind,
+                    attempts: u32::try_from(entry.attempts).unwrap_or(0),
+                    next_attempt_at: entry.next_attempt_at,
                 },
             ));
         }

@@ -32,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(OAuth),
             Box::new(CheckProgress),
             Box::new(DecisionRecords),
+            Box::new(QuarantineRetry),
             Box::new(PluginVersions),
         ]
     }
@@ -1084,6 +1085,66 @@ impl MigrationTrait for DecisionRecords {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         drop_columns(manager, "messages", &["decision"]).await
+    }
+}
+
+/// Deferred messages: a quarantine entry of kind `temporary` is a message a
+/// plugin could not decide for now (contract 0.2.0's temporary error). It
+/// counts its attempts and says when the next one is due; the account's
+/// next run decides it again. Existing entries are kind `held`.
+struct QuarantineRetry;
+
+impl MigrationName for QuarantineRetry {
+    fn name(&self) -> &str {
+        "m20261220_000001_quarantine_retry"
+    }
+}
+
+#[allow(elided_lifetimes_in_paths)]
+#[async_trait::async_trait]
+impl MigrationTrait for QuarantineRetry {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        add_columns(
+            manager,
+            "quarantine",
+            [
+                col("kind").string().not_null().default("held").to_owned(),
+                col("attempts").integer().not_null().default(0).to_owned(),
+                col("next_attempt_at")
+                    .timestamp_with_time_zone()
+                    .null()
+                    .to_owned(),
+            ],
+        )
+        .await?;
+        // The due deferrals of an account, found at the start of each run.
+        manager
+            .create_index(
+                index(
+                    "ix_quarantine_due",
+                    "quarantine",
+                    &["account_id", "kind", "next_attempt_at"],
+                )
+                .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_index(
+                Index::drop()
+                    .name("ix_quarantine_due")
+                    .table(a("quarantine"))
+                    .to_owned(),
+            )
+            .await?;
+        drop_columns(
+            manager,
+            "quarantine",
+            &["kind", "attempts", "next_attempt_at"],
+        )
+        .await
     }
 }
 

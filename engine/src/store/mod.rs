@@ -21,6 +21,8 @@
 //!   stores messages with their outcome, advances cursors and queues server
 //!   actions, skipping anything already ingested;
 //! - [`actions`]: server actions waiting for the server;
+//! - [`deferred`]: messages a plugin could not decide for now, decided
+//!   again by the account's next runs;
 //! - [`health`]: each account's state for `intake serve` (ok, backing off,
 //!   disabled), its checks, its lease, and the running workers;
 //! - [`inbox`]: what was stored, quarantined or discarded;
@@ -33,6 +35,7 @@ pub mod accounts;
 pub mod actions;
 pub mod batch;
 pub mod credentials;
+pub mod deferred;
 mod directory;
 mod entity;
 pub mod health;
@@ -64,6 +67,7 @@ pub use batch::{
     BatchCommit, CommitSummary, IncomingMessage, MessageMeta, MessageResult, QueuedAction,
 };
 pub use credentials::{Credential, CredentialInfo};
+pub use deferred::{DueDeferred, Settlement};
 pub use directory::StoreDirectory;
 pub use health::{AccountHealth, CheckProgress, DueAccount, HealthState, WorkerInfo};
 pub use inbox::{

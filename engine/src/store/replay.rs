@@ -268,7 +268,10 @@ async fn apply_one(
             applied.created_leads.extend(created);
             wanted.insert(lead);
         }
-        Outcome::Quarantine { .. } | Outcome::Discard { .. } | Outcome::KeepUnlinked => {}
+        Outcome::Quarantine { .. }
+        | Outcome::Discard { .. }
+        | Outcome::KeepUnlinked
+        | Outcome::Defer { .. } => {}
     }
     let current: BTreeSet<PartyId> = message_links::Entity::find()
         .select_only()

@@ -730,6 +730,7 @@ fn disposition(outcome: &Outcome) -> &'static str {
         Outcome::KeepUnlinked => "keep-unlinked",
         Outcome::Quarantine { .. } => "quarantine",
         Outcome::Discard { .. } => "discard",
+        Outcome::Defer { .. } => "defer",
     }
 }
 
@@ -805,7 +806,9 @@ pub(super) async fn batch_events(
             });
         }
         match &message.outcome {
-            Outcome::Discard { .. } => {}
+            // A deferred message is not decided yet: the CRM hears of it
+            // once it is (`message.stored` when a later attempt stores it).
+            Outcome::Discard { .. } | Outcome::Defer { .. } => {}
             Outcome::Quarantine { reason, plugin } => new.push(NewEvent {
                 kind: WebhookEventType::MessageQuarantined,
                 data: json!({

@@ -71,6 +71,17 @@ fn print_summary(out: &mut (dyn Write + Send), s: &Summary) -> std::io::Result<(
             ""
         }
     )?;
+    if s.deferred + s.retried > 0 {
+        writeln!(
+            out,
+            "{:<16} deferred {} (a plugin failed temporarily: decided again on a later run); retried {}: {} stored, {} held in quarantine",
+            safe(&s.account),
+            s.deferred,
+            s.retried,
+            s.retried_stored,
+            s.retried_held,
+        )?;
+    }
     if s.interrupted {
         writeln!(
             out,

@@ -333,8 +333,17 @@ pub(crate) async fn plugin(
         PluginCommand::List { .. } => {
             writeln!(
                 out,
-                "{:<4} {:<20} {:<15} {:<8} {:<10} {:<10} {:<12} {:<12} {:<4} CONFIG",
-                "POS", "NAME", "ROLE", "ENABLED", "DEADLINE", "ON ERROR", "SHA-256", "VERSION", "V"
+                "{:<4} {:<20} {:<15} {:<8} {:<10} {:<10} {:<12} {:<12} {:<4} {:<8} CONFIG",
+                "POS",
+                "NAME",
+                "ROLE",
+                "ENABLED",
+                "DEADLINE",
+                "ON ERROR",
+                "SHA-256",
+                "VERSION",
+                "V",
+                "CONTRACT"
             )?;
             for b in store.bindings(tenant).await? {
                 let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&b.wasm[..]));
@@ -344,9 +353,11 @@ pub(crate) async fn plugin(
                     Some(c) => format!("{}+{}", b.version, c.version),
                     None => b.version.to_string(),
                 };
+                let contract = crate::plugin::ContractVersion::of_component(&b.wasm)
+                    .map_or("?", |v| v.as_str());
                 writeln!(
                     out,
-                    "{:<4} {:<20} {:<15} {:<8} {:<10} {:<10} {:<12} {:<12} {:<4} {}",
+                    "{:<4} {:<20} {:<15} {:<8} {:<10} {:<10} {:<12} {:<12} {:<4} {:<8} {}",
                     b.position,
                     safe(&b.name),
                     b.role.as_str(),
@@ -357,6 +368,7 @@ pub(crate) async fn plugin(
                     &sha256[..12],
                     version,
                     number,
+                    contract,
                     safe(&b.config)
                 )?;
             }
@@ -453,7 +465,12 @@ pub(crate) async fn plugin_check(
     .into_iter()
     .filter_map(|(has, role)| has.then_some(role))
     .collect();
-    writeln!(out, "{name}: ok, exports {}", roles.join(" and "))?;
+    writeln!(
+        out,
+        "{name}: ok, exports {} (contract intake:plugin@{})",
+        roles.join(" and "),
+        check.contract
+    )?;
     match &check.schema {
         None => writeln!(out, "declares no configuration schema")?,
         Some(schema) => {

@@ -36,8 +36,8 @@ pub(super) async fn quarantine_list(
     let accounts = store.accounts(tenant).await?;
     writeln!(
         out,
-        "{:<6} {:<16} {:<16} {:<30} {:<18} REASON",
-        "ID", "QUARANTINED", "ACCOUNT", "FROM", "PLUGIN"
+        "{:<6} {:<16} {:<16} {:<30} {:<18} {:<28} REASON",
+        "ID", "QUARANTINED", "ACCOUNT", "FROM", "PLUGIN", "STATE"
     )?;
     for q in store.quarantined(tenant, account).await? {
         let account = q.message.account.map_or("(removed)", |id| {
@@ -46,14 +46,25 @@ pub(super) async fn quarantine_list(
                 .find(|a| a.id == id)
                 .map_or("(removed)", |a| a.config.name.as_str())
         });
+        // A deferred message (a plugin failed temporarily) is retried by
+        // the account's runs; a held one waits for release or drop.
+        let state = match q.next_attempt_at {
+            Some(at) if q.kind == crate::store::deferred::TEMPORARY => format!(
+                "retry {} at {}",
+                q.attempts + 1,
+                at.format("%Y-%m-%d %H:%M")
+            ),
+            _ => "held".to_string(),
+        };
         writeln!(
             out,
-            "{:<6} {:<16} {:<16} {:<30} {:<18} {}",
+            "{:<6} {:<16} {:<16} {:<30} {:<18} {:<28} {}",
             q.message.id,
             q.quarantined_at.format("%Y-%m-%d %H:%M"),
             clip(account, 16),
             clip(q.message.from.as_deref().unwrap_or(""), 30),
             clip(q.plugin.as_deref().unwrap_or("-"), 18),
+            state,
             safe(&q.reason)
         )?;
     }
