@@ -1811,6 +1811,9 @@ async fn configure_plugin(
             &name,
             Some(form.config.trim()),
             &settings,
+            // The outbound grant and secrets are set with the command line
+            // or the API; the console shows them (names only).
+            &crate::service::plugins::OutboundSettings::default(),
             Some(form.enabled.is_some()),
         )
         .await

@@ -191,8 +191,14 @@ impl Pipeline {
     }
 
     /// The tenant's chain, loaded from its stored bindings (compiled
-    /// components come from the on-disk cache).
-    pub async fn chain(&self, tenant: TenantId, tenant_name: &str) -> Result<Chain, PipelineError> {
+    /// components come from the on-disk cache). `key` opens the bindings'
+    /// secrets; a tenant whose bindings hold secrets needs it.
+    pub async fn chain(
+        &self,
+        tenant: TenantId,
+        tenant_name: &str,
+        key: Option<&MasterKey>,
+    ) -> Result<Chain, PipelineError> {
         // The chain as stored now: a change through the command line or the
         // API (here or in another engine) is picked up at the next run.
         let signature = self.store.chain_signature(tenant).await?;
@@ -204,6 +210,7 @@ impl Pipeline {
         }
         let mut matchers: Vec<Arc<LoadedPlugin>> = Vec::new();
         let mut policy = None;
+        let mut secrets = self.store.plugin_secrets(tenant, key).await?;
         for stored in self
             .store
             .bindings(tenant)
@@ -211,7 +218,9 @@ impl Pipeline {
             .into_iter()
             .filter(|b| b.enabled)
         {
-            let plugin = Arc::new(self.runtime.load_async(stored.to_binding()).await?);
+            let mut binding = stored.to_binding();
+            binding.secrets = secrets.remove(&stored.name).unwrap_or_default();
+            let plugin = Arc::new(self.runtime.load_async(binding).await?);
             match stored.role {
                 BindingRole::Matcher => matchers.push(plugin),
                 BindingRole::UnknownSender => policy = Some(plugin),
@@ -234,8 +243,9 @@ impl Pipeline {
         tenant_name: &str,
         id: store::StoredMessageId,
         raw: bytes::Bytes,
+        key: Option<&MasterKey>,
     ) -> Result<decide::Decided, PipelineError> {
-        let chain = self.chain(tenant, tenant_name).await?;
+        let chain = self.chain(tenant, tenant_name, key).await?;
         let envelope = Envelope {
             tenant_id: tenant_name.to_string(),
             account_id: "quarantine".into(),
@@ -264,7 +274,7 @@ impl Pipeline {
         let tenant = self.store.ensure_tenant(tenant_name).await?;
         let account_id = self.store.account_id(tenant, account).await?;
         let settings = crate::oauth::fresh_settings(&self.store, tenant, account, key).await?;
-        let chain = self.chain(tenant, tenant_name).await?;
+        let chain = self.chain(tenant, tenant_name, Some(key)).await?;
         let source = fetch::open(&settings).await?;
         let ctx = Run {
             tenant,
@@ -307,7 +317,7 @@ impl Pipeline {
         let tenant = self.store.ensure_tenant(tenant_name).await?;
         let account_id = self.store.account_id(tenant, account).await?;
         let settings = self.store.settings(tenant, account, key).await?;
-        let chain = self.chain(tenant, tenant_name).await?;
+        let chain = self.chain(tenant, tenant_name, Some(key)).await?;
         let ctx = Run {
             tenant,
             tenant_name,

@@ -5,6 +5,8 @@
 //! - [`binding`]: a configured plugin, run as a fresh instance per message
 //!   with a memory limiter and a deadline.
 //! - `host`: the imports (directory, raw message, log), tenant-scoped.
+//! - [`outbound`]: `wasi:http` requests judged by the binding's allow-list,
+//!   with capped bodies and a time budget inside the deadline.
 //! - `view`: the engine's message view → the contract's record (the only
 //!   place generated message types are built).
 //! - `rules`: verdicts checked by the SDK's rules (`intake_plugin_sdk::rules`),
@@ -21,6 +23,7 @@ pub mod chain;
 pub mod error;
 mod host;
 pub mod limits;
+pub mod outbound;
 mod output;
 mod rules;
 pub mod runtime;
@@ -33,4 +36,5 @@ pub use chain::{Chain, Decision, Disposition, NewLead, Step};
 pub use error::{CallError, LoadError};
 pub use host::{CallContext, PluginLog};
 pub use limits::Limits;
+pub use outbound::{AllowedHost, AllowedHostError, parse_allow_list};
 pub use runtime::{PluginRuntime, RuntimeConfig};

@@ -119,6 +119,9 @@ impl StoredBinding {
             config: self.config.clone(),
             limits: self.limits.clone(),
             on_error: self.on_error,
+            // Opened separately, with the master key, when a chain is
+            // loaded (`Store::plugin_secrets`).
+            secrets: Vec::new(),
         }
     }
 }
@@ -248,16 +251,19 @@ impl Store {
             > 0)
     }
 
-    /// Removes the binding `name`.
+    /// Removes the binding `name`, and its secrets.
     pub async fn remove_binding(&self, tenant: TenantId, name: &str) -> Result<()> {
+        let txn = self.db.begin().await?;
         let removed = plugin_bindings::Entity::delete_many()
             .filter(plugin_bindings::Column::TenantId.eq(tenant.0))
             .filter(plugin_bindings::Column::Name.eq(name))
-            .exec(&self.db)
+            .exec(&txn)
             .await?;
         if removed.rows_affected == 0 {
             return Err(not_found("binding", name));
         }
+        super::plugin_secrets::delete_for_binding(&txn, tenant, name).await?;
+        txn.commit().await?;
         Ok(())
     }
 
@@ -286,6 +292,8 @@ impl Store {
             hash.update(config.as_bytes());
             hash.update(format!("\0{limits}\0{policy}\n").as_bytes());
         }
+        // A changed secret is a changed chain too.
+        hash.update(super::plugin_secrets::signature(&self.db, tenant).await?);
         Ok(hex::encode(hash.finalize()))
     }
 
