@@ -26,7 +26,9 @@ use intake_tests::{load, load_binding, plugin, runtime, simple_message};
 /// One request the CRM saw.
 #[derive(Debug, Clone)]
 struct Seen {
+    /// Which endpoint.
     path: String,
+    /// The `Authorization` header, if any.
     authorization: Option<String>,
 }
 
@@ -99,22 +101,17 @@ fn record(state: &CrmState, path: &str, headers: &HeaderMap) {
     });
 }
 
-#[derive(serde::Deserialize)]
-struct Lookup {
-    email: String,
-}
-
 async fn contacts(
     State(state): State<CrmState>,
     headers: HeaderMap,
-    Query(q): Query<Lookup>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
 ) -> Response {
     record(&state, "/contacts", &headers);
     if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer tok-123") {
         return StatusCode::UNAUTHORIZED.into_response();
     }
     // The CRM knows Ann under her alias too.
-    match q.email.as_str() {
+    match q.get("email").map_or("", String::as_str) {
         "ann.lee@acme.example" | "ann@acme.example" => {
             axum::Json(serde_json::json!({"email": "ann@acme.example"})).into_response()
         }
@@ -251,9 +248,10 @@ async fn a_redirect_to_a_host_off_the_list_is_refused() {
     let d = decide(p, "ann.lee@acme.example").await;
     let (_, message) = step_error(&d);
     assert!(message.contains("HttpRequestDenied"), "{message}");
+    let first: Vec<String> = crm.seen().into_iter().map(|s| s.path).collect();
     assert_eq!(
-        crm.seen().len(),
-        1,
+        first,
+        ["/redirect"],
         "the allowed server answered the first request"
     );
     assert!(
@@ -505,7 +503,13 @@ async fn secrets_are_sealed_and_each_binding_sees_only_its_own() {
             seen[1]
         );
 
-        // Without the key, or with another, the chain does not load.
+        // Without the key, or with another, the chain does not load (in an
+        // engine that has not loaded it before).
+        let pipeline = intake::pipeline::Pipeline::new(
+            store.clone(),
+            pipeline.runtime().clone(),
+            intake::pipeline::Options::default(),
+        );
         let error = pipeline
             .chain(tenant, "t", None)
             .await
@@ -716,7 +720,7 @@ async fn the_command_line_grants_a_plugin_its_crm_and_mail_is_linked_through_it(
     assert_eq!(seen[0].authorization.as_deref(), Some("Bearer tok-123"));
     let (_, why) = intake_store(&db, &key, &["inbox", "sales"]).await;
     assert!(
-        why.contains("ann@acme.example"),
+        why.contains("Ann Lee (contact)"),
         "linked to the contact the CRM named: {why}"
     );
 }

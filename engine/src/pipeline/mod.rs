@@ -192,7 +192,9 @@ impl Pipeline {
 
     /// The tenant's chain, loaded from its stored bindings (compiled
     /// components come from the on-disk cache). `key` opens the bindings'
-    /// secrets; a tenant whose bindings hold secrets needs it.
+    /// secrets; a tenant whose bindings hold secrets needs it. A chain this
+    /// pipeline already loaded (the stored chain and secrets unchanged) is
+    /// reused as it is.
     pub async fn chain(
         &self,
         tenant: TenantId,
