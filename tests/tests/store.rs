@@ -201,10 +201,11 @@ async fn migrations_are_idempotent(db: Db) {
     let conn = raw_connection(&db).await;
     // One row per migration: the initial schema, the content key, account
     // health, lz4 for raw bytes, webhooks, API tokens, message dates,
-    // certificate pins, OAuth2, check progress and decision records.
+    // certificate pins, OAuth2, check progress, decision records and plugin
+    // secrets.
     assert_eq!(
         count(&conn, "SELECT COUNT(*) FROM seaql_migrations").await,
-        11
+        12
     );
     assert_eq!(count(&conn, "SELECT COUNT(*) FROM tenants").await, 1);
     if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
@@ -270,10 +271,11 @@ async fn migrations_are_idempotent(db: Db) {
     }
     // One row per migration: the initial schema, the content key, account
     // health, lz4 for raw bytes, webhooks, API tokens, message dates,
-    // certificate pins, OAuth2, check progress and decision records.
+    // certificate pins, OAuth2, check progress, decision records and plugin
+    // secrets.
     assert_eq!(
         count(&conn, "SELECT COUNT(*) FROM seaql_migrations").await,
-        11
+        12
     );
 }
 

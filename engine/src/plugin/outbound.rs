@@ -674,7 +674,7 @@ mod tests {
             ("https://crm.example.com:0", "port"),
             ("https://crm.example.com:99999", "port"),
             ("https://", "no host"),
-            ("https://*", "no host"),
+            ("https://*", "wildcard"),
             ("https://a.*.example.com", "wildcard"),
             ("https://*.com", "two labels"),
             ("https://*.10.0.0.1", "IP"),
