@@ -223,7 +223,12 @@ async fn a_host_or_port_off_the_list_is_refused_before_any_connection() {
         // The same server under another name.
         format!("http://localhost:{}", crm.port),
     ] {
-        let p = crm_plugin(&rt, &crm.url("/contacts"), &[allowed.clone()], 5_000);
+        let p = crm_plugin(
+            &rt,
+            &crm.url("/contacts"),
+            std::slice::from_ref(&allowed),
+            5_000,
+        );
         let d = decide(p, "ann.lee@acme.example").await;
         let (kind, message) = step_error(&d);
         assert_eq!(kind, "guest-error", "{allowed}: {message}");

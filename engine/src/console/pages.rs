@@ -1644,6 +1644,10 @@ struct PluginRow {
     size: String,
     first: bool,
     last: bool,
+    /// The outbound HTTP allow-list, shown (changed by the CLI or API).
+    outbound: Vec<String>,
+    /// The secrets' names (never their values).
+    secrets: Vec<String>,
 }
 
 #[derive(Template)]
@@ -1691,6 +1695,8 @@ async fn plugins_page(
                     size: human_size(v.size),
                     first: i == 0,
                     last: i + 1 == count,
+                    outbound: v.allowed_outbound_hosts,
+                    secrets: v.secrets,
                     name: v.name,
                 })
                 .collect(),

@@ -717,8 +717,10 @@ mod tests {
     fn limits_keep_their_old_json_when_nothing_outbound_is_set() {
         let json = serde_json::to_string(&Limits::default()).unwrap();
         assert!(!json.contains("http"), "{json}");
-        let mut granted = Limits::default();
-        granted.allowed_outbound_hosts = parse_allow_list(&["http://127.0.0.1:8080"]).unwrap();
+        let granted = Limits {
+            allowed_outbound_hosts: parse_allow_list(&["http://127.0.0.1:8080"]).unwrap(),
+            ..Limits::default()
+        };
         let json = serde_json::to_string(&granted).unwrap();
         assert!(
             json.contains(r#""allowed_outbound_hosts":["http://127.0.0.1:8080"]"#),
