@@ -162,7 +162,7 @@ impl Matcher for CrmLookup {
             return Ok(Verdict::no_opinion());
         };
         let token = std::env::var("CRM_TOKEN").ok();
-        let mut url = format!("{}?email={}", self.config.url, encode(&sender));
+        let mut url = format!("{}?email={}", self.config.url, encode(sender));
         let mut redirects = 0;
         let answer = loop {
             let answer = get(&url, token.as_deref()).map_err(Error::new)?;
