@@ -6,8 +6,9 @@
 //
 // The app imports the SDK as 'intake-plugin-sdk'. componentize-js reads only
 // files under the app's folder, so the app's folder is staged with a copy of
-// this SDK and that import pointed at it. Left out of the engine: `fetch`
-// (wasi:http, which the engine does not grant a plugin) and the fetch event.
+// this SDK and that import pointed at it. Left out: `fetch` (wasi:http, which
+// the engine grants only bindings the operator allowed outbound HTTP; a
+// matcher needs none) and the fetch event.
 // The world is matcher-plugin (default), unknown-sender-plugin or full-plugin.
 
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';

@@ -204,10 +204,11 @@ async fn migrations_are_idempotent(db: Db) {
     // One row per migration: the initial schema, the content key, account
     // health, lz4 for raw bytes, webhooks, API tokens, message dates,
     // certificate pins, OAuth2, check progress, decision records,
-    // quarantine retry (deferred messages) and plugin versions.
+    // quarantine retry (deferred messages), plugin secrets and plugin
+    // versions.
     assert_eq!(
         count(&conn, "SELECT COUNT(*) FROM seaql_migrations").await,
-        13
+        14
     );
     assert_eq!(count(&conn, "SELECT COUNT(*) FROM tenants").await, 1);
     if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
@@ -274,10 +275,11 @@ async fn migrations_are_idempotent(db: Db) {
     // One row per migration: the initial schema, the content key, account
     // health, lz4 for raw bytes, webhooks, API tokens, message dates,
     // certificate pins, OAuth2, check progress, decision records,
-    // quarantine retry (deferred messages) and plugin versions.
+    // quarantine retry (deferred messages), plugin secrets and plugin
+    // versions.
     assert_eq!(
         count(&conn, "SELECT COUNT(*) FROM seaql_migrations").await,
-        13
+        14
     );
 }
 

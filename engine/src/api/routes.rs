@@ -27,7 +27,8 @@ use crate::service::messages::{
     Released,
 };
 use crate::service::plugins::{
-    CanaryRequest, PluginSettings, PluginVersionView, PluginVersions, PluginView, RollbackView,
+    CanaryRequest, OutboundSettings, PluginSettings, PluginVersionView, PluginVersions, PluginView,
+    RollbackView,
 };
 use crate::service::replay::{ReplayChain, ReplayReport, ReplayRequest};
 use crate::service::tenants::{IssuedToken, TenantView};
@@ -617,6 +618,23 @@ pub struct PluginChange {
     pub on_error: Option<String>,
     /// Switched on.
     pub enabled: Option<bool>,
+    /// Replaces the outbound HTTP allow-list: `scheme://host[:port]`
+    /// entries (`https://crm.example.com`, `http://127.0.0.1:8080`,
+    /// `https://*.example.com:443`); `[]` revokes the grant.
+    pub allowed_outbound_hosts: Option<Vec<String>>,
+    /// Time one outbound request may take, milliseconds (default 5000;
+    /// never past what is left of the deadline).
+    pub http_timeout_ms: Option<u64>,
+    /// Cap on one outbound request's body, KiB (default 64).
+    pub http_request_kb: Option<usize>,
+    /// Cap on one outbound response's body, KiB (default 1024).
+    pub http_response_kb: Option<usize>,
+    /// Secrets to set, name → value (`CRM_TOKEN`): stored encrypted, the
+    /// plugin's environment variables, never shown back.
+    #[schema(value_type = Option<std::collections::BTreeMap<String, String>>)]
+    pub set_secrets: Option<std::collections::BTreeMap<String, crate::domain::Secret>>,
+    /// Secrets to remove, by name.
+    pub remove_secrets: Option<Vec<String>>,
 }
 
 /// The chain's new order.
@@ -679,7 +697,10 @@ async fn get_plugin(
     ok(state.service.plugin(&s, &name).await?)
 }
 
-/// Configure a binding, change its limits, switch it on or off.
+/// Configure a binding, change its limits, switch it on or off; grant
+/// outbound HTTP (`allowed_outbound_hosts`, with its caps) and set or remove
+/// its secrets (stored encrypted, shown back by name only; setting one needs
+/// the service's master key).
 #[utoipa::path(patch, path = "/v1/plugins/{name}", tag = "plugins", request_body = PluginChange,
     params(("name" = String, Path, description = "Binding name")),
     responses((status = 200, body = PluginView),
@@ -697,9 +718,24 @@ async fn configure_plugin(
         memory_mb: change.memory_mb,
         on_error: change.on_error,
     };
+    let outbound = OutboundSettings {
+        allowed_outbound_hosts: change.allowed_outbound_hosts,
+        http_timeout_ms: change.http_timeout_ms,
+        http_request_kb: change.http_request_kb,
+        http_response_kb: change.http_response_kb,
+        set_secrets: change.set_secrets,
+        remove_secrets: change.remove_secrets,
+    };
     ok(state
         .service
-        .configure_plugin(&s, &name, config.as_deref(), &settings, change.enabled)
+        .configure_plugin(
+            &s,
+            &name,
+            config.as_deref(),
+            &settings,
+            &outbound,
+            change.enabled,
+        )
         .await?)
 }
 

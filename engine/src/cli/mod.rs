@@ -212,7 +212,7 @@ pub(crate) struct AccountArgs {
 
 fn secret_from_env(var: &str) -> anyhow::Result<Secret> {
     std::env::var(var).map(Secret::new).with_context(|| {
-        format!("environment variable {var} is not set (it should hold the password)")
+        format!("environment variable {var} is not set (it should hold the secret)")
     })
 }
 
@@ -281,6 +281,10 @@ pub(crate) enum PluginCommand {
         #[arg(long)]
         bundled: bool,
     },
+    /// Change a plugin of the chain: its configuration, limits, failure
+    /// policy, outbound HTTP grant and secrets. Secrets are read from
+    /// environment variables or standard input, never from arguments.
+    Configure(commands::PluginConfigure),
     /// Remove a plugin from the chain.
     Remove {
         /// Its name.
@@ -361,6 +365,14 @@ pub(crate) struct PluginTest {
     /// Cap on each body passed to plugins, in KiB.
     #[arg(long, default_value_t = 64)]
     max_body_kb: usize,
+    /// Let the plugins send HTTP requests to this scheme://host[:port]
+    /// (repeatable), e.g. http://127.0.0.1:8080; nowhere by default.
+    #[arg(long, value_name = "URL")]
+    allow_outbound: Vec<String>,
+    /// Give the plugins the secret NAME, read from the environment
+    /// variable VAR (repeatable), as a binding's secret would be.
+    #[arg(long, value_name = "NAME=VAR")]
+    secret_env: Vec<String>,
     /// Pretty-print the JSON.
     #[arg(long)]
     pretty: bool,
@@ -561,6 +573,19 @@ async fn plugin_test(args: PluginTest, out: &mut (dyn Write + Send)) -> anyhow::
         tracing::info!(contacts = n, file = %csv.display(), "directory loaded");
     }
 
+    let allowed = crate::plugin::parse_allow_list(&args.allow_outbound)?;
+    let mut secrets = Vec::new();
+    for spec in &args.secret_env {
+        let (name, var) = spec.split_once('=').with_context(|| {
+            format!("--secret-env {spec:?}: give NAME=VAR (the value is read from the environment variable VAR)")
+        })?;
+        crate::store::plugin_secrets::check_secret_name(name)?;
+        secrets.push((
+            name.to_owned(),
+            commands::read_secret(Some(var), false, name)?,
+        ));
+    }
+
     let runtime = Arc::new(PluginRuntime::new(RuntimeConfig::default())?);
     let mut matchers: Vec<Arc<LoadedPlugin>> = Vec::new();
     let mut policy: Option<Arc<LoadedPlugin>> = None;
@@ -569,6 +594,8 @@ async fn plugin_test(args: PluginTest, out: &mut (dyn Write + Send)) -> anyhow::
         let mut binding = Binding::from_file(path);
         binding.limits.deadline = Duration::from_millis(args.deadline_ms);
         binding.limits.memory_bytes = args.memory_mb << 20;
+        binding.limits.allowed_outbound_hosts = allowed.clone();
+        binding.secrets = secrets.clone();
         binding.on_error = args.on_error;
         if let Some(config) = configs.remove(&binding.name) {
             binding.config = config;

@@ -1646,6 +1646,10 @@ struct PluginRow {
     version: String,
     first: bool,
     last: bool,
+    /// The outbound HTTP allow-list, shown (changed by the CLI or API).
+    outbound: Vec<String>,
+    /// The secrets' names (never their values).
+    secrets: Vec<String>,
 }
 
 #[derive(Template)]
@@ -1707,6 +1711,8 @@ async fn plugins_page(
                     },
                     first: i == 0,
                     last: i + 1 == count,
+                    outbound: v.allowed_outbound_hosts,
+                    secrets: v.secrets,
                     name: v.name,
                 })
                 .collect(),
@@ -1827,6 +1833,9 @@ async fn configure_plugin(
             &name,
             Some(form.config.trim()),
             &settings,
+            // The outbound grant and secrets are set with the command line
+            // or the API; the console shows them (names only).
+            &crate::service::plugins::OutboundSettings::default(),
             Some(form.enabled.is_some()),
         )
         .await

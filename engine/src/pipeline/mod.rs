@@ -257,8 +257,16 @@ impl Pipeline {
     }
 
     /// The tenant's chain, loaded from its stored bindings (compiled
-    /// components come from the on-disk cache).
-    pub async fn chain(&self, tenant: TenantId, tenant_name: &str) -> Result<Chain, PipelineError> {
+    /// components come from the on-disk cache). `key` opens the bindings'
+    /// secrets; a tenant whose bindings hold secrets needs it. A chain this
+    /// pipeline already loaded (the stored chain and secrets unchanged) is
+    /// reused as it is.
+    pub async fn chain(
+        &self,
+        tenant: TenantId,
+        tenant_name: &str,
+        key: Option<&MasterKey>,
+    ) -> Result<Chain, PipelineError> {
         // The chain as stored now: a change through the command line or the
         // API (here or in another engine) is picked up at the next run.
         let signature = self.store.chain_signature(tenant).await?;
@@ -271,6 +279,7 @@ impl Pipeline {
         let mut matchers: Vec<Arc<LoadedPlugin>> = Vec::new();
         let mut policy = None;
         let mut candidates = Vec::new();
+        let secrets = self.store.plugin_secrets(tenant, key).await?;
         for stored in self
             .store
             .bindings(tenant)
@@ -278,7 +287,9 @@ impl Pipeline {
             .into_iter()
             .filter(|b| b.enabled)
         {
-            let plugin = self.runtime.load_async(stored.to_binding()).await?;
+            let mut binding = stored.to_binding();
+            binding.secrets = secrets.get(&stored.name).cloned().unwrap_or_default();
+            let plugin = self.runtime.load_async(binding).await?;
             let plugin = Arc::new(plugin.with_version(stored.version, false));
             match stored.role {
                 BindingRole::Matcher => matchers.push(plugin),
@@ -291,10 +302,9 @@ impl Pipeline {
                     .store
                     .binding_version(tenant, &stored.name, canary.version)
                     .await?;
-                let candidate = self
-                    .runtime
-                    .load_async(stored.version_binding(&version, wasm))
-                    .await?;
+                let mut binding = stored.version_binding(&version, wasm);
+                binding.secrets = secrets.get(&stored.name).cloned().unwrap_or_default();
+                let candidate = self.runtime.load_async(binding).await?;
                 candidates.push((
                     Arc::new(candidate.with_version(canary.version, true)),
                     canary.rollout.clone(),
@@ -321,8 +331,9 @@ impl Pipeline {
         tenant_name: &str,
         id: store::StoredMessageId,
         raw: bytes::Bytes,
+        key: Option<&MasterKey>,
     ) -> Result<decide::Decided, PipelineError> {
-        let chain = self.chain(tenant, tenant_name).await?;
+        let chain = self.chain(tenant, tenant_name, key).await?;
         let envelope = Envelope {
             tenant_id: tenant_name.to_string(),
             account_id: "quarantine".into(),
@@ -351,7 +362,7 @@ impl Pipeline {
         let tenant = self.store.ensure_tenant(tenant_name).await?;
         let account_id = self.store.account_id(tenant, account).await?;
         let settings = crate::oauth::fresh_settings(&self.store, tenant, account, key).await?;
-        let chain = self.chain(tenant, tenant_name).await?;
+        let chain = self.chain(tenant, tenant_name, Some(key)).await?;
         let source = fetch::open(&settings).await?;
         let ctx = Run {
             tenant,
@@ -394,7 +405,7 @@ impl Pipeline {
         let tenant = self.store.ensure_tenant(tenant_name).await?;
         let account_id = self.store.account_id(tenant, account).await?;
         let settings = self.store.settings(tenant, account, key).await?;
-        let chain = self.chain(tenant, tenant_name).await?;
+        let chain = self.chain(tenant, tenant_name, Some(key)).await?;
         let ctx = Run {
             tenant,
             tenant_name,

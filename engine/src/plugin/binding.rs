@@ -66,6 +66,10 @@ pub struct Binding {
     pub limits: Limits,
     /// What a failure does.
     pub on_error: FailurePolicy,
+    /// Secrets for this binding's instances only, as `(NAME, value)`: each
+    /// is an environment variable of every instance of this binding and of
+    /// no other. Not part of the configuration version; never printed.
+    pub secrets: Vec<(String, crate::domain::Secret)>,
 }
 
 impl Binding {
@@ -82,6 +86,7 @@ impl Binding {
             config: "{}".into(),
             limits: Limits::default(),
             on_error: FailurePolicy::default(),
+            secrets: Vec::new(),
         }
     }
 }
@@ -465,7 +470,15 @@ impl LoadedPlugin {
         role: RoleCall<'_>,
     ) -> (Result<RoleResult, CallError>, Vec<PluginLog>) {
         let deadline = self.limits.deadline;
-        let state = HostState::new(self.name.clone(), self.limits.clone(), call.clone());
+        // Waiting on an outbound HTTP request counts against the deadline
+        // by the wall clock: each request's budget ends here at the latest.
+        let state = HostState::new(
+            self.name.clone(),
+            self.limits.clone(),
+            call.clone(),
+            &self.binding.secrets,
+            std::time::Instant::now() + deadline,
+        );
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| &mut state.limiter);
         // Whatever the guest hands the host in one transfer (a verdict, an
@@ -571,6 +584,9 @@ impl LoadedPlugin {
         // Text the plugin supplied is bounded and neutralized here, once,
         // before it can be kept, logged or printed anywhere.
         let result = match outcome {
+            // A request cut short by the deadline ends the call as a
+            // timeout, whatever the plugin did with the error it got.
+            _ if store.data().deadline_hit() => Err(CallError::Timeout(deadline)),
             Err(_elapsed) => Err(CallError::Timeout(deadline)),
             Ok(Ok(Ok(value))) => Ok(value),
             Ok(Ok(Err(Failure::Init(PluginError::Permanent(m))))) => {

@@ -1,16 +1,22 @@
 //! The Store data of one plugin call, and the host side of the imports
 //! (directory, message data, log). Every import is scoped to the tenant of
 //! the message in [`CallContext`]; a plugin has no way to name another.
+//! Outbound HTTP goes through the binding's grant ([`super::outbound`]);
+//! the binding's secrets are the instance's environment, and nothing else is.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::{directory, log, message_data, types};
 use super::limits::{Limiter, Limits};
+use super::outbound::Outbound;
 use super::output::CappedOutput;
 use crate::directory::{Directory, DirectoryError, Page, Party, PartyKind};
+use crate::domain::Secret;
 
 /// One raw read returns at most this much (the WIT says 1 MiB).
 const MAX_RAW_READ: u32 = 1 << 20;
@@ -52,10 +58,16 @@ impl std::fmt::Debug for CallContext {
 /// The data of one plugin Store: WASI with nothing granted, the limiter, and
 /// the message context.
 pub(crate) struct HostState {
-    /// WASI context: no preopened directories, no environment, no network;
-    /// clocks and random only. Stdout/stderr go to capped buffers.
+    /// WASI context: no preopened directories, no network sockets; clocks
+    /// and random; the environment holds the binding's secrets only.
+    /// Stdout/stderr go to capped buffers.
     wasi: WasiCtx,
-    /// Resources the WASI streams live in.
+    /// `wasi:http` state (field size limits).
+    http: WasiHttpCtx,
+    /// The binding's outbound grant, caps and the call's deadline: judges
+    /// and sends every `wasi:http` request.
+    outbound: Outbound,
+    /// Resources the WASI streams and HTTP handles live in.
     table: ResourceTable,
     /// Enforces the memory cap and remembers a refusal.
     pub(crate) limiter: Limiter,
@@ -76,15 +88,32 @@ pub(crate) struct HostState {
 }
 
 impl HostState {
-    pub(crate) fn new(plugin: Arc<str>, limits: Arc<Limits>, call: Arc<CallContext>) -> Self {
+    /// The state of one call of `plugin`, whose deadline runs out at
+    /// `deadline_at`; `secrets` become its environment variables.
+    pub(crate) fn new(
+        plugin: Arc<str>,
+        limits: Arc<Limits>,
+        call: Arc<CallContext>,
+        secrets: &[(String, Secret)],
+        deadline_at: Instant,
+    ) -> Self {
         let stdout = CappedOutput::new(limits.max_stdio_bytes);
         let stderr = CappedOutput::new(limits.max_stdio_bytes);
-        let wasi = WasiCtx::builder()
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .build();
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(stdout.clone()).stderr(stderr.clone());
+        for (name, value) in secrets {
+            wasi.env(name, value.expose());
+        }
+        let outbound = Outbound::new(
+            plugin.clone(),
+            call.tenant_id.clone(),
+            limits.clone(),
+            deadline_at,
+        );
         HostState {
-            wasi,
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            outbound,
             table: ResourceTable::new(),
             limiter: Limiter {
                 memory_cap: limits.memory_bytes,
@@ -98,6 +127,11 @@ impl HostState {
             stdout,
             stderr,
         }
+    }
+
+    /// Whether an outbound request was cut short by the call's deadline.
+    pub(crate) fn deadline_hit(&self) -> bool {
+        self.outbound.deadline_hit()
     }
 
     /// The lines the plugin logged in this call.
@@ -181,6 +215,16 @@ impl WasiView for HostState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
         }
     }
 }

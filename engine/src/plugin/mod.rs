@@ -9,6 +9,8 @@
 //!   from its `lifecycle` export.
 //! - `host`: the imports (directory, raw message, log), tenant-scoped;
 //!   `host_v0_2` serves 0.2.0's by delegating to them.
+//! - [`outbound`]: `wasi:http` requests judged by the binding's allow-list,
+//!   with capped bodies and a time budget inside the deadline.
 //! - `view`: the engine's message view → the contract's record (the only
 //!   place generated message types are built).
 //! - `rules`: verdicts checked by the SDK's rules (`intake_plugin_sdk::rules`),
@@ -26,6 +28,7 @@ pub mod error;
 mod host;
 mod host_v0_2;
 pub mod limits;
+pub mod outbound;
 mod output;
 mod rules;
 pub mod runtime;
@@ -41,4 +44,5 @@ pub use chain::{Chain, Decision, Disposition, NewLead, Step};
 pub use error::{CallError, LoadError};
 pub use host::{CallContext, PluginLog};
 pub use limits::Limits;
+pub use outbound::{AllowedHost, AllowedHostError, parse_allow_list};
 pub use runtime::{PluginRuntime, RuntimeConfig};

@@ -72,8 +72,14 @@ impl PluginRuntime {
         };
         let mut linker = Linker::new(&engine);
         // WASI gives clocks, random and (captured) stdio. Nothing is granted
-        // through it: no preopens, no environment, no sockets allowed.
+        // through it: no preopens, no sockets allowed; the environment holds
+        // only the binding's own secrets.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| LoadError::Engine(e.to_string()))?;
+        // `wasi:http/outgoing-handler` for every plugin, so a component that
+        // imports it loads; each request is judged by the binding's grant,
+        // and a binding without one has every request refused.
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(|e| LoadError::Engine(e.to_string()))?;
         // Every released contract version, side by side.
         FullPlugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)

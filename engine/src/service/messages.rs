@@ -464,7 +464,13 @@ impl Service {
             })?;
         let pipeline = self.pipeline_or_default()?;
         let decided = pipeline
-            .decide_stored(scope.tenant(), scope.tenant_name(), id, raw.into())
+            .decide_stored(
+                scope.tenant(),
+                scope.tenant_name(),
+                id,
+                raw.into(),
+                self.key.as_ref(),
+            )
             .await
             .map_err(|e| ServiceError::Refused(format!("the chain could not run: {e}")))?;
         let record = decided.record();

@@ -7,6 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
@@ -14,6 +16,7 @@ use sha2::Digest;
 use super::scope::Scope;
 use super::{Result, Service, ServiceError, invalid};
 use crate::domain::Rollout;
+use crate::domain::Secret;
 use crate::plugin::{FailurePolicy, Limits, PluginRuntime, RuntimeConfig};
 use crate::store::{
     BindingRole, NewBinding, NewVersion, RolledBack, StoredBinding, StoredVersion, TenantId,
@@ -33,6 +36,43 @@ pub struct PluginSettings {
     pub memory_mb: Option<usize>,
     /// `quarantine` (default) or `skip`.
     pub on_error: Option<String>,
+}
+
+/// A binding's outbound HTTP grant, caps and secrets, as a person changes
+/// them. Every field is optional: what is left out stays as it is.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundSettings {
+    /// Replaces the allow-list: `scheme://host[:port]` entries, e.g.
+    /// `https://crm.example.com`, `http://127.0.0.1:8080`,
+    /// `https://*.example.com:443`. `[]` revokes the grant.
+    pub allowed_outbound_hosts: Option<Vec<String>>,
+    /// Time one request may take, milliseconds (default 5000; never past
+    /// what is left of the deadline).
+    pub http_timeout_ms: Option<u64>,
+    /// Cap on one request's body, KiB (default 64).
+    pub http_request_kb: Option<usize>,
+    /// Cap on one response's body, KiB (default 1024).
+    pub http_response_kb: Option<usize>,
+    /// Secrets to set, name → value (e.g. `CRM_TOKEN`): stored encrypted,
+    /// handed to this binding's instances as environment variables, never
+    /// shown back.
+    #[schema(value_type = Option<std::collections::BTreeMap<String, String>>)]
+    pub set_secrets: Option<BTreeMap<String, Secret>>,
+    /// Secrets to remove, by name.
+    pub remove_secrets: Option<Vec<String>>,
+}
+
+impl OutboundSettings {
+    /// Whether it changes anything.
+    pub fn is_empty(&self) -> bool {
+        self.allowed_outbound_hosts.is_none()
+            && self.http_timeout_ms.is_none()
+            && self.http_request_kb.is_none()
+            && self.http_response_kb.is_none()
+            && self.set_secrets.as_ref().is_none_or(BTreeMap::is_empty)
+            && self.remove_secrets.as_ref().is_none_or(Vec::is_empty)
+    }
 }
 
 /// A binding as views show it (not its bytes).
@@ -73,6 +113,16 @@ pub struct PluginView {
     pub version: u32,
     /// The canary, if one runs.
     pub canary: Option<CanaryView>,
+    /// Where the plugin may send HTTP requests; empty: nowhere.
+    pub allowed_outbound_hosts: Vec<String>,
+    /// Time one outbound request may take, milliseconds.
+    pub http_timeout_ms: u64,
+    /// Cap on one outbound request's body, KiB.
+    pub http_request_kb: usize,
+    /// Cap on one outbound response's body, KiB.
+    pub http_response_kb: usize,
+    /// The names of the binding's secrets (the values are never shown).
+    pub secrets: Vec<String>,
 }
 
 /// A canary: a binding's candidate version and the mail it decides.
@@ -194,7 +244,7 @@ fn version_view(b: &StoredBinding, v: &StoredVersion) -> PluginVersionView {
     }
 }
 
-fn view(b: &StoredBinding) -> PluginView {
+fn view(b: &StoredBinding, secret_names: &BTreeMap<String, Vec<String>>) -> PluginView {
     let sha256 = hex::encode(sha2::Sha256::digest(&b.wasm));
     PluginView {
         config_version: crate::plugin::config_version(&sha256, &b.config, &b.limits, b.on_error),
@@ -215,6 +265,16 @@ fn view(b: &StoredBinding) -> PluginView {
         created_at: b.created_at,
         version: b.version,
         canary: b.canary.as_ref().map(CanaryView::new),
+        allowed_outbound_hosts: b
+            .limits
+            .allowed_outbound_hosts
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        http_timeout_ms: b.limits.http_timeout.as_millis() as u64,
+        http_request_kb: b.limits.http_request_bytes >> 10,
+        http_response_kb: b.limits.http_response_bytes >> 10,
+        secrets: secret_names.get(&b.name).cloned().unwrap_or_default(),
     }
 }
 
@@ -245,6 +305,48 @@ fn limits(settings: &PluginSettings, mut base: Limits) -> Result<Limits> {
             ));
         }
         base.memory_bytes = mb << 20;
+    }
+    Ok(base)
+}
+
+/// The outbound grant and caps of `settings` over `base`; every bad
+/// allow-list entry is refused with what is wrong with it.
+pub fn outbound_limits(settings: &OutboundSettings, mut base: Limits) -> Result<Limits> {
+    use crate::plugin::limits::MAX_HTTP_BODY_BYTES;
+    if let Some(entries) = &settings.allowed_outbound_hosts {
+        if entries.len() > 64 {
+            return Err(invalid("allowed_outbound_hosts", "at most 64 entries"));
+        }
+        base.allowed_outbound_hosts = crate::plugin::parse_allow_list(entries)
+            .map_err(|e| invalid("allowed_outbound_hosts", e.to_string()))?;
+    }
+    if let Some(ms) = settings.http_timeout_ms {
+        if !(1..=60_000).contains(&ms) {
+            return Err(invalid("http_timeout_ms", "1 to 60000"));
+        }
+        base.http_timeout = Duration::from_millis(ms);
+    }
+    for (field, value, target) in [
+        (
+            "http_request_kb",
+            settings.http_request_kb,
+            &mut base.http_request_bytes,
+        ),
+        (
+            "http_response_kb",
+            settings.http_response_kb,
+            &mut base.http_response_bytes,
+        ),
+    ] {
+        if let Some(kb) = value {
+            if kb == 0 || kb << 10 > MAX_HTTP_BODY_BYTES {
+                return Err(invalid(
+                    field,
+                    format!("1 to {}", MAX_HTTP_BODY_BYTES >> 10),
+                ));
+            }
+            *target = kb << 10;
+        }
     }
     Ok(base)
 }
@@ -290,6 +392,7 @@ pub async fn check_component(
             config: config.to_owned(),
             limits: limits.clone(),
             on_error: FailurePolicy::default(),
+            secrets: Vec::new(),
         })
         .await
         .map_err(|e| invalid("wasm", e.to_string()))?;
@@ -402,12 +505,13 @@ impl Service {
     /// The tenant's chain, in order.
     pub async fn plugins(&self, scope: &Scope) -> Result<Vec<PluginView>> {
         scope.require(TokenScope::Read)?;
+        let names = self.store.plugin_secret_names(scope.tenant()).await?;
         Ok(self
             .store
             .bindings(scope.tenant())
             .await?
             .iter()
-            .map(view)
+            .map(|b| view(b, &names))
             .collect())
     }
 
@@ -450,23 +554,27 @@ impl Service {
     /// One binding.
     pub async fn plugin(&self, scope: &Scope, name: &str) -> Result<PluginView> {
         scope.require(TokenScope::Read)?;
+        let names = self.store.plugin_secret_names(scope.tenant()).await?;
         self.store
             .bindings(scope.tenant())
             .await?
             .iter()
             .find(|b| b.name == name)
-            .map(view)
+            .map(|b| view(b, &names))
             .ok_or_else(|| super::directory::not_found("plugin", name))
     }
 
-    /// Changes a binding's configuration, limits or failure policy; a new
-    /// configuration is checked by the component's `init` first.
+    /// Changes a binding's configuration, limits, failure policy, outbound
+    /// grant or secrets; a new configuration is checked by the component's
+    /// `init` first, and everything is checked before anything is stored.
+    /// Setting a secret needs the master key.
     pub async fn configure_plugin(
         &self,
         scope: &Scope,
         name: &str,
         config: Option<&str>,
         settings: &PluginSettings,
+        outbound: &OutboundSettings,
         enabled: Option<bool>,
     ) -> Result<PluginView> {
         scope.require(TokenScope::Admin)?;
@@ -483,8 +591,25 @@ impl Service {
             .ok_or_else(|| super::directory::not_found("plugin", name))?;
         let new_config = config.unwrap_or(&current.config);
         check_config(new_config)?;
-        let new_limits = limits(settings, current.limits.clone())?;
+        let new_limits = outbound_limits(outbound, limits(settings, current.limits.clone())?)?;
         let new_policy = on_error(settings, current.on_error)?;
+        let set_secrets = outbound.set_secrets.clone().unwrap_or_default();
+        let remove_secrets = outbound.remove_secrets.clone().unwrap_or_default();
+        for secret in set_secrets.keys().chain(&remove_secrets) {
+            crate::store::plugin_secrets::check_secret_name(secret)
+                .map_err(|e| invalid("secrets", e.to_string()))?;
+        }
+        if let Some(both) = set_secrets.keys().find(|k| remove_secrets.contains(k)) {
+            return Err(invalid(
+                "secrets",
+                format!("{both} is both set and removed"),
+            ));
+        }
+        let key = if set_secrets.is_empty() {
+            None
+        } else {
+            Some(self.key.as_ref().ok_or(ServiceError::NoKey)?)
+        };
         if config.is_some() {
             let binding = NewBinding {
                 name: current.name.clone(),
@@ -500,6 +625,22 @@ impl Service {
         self.store
             .configure_binding(scope.tenant(), name, new_config, &new_limits, new_policy)
             .await?;
+        if let Some(key) = key {
+            for (secret, value) in &set_secrets {
+                self.store
+                    .set_plugin_secret(scope.tenant(), name, secret, value, key)
+                    .await
+                    .map_err(|e| match e {
+                        crate::store::Error::Invalid { reason, .. } => invalid("secrets", reason),
+                        other => other.into(),
+                    })?;
+            }
+        }
+        for secret in &remove_secrets {
+            self.store
+                .remove_plugin_secret(scope.tenant(), name, secret)
+                .await?;
+        }
         if let Some(enabled) = enabled {
             self.store
                 .set_binding_enabled(scope.tenant(), name, enabled)

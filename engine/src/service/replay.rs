@@ -195,7 +195,7 @@ impl Service {
         let directory: Arc<dyn Directory> = overlay.clone();
         let stored = || async {
             pipeline
-                .chain(tenant, scope.tenant_name())
+                .chain(tenant, scope.tenant_name(), self.key.as_ref())
                 .await
                 .map_err(|e| ServiceError::Refused(format!("the chain could not load: {e}")))
         };

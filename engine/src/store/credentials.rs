@@ -138,14 +138,16 @@ impl Store {
         // Webhook signing secrets are sealed with the same key.
         super::webhooks::reseal_secrets(&txn, old, new).await?;
         super::oauth::reseal_secrets(&txn, old, new).await?;
+        super::plugin_secrets::reseal_secrets(&txn, old, new).await?;
         txn.commit().await?;
         Ok(count)
     }
 
-    /// Whether any tenant has a stored credential (so a master key was in
-    /// use).
+    /// Whether any tenant has a stored credential or plugin secret (so a
+    /// master key was in use).
     pub async fn has_credentials(&self) -> Result<bool> {
-        Ok(credentials::Entity::find().one(&self.db).await?.is_some())
+        Ok(credentials::Entity::find().one(&self.db).await?.is_some()
+            || self.has_plugin_secrets().await?)
     }
 
     /// The tenant's credentials, by name, without secrets.

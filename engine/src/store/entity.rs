@@ -763,3 +763,45 @@ pub mod api_tokens {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod plugin_secrets {
+    //! `plugin_secrets`: a binding's secrets, sealed.
+    use sea_orm::entity::prelude::*;
+
+    /// One secret of one binding; the value is sealed (nonce ‖ ciphertext
+    /// ‖ tag) and bound to tenant, binding and name.
+    #[derive(Clone, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "plugin_secrets")]
+    pub struct Model {
+        /// Surrogate key.
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        /// Owner.
+        pub tenant_id: i64,
+        /// The binding's name.
+        pub binding: String,
+        /// The environment variable it becomes.
+        pub name: String,
+        /// Sealed value.
+        pub secret: Vec<u8>,
+        /// When it was set.
+        pub created_at: DateTimeUtc,
+    }
+
+    // Hand-written: the sealed bytes stay out of logs too.
+    impl std::fmt::Debug for Model {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("plugin_secrets::Model")
+                .field("id", &self.id)
+                .field("binding", &self.binding)
+                .field("name", &self.name)
+                .finish_non_exhaustive()
+        }
+    }
+
+    /// No relations are navigated through the ORM.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -33,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(CheckProgress),
             Box::new(DecisionRecords),
             Box::new(QuarantineRetry),
+            Box::new(PluginSecrets),
             Box::new(PluginVersions),
         ]
     }
@@ -1145,6 +1146,49 @@ impl MigrationTrait for QuarantineRetry {
             &["kind", "attempts", "next_attempt_at"],
         )
         .await
+    }
+}
+
+/// Secrets of a plugin binding (a CRM's API token), sealed with the master
+/// key, handed to that binding's instances only. Keyed by the binding's
+/// name, so a new component under the same name keeps them; removed with
+/// the binding (by the store) or the tenant (by the foreign key).
+struct PluginSecrets;
+
+impl MigrationName for PluginSecrets {
+    fn name(&self) -> &str {
+        "m20261221_000001_plugin_secrets"
+    }
+}
+
+#[allow(elided_lifetimes_in_paths)]
+#[async_trait::async_trait]
+impl MigrationTrait for PluginSecrets {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let mut t = table("plugin_secrets");
+        tenant_col(&mut t, "plugin_secrets");
+        t.col(col("binding").text().not_null())
+            .col(col("name").text().not_null())
+            .col(col("secret").blob().not_null());
+        created_at(&mut t);
+        manager.create_table(t.to_owned()).await?;
+        manager
+            .create_index(
+                index(
+                    "ux_plugin_secrets_name",
+                    "plugin_secrets",
+                    &["tenant_id", "binding", "name"],
+                )
+                .unique()
+                .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table(a("plugin_secrets")).to_owned())
+            .await
     }
 }
 

@@ -45,6 +45,7 @@ pub mod location;
 mod migration;
 pub mod oauth;
 pub mod parties;
+pub mod plugin_secrets;
 pub mod plugins;
 pub mod replay;
 pub mod tokens;

@@ -199,6 +199,9 @@ impl StoredBinding {
             config: self.config.clone(),
             limits: self.limits.clone(),
             on_error: self.on_error,
+            // Opened separately, with the master key, when a chain is
+            // loaded (`Store::plugin_secrets`).
+            secrets: Vec::new(),
         }
     }
 
@@ -211,6 +214,8 @@ impl StoredBinding {
             config: version.config.clone(),
             limits: version.limits.clone(),
             on_error: self.on_error,
+            // As for the active version: the binding's secrets.
+            secrets: Vec::new(),
         }
     }
 }
@@ -836,6 +841,7 @@ impl Store {
             .filter(plugin_components::Column::Sha256.is_not_in(used))
             .exec(&txn)
             .await?;
+        super::plugin_secrets::delete_for_binding(&txn, tenant, name).await?;
         txn.commit().await?;
         Ok(())
     }
@@ -886,6 +892,8 @@ impl Store {
             hash.update(format!("\0{limits}\0{policy}\0{active}\0").as_bytes());
             hash.update(format!("{candidate:?}\0{share:?}\0{accounts:?}\n").as_bytes());
         }
+        // A changed secret is a changed chain too.
+        hash.update(super::plugin_secrets::signature(&self.db, tenant).await?);
         Ok(hex::encode(hash.finalize()))
     }
 

@@ -1,4 +1,4 @@
-//! `intake plugin` on the store: add (checked before it is stored), list, order, remove, and the bundled default chain;
+//! `intake plugin` on the store: add (checked before it is stored), list, configure (outbound HTTP grant and secrets included), order, remove, and the bundled default chain;
 //! a plugin's versions, canary, promote and rollback (through the service layer).
 
 use super::*;
@@ -238,6 +238,144 @@ pub(crate) struct PluginAdd {
     /// quarantine (default) or skip.
     #[arg(long, default_value = "quarantine")]
     on_error: FailurePolicy,
+    /// Let the plugin send HTTP requests to this scheme://host[:port]
+    /// (repeatable), e.g. https://crm.example.com; nowhere by default.
+    #[arg(long, value_name = "URL")]
+    allow_outbound: Vec<String>,
+}
+
+/// `intake plugin configure`.
+#[derive(Debug, Args)]
+pub(crate) struct PluginConfigure {
+    /// The plugin's name in the chain.
+    name: String,
+    /// New configuration: JSON, or @file.json (checked by its `init`).
+    #[arg(long)]
+    config: Option<String>,
+    /// Deadline per message, milliseconds.
+    #[arg(long)]
+    deadline_ms: Option<u64>,
+    /// Memory cap, MiB.
+    #[arg(long)]
+    memory_mb: Option<usize>,
+    /// quarantine or skip.
+    #[arg(long)]
+    on_error: Option<String>,
+    /// Allow HTTP requests to this scheme://host[:port] (repeatable; the
+    /// list given replaces the current one), e.g. https://crm.example.com,
+    /// http://127.0.0.1:8080, https://*.example.com:443.
+    #[arg(long, value_name = "URL", conflicts_with = "no_outbound")]
+    allow_outbound: Vec<String>,
+    /// Revoke the outbound HTTP grant.
+    #[arg(long)]
+    no_outbound: bool,
+    /// Time one HTTP request may take, milliseconds (default 5000; never
+    /// past what is left of the deadline).
+    #[arg(long)]
+    http_timeout_ms: Option<u64>,
+    /// Cap on one HTTP request's body, KiB (default 64).
+    #[arg(long)]
+    http_request_kb: Option<usize>,
+    /// Cap on one HTTP response's body, KiB (default 1024).
+    #[arg(long)]
+    http_response_kb: Option<usize>,
+    /// Set the secret NAME to the value of the environment variable VAR
+    /// (repeatable): stored encrypted, the plugin's environment variable
+    /// NAME, never shown back.
+    #[arg(long, value_name = "NAME=VAR")]
+    secret_env: Vec<String>,
+    /// Set the secret NAME to the first line of standard input.
+    #[arg(long, value_name = "NAME")]
+    secret_stdin: Option<String>,
+    /// Remove the secret NAME (repeatable).
+    #[arg(long, value_name = "NAME")]
+    remove_secret: Vec<String>,
+    /// Switch the plugin on.
+    #[arg(long, conflicts_with = "disable")]
+    enable: bool,
+    /// Switch the plugin off.
+    #[arg(long)]
+    disable: bool,
+}
+
+/// `intake plugin configure`: through the service, as the API does.
+async fn plugin_configure(
+    c: &Config,
+    store: Store,
+    tenant: TenantId,
+    a: PluginConfigure,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<()> {
+    let mut secrets = std::collections::BTreeMap::new();
+    for spec in &a.secret_env {
+        let (name, var) = spec
+            .split_once('=')
+            .with_context(|| format!("--secret-env {spec:?}: give NAME=VAR (the value is read from the environment variable VAR)"))?;
+        secrets.insert(name.to_owned(), read_secret(Some(var), false, name)?);
+    }
+    if let Some(name) = &a.secret_stdin {
+        secrets.insert(name.clone(), read_secret(None, true, name)?);
+    }
+    let outbound = crate::service::plugins::OutboundSettings {
+        allowed_outbound_hosts: if a.no_outbound {
+            Some(Vec::new())
+        } else {
+            (!a.allow_outbound.is_empty()).then(|| a.allow_outbound.clone())
+        },
+        http_timeout_ms: a.http_timeout_ms,
+        http_request_kb: a.http_request_kb,
+        http_response_kb: a.http_response_kb,
+        set_secrets: (!secrets.is_empty()).then_some(secrets),
+        remove_secrets: (!a.remove_secret.is_empty()).then(|| a.remove_secret.clone()),
+    };
+    let settings = crate::service::plugins::PluginSettings {
+        role: None,
+        deadline_ms: a.deadline_ms,
+        memory_mb: a.memory_mb,
+        on_error: a.on_error.clone(),
+    };
+    let config = a.config.as_deref().map(read_config).transpose()?;
+    let mut service = crate::service::Service::admin(store.clone());
+    if outbound.set_secrets.is_some() {
+        service = service.with_master_key(master_key_for_storing(c, &store).await?);
+    }
+    let enabled = match (a.enable, a.disable) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => None,
+    };
+    let view = service
+        .configure_plugin(
+            &crate::service::Scope::local(tenant, &c.tenant),
+            &a.name,
+            config.as_deref(),
+            &settings,
+            &outbound,
+            enabled,
+        )
+        .await
+        .map_err(|e| match e {
+            crate::service::ServiceError::Invalid { reason, .. } => anyhow::anyhow!(reason),
+            other => other.into(),
+        })?;
+    writeln!(
+        out,
+        "configured {} (version {}); it applies from the next check",
+        view.name, view.config_version
+    )?;
+    if !view.allowed_outbound_hosts.is_empty() {
+        writeln!(
+            out,
+            "outbound HTTP: {} (each request {} ms at most, within the {} ms deadline)",
+            view.allowed_outbound_hosts.join(", "),
+            view.http_timeout_ms,
+            view.deadline_ms
+        )?;
+    }
+    if !view.secrets.is_empty() {
+        writeln!(out, "secrets: {}", view.secrets.join(", "))?;
+    }
+    Ok(())
 }
 
 fn role(text: &str) -> anyhow::Result<BindingRole> {
@@ -311,6 +449,7 @@ pub(crate) async fn plugin(
             let limits = Limits {
                 deadline: Duration::from_millis(a.deadline_ms),
                 memory_bytes: a.memory_mb << 20,
+                allowed_outbound_hosts: crate::plugin::parse_allow_list(&a.allow_outbound)?,
                 ..Limits::default()
             };
             let binding = NewBinding {
@@ -330,6 +469,7 @@ pub(crate) async fn plugin(
                 role.as_str()
             )?;
         }
+        PluginCommand::Configure(a) => plugin_configure(c, store, tenant, a, out).await?,
         PluginCommand::List { .. } => {
             writeln!(
                 out,
@@ -345,6 +485,7 @@ pub(crate) async fn plugin(
                 "V",
                 "CONTRACT"
             )?;
+            let secret_names = store.plugin_secret_names(tenant).await?;
             for b in store.bindings(tenant).await? {
                 let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&b.wasm[..]));
                 let version =
@@ -371,6 +512,26 @@ pub(crate) async fn plugin(
                     contract,
                     safe(&b.config)
                 )?;
+                // The grant and the secrets' names (never their values).
+                if !b.limits.allowed_outbound_hosts.is_empty() {
+                    let hosts: Vec<String> = b
+                        .limits
+                        .allowed_outbound_hosts
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect();
+                    writeln!(
+                        out,
+                        "     outbound HTTP: {} (request ≤ {} KiB, response ≤ {} KiB, {} ms each)",
+                        hosts.join(", "),
+                        b.limits.http_request_bytes >> 10,
+                        b.limits.http_response_bytes >> 10,
+                        b.limits.http_timeout.as_millis()
+                    )?;
+                }
+                if let Some(names) = secret_names.get(&b.name) {
+                    writeln!(out, "     secrets: {}", safe(&names.join(", ")))?;
+                }
             }
         }
         PluginCommand::Remove { name } => {
