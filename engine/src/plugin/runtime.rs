@@ -199,10 +199,10 @@ fn engine_config(pool: Option<u32>) -> Config {
             // next instance of that plugin finds its image still mapped and
             // only dirtied pages to reset. A slot that goes cold is unmapped
             // and must be mapped again (mmap + mprotect + page faults) for
-            // whichever plugin takes it next. Enough warm slots for each
-            // plugin of a chain on every decide worker: with 4, a 5-plugin
-            // chain cost 0.4-1.2 s more kernel time per 10k messages, with
-            // the same peak RSS.
+            // whichever plugin takes it next. 16 covers a 5-plugin chain on
+            // up to three decide workers; with 4, such a chain on 2 workers
+            // cost 0.4-1.1 s more kernel time per 10k messages, for a peak
+            // RSS within 1-2 MiB of this.
             .max_unused_warm_slots(WARM_SLOTS.min(instances));
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
     }
